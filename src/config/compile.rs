@@ -1,0 +1,136 @@
+//! Checked config -> [`Compiled`]: names become ids, records are built once, zones become
+//! node maps with empty non-terminals filled in, and the GeoIP database is opened.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+
+use super::Problem;
+use super::validate::{Checked, CheckedZone};
+use crate::geo::GeoDb;
+use crate::routing::table::{
+    Compiled, Endpoint, EndpointId, Family, Node, Service, ServiceId, ServiceRegion, Zone, ZoneId,
+};
+
+pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
+    let geo = match &checked.geoip {
+        None => None,
+        Some((path, span)) => match GeoDb::open(path) {
+            Ok(db) => Some(Arc::new(db)),
+            Err(e) => return Err(vec![Problem::new(span.clone(), e.to_string())]),
+        },
+    };
+
+    let mut zones: Vec<Zone> = checked.zones.iter().map(zone).collect();
+    let mut services = Vec::new();
+    let mut endpoints = Vec::new();
+    for (i, svc) in checked.services.into_iter().enumerate() {
+        let id = ServiceId(i as u32);
+        let mut regions: Vec<ServiceRegion> = Vec::new();
+        // Regions in the service's default order first, then the rest as configured.
+        let mut order: Vec<_> = svc.default_order.clone();
+        for e in &svc.endpoints {
+            if !order.contains(&e.region) {
+                order.push(e.region);
+            }
+        }
+        for region in order {
+            let mut v4 = Vec::new();
+            let mut v6 = Vec::new();
+            for e in svc.endpoints.iter().filter(|e| e.region == region) {
+                let eid = EndpointId(endpoints.len() as u32);
+                let family = Family::of(e.address);
+                match family {
+                    Family::V4 => v4.push(eid),
+                    Family::V6 => v6.push(eid),
+                }
+                endpoints.push(Endpoint {
+                    service: id,
+                    region,
+                    address: e.address,
+                    port: e.port,
+                    check: e.check.clone(),
+                    check_address: e.check_address,
+                    record: Record::from_rdata(svc.name.clone(), svc.ttl, RData::from(e.address)),
+                });
+            }
+            if v4.is_empty() && v6.is_empty() {
+                continue;
+            }
+            regions.push(ServiceRegion {
+                region,
+                rank: regions.len() as u16,
+                v4: v4.into(),
+                v6: v6.into(),
+            });
+        }
+        let zone = &mut zones[svc.zone];
+        node_at(zone, &svc.name).service = Some(id);
+        services.push(Service {
+            name: svc.name,
+            ttl: svc.ttl,
+            policy: svc.policy,
+            answers: svc.answers,
+            regions: regions.into(),
+        });
+    }
+
+    let zone_by_origin = zones
+        .iter()
+        .enumerate()
+        .map(|(i, z)| (z.origin.clone(), ZoneId(i as u32)))
+        .collect();
+    Ok(Compiled {
+        settings: checked.settings,
+        geo,
+        zones,
+        zone_by_origin,
+        regions: checked.regions,
+        services,
+        endpoints,
+    })
+}
+
+fn zone(z: &CheckedZone) -> Zone {
+    let origin = LowerName::new(&z.origin);
+    let mut negative_soa = z.soa.clone();
+    if let RData::SOA(soa) = &z.soa.data {
+        negative_soa.ttl = z.soa.ttl.min(soa.minimum);
+    }
+    let mut zone = Zone {
+        origin,
+        soa: z.soa.clone(),
+        negative_soa,
+        nodes: HashMap::new(),
+        has_delegations: false,
+    };
+    let apex = std::iter::once(z.soa.clone()).chain(z.ns.iter().cloned());
+    for rec in apex.chain(z.records.iter().cloned()) {
+        if rec.record_type() == RecordType::NS && rec.name != z.origin {
+            zone.has_delegations = true;
+        }
+        let rtype = rec.record_type();
+        let node = node_at(&mut zone, &rec.name);
+        match node.rrsets.iter_mut().find(|(t, _)| *t == rtype) {
+            Some((_, set)) => {
+                let mut v = std::mem::take(set).into_vec();
+                v.push(rec);
+                *set = v.into();
+            }
+            None => node.rrsets.push((rtype, vec![rec].into())),
+        }
+    }
+    zone
+}
+
+/// The node for `name`, created with every missing ancestor up to the origin (empty
+/// non-terminals answer NODATA rather than NXDOMAIN).
+fn node_at<'z>(zone: &'z mut Zone, name: &Name) -> &'z mut Node {
+    let key = LowerName::new(name);
+    let mut cur = key.clone();
+    while cur != zone.origin && !cur.is_root() {
+        cur = cur.base_name();
+        zone.nodes.entry(cur.clone()).or_default();
+    }
+    zone.nodes.entry(key).or_default()
+}

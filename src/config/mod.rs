@@ -1,0 +1,121 @@
+//! Configuration: TOML -> [`raw`] -> [`validate`] -> [`compile`] -> an immutable
+//! [`Compiled`](crate::routing::Compiled). Every problem is reported with `FILE:LINE:COL`.
+pub mod compile;
+pub mod duration;
+pub mod raw;
+pub mod validate;
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::routing::Compiled;
+
+/// One problem in a config file, positioned for an editor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.message
+        )
+    }
+}
+
+/// Every problem found in one config, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A problem before it is positioned: the byte span it blames and what is wrong.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub span: Range<usize>,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(span: Range<usize>, message: impl Into<String>) -> Self {
+        Problem {
+            span,
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads, validates and compiles a config file. Relative paths inside it (the GeoIP database,
+/// the state directory) are taken from the config file's directory.
+pub fn load(path: &Path) -> Result<Compiled, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line: 1,
+            col: 1,
+            message: format!("cannot read config file: {e}"),
+        }])
+    })?;
+    load_str(&text, path)
+}
+
+/// Like [`load`], with the text already in hand (`path` names it in errors and anchors
+/// relative paths).
+pub fn load_str(text: &str, path: &Path) -> Result<Compiled, ConfigErrors> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let positioned = |problems: Vec<Problem>| ConfigErrors(position(text, path, problems));
+    let raw: raw::RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            return Err(positioned(vec![Problem::new(
+                span,
+                e.message().trim_end().to_string(),
+            )]));
+        }
+    };
+    let checked = validate::validate(&raw, base).map_err(positioned)?;
+    compile::compile(checked).map_err(positioned)
+}
+
+fn position(text: &str, path: &Path, mut problems: Vec<Problem>) -> Vec<ConfigError> {
+    problems.sort_by_key(|p| p.span.start);
+    problems
+        .into_iter()
+        .map(|p| {
+            let start = p.span.start.min(text.len());
+            let before = &text[..start];
+            let line = before.matches('\n').count() + 1;
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let col = before[line_start..].chars().count() + 1;
+            ConfigError {
+                file: path.to_owned(),
+                line,
+                col,
+                message: p.message,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,149 @@
+//! The TOML file as written: serde structs, unknown keys refused, positions kept on every
+//! field an error can blame. Nothing here interprets values; see `validate` and `compile`.
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    pub geoip: Option<RawGeoip>,
+    #[serde(default)]
+    pub routing: RawRouting,
+    #[serde(default)]
+    pub zones: Vec<S<RawZone>>,
+    #[serde(default)]
+    pub regions: Vec<S<RawRegion>>,
+    #[serde(default)]
+    pub services: Vec<S<RawService>>,
+    #[serde(default)]
+    pub checks: BTreeMap<String, S<RawCheck>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub dns_listen: Option<S<Vec<S<String>>>>,
+    pub admin_listen: Option<S<String>>,
+    /// Largest UDP response we send and the payload size our OPT advertises.
+    pub max_udp_payload: Option<S<i64>>,
+    /// How long a TCP connection may sit idle between queries.
+    pub tcp_idle_timeout: Option<S<String>>,
+    pub state_dir: Option<S<String>>,
+    pub admin_token_file: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeoip {
+    pub database: S<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    /// Region order for clients the database cannot place (and for ties).
+    #[serde(default)]
+    pub default_order: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawZone {
+    pub origin: S<String>,
+    pub ns: S<Vec<S<String>>>,
+    pub soa: S<RawSoa>,
+    /// Default TTL of the zone's static records.
+    pub ttl: Option<S<i64>>,
+    #[serde(default)]
+    pub records: Vec<S<RawRecord>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSoa {
+    pub mname: S<String>,
+    pub rname: S<String>,
+    pub serial: S<i64>,
+    pub refresh: Option<S<i64>>,
+    pub retry: Option<S<i64>>,
+    pub expire: Option<S<i64>>,
+    /// Negative-caching TTL (RFC 2308).
+    pub minimum: S<i64>,
+    pub ttl: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecord {
+    pub name: S<String>,
+    #[serde(rename = "type")]
+    pub rtype: S<String>,
+    pub data: S<String>,
+    pub ttl: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegion {
+    pub name: S<String>,
+    pub location: Option<S<RawLocation>>,
+    #[serde(default)]
+    pub countries: Vec<S<String>>,
+    #[serde(default)]
+    pub continents: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocation {
+    pub lat: S<f64>,
+    pub lon: S<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    pub name: S<String>,
+    pub ttl: Option<S<i64>>,
+    pub policy: Option<S<String>>,
+    pub answers: Option<S<i64>>,
+    pub check: Option<S<String>>,
+    /// Per-service override of `routing.default_order`.
+    pub default_order: Option<S<Vec<S<String>>>>,
+    pub endpoints: S<Vec<S<RawEndpoint>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    pub region: S<String>,
+    pub address: S<String>,
+    pub port: Option<S<i64>>,
+    pub check: Option<S<String>>,
+    pub check_address: Option<S<String>>,
+}
+
+/// A named health check. The prober gives these meaning; here they are only checked for shape.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub kind: S<String>,
+    pub path: Option<S<String>>,
+    pub port: Option<S<i64>>,
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub rise: Option<S<i64>>,
+    pub fall: Option<S<i64>>,
+    pub expect_status: Option<S<Vec<S<toml::Value>>>>,
+    pub expect_body: Option<S<String>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub tls_server_name: Option<S<String>>,
+    pub tls_insecure_skip_verify: Option<S<bool>>,
+}

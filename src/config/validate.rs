@@ -1,0 +1,957 @@
+//! Raw config -> checked model. Collects every problem instead of stopping at the first; does
+//! no I/O (the GeoIP database is opened by `compile`).
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use hickory_proto::rr::rdata::{SOA, TXT};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::txt::Parser;
+
+use super::Problem;
+use super::duration;
+use super::raw::{RawCheck, RawConfig, RawEndpoint, RawService, RawZone, S};
+use crate::geo::{Continent, CountryCode, LatLon};
+use crate::routing::table::{MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, Region, RegionId, Settings};
+
+/// Largest TTL RFC 2181 allows.
+const MAX_TTL: i64 = 2_147_483_647;
+const DEFAULT_ZONE_TTL: u32 = 3600;
+const DEFAULT_SERVICE_TTL: u32 = 30;
+const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
+const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(10);
+const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
+const STATIC_TYPES: [RecordType; 9] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CNAME,
+    RecordType::MX,
+    RecordType::TXT,
+    RecordType::SRV,
+    RecordType::CAA,
+    RecordType::NS,
+    RecordType::PTR,
+];
+
+/// A config that passed every check, with values parsed and names resolved to ids.
+#[derive(Debug)]
+pub struct Checked {
+    pub settings: Settings,
+    /// Resolved path of the GeoIP database and the span of its `database` key.
+    pub geoip: Option<(PathBuf, Range<usize>)>,
+    pub zones: Vec<CheckedZone>,
+    pub regions: Vec<Region>,
+    pub services: Vec<CheckedService>,
+}
+
+#[derive(Debug)]
+pub struct CheckedZone {
+    pub origin: Name,
+    pub soa: Record,
+    pub ns: Vec<Record>,
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug)]
+pub struct CheckedService {
+    pub name: Name,
+    pub zone: usize,
+    pub ttl: u32,
+    pub policy: Policy,
+    pub answers: usize,
+    /// Region order for clients the database cannot place.
+    pub default_order: Vec<RegionId>,
+    pub endpoints: Vec<CheckedEndpoint>,
+}
+
+#[derive(Debug)]
+pub struct CheckedEndpoint {
+    pub region: RegionId,
+    pub address: IpAddr,
+    pub port: u16,
+    pub check: Option<String>,
+    pub check_address: Option<IpAddr>,
+}
+
+struct Ctx {
+    problems: Vec<Problem>,
+}
+
+impl Ctx {
+    fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.problems.push(Problem::new(span, message));
+    }
+
+    fn ttl(&mut self, v: &S<i64>, what: &str) -> u32 {
+        let ttl = *v.get_ref();
+        if !(0..=MAX_TTL).contains(&ttl) {
+            self.err(
+                v.span(),
+                format!("{what} {ttl} is out of range (0 to {MAX_TTL} seconds)"),
+            );
+            return 0;
+        }
+        ttl as u32
+    }
+
+    fn name(&mut self, v: &S<String>, origin: Option<&Name>, what: &str) -> Option<Name> {
+        match parse_name(v.get_ref(), origin) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.err(
+                    v.span(),
+                    format!("{what} {:?} is not a valid name: {e}", v.get_ref()),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Parses a domain name; relative names are taken under `origin`, `@` is the origin itself.
+/// Without an origin every name is taken as absolute.
+pub fn parse_name(s: &str, origin: Option<&Name>) -> Result<Name, String> {
+    if s.is_empty() {
+        return Err("empty".into());
+    }
+    if s.contains(|c: char| c.is_whitespace() || c == '$' || c == ';') {
+        return Err("contains white space, '$' or ';'".into());
+    }
+    if s == "@" {
+        return origin.cloned().ok_or_else(|| "'@' needs a zone".into());
+    }
+    let mut name = Name::from_ascii(s).map_err(|e| e.to_string())?;
+    if !s.ends_with('.') {
+        match origin {
+            Some(origin) => name = name.append_domain(origin).map_err(|e| e.to_string())?,
+            None => name.set_fqdn(true),
+        }
+    }
+    Ok(name)
+}
+
+pub fn validate(raw: &RawConfig, base: &Path) -> Result<Checked, Vec<Problem>> {
+    let mut cx = Ctx {
+        problems: Vec::new(),
+    };
+    let settings = server_settings(&mut cx, raw);
+    let geoip = raw.geoip.as_ref().map(|g| {
+        let p = Path::new(g.database.get_ref());
+        (base.join(p), g.database.span())
+    });
+
+    let zones: Vec<CheckedZone> = raw.zones.iter().map(|z| zone(&mut cx, z)).collect();
+    check_duplicate_zones(&mut cx, raw, &zones);
+
+    let (regions, region_ids) = regions(&mut cx, raw);
+    let default_order = region_list(
+        &mut cx,
+        &raw.routing.default_order,
+        &region_ids,
+        "routing.default_order",
+    );
+    let checks = checks(&mut cx, &raw.checks);
+
+    let mut services = Vec::new();
+    let mut seen_services: HashMap<LowerName, Range<usize>> = HashMap::new();
+    for s in &raw.services {
+        let Some(svc) = service(
+            &mut cx,
+            s,
+            &zones,
+            &region_ids,
+            &checks,
+            &default_order,
+            regions.len(),
+        ) else {
+            continue;
+        };
+        let key = LowerName::new(&svc.name);
+        if let Some(first) = seen_services.get(&key) {
+            let line_hint = first.start;
+            cx.err(
+                s.get_ref().name.span(),
+                format!(
+                    "service {} is defined twice (first at byte {line_hint})",
+                    svc.name
+                ),
+            );
+            continue;
+        }
+        seen_services.insert(key, s.get_ref().name.span());
+        services.push(svc);
+    }
+    check_service_conflicts(&mut cx, raw, &zones, &services);
+
+    if geoip.is_none() && services.iter().any(|s| s.policy == Policy::Geo) {
+        let span = raw.services.first().map(|s| s.span()).unwrap_or(0..0);
+        cx.err(
+            span,
+            "geo services need a [geoip] database to place clients",
+        );
+    }
+
+    if cx.problems.is_empty() {
+        Ok(Checked {
+            settings,
+            geoip,
+            zones,
+            regions,
+            services,
+        })
+    } else {
+        Err(cx.problems)
+    }
+}
+
+fn server_settings(cx: &mut Ctx, raw: &RawConfig) -> Settings {
+    let s = &raw.server;
+    let mut dns_listen = Vec::new();
+    match &s.dns_listen {
+        None => dns_listen
+            .push(SocketAddr::from_str(DEFAULT_DNS_LISTEN).unwrap_or_else(|_| unreachable!())),
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                cx.err(
+                    list.span(),
+                    "server.dns_listen is empty: nothing would serve DNS",
+                );
+            }
+            for a in list.get_ref() {
+                match a.get_ref().parse::<SocketAddr>() {
+                    Ok(addr) if dns_listen.contains(&addr) => {
+                        cx.err(a.span(), format!("listen address {addr} is given twice"))
+                    }
+                    Ok(addr) => dns_listen.push(addr),
+                    Err(_) => cx.err(
+                        a.span(),
+                        format!(
+                            "{:?} is not an IP:port listen address (use [::1]:53 for IPv6)",
+                            a.get_ref()
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+    let admin_listen = s
+        .admin_listen
+        .as_ref()
+        .and_then(|a| match a.get_ref().parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                cx.err(
+                    a.span(),
+                    format!("{:?} is not an IP:port address", a.get_ref()),
+                );
+                None
+            }
+        });
+    let max_udp_payload = match &s.max_udp_payload {
+        None => DEFAULT_MAX_UDP_PAYLOAD,
+        Some(v) => match u16::try_from(*v.get_ref()) {
+            Ok(n) if n >= 512 => n,
+            _ => {
+                cx.err(
+                    v.span(),
+                    format!("max_udp_payload {} must be 512 to 65535", v.get_ref()),
+                );
+                DEFAULT_MAX_UDP_PAYLOAD
+            }
+        },
+    };
+    let tcp_idle_timeout = match &s.tcp_idle_timeout {
+        None => DEFAULT_TCP_IDLE,
+        Some(v) => match duration::parse(v.get_ref()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                cx.err(v.span(), "tcp_idle_timeout must be above zero");
+                DEFAULT_TCP_IDLE
+            }
+            Err(e) => {
+                cx.err(v.span(), e);
+                DEFAULT_TCP_IDLE
+            }
+        },
+    };
+    Settings {
+        dns_listen,
+        admin_listen,
+        max_udp_payload,
+        tcp_idle_timeout,
+    }
+}
+
+fn zone(cx: &mut Ctx, z: &S<RawZone>) -> CheckedZone {
+    let z = z.get_ref();
+    let origin = cx
+        .name(&z.origin, None, "zone origin")
+        .unwrap_or_else(Name::root);
+    let default_ttl = z
+        .ttl
+        .as_ref()
+        .map_or(DEFAULT_ZONE_TTL, |t| cx.ttl(t, "zone TTL"));
+
+    let soa_raw = z.soa.get_ref();
+    let mname = cx.name(&soa_raw.mname, Some(&origin), "SOA mname");
+    let rname = cx.name(&soa_raw.rname, Some(&origin), "SOA rname");
+    let mut num = |v: &Option<S<i64>>, default: i64, what: &str| -> i64 {
+        match v {
+            None => default,
+            Some(v) if (0..=MAX_TTL).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                cx.err(
+                    v.span(),
+                    format!("SOA {what} {} is out of range", v.get_ref()),
+                );
+                default
+            }
+        }
+    };
+    let refresh = num(&soa_raw.refresh, 3600, "refresh");
+    let retry = num(&soa_raw.retry, 600, "retry");
+    let expire = num(&soa_raw.expire, 604_800, "expire");
+    let serial = match u32::try_from(*soa_raw.serial.get_ref()) {
+        Ok(s) => s,
+        Err(_) => {
+            cx.err(soa_raw.serial.span(), "SOA serial must be 0 to 4294967295");
+            0
+        }
+    };
+    let minimum = cx.ttl(&soa_raw.minimum, "SOA minimum");
+    let soa_ttl = soa_raw
+        .ttl
+        .as_ref()
+        .map_or(default_ttl, |t| cx.ttl(t, "SOA TTL"));
+    let soa = Record::from_rdata(
+        origin.clone(),
+        soa_ttl,
+        RData::SOA(SOA::new(
+            mname.unwrap_or_else(Name::root),
+            rname.unwrap_or_else(Name::root),
+            serial,
+            refresh as i32,
+            retry as i32,
+            expire as i32,
+            minimum,
+        )),
+    );
+
+    if z.ns.get_ref().is_empty() {
+        cx.err(
+            z.ns.span(),
+            format!("zone {origin} needs at least one NS name"),
+        );
+    }
+    let ns =
+        z.ns.get_ref()
+            .iter()
+            .filter_map(|n| cx.name(n, Some(&origin), "NS name"))
+            .map(|target| {
+                Record::from_rdata(
+                    origin.clone(),
+                    default_ttl,
+                    RData::NS(hickory_proto::rr::rdata::NS(target)),
+                )
+            })
+            .collect();
+
+    let mut records = Vec::new();
+    for r in &z.records {
+        let r = r.get_ref();
+        let Some(name) = cx.name(&r.name, Some(&origin), "record name") else {
+            continue;
+        };
+        if !origin.zone_of(&name) {
+            cx.err(
+                r.name.span(),
+                format!("record name {name} is outside zone {origin}"),
+            );
+            continue;
+        }
+        let ttl = r
+            .ttl
+            .as_ref()
+            .map_or(default_ttl, |t| cx.ttl(t, "record TTL"));
+        let Ok(rtype) = RecordType::from_str(&r.rtype.get_ref().to_ascii_uppercase()) else {
+            cx.err(
+                r.rtype.span(),
+                format!("unknown record type {:?}", r.rtype.get_ref()),
+            );
+            continue;
+        };
+        if !STATIC_TYPES.contains(&rtype) {
+            cx.err(
+                r.rtype.span(),
+                format!("record type {rtype} is not served here (use A AAAA CNAME MX TXT SRV CAA NS PTR)"),
+            );
+            continue;
+        }
+        if rtype == RecordType::NS && name == origin {
+            cx.err(
+                r.name.span(),
+                "apex NS records come from the zone's `ns` list",
+            );
+            continue;
+        }
+        match rdata(rtype, r.data.get_ref(), &origin) {
+            Ok(data) => {
+                let mut rec = Record::from_rdata(name, ttl, data);
+                rec.dns_class = DNSClass::IN;
+                if records.contains(&rec) {
+                    cx.err(
+                        r.name.span(),
+                        format!(
+                            "record {} {rtype} {} is given twice",
+                            rec.name,
+                            r.data.get_ref()
+                        ),
+                    );
+                } else {
+                    records.push(rec);
+                }
+            }
+            Err(e) => cx.err(
+                r.data.span(),
+                format!("bad {rtype} data {:?}: {e}", r.data.get_ref()),
+            ),
+        }
+    }
+
+    // A CNAME owns its name alone (RFC 1034 3.6.2).
+    let mut by_name: BTreeMap<&Name, Vec<RecordType>> = BTreeMap::new();
+    for rec in &records {
+        by_name
+            .entry(&rec.name)
+            .or_default()
+            .push(rec.record_type());
+    }
+    for (name, types) in &by_name {
+        let cnames = types.iter().filter(|t| **t == RecordType::CNAME).count();
+        if cnames > 0 && (types.len() > 1 || *name == &origin) {
+            let span = z
+                .records
+                .iter()
+                .find(|r| {
+                    r.get_ref().rtype.get_ref().eq_ignore_ascii_case("CNAME")
+                        && parse_name(r.get_ref().name.get_ref(), Some(&origin))
+                            .ok()
+                            .as_ref()
+                            == Some(*name)
+                })
+                .map_or(z.origin.span(), |r| r.span());
+            let why = if *name == &origin {
+                "the zone apex cannot be a CNAME".to_string()
+            } else if cnames > 1 {
+                format!("{name} has more than one CNAME")
+            } else {
+                format!("{name} has a CNAME beside other data")
+            };
+            cx.err(span, why);
+        }
+    }
+
+    CheckedZone {
+        origin,
+        soa,
+        ns,
+        records,
+    }
+}
+
+/// Record data in zone-file syntax, relative names under `origin`.
+fn rdata(rtype: RecordType, data: &str, origin: &Name) -> Result<RData, String> {
+    if data.contains(['\n', '\r']) {
+        return Err("data must be on one line".into());
+    }
+    if rtype == RecordType::TXT && !data.trim_start().starts_with('"') {
+        // Plain text is one string; split at 255 bytes as the wire format requires.
+        let bytes = data.as_bytes();
+        let chunks = bytes
+            .chunks(255)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>();
+        return Ok(RData::TXT(TXT::new(if chunks.is_empty() {
+            vec![String::new()]
+        } else {
+            chunks
+        })));
+    }
+    let line = format!("@ 0 IN {rtype} {data}\n");
+    let (_, sets) = Parser::new(line, None, Some(origin.clone()))
+        .parse()
+        .map_err(|e| e.to_string())?;
+    let mut records = sets
+        .into_values()
+        .flat_map(|set| set.records_without_rrsigs().cloned().collect::<Vec<_>>());
+    let first = records.next().ok_or_else(|| "no data".to_string())?;
+    if records.next().is_some() {
+        return Err("one record per entry".into());
+    }
+    Ok(first.data)
+}
+
+fn check_duplicate_zones(cx: &mut Ctx, raw: &RawConfig, zones: &[CheckedZone]) {
+    let mut seen = HashSet::new();
+    for (z, raw_z) in zones.iter().zip(&raw.zones) {
+        if !seen.insert(LowerName::new(&z.origin)) {
+            cx.err(
+                raw_z.get_ref().origin.span(),
+                format!("zone {} is defined twice", z.origin),
+            );
+        }
+    }
+}
+
+fn regions(cx: &mut Ctx, raw: &RawConfig) -> (Vec<Region>, HashMap<String, RegionId>) {
+    let mut out = Vec::new();
+    let mut ids = HashMap::new();
+    for r in &raw.regions {
+        let r = r.get_ref();
+        let name = r.name.get_ref().clone();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            cx.err(
+                r.name.span(),
+                format!("region name {name:?} must be non-empty letters, digits, '-', '_' or '.'"),
+            );
+        }
+        if ids.contains_key(&name) {
+            cx.err(r.name.span(), format!("region {name} is defined twice"));
+            continue;
+        }
+        let location = r.location.as_ref().and_then(|l| {
+            let l = l.get_ref();
+            let (lat, lon) = (*l.lat.get_ref(), *l.lon.get_ref());
+            let mut ok = true;
+            if !(-90.0..=90.0).contains(&lat) {
+                cx.err(l.lat.span(), format!("latitude {lat} is outside -90..90"));
+                ok = false;
+            }
+            if !(-180.0..=180.0).contains(&lon) {
+                cx.err(
+                    l.lon.span(),
+                    format!("longitude {lon} is outside -180..180"),
+                );
+                ok = false;
+            }
+            ok.then_some(LatLon { lat, lon })
+        });
+        let mut countries = Vec::new();
+        for c in &r.countries {
+            match c.get_ref().parse::<CountryCode>() {
+                Ok(code) if countries.contains(&code) => {
+                    cx.err(c.span(), format!("country {code} is listed twice"))
+                }
+                Ok(code) => countries.push(code),
+                Err(()) => cx.err(
+                    c.span(),
+                    format!(
+                        "{:?} is not a two-letter ISO 3166 country code",
+                        c.get_ref()
+                    ),
+                ),
+            }
+        }
+        let mut continents = Vec::new();
+        for c in &r.continents {
+            match c.get_ref().parse::<Continent>() {
+                Ok(code) if continents.contains(&code) => {
+                    cx.err(c.span(), format!("continent {code} is listed twice"))
+                }
+                Ok(code) => continents.push(code),
+                Err(()) => cx.err(
+                    c.span(),
+                    format!(
+                        "{:?} is not a continent code (AF AN AS EU NA OC SA)",
+                        c.get_ref()
+                    ),
+                ),
+            }
+        }
+        ids.insert(name.clone(), RegionId(out.len() as u32));
+        out.push(Region {
+            name,
+            location,
+            countries,
+            continents,
+        });
+    }
+    (out, ids)
+}
+
+fn region_list(
+    cx: &mut Ctx,
+    list: &[S<String>],
+    ids: &HashMap<String, RegionId>,
+    what: &str,
+) -> Vec<RegionId> {
+    let mut out = Vec::new();
+    for r in list {
+        match ids.get(r.get_ref()) {
+            Some(id) if out.contains(id) => cx.err(
+                r.span(),
+                format!("{what} lists region {} twice", r.get_ref()),
+            ),
+            Some(id) => out.push(*id),
+            None => cx.err(
+                r.span(),
+                format!("{what} names undefined region {:?}", r.get_ref()),
+            ),
+        }
+    }
+    out
+}
+
+fn checks(cx: &mut Ctx, raw: &BTreeMap<String, S<RawCheck>>) -> HashSet<String> {
+    for c in raw.values() {
+        let span = c.span();
+        let c = c.get_ref();
+        if !matches!(c.kind.get_ref().as_str(), "http" | "https" | "tcp") {
+            cx.err(
+                c.kind.span(),
+                format!(
+                    "check kind {:?} is not http, https or tcp",
+                    c.kind.get_ref()
+                ),
+            );
+        }
+        let interval = c.interval.as_ref().and_then(|v| {
+            duration::parse(v.get_ref())
+                .map_err(|e| cx.err(v.span(), e))
+                .ok()
+        });
+        let timeout = c.timeout.as_ref().and_then(|v| {
+            duration::parse(v.get_ref())
+                .map_err(|e| cx.err(v.span(), e))
+                .ok()
+        });
+        if let (Some(i), Some(t), Some(v)) = (interval, timeout, &c.timeout)
+            && t >= i
+        {
+            cx.err(
+                v.span(),
+                format!("check timeout {t:?} must be below its interval {i:?}"),
+            );
+        }
+        for (v, what) in [(&c.rise, "rise"), (&c.fall, "fall")] {
+            if let Some(v) = v
+                && !(1..=100).contains(v.get_ref())
+            {
+                cx.err(v.span(), format!("check {what} must be 1 to 100"));
+            }
+        }
+        if let Some(p) = &c.port
+            && !(1..=65535).contains(p.get_ref())
+        {
+            cx.err(
+                p.span(),
+                format!("check port {} is not 1 to 65535", p.get_ref()),
+            );
+        }
+        if let Some(statuses) = &c.expect_status {
+            for s in statuses.get_ref() {
+                let ok = match s.get_ref() {
+                    toml::Value::Integer(n) => (100..=599).contains(n),
+                    toml::Value::String(s) => {
+                        matches!(s.as_str(), "1xx" | "2xx" | "3xx" | "4xx" | "5xx")
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    cx.err(
+                        s.span(),
+                        "expect_status takes HTTP codes (200) or classes (\"2xx\")",
+                    );
+                }
+            }
+        }
+        let _ = span;
+    }
+    raw.keys().cloned().collect()
+}
+
+fn service(
+    cx: &mut Ctx,
+    s: &S<RawService>,
+    zones: &[CheckedZone],
+    region_ids: &HashMap<String, RegionId>,
+    checks: &HashSet<String>,
+    global_order: &[RegionId],
+    region_count: usize,
+) -> Option<CheckedService> {
+    let s = s.get_ref();
+    let name = cx.name(&s.name, None, "service name");
+    let zone = name.as_ref().and_then(|name| {
+        let zone = zones
+            .iter()
+            .enumerate()
+            .filter(|(_, z)| z.origin.zone_of(name))
+            .max_by_key(|(_, z)| z.origin.num_labels())
+            .map(|(i, _)| i);
+        if zone.is_none() {
+            cx.err(
+                s.name.span(),
+                format!("service {name} is in no configured zone"),
+            );
+        }
+        zone
+    });
+    let ttl = s
+        .ttl
+        .as_ref()
+        .map_or(DEFAULT_SERVICE_TTL, |t| cx.ttl(t, "service TTL"));
+    let policy = match s.policy.as_ref().map(|p| p.get_ref().as_str()) {
+        None | Some("geo") => Some(Policy::Geo),
+        Some(other) => {
+            let span = s.policy.as_ref().map(|p| p.span()).unwrap_or_default();
+            cx.err(span, format!("unknown policy {other:?} (known: geo)"));
+            None
+        }
+    };
+    let answers = match &s.answers {
+        None => 1,
+        Some(a) if (1..=MAX_ANSWERS as i64).contains(a.get_ref()) => *a.get_ref() as usize,
+        Some(a) => {
+            cx.err(a.span(), format!("answers must be 1 to {MAX_ANSWERS}"));
+            1
+        }
+    };
+    if let Some(c) = &s.check
+        && !checks.contains(c.get_ref())
+    {
+        cx.err(
+            c.span(),
+            format!(
+                "service names undefined check {:?} (no [checks.{}] table)",
+                c.get_ref(),
+                c.get_ref()
+            ),
+        );
+    }
+    let default_order = match &s.default_order {
+        Some(list) => region_list(cx, list.get_ref(), region_ids, "default_order"),
+        None => global_order.to_vec(),
+    };
+
+    if s.endpoints.get_ref().is_empty() {
+        cx.err(s.endpoints.span(), "a service needs at least one endpoint");
+    }
+    let mut endpoints = Vec::new();
+    let mut seen = HashSet::new();
+    for e in s.endpoints.get_ref() {
+        if let Some(ep) = endpoint(cx, e.get_ref(), region_ids, checks, s.check.is_some()) {
+            if !seen.insert((ep.region, ep.address)) {
+                cx.err(
+                    e.span(),
+                    format!("endpoint {} is listed twice in this region", ep.address),
+                );
+                continue;
+            }
+            endpoints.push(ep);
+        }
+    }
+    let mut used: Vec<RegionId> = endpoints.iter().map(|e| e.region).collect();
+    used.sort();
+    used.dedup();
+    if used.len() > MAX_SERVICE_REGIONS {
+        cx.err(
+            s.endpoints.span(),
+            format!("a service may span at most {MAX_SERVICE_REGIONS} regions"),
+        );
+    }
+    let _ = region_count;
+    Some(CheckedService {
+        name: name?,
+        zone: zone?,
+        ttl,
+        policy: policy?,
+        answers,
+        default_order,
+        endpoints,
+    })
+}
+
+fn endpoint(
+    cx: &mut Ctx,
+    e: &RawEndpoint,
+    region_ids: &HashMap<String, RegionId>,
+    checks: &HashSet<String>,
+    service_has_check: bool,
+) -> Option<CheckedEndpoint> {
+    let region = region_ids.get(e.region.get_ref()).copied();
+    if region.is_none() {
+        cx.err(
+            e.region.span(),
+            format!("endpoint names undefined region {:?}", e.region.get_ref()),
+        );
+    }
+    let address = e.address.get_ref().parse::<IpAddr>().map_err(|_| {
+        cx.err(
+            e.address.span(),
+            format!("{:?} is not an IP address", e.address.get_ref()),
+        );
+    });
+    let port = match &e.port {
+        None => 0,
+        Some(p) => match u16::try_from(*p.get_ref()) {
+            Ok(p) if p > 0 => p,
+            _ => {
+                cx.err(p.span(), format!("port {} is not 1 to 65535", p.get_ref()));
+                0
+            }
+        },
+    };
+    if let Some(c) = &e.check
+        && !checks.contains(c.get_ref())
+    {
+        cx.err(
+            c.span(),
+            format!("endpoint names undefined check {:?}", c.get_ref()),
+        );
+    }
+    let check_address =
+        e.check_address
+            .as_ref()
+            .and_then(|a| match a.get_ref().parse::<IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    cx.err(
+                        a.span(),
+                        format!("check_address {:?} is not an IP address", a.get_ref()),
+                    );
+                    None
+                }
+            });
+    if check_address.is_some() && e.check.is_none() && !service_has_check {
+        let span = e
+            .check_address
+            .as_ref()
+            .map(|a| a.span())
+            .unwrap_or_default();
+        cx.err(
+            span,
+            "check_address is set but no check probes this endpoint",
+        );
+    }
+    Some(CheckedEndpoint {
+        region: region?,
+        address: address.ok()?,
+        port,
+        check: e.check.as_ref().map(|c| c.get_ref().clone()),
+        check_address,
+    })
+}
+
+/// A traffic-managed name must not also hold static address records or a CNAME.
+fn check_service_conflicts(
+    cx: &mut Ctx,
+    raw: &RawConfig,
+    zones: &[CheckedZone],
+    services: &[CheckedService],
+) {
+    for svc in services {
+        let zone = &zones[svc.zone];
+        let clash = zone.records.iter().find(|r| {
+            r.name == svc.name
+                && matches!(
+                    r.record_type(),
+                    RecordType::A | RecordType::AAAA | RecordType::CNAME
+                )
+        });
+        if let Some(rec) = clash {
+            let span = raw
+                .services
+                .iter()
+                .find(|s| {
+                    parse_name(s.get_ref().name.get_ref(), None).ok().as_ref() == Some(&svc.name)
+                })
+                .map(|s| s.get_ref().name.span())
+                .unwrap_or_default();
+            let kind = if rec.record_type() == RecordType::CNAME {
+                "a CNAME beside a traffic-managed name"
+            } else {
+                "static address records beside a traffic-managed name"
+            };
+            cx.err(
+                span,
+                format!("{}: zone {} has {kind}", svc.name, zone.origin),
+            );
+        }
+        if let Some(cut) = zone
+            .records
+            .iter()
+            .find(|r| r.record_type() == RecordType::NS && r.name.zone_of(&svc.name))
+        {
+            let span = raw
+                .services
+                .iter()
+                .find(|s| {
+                    parse_name(s.get_ref().name.get_ref(), None).ok().as_ref() == Some(&svc.name)
+                })
+                .map(|s| s.get_ref().name.span())
+                .unwrap_or_default();
+            cx.err(
+                span,
+                format!(
+                    "service {} is below the delegation at {}",
+                    svc.name, cut.name
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_against_origin() {
+        let origin = Name::from_ascii("example.com.").unwrap();
+        assert_eq!(
+            parse_name("www", Some(&origin)).unwrap().to_ascii(),
+            "www.example.com."
+        );
+        assert_eq!(parse_name("@", Some(&origin)).unwrap(), origin);
+        assert_eq!(
+            parse_name("other.org.", Some(&origin)).unwrap().to_ascii(),
+            "other.org."
+        );
+        assert_eq!(
+            parse_name("other.org", None).unwrap().to_ascii(),
+            "other.org."
+        );
+        assert!(parse_name("", Some(&origin)).is_err());
+        assert!(parse_name("a b", Some(&origin)).is_err());
+    }
+
+    #[test]
+    fn rdata_parses_zone_syntax() {
+        let origin = Name::from_ascii("example.com.").unwrap();
+        assert!(matches!(
+            rdata(RecordType::MX, "10 mail", &origin),
+            Ok(RData::MX(_))
+        ));
+        assert!(matches!(
+            rdata(RecordType::SRV, "0 5 443 www", &origin),
+            Ok(RData::SRV(_))
+        ));
+        assert!(matches!(
+            rdata(RecordType::CAA, "0 issue \"ca.example.net\"", &origin),
+            Ok(RData::CAA(_))
+        ));
+        match rdata(RecordType::TXT, "v=spf1 -all", &origin) {
+            Ok(RData::TXT(t)) => assert_eq!(t.txt_data().len(), 1),
+            other => panic!("{other:?}"),
+        }
+        assert!(rdata(RecordType::A, "300.1.1.1", &origin).is_err());
+        assert!(rdata(RecordType::MX, "mail", &origin).is_err());
+    }
+}

@@ -1,0 +1,195 @@
+//! The DNS request handler: one snapshot load per query, protocol checks, [`answer`], and the
+//! response with EDNS, ECS scope and UDP truncation.
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{DNSClass, Record};
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use tracing::debug;
+
+use super::wire::{self, Scanned};
+use crate::routing::RoutingTable;
+use crate::routing::answer::answer;
+use crate::routing::decide::Client;
+use crate::routing::trace::NoTrace;
+
+/// Serves DNS from whatever table the publisher last stored.
+pub struct DnsHandler {
+    pub table: Arc<ArcSwap<RoutingTable>>,
+}
+
+/// The client a query is routed for: its ECS subnet when it sent one with a non-zero source
+/// prefix, else the packet's source (IPv4-mapped IPv6 taken as IPv4).
+pub fn client_of(src: IpAddr, scanned: &Scanned) -> Client {
+    match scanned.edns.and_then(|e| e.ecs) {
+        Some(ecs) if ecs.source_prefix > 0 => Client {
+            addr: ecs.addr,
+            ecs_source: Some(ecs.source_prefix),
+        },
+        _ => Client {
+            addr: src.to_canonical(),
+            ecs_source: None,
+        },
+    }
+}
+
+/// The UDP size limit for a response (RFC 6891 6.2.5): 512 without EDNS, else the smaller of
+/// the requestor's size and ours.
+fn udp_limit(scanned: &Scanned, ours: u16) -> usize {
+    scanned.edns.map_or(512, |e| e.payload.min(ours)) as usize
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for DnsHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response: R,
+    ) -> ResponseInfo {
+        let table = self.table.load_full();
+        let compiled = &table.compiled;
+        let settings = &compiled.settings;
+        let mut meta = Metadata::response_from_request(&request.metadata);
+        meta.recursion_available = false;
+        meta.authentic_data = false;
+        let builder = MessageResponseBuilder::new(&request.queries, None);
+
+        if request.metadata.op_code != OpCode::Query {
+            meta.response_code = ResponseCode::NotImp;
+            return send(&mut response, builder.build_no_records(meta)).await;
+        }
+        let scanned = match wire::scan(request.as_slice()) {
+            Ok(s) => s,
+            Err(why) => {
+                debug!(src = %request.src(), %why, "FORMERR");
+                meta.response_code = ResponseCode::FormErr;
+                return send(&mut response, builder.build_no_records(meta)).await;
+            }
+        };
+        let query = &request.queries.queries()[0];
+
+        // Our OPT, present only when the query had one.
+        let mut edns = Edns::new();
+        edns.set_max_payload(settings.max_udp_payload);
+        edns.set_version(0);
+        let mut builder = builder;
+        if let Some(e) = scanned.edns {
+            if e.version > 0 {
+                meta.response_code = ResponseCode::BADVERS;
+                builder.edns(&edns);
+                return send(&mut response, builder.build_no_records(meta)).await;
+            }
+        }
+
+        if query.query_class() != DNSClass::IN {
+            meta.response_code = ResponseCode::Refused;
+            if scanned.edns.is_some() {
+                builder.edns(&edns);
+            }
+            return send(&mut response, builder.build_no_records(meta)).await;
+        }
+
+        let client = client_of(request.src().ip(), &scanned);
+        let ans = answer(compiled, query.name(), query.query_type(), &client, &mut NoTrace);
+        meta.response_code = ans.rcode;
+        meta.authoritative = ans.authoritative;
+
+        if let Some(e) = scanned.edns {
+            if let Some(ecs) = e.ecs {
+                let scope = if ecs.source_prefix == 0 {
+                    0
+                } else {
+                    ans.ecs_scope().min(ecs.source_prefix)
+                };
+                edns.options_mut()
+                    .insert(EdnsOption::Subnet(ClientSubnet::new(
+                        ecs.addr,
+                        ecs.source_prefix,
+                        scope,
+                    )));
+            }
+            builder.edns(&edns);
+        }
+
+        let parts = || {
+            (
+                ans.answers.iter().copied(),
+                ans.authority.iter().copied(),
+                ans.additional.iter().copied(),
+            )
+        };
+        if request.protocol() == Protocol::Udp {
+            let limit = udp_limit(&scanned, settings.max_udp_payload);
+            let (an, ns, ar) = parts();
+            let trial = MessageResponseBuilder::new(&request.queries, builder_edns(&scanned, &edns))
+                .build(meta, an, ns, std::iter::empty::<&Record>(), ar);
+            if encoded_len(trial) > limit {
+                // Header, question and OPT only: the client retries over TCP (RFC 6891 7).
+                meta.truncation = true;
+                return send(&mut response, builder.build_no_records(meta)).await;
+            }
+        }
+        let (an, ns, ar) = parts();
+        send(
+            &mut response,
+            builder.build(meta, an, ns, std::iter::empty::<&Record>(), ar),
+        )
+        .await
+    }
+}
+
+fn builder_edns<'a>(scanned: &Scanned, edns: &'a Edns) -> Option<&'a Edns> {
+    scanned.edns.map(|_| edns)
+}
+
+/// Size of a response as it would go on the wire.
+fn encoded_len<'a>(
+    msg: hickory_server::zone_handler::MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+) -> usize {
+    let mut buf = Vec::with_capacity(512);
+    let mut enc = BinEncoder::new(&mut buf);
+    match msg.destructive_emit(&mut enc) {
+        Ok(_) => buf.len(),
+        Err(_) => usize::MAX,
+    }
+}
+
+async fn send<'a, R: ResponseHandler>(
+    response: &mut R,
+    msg: hickory_server::zone_handler::MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+) -> ResponseInfo {
+    let meta = *msg.metadata();
+    match response.send_response(msg).await {
+        Ok(info) => info,
+        Err(error) => {
+            debug!(%error, "sending the response failed");
+            let mut failed = meta;
+            failed.response_code = ResponseCode::ServFail;
+            ResponseInfo::from(Header {
+                metadata: failed,
+                counts: HeaderCounts::default(),
+            })
+        }
+    }
+}

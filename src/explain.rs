@@ -1,0 +1,276 @@
+//! `explain`: the steps `decide` took for one query, as text for people or JSON for machines.
+//! Built from the same [`answer`] call the DNS handler makes, with a [`Recorder`] trace.
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use hickory_proto::rr::{LowerName, Name, RecordType};
+use serde::Serialize;
+
+use crate::routing::Compiled;
+use crate::routing::answer::answer;
+use crate::routing::decide::Client;
+use crate::routing::trace::{Outcome, Rank, Recorder, Step};
+
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub qtype: String,
+    pub client: String,
+    pub client_source: &'static str,
+    pub geoip: Option<GeoStep>,
+    pub service: Option<ServiceStep>,
+    pub candidates: Vec<CandidateStep>,
+    pub chosen_region: Option<String>,
+    pub rcode: String,
+    pub authoritative: bool,
+    pub answers: Vec<String>,
+    pub authority: Vec<String>,
+    pub ttl: Option<u32>,
+    /// The ECS scope prefix a query with this client subnet gets back.
+    pub ecs_scope: Option<u8>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GeoStep {
+    pub database: Option<String>,
+    pub network: String,
+    pub found: bool,
+    pub country: Option<String>,
+    pub continent: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    /// The database's whole record, for context (subdivisions, names).
+    pub record: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceStep {
+    pub name: String,
+    pub policy: &'static str,
+    pub answers: usize,
+    pub ttl: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CandidateStep {
+    pub region: String,
+    pub why: String,
+    pub outcome: &'static str,
+}
+
+/// Parses `IP` or `IP/PREFIX`. With a prefix the client is treated as an ECS subnet.
+pub fn parse_client(s: &str) -> Result<Client, String> {
+    let (ip, prefix) = match s.split_once('/') {
+        Some((ip, p)) => (ip, Some(p)),
+        None => (s, None),
+    };
+    let addr: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("{ip:?} is not an IP address"))?;
+    let addr = addr.to_canonical();
+    let width = if addr.is_ipv4() { 32 } else { 128 };
+    match prefix {
+        None => Ok(Client {
+            addr,
+            ecs_source: None,
+        }),
+        Some(p) => {
+            let p: u8 = p
+                .parse()
+                .ok()
+                .filter(|p| *p <= width)
+                .ok_or_else(|| format!("prefix {p:?} must be 0 to {width}"))?;
+            if p == 0 {
+                return Err("an ECS prefix of 0 routes on the resolver's address: give that address instead".into());
+            }
+            Ok(Client {
+                addr: mask(addr, p),
+                ecs_source: Some(p),
+            })
+        }
+    }
+}
+
+/// `addr` with the bits past `prefix` cleared.
+pub fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+            IpAddr::V4((bits & m).into())
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix.min(128))) };
+            IpAddr::V6((bits & m).into())
+        }
+    }
+}
+
+pub fn explain(table: &Compiled, name: &Name, qtype: RecordType, client: &Client) -> Explanation {
+    let mut rec = Recorder::default();
+    let ans = answer(table, &LowerName::new(name), qtype, client, &mut rec);
+    let mut out = Explanation {
+        name: name.to_ascii(),
+        qtype: qtype.to_string(),
+        client: match client.ecs_source {
+            Some(p) => format!("{}/{p}", client.addr),
+            None => client.addr.to_string(),
+        },
+        client_source: if client.ecs_source.is_some() {
+            "ECS subnet"
+        } else {
+            "packet source address"
+        },
+        geoip: None,
+        service: None,
+        candidates: Vec::new(),
+        chosen_region: None,
+        rcode: ans.rcode.to_string(),
+        authoritative: ans.authoritative,
+        answers: ans.answers.iter().map(|r| r.to_string()).collect(),
+        authority: ans.authority.iter().map(|r| r.to_string()).collect(),
+        ttl: ans.decision.map(|d| d.ttl),
+        ecs_scope: client.ecs_source.map(|p| ans.ecs_scope().min(p)),
+    };
+    for step in rec.steps {
+        match step {
+            Step::Geo { client, geo } => {
+                out.geoip = Some(GeoStep {
+                    database: table.geo.as_ref().map(|db| db.path().display().to_string()),
+                    network: format!("{}/{}", mask(client.addr, geo.network_prefix), geo.network_prefix),
+                    found: geo.found,
+                    country: geo.country.map(|c| c.to_string()),
+                    continent: geo.continent.map(|c| c.to_string()),
+                    latitude: geo.location.map(|l| l.lat),
+                    longitude: geo.location.map(|l| l.lon),
+                    record: table.geo.as_ref().and_then(|db| db.describe(client.addr)),
+                });
+            }
+            Step::Candidate {
+                region,
+                rank,
+                outcome,
+            } => {
+                let r = table.region(region);
+                let why = match rank {
+                    Rank::Country => "lists the client's country".to_string(),
+                    Rank::Continent => "lists the client's continent".to_string(),
+                    Rank::Distance { km } => format!("{km} km from the client"),
+                    Rank::DefaultOrder { position } => {
+                        format!("default order position {}", position + 1)
+                    }
+                };
+                out.candidates.push(CandidateStep {
+                    region: r.name.clone(),
+                    why,
+                    outcome: match outcome {
+                        Outcome::Chosen => "chosen",
+                        Outcome::NoEndpointsOfFamily => "skipped: no endpoint of this address family",
+                        Outcome::NotNeeded => "not needed",
+                    },
+                });
+            }
+            Step::Decided(d) => {
+                let svc = table.service(d.service);
+                out.service = Some(ServiceStep {
+                    name: svc.name.to_ascii(),
+                    policy: svc.policy.name(),
+                    answers: svc.answers,
+                    ttl: svc.ttl,
+                });
+                out.chosen_region = d.region.map(|r| table.region(r).name.clone());
+            }
+        }
+    }
+    out
+}
+
+impl Explanation {
+    /// The human-readable form `meridian explain` prints.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "query      {} {}", self.name, self.qtype);
+        let _ = writeln!(s, "client     {} ({})", self.client, self.client_source);
+        if let Some(g) = &self.geoip {
+            let place = if g.found {
+                let loc = match (g.latitude, g.longitude) {
+                    (Some(a), Some(b)) => format!(", location {a:.2},{b:.2}"),
+                    _ => ", no location".to_string(),
+                };
+                format!(
+                    "country {}, continent {}{loc}",
+                    g.country.as_deref().unwrap_or("-"),
+                    g.continent.as_deref().unwrap_or("-"),
+                )
+            } else {
+                "not in the database".to_string()
+            };
+            let _ = writeln!(s, "geoip      network {}: {place}", g.network);
+            if let Some(sub) = g
+                .record
+                .as_ref()
+                .and_then(|r| r.pointer("/subdivisions/0/iso_code"))
+                .and_then(|v| v.as_str())
+            {
+                let _ = writeln!(s, "           subdivision {sub}");
+            }
+        }
+        if let Some(svc) = &self.service {
+            let _ = writeln!(
+                s,
+                "service    {} (policy {}, answers {}, ttl {})",
+                svc.name, svc.policy, svc.answers, svc.ttl
+            );
+        }
+        if !self.candidates.is_empty() {
+            let _ = writeln!(s, "candidates (in this client's order)");
+            let width = self.candidates.iter().map(|c| c.region.len()).max().unwrap_or(0);
+            for (i, c) in self.candidates.iter().enumerate() {
+                let _ = writeln!(s, "  {}. {:width$}  {:32}  {}", i + 1, c.region, c.why, c.outcome);
+            }
+        }
+        if let Some(r) = &self.chosen_region {
+            let _ = writeln!(s, "chosen     {r}");
+        }
+        let flags = if self.authoritative { " (authoritative)" } else { "" };
+        let _ = writeln!(s, "rcode      {}{flags}", self.rcode);
+        for a in &self.answers {
+            let _ = writeln!(s, "answer     {a}");
+        }
+        for a in &self.authority {
+            let _ = writeln!(s, "authority  {a}");
+        }
+        if let Some(ttl) = self.ttl {
+            let _ = writeln!(s, "ttl        {ttl}");
+        }
+        match self.ecs_scope {
+            Some(p) => {
+                let _ = writeln!(s, "ecs scope  /{p}");
+            }
+            None => {
+                let _ = writeln!(s, "ecs scope  none (no ECS in this query)");
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_parse_with_and_without_prefix() {
+        let c = parse_client("11.0.130.7/24").unwrap();
+        assert_eq!(c.addr, "11.0.130.0".parse::<IpAddr>().unwrap());
+        assert_eq!(c.ecs_source, Some(24));
+        let c = parse_client("::ffff:12.0.0.1").unwrap();
+        assert_eq!(c.addr, "12.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(c.ecs_source, None);
+        assert!(parse_client("12.0.0.1/33").is_err());
+        assert!(parse_client("12.0.0.1/0").is_err());
+        assert!(parse_client("nope").is_err());
+    }
+}

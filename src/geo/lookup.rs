@@ -1,0 +1,270 @@
+//! Reading MaxMind-format databases: GeoIP2/GeoLite2 City and Country, and the flat schema of
+//! ip-location-db / DB-IP lite files (`country_code`, optional `latitude`/`longitude`).
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use maxminddb::{Reader, WithinOptions};
+use serde::Deserialize;
+
+use super::codes::{Continent, CountryCode, continent_of};
+
+/// A latitude/longitude pair in degrees.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LatLon {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl LatLon {
+    /// Great-circle distance in kilometres (haversine, mean Earth radius).
+    pub fn distance_km(self, other: LatLon) -> f64 {
+        const EARTH_RADIUS_KM: f64 = 6371.0;
+        let (lat1, lat2) = (self.lat.to_radians(), other.lat.to_radians());
+        let dlat = lat2 - lat1;
+        let dlon = (other.lon - self.lon).to_radians();
+        let a = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
+        2.0 * EARTH_RADIUS_KM * a.sqrt().asin()
+    }
+}
+
+/// What routing needs to know about one client address.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct GeoInfo {
+    pub country: Option<CountryCode>,
+    pub continent: Option<Continent>,
+    pub location: Option<LatLon>,
+    /// Prefix length of the database network the address fell in (in the address's own family).
+    /// Every address in that network gets the same `GeoInfo`, so this bounds the ECS scope.
+    pub network_prefix: u8,
+    /// Whether the database had a record for the address at all.
+    pub found: bool,
+}
+
+/// The record layout a database uses, detected when it is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schema {
+    /// GeoIP2 / GeoLite2 City (and DB-IP City lite in the same layout): has `location`.
+    MaxMindCity,
+    /// GeoIP2 / GeoLite2 Country: `country` and `continent`, no `location`.
+    MaxMindCountry,
+    /// ip-location-db / DB-IP lite flat layout: `country_code`, maybe `latitude`/`longitude`.
+    Flat,
+}
+
+impl Schema {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Schema::MaxMindCity => "MaxMind GeoIP2 City schema (country, continent, location)",
+            Schema::MaxMindCountry => "MaxMind GeoIP2 Country schema (country, continent)",
+            Schema::Flat => "flat ip-location-db / DB-IP lite schema (country_code)",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GeoError {
+    #[error("cannot read GeoIP database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: maxminddb::MaxMindDbError,
+    },
+    #[error(
+        "GeoIP database {path} has neither the MaxMind GeoIP2 schema (country.iso_code) nor the flat schema (country_code) in its first records"
+    )]
+    UnknownSchema { path: PathBuf },
+}
+
+/// An opened GeoIP database. The file is read into memory, so replacing it on disk never
+/// affects a running table.
+pub struct GeoDb {
+    reader: Reader<Vec<u8>>,
+    schema: Schema,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for GeoDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeoDb")
+            .field("path", &self.path)
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct Code<'a> {
+    #[serde(borrow)]
+    iso_code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct ContinentCode<'a> {
+    #[serde(borrow)]
+    code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Location {
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+}
+
+/// The fields of a GeoIP2 record routing uses; everything else is skipped, not decoded.
+#[derive(Deserialize)]
+struct MaxMindRecord<'a> {
+    #[serde(borrow)]
+    country: Option<Code<'a>>,
+    #[serde(borrow)]
+    registered_country: Option<Code<'a>>,
+    #[serde(borrow)]
+    continent: Option<ContinentCode<'a>>,
+    location: Option<Location>,
+}
+
+#[derive(Deserialize)]
+struct FlatRecord<'a> {
+    #[serde(borrow)]
+    country_code: Option<&'a str>,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+}
+
+/// How many records schema detection looks at.
+const SCHEMA_SAMPLE: usize = 256;
+
+impl GeoDb {
+    pub fn open(path: &Path) -> Result<GeoDb, GeoError> {
+        let open_err = |source| GeoError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let bytes = std::fs::read(path).map_err(|e| open_err(maxminddb::MaxMindDbError::Io(e)))?;
+        Self::from_bytes(bytes, path)
+    }
+
+    pub fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<GeoDb, GeoError> {
+        let open_err = |source| GeoError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let reader = Reader::from_source(bytes).map_err(open_err)?;
+        let schema = detect_schema(&reader).ok_or_else(|| GeoError::UnknownSchema {
+            path: path.to_owned(),
+        })?;
+        Ok(GeoDb {
+            reader,
+            schema,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn schema(&self) -> Schema {
+        self.schema
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn database_type(&self) -> &str {
+        &self.reader.metadata().database_type
+    }
+
+    /// Looks an address up. Never fails: an address the database cannot answer for is
+    /// "not found", with the prefix of the empty network it fell in.
+    pub fn lookup(&self, ip: IpAddr) -> GeoInfo {
+        let Ok(result) = self.reader.lookup(ip) else {
+            return GeoInfo::default();
+        };
+        let network_prefix = result.network().map(|n| n.prefix()).unwrap_or(0);
+        let mut info = GeoInfo {
+            network_prefix,
+            ..GeoInfo::default()
+        };
+        match self.schema {
+            Schema::MaxMindCity | Schema::MaxMindCountry => {
+                if let Ok(Some(rec)) = result.decode::<MaxMindRecord<'_>>() {
+                    info.found = true;
+                    info.country = rec
+                        .country
+                        .and_then(|c| c.iso_code)
+                        .or(rec.registered_country.and_then(|c| c.iso_code))
+                        .and_then(|c| c.parse().ok());
+                    info.continent = rec
+                        .continent
+                        .and_then(|c| c.code)
+                        .and_then(|c| c.parse().ok());
+                    info.location = rec.location.and_then(|l| lat_lon(l.latitude, l.longitude));
+                }
+            }
+            Schema::Flat => {
+                if let Ok(Some(rec)) = result.decode::<FlatRecord<'_>>() {
+                    info.found = true;
+                    info.country = rec.country_code.and_then(|c| c.parse().ok());
+                    info.location = lat_lon(rec.latitude, rec.longitude);
+                }
+            }
+        }
+        if info.continent.is_none() {
+            info.continent = info.country.and_then(continent_of);
+        }
+        info
+    }
+
+    /// The whole record for an address, for `explain`; `None` when there is none.
+    pub fn describe(&self, ip: IpAddr) -> Option<serde_json::Value> {
+        self.reader.lookup(ip).ok()?.decode().ok().flatten()
+    }
+}
+
+fn lat_lon(lat: Option<f64>, lon: Option<f64>) -> Option<LatLon> {
+    match (lat, lon) {
+        (Some(lat), Some(lon)) if lat.is_finite() && lon.is_finite() => Some(LatLon { lat, lon }),
+        _ => None,
+    }
+}
+
+fn detect_schema(reader: &Reader<Vec<u8>>) -> Option<Schema> {
+    let networks = reader.networks(WithinOptions::default()).ok()?;
+    let mut country_seen = false;
+    for item in networks.take(SCHEMA_SAMPLE) {
+        let Ok(item) = item else { continue };
+        let Ok(Some(value)) = item.decode::<serde_json::Value>() else {
+            continue;
+        };
+        if value.get("country_code").is_some_and(|v| v.is_string()) {
+            return Some(Schema::Flat);
+        }
+        let has_country = value
+            .get("country")
+            .and_then(|c| c.get("iso_code"))
+            .is_some_and(|v| v.is_string());
+        if has_country {
+            country_seen = true;
+            if value.get("location").is_some() {
+                return Some(Schema::MaxMindCity);
+            }
+        }
+    }
+    country_seen.then_some(Schema::MaxMindCountry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_are_great_circle() {
+        let ashburn = LatLon {
+            lat: 39.04,
+            lon: -77.49,
+        };
+        let frankfurt = LatLon {
+            lat: 50.11,
+            lon: 8.68,
+        };
+        let d = ashburn.distance_km(frankfurt);
+        assert!((6400.0..6600.0).contains(&d), "got {d}");
+        assert_eq!(ashburn.distance_km(ashburn), 0.0);
+    }
+}

@@ -1,0 +1,11 @@
+//! GeoIP: the lookup the router uses, and the MMDB writer behind the test fixtures.
+//!
+//! The rest of Meridian sees only [`GeoInfo`], a small `Copy` value; the maxminddb API stays
+//! inside this module.
+mod codes;
+mod lookup;
+pub mod source;
+pub mod writer;
+
+pub use codes::{Continent, CountryCode, continent_of};
+pub use lookup::{GeoDb, GeoError, GeoInfo, LatLon, Schema};

@@ -1,0 +1,169 @@
+//! Answer assembly: zone lookup, CNAME chains inside the zone, delegations, negative answers,
+//! and the call into [`decide`] for traffic-managed names. Pure, like `decide`: the DNS handler
+//! and `explain` both call [`answer`].
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+
+use super::decide::{Client, Decision, Query, decide};
+use super::table::{Compiled, Family, Node, Zone, ZoneId};
+use super::trace::Trace;
+
+/// Longest CNAME chain followed inside a zone before giving up (guards against loops).
+const MAX_CNAME_HOPS: usize = 8;
+
+#[derive(Debug)]
+pub struct Answer<'t> {
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    pub answers: Vec<&'t Record>,
+    pub authority: Vec<&'t Record>,
+    pub additional: Vec<&'t Record>,
+    /// The routing decision, when a traffic-managed name was reached.
+    pub decision: Option<Decision>,
+    pub zone: Option<ZoneId>,
+}
+
+impl Answer<'_> {
+    fn new(rcode: ResponseCode, authoritative: bool, zone: Option<ZoneId>) -> Self {
+        Answer {
+            rcode,
+            authoritative,
+            answers: Vec::new(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+            decision: None,
+            zone,
+        }
+    }
+
+    /// ECS scope prefix to return: what the decision depended on, 0 for static data.
+    pub fn ecs_scope(&self) -> u8 {
+        self.decision.map_or(0, |d| d.scope)
+    }
+}
+
+/// Answers one question from the table.
+pub fn answer<'t>(
+    table: &'t Compiled,
+    qname: &LowerName,
+    qtype: RecordType,
+    client: &Client,
+    trace: &mut impl Trace,
+) -> Answer<'t> {
+    let Some(zid) = table.find_zone(qname) else {
+        return Answer::new(ResponseCode::Refused, false, None);
+    };
+    let zone = table.zone(zid);
+    let mut ans = Answer::new(ResponseCode::NoError, true, Some(zid));
+    let mut name = qname.clone();
+    for _ in 0..MAX_CNAME_HOPS {
+        if zone.has_delegations
+            && let Some(cut) = delegation(zone, &name)
+        {
+            referral(zone, cut, &mut ans);
+            return ans;
+        }
+        let Some(node) = zone.nodes.get(&name) else {
+            ans.rcode = ResponseCode::NXDomain;
+            ans.authority.push(&zone.negative_soa);
+            return ans;
+        };
+        if let Some(service) = node.service {
+            let svc = table.service(service);
+            let family = match qtype {
+                RecordType::A => Some(Family::V4),
+                RecordType::AAAA => Some(Family::V6),
+                RecordType::ANY if svc.regions.iter().any(|r| !r.v4.is_empty()) => Some(Family::V4),
+                RecordType::ANY => Some(Family::V6),
+                _ => None,
+            };
+            if let Some(family) = family {
+                let q = Query {
+                    service,
+                    family,
+                    client: *client,
+                };
+                let d = decide(table, &q, trace);
+                ans.answers.extend(
+                    d.endpoints
+                        .as_slice()
+                        .iter()
+                        .map(|id| &table.endpoint(*id).record),
+                );
+                if d.endpoints.as_slice().is_empty() {
+                    ans.authority.push(&zone.negative_soa);
+                }
+                ans.decision = Some(d);
+                return ans;
+            }
+        }
+        if qtype != RecordType::CNAME
+            && let Some([cname, ..]) = node.rrset(RecordType::CNAME)
+        {
+            ans.answers.push(cname);
+            let RData::CNAME(target) = &cname.data else {
+                return ans;
+            };
+            let target = LowerName::new(&target.0);
+            if table.find_zone(&target) != Some(zid) {
+                return ans;
+            }
+            name = target;
+            continue;
+        }
+        let rrset = match qtype {
+            // RFC 8482: one RRset, not the whole node.
+            RecordType::ANY => node.rrsets.first().map(|(_, set)| &set[..]),
+            _ => node.rrset(qtype),
+        };
+        match rrset {
+            Some(set) => {
+                ans.answers.extend(set.iter());
+                if qtype == RecordType::NS {
+                    glue(zone, set, &mut ans.additional);
+                }
+            }
+            None => ans.authority.push(&zone.negative_soa),
+        }
+        return ans;
+    }
+    // A chain longer than we follow: answer with what we have, as resolvers will chase it.
+    ans
+}
+
+/// The closest zone cut at or above `name` (below the apex), if any.
+fn delegation<'z>(zone: &'z Zone, name: &LowerName) -> Option<&'z Node> {
+    let mut cur = name.clone();
+    let mut cut = None;
+    while cur != zone.origin && !cur.is_root() {
+        if let Some(node) = zone.nodes.get(&cur)
+            && node.rrset(RecordType::NS).is_some()
+        {
+            cut = Some(node);
+        }
+        cur = cur.base_name();
+    }
+    cut
+}
+
+fn referral<'t>(zone: &'t Zone, cut: &'t Node, ans: &mut Answer<'t>) {
+    ans.authoritative = false;
+    if let Some(ns) = cut.rrset(RecordType::NS) {
+        ans.authority.extend(ns.iter());
+        glue(zone, ns, &mut ans.additional);
+    }
+}
+
+/// Addresses of in-zone name servers, for the additional section.
+fn glue<'t>(zone: &'t Zone, ns: &'t [Record], out: &mut Vec<&'t Record>) {
+    for rec in ns {
+        let RData::NS(target) = &rec.data else {
+            continue;
+        };
+        if let Some(node) = zone.nodes.get(&LowerName::new(&target.0)) {
+            for t in [RecordType::A, RecordType::AAAA] {
+                out.extend(node.rrset(t).into_iter().flatten());
+            }
+        }
+    }
+}

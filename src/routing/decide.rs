@@ -1,0 +1,193 @@
+//! The one decision function: which endpoints of a service answer this client. Pure: it reads
+//! the table and the query, allocates nothing, and reports its steps to a [`Trace`].
+use std::net::IpAddr;
+
+use super::table::{
+    Compiled, EndpointId, Family, MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, RegionId, Service,
+    ServiceId, ServiceRegion,
+};
+use super::trace::{Outcome, Rank, Trace};
+use crate::geo::GeoInfo;
+
+/// Who is asking: the ECS subnet when the query carried one, else the packet's source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Client {
+    /// The address routed on (an ECS address is already cut to its source prefix).
+    pub addr: IpAddr,
+    /// The ECS source prefix, when routing on an ECS subnet.
+    pub ecs_source: Option<u8>,
+}
+
+impl Client {
+    /// How many bits of `addr` are meaningful.
+    pub fn prefix(&self) -> u8 {
+        self.ecs_source.unwrap_or(match self.addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Query {
+    pub service: ServiceId,
+    pub family: Family,
+    pub client: Client,
+}
+
+/// Up to [`MAX_ANSWERS`] endpoints, without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Picks {
+    ids: [EndpointId; MAX_ANSWERS],
+    len: u8,
+}
+
+impl Picks {
+    const EMPTY: Picks = Picks {
+        ids: [EndpointId(0); MAX_ANSWERS],
+        len: 0,
+    };
+
+    pub fn as_slice(&self) -> &[EndpointId] {
+        &self.ids[..self.len as usize]
+    }
+
+    fn push(&mut self, id: EndpointId) {
+        if (self.len as usize) < MAX_ANSWERS {
+            self.ids[self.len as usize] = id;
+            self.len += 1;
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub service: ServiceId,
+    pub region: Option<RegionId>,
+    pub endpoints: Picks,
+    /// ECS scope prefix: how many leading bits of the client address the answer depends on.
+    pub scope: u8,
+    pub ttl: u32,
+}
+
+/// Decides the answer for one query. The same function serves DNS and `explain`.
+pub fn decide(table: &Compiled, q: &Query, trace: &mut impl Trace) -> Decision {
+    let svc = table.service(q.service);
+    let geo = match &table.geo {
+        Some(db) => db.lookup(q.client.addr),
+        None => GeoInfo::default(),
+    };
+    trace.geo(&q.client, &geo);
+
+    let mut decision = Decision {
+        service: q.service,
+        region: None,
+        endpoints: Picks::EMPTY,
+        scope: scope(svc, &q.client, &geo),
+        ttl: svc.ttl,
+    };
+    match svc.policy {
+        Policy::Geo => {
+            let mut order = [(0u8, 0u32, 0u16, 0u16); MAX_SERVICE_REGIONS];
+            let n = svc.regions.len().min(MAX_SERVICE_REGIONS);
+            for (i, sr) in svc.regions.iter().take(n).enumerate() {
+                let (tier, km) = geo_rank(table, sr, &geo);
+                order[i] = (tier, km, sr.rank, i as u16);
+            }
+            let order = &mut order[..n];
+            order.sort_unstable();
+            for &(tier, km, position, i) in order.iter() {
+                let sr = &svc.regions[i as usize];
+                let rank = match tier {
+                    0 => Rank::Country,
+                    1 => Rank::Continent,
+                    2 => Rank::Distance { km },
+                    _ => Rank::DefaultOrder { position },
+                };
+                let outcome = if decision.region.is_some() {
+                    Outcome::NotNeeded
+                } else if sr.endpoints(q.family).is_empty() {
+                    Outcome::NoEndpointsOfFamily
+                } else {
+                    decision.region = Some(sr.region);
+                    decision.endpoints =
+                        pick(svc, sr.endpoints(q.family), &q.client, decision.scope);
+                    Outcome::Chosen
+                };
+                trace.candidate(sr.region, rank, outcome);
+            }
+        }
+    }
+    trace.decided(&decision);
+    decision
+}
+
+/// Tier (0 country, 1 continent, 2 distance, 3 default order) and distance in km.
+fn geo_rank(table: &Compiled, sr: &ServiceRegion, geo: &GeoInfo) -> (u8, u32) {
+    let region = table.region(sr.region);
+    let km = match (region.location, geo.location) {
+        (Some(a), Some(b)) => a.distance_km(b).round() as u32,
+        _ => u32::MAX,
+    };
+    if geo.country.is_some_and(|c| region.countries.contains(&c)) {
+        (0, km)
+    } else if geo
+        .continent
+        .is_some_and(|c| region.continents.contains(&c))
+    {
+        (1, km)
+    } else if km != u32::MAX {
+        (2, km)
+    } else {
+        (3, u32::MAX)
+    }
+}
+
+/// The widest prefix for which every client gets the same answer: the GeoIP network the
+/// address fell in, never longer than what the client sent. A service whose answer cannot
+/// depend on the client at all gets scope 0.
+fn scope(svc: &Service, client: &Client, geo: &GeoInfo) -> u8 {
+    let fixed = svc.regions.len() <= 1
+        && svc
+            .regions
+            .iter()
+            .all(|r| r.v4.len() <= svc.answers && r.v6.len() <= svc.answers);
+    if fixed {
+        0
+    } else {
+        geo.network_prefix.min(client.prefix())
+    }
+}
+
+/// Up to `answers` endpoints of the region, rotated by a hash of the client's network so that
+/// clients spread over a region's endpoints while each network keeps its answer.
+fn pick(svc: &Service, endpoints: &[EndpointId], client: &Client, scope: u8) -> Picks {
+    let mut picks = Picks::EMPTY;
+    let n = svc.answers.min(endpoints.len());
+    let start = if endpoints.len() > n {
+        (network_hash(client.addr, scope) % endpoints.len() as u64) as usize
+    } else {
+        0
+    };
+    for k in 0..n {
+        picks.push(endpoints[(start + k) % endpoints.len()]);
+    }
+    picks
+}
+
+/// FNV-1a over the first `prefix` bits of the address.
+fn network_hash(addr: IpAddr, prefix: u8) -> u64 {
+    let bits = u128::from(match addr {
+        IpAddr::V4(a) => u32::from(a) as u128,
+        IpAddr::V6(a) => u128::from(a),
+    });
+    let width = if addr.is_ipv4() { 32 } else { 128 };
+    let keep = u32::from(prefix).min(width);
+    let masked = if keep == 0 { 0 } else { bits >> (width - keep) };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in masked.to_le_bytes().iter().chain(&[prefix]) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}

@@ -1,0 +1,7 @@
+//! Routing: the immutable table, the one decision function, and answer assembly.
+pub mod answer;
+pub mod decide;
+pub mod table;
+pub mod trace;
+
+pub use table::{Compiled, RoutingTable};

@@ -1,0 +1,79 @@
+//! What `decide` reports as it works. The DNS path passes [`NoTrace`] (every hook is an empty
+//! inline function); `explain` passes a [`Recorder`] and prints what it saw.
+use super::decide::{Client, Decision};
+use super::table::RegionId;
+use crate::geo::GeoInfo;
+
+/// Why a region stands where it does in a client's order.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rank {
+    /// The region lists the client's country.
+    Country,
+    /// The region lists the client's continent.
+    Continent,
+    /// Ranked by great-circle distance from the client's location.
+    Distance { km: u32 },
+    /// Neither the database nor the region says more: the configured default order.
+    DefaultOrder { position: u16 },
+}
+
+/// What became of a candidate region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Chosen,
+    /// The region has no endpoint of the queried address family.
+    NoEndpointsOfFamily,
+    /// An earlier region was chosen.
+    NotNeeded,
+}
+
+pub trait Trace {
+    fn geo(&mut self, _client: &Client, _geo: &GeoInfo) {}
+    fn candidate(&mut self, _region: RegionId, _rank: Rank, _outcome: Outcome) {}
+    fn decided(&mut self, _decision: &Decision) {}
+}
+
+/// The DNS path's trace: records nothing.
+pub struct NoTrace;
+impl Trace for NoTrace {}
+
+#[derive(Clone, Debug)]
+pub enum Step {
+    Geo {
+        client: Client,
+        geo: GeoInfo,
+    },
+    Candidate {
+        region: RegionId,
+        rank: Rank,
+        outcome: Outcome,
+    },
+    Decided(Decision),
+}
+
+/// Keeps every step, for `explain`.
+#[derive(Default, Debug)]
+pub struct Recorder {
+    pub steps: Vec<Step>,
+}
+
+impl Trace for Recorder {
+    fn geo(&mut self, client: &Client, geo: &GeoInfo) {
+        self.steps.push(Step::Geo {
+            client: *client,
+            geo: *geo,
+        });
+    }
+
+    fn candidate(&mut self, region: RegionId, rank: Rank, outcome: Outcome) {
+        self.steps.push(Step::Candidate {
+            region,
+            rank,
+            outcome,
+        });
+    }
+
+    fn decided(&mut self, decision: &Decision) {
+        self.steps.push(Step::Decided(*decision));
+    }
+}

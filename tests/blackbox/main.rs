@@ -1,0 +1,2 @@
+//! Black-box tests: the real binary on ephemeral loopback ports.
+mod fixtures;
