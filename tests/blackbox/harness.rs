@@ -1,0 +1,272 @@
+//! Starts the real `meridian` binary on ephemeral loopback ports and talks DNS to it.
+#![allow(dead_code)]
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{Name, RecordType};
+
+/// How long any single network operation in a test may take.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("geoip-fixtures").join(name)
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_meridian")
+}
+
+/// A private scratch directory under target/, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = repo().join("target").join("blackbox-tmp").join(format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).expect("write scratch file");
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The example config with its listen addresses moved to ephemeral loopback ports and its
+/// database path made absolute.
+pub fn example_config() -> String {
+    let text = std::fs::read_to_string(repo().join("config/meridian.toml")).expect("example config");
+    with_test_paths(&text)
+}
+
+/// Rewrites `dns_listen` to ephemeral ports and `../geoip-fixtures/` to the absolute path.
+pub fn with_test_paths(text: &str) -> String {
+    let fixtures = repo().join("geoip-fixtures");
+    text.lines()
+        .map(|l| {
+            if l.trim_start().starts_with("dns_listen") {
+                "dns_listen = [\"127.0.0.1:0\", \"[::1]:0\"]".to_string()
+            } else {
+                l.replace("../geoip-fixtures", &fixtures.display().to_string())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A running server; killed on drop.
+pub struct Meridian {
+    pub child: Child,
+    pub addrs: Vec<SocketAddr>,
+    pub scratch: Scratch,
+    pub config: PathBuf,
+}
+
+impl Meridian {
+    pub fn start(config_text: &str) -> Meridian {
+        let scratch = Scratch::new();
+        let config = scratch.write("meridian.toml", config_text);
+        let mut child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn meridian");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let want = config_text.matches(":0\"").count().max(1);
+        let mut addrs = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while addrs.len() < want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("meridian: serving DNS on ") {
+                        let addr = rest.split_whitespace().next().unwrap_or_default();
+                        addrs.push(addr.parse().expect("listen address"));
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    panic!("meridian did not start: {err}");
+                }
+            }
+        }
+        Meridian {
+            child,
+            addrs,
+            scratch,
+            config,
+        }
+    }
+
+    pub fn start_example() -> Meridian {
+        Meridian::start(&example_config())
+    }
+
+    /// The IPv4 loopback listener.
+    pub fn v4(&self) -> SocketAddr {
+        *self.addrs.iter().find(|a| a.is_ipv4()).expect("an IPv4 listener")
+    }
+
+    /// The IPv6 loopback listener.
+    pub fn v6(&self) -> SocketAddr {
+        *self.addrs.iter().find(|a| a.is_ipv6()).expect("an IPv6 listener")
+    }
+}
+
+impl Drop for Meridian {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A query message with a random-enough ID, RD clear.
+pub fn query(name: &str, rtype: RecordType) -> Message {
+    static ID: AtomicU32 = AtomicU32::new(1);
+    let mut m = Message::new(
+        (ID.fetch_add(7919, Ordering::Relaxed) & 0xffff) as u16,
+        MessageType::Query,
+        OpCode::Query,
+    );
+    m.add_query(Query::query(Name::from_ascii(name).expect("name"), rtype));
+    m
+}
+
+/// Adds an OPT with the given payload size.
+pub fn with_edns(mut m: Message, payload: u16) -> Message {
+    let mut e = Edns::new();
+    e.set_max_payload(payload);
+    m.set_edns(e);
+    m
+}
+
+/// Adds an OPT carrying ECS `addr/prefix`.
+pub fn with_ecs(m: Message, addr: &str, prefix: u8) -> Message {
+    let mut m = if m.edns.is_some() { m } else { with_edns(m, 1232) };
+    let ip: IpAddr = addr.parse().expect("ecs addr");
+    if let Some(e) = m.edns.as_mut() {
+        e.options_mut()
+            .insert(EdnsOption::Subnet(ClientSubnet::new(ip, prefix, 0)));
+    }
+    m
+}
+
+pub fn encode(m: &Message) -> Vec<u8> {
+    m.to_vec().expect("encode query")
+}
+
+/// Sends raw bytes over UDP; `None` when no answer came within the timeout.
+pub fn udp_raw(server: SocketAddr, bytes: &[u8], timeout: Duration) -> Option<Vec<u8>> {
+    let bind: SocketAddr = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().ok()?;
+    let sock = UdpSocket::bind(bind).expect("bind udp client");
+    sock.set_read_timeout(Some(timeout)).ok()?;
+    sock.send_to(bytes, server).expect("send udp");
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+pub fn udp(server: SocketAddr, m: &Message) -> Message {
+    let bytes = udp_raw(server, &encode(m), IO_TIMEOUT).expect("a UDP response");
+    Message::from_vec(&bytes).expect("parse response")
+}
+
+/// Sends one length-prefixed message on an open TCP stream and reads one back.
+pub fn tcp_exchange(stream: &mut TcpStream, bytes: &[u8]) -> Vec<u8> {
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(bytes);
+    stream.write_all(&framed).expect("tcp write");
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).expect("tcp read length");
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut buf).expect("tcp read body");
+    buf
+}
+
+pub fn tcp_connect(server: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&server, IO_TIMEOUT).expect("tcp connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s
+}
+
+pub fn tcp(server: SocketAddr, m: &Message) -> Message {
+    let mut s = tcp_connect(server);
+    Message::from_vec(&tcp_exchange(&mut s, &encode(m))).expect("parse response")
+}
+
+/// The ECS option of a response, if any.
+pub fn ecs_of(m: &Message) -> Option<ClientSubnet> {
+    m.edns.as_ref().and_then(|e| {
+        e.options().as_ref().iter().find_map(|(_, o)| match o {
+            EdnsOption::Subnet(s) => Some(s.clone()),
+            _ => None,
+        })
+    })
+}
+
+/// Answer addresses, in order.
+pub fn addrs(m: &Message) -> Vec<IpAddr> {
+    m.answers
+        .iter()
+        .filter_map(|r| r.data.ip_addr())
+        .collect()
+}
+
+/// Runs the binary with arguments and returns its output.
+pub fn run(args: &[&str], cwd: &Path) -> Output {
+    Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run meridian")
+}
+
+/// Runs `dig` against a server; the tool must be installed (scripts/test installs it).
+pub fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+time=3", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig must be installed: run scripts/test, which installs bind9-dnsutils");
+    assert!(out.status.success(), "dig failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
