@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RecordType};
 use serde::Serialize;
 
@@ -108,6 +109,20 @@ pub fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
+/// The mnemonic `dig` prints for a response code.
+pub fn rcode_name(rcode: ResponseCode) -> &'static str {
+    match rcode {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::BADVERS => "BADVERS",
+        _ => "OTHER",
+    }
+}
+
 pub fn explain(table: &Compiled, name: &Name, qtype: RecordType, client: &Client) -> Explanation {
     let mut rec = Recorder::default();
     let ans = answer(table, &LowerName::new(name), qtype, client, &mut rec);
@@ -127,7 +142,7 @@ pub fn explain(table: &Compiled, name: &Name, qtype: RecordType, client: &Client
         service: None,
         candidates: Vec::new(),
         chosen_region: None,
-        rcode: ans.rcode.to_string(),
+        rcode: rcode_name(ans.rcode).to_string(),
         authoritative: ans.authoritative,
         answers: ans.answers.iter().map(|r| r.to_string()).collect(),
         authority: ans.authority.iter().map(|r| r.to_string()).collect(),
