@@ -4,20 +4,25 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use hickory_proto::rr::{Name, RecordType};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config;
 use crate::dns::listen::listen;
 use crate::explain;
-use crate::routing::RoutingTable;
+use crate::health::check::NetProbe;
+use crate::health::prober;
+use crate::routing::publish::Publisher;
 
 const DEFAULT_CONFIG: &str = "config/meridian.toml";
 
 #[derive(Parser)]
-#[command(name = "meridian", version, about = "Authoritative GeoDNS traffic manager")]
+#[command(
+    name = "meridian",
+    version,
+    about = "Authoritative GeoDNS traffic manager"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -109,7 +114,13 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn explain_cmd(path: &Path, name: &str, qtype: &str, client: &str, json: bool) -> anyhow::Result<()> {
+fn explain_cmd(
+    path: &Path,
+    name: &str,
+    qtype: &str,
+    client: &str,
+    json: bool,
+) -> anyhow::Result<()> {
     let compiled = config::load(path)?;
     let name = Name::from_ascii(name)
         .map(|mut n| {
@@ -125,7 +136,14 @@ fn explain_cmd(path: &Path, name: &str, qtype: &str, client: &str, json: bool) -
         Ok(c) => c,
         Err(e) => bail!("--client: {e}"),
     };
-    let ex = explain::explain(&compiled, &name, qtype, &client);
+    // Explain against the health the server last saved, so it shows what clients get now.
+    let saved = match &compiled.settings.state_dir {
+        Some(dir) => crate::state::load_health(dir).unwrap_or_default(),
+        None => Default::default(),
+    };
+    let (publisher, store) = Publisher::new(Arc::new(compiled), &saved, None);
+    drop(publisher);
+    let ex = explain::explain(&store.load(), &name, qtype, &client);
     if json {
         println!("{}", serde_json::to_string_pretty(&ex)?);
     } else {
@@ -155,13 +173,29 @@ fn serve(path: &Path) -> anyhow::Result<()> {
 }
 
 async fn serve_async(path: &Path) -> anyhow::Result<()> {
-    let compiled = config::load(path)?;
+    let compiled = Arc::new(config::load(path)?);
     let settings = compiled.settings.clone();
-    let table = Arc::new(ArcSwap::from_pointee(RoutingTable {
-        compiled: Arc::new(compiled),
-        generation: 1,
-    }));
-    let mut listeners = listen(&settings.dns_listen, table.clone(), settings.tcp_idle_timeout).await?;
+    let saved = match &settings.state_dir {
+        Some(dir) => match crate::state::load_health(dir) {
+            Ok(saved) => saved,
+            Err(e) => {
+                // Health is re-learnt within a few probe intervals; starting blind beats not starting.
+                warn!(error = %e, "ignoring saved health");
+                Default::default()
+            }
+        },
+        None => Default::default(),
+    };
+    if !saved.targets.is_empty() {
+        info!(targets = saved.targets.len(), "warm start from saved health");
+    }
+    let (publisher, table) = Publisher::new(compiled.clone(), &saved, settings.state_dir.clone());
+    let mut listeners = listen(&settings.dns_listen, table, settings.tcp_idle_timeout).await?;
+
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(1024);
+    let _probers = prober::spawn(compiled, publisher.config_generation(), Arc::new(NetProbe::new()), events_tx);
+    tokio::spawn(publisher.run(events_rx));
+
     for addr in &listeners.bound {
         // A stable line that scripts and tests wait for.
         println!("meridian: serving DNS on {addr} (udp, tcp)");

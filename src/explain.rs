@@ -7,9 +7,10 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RecordType};
 use serde::Serialize;
 
-use crate::routing::Compiled;
+use crate::routing::RoutingTable;
 use crate::routing::answer::answer;
 use crate::routing::decide::Client;
+use crate::routing::table::Family;
 use crate::routing::trace::{Outcome, Rank, Recorder, Step};
 
 #[derive(Debug, Serialize)]
@@ -23,6 +24,11 @@ pub struct Explanation {
     pub service: Option<ServiceStep>,
     pub candidates: Vec<CandidateStep>,
     pub chosen_region: Option<String>,
+    /// Why the decision came out this way (preferred, failover, fail-open, ...).
+    pub reason: Option<&'static str>,
+    /// Set when no region was healthy: what `on_all_down` did.
+    pub all_down: Option<&'static str>,
+    pub generation: u64,
     pub rcode: String,
     pub authoritative: bool,
     pub answers: Vec<String>,
@@ -57,7 +63,16 @@ pub struct ServiceStep {
 pub struct CandidateStep {
     pub region: String,
     pub why: String,
-    pub outcome: &'static str,
+    pub outcome: String,
+    /// Each endpoint of the queried family with its health.
+    pub endpoints: Vec<EndpointStep>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointStep {
+    pub address: String,
+    /// up, down, unknown (no verdict yet, served) or unmonitored (no check).
+    pub health: &'static str,
 }
 
 /// Parses `IP` or `IP/PREFIX`. With a prefix the client is treated as an ECS subnet.
@@ -98,12 +113,20 @@ pub fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
             let bits = u32::from(a);
-            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix.min(32)))
+            };
             IpAddr::V4((bits & m).into())
         }
         IpAddr::V6(a) => {
             let bits = u128::from(a);
-            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix.min(128))) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix.min(128)))
+            };
             IpAddr::V6((bits & m).into())
         }
     }
@@ -123,9 +146,10 @@ pub fn rcode_name(rcode: ResponseCode) -> &'static str {
     }
 }
 
-pub fn explain(table: &Compiled, name: &Name, qtype: RecordType, client: &Client) -> Explanation {
+pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Client) -> Explanation {
+    let table = &*rt.compiled;
     let mut rec = Recorder::default();
-    let ans = answer(table, &LowerName::new(name), qtype, client, &mut rec);
+    let ans = answer(rt, &LowerName::new(name), qtype, client, &mut rec);
     let mut out = Explanation {
         name: name.to_ascii(),
         qtype: qtype.to_string(),
@@ -142,6 +166,9 @@ pub fn explain(table: &Compiled, name: &Name, qtype: RecordType, client: &Client
         service: None,
         candidates: Vec::new(),
         chosen_region: None,
+        reason: None,
+        all_down: None,
+        generation: rt.generation,
         rcode: rcode_name(ans.rcode).to_string(),
         authoritative: ans.authoritative,
         answers: ans.answers.iter().map(|r| r.to_string()).collect(),
@@ -149,12 +176,21 @@ pub fn explain(table: &Compiled, name: &Name, qtype: RecordType, client: &Client
         ttl: ans.decision.map(|d| d.ttl),
         ecs_scope: client.ecs_source.map(|p| ans.ecs_scope().min(p)),
     };
+    // The service is known only at the end of the trace; find it first for endpoint listings.
+    let rec_service = rec.steps.iter().find_map(|s| match s {
+        Step::Decided(d) => Some(d.service),
+        _ => None,
+    });
     for step in rec.steps {
         match step {
             Step::Geo { client, geo } => {
                 out.geoip = Some(GeoStep {
                     database: table.geo.as_ref().map(|db| db.path().display().to_string()),
-                    network: format!("{}/{}", mask(client.addr, geo.network_prefix), geo.network_prefix),
+                    network: format!(
+                        "{}/{}",
+                        mask(client.addr, geo.network_prefix),
+                        geo.network_prefix
+                    ),
                     found: geo.found,
                     country: geo.country.map(|c| c.to_string()),
                     continent: geo.continent.map(|c| c.to_string()),
@@ -176,16 +212,34 @@ pub fn explain(table: &Compiled, name: &Name, qtype: RecordType, client: &Client
                     Rank::DefaultOrder { position } => {
                         format!("default order position {}", position + 1)
                     }
+                    Rank::FailoverOrder { position } => {
+                        format!("failover order position {}", position + 1)
+                    }
                 };
+                let family = if qtype == RecordType::AAAA {
+                    Family::V6
+                } else {
+                    Family::V4
+                };
+                let endpoints = step_endpoints(rt, region, family, &rec_service);
                 out.candidates.push(CandidateStep {
                     region: r.name.clone(),
                     why,
                     outcome: match outcome {
-                        Outcome::Chosen => "chosen",
-                        Outcome::NoEndpointsOfFamily => "skipped: no endpoint of this address family",
-                        Outcome::NotNeeded => "not needed",
+                        Outcome::Chosen => "chosen".to_string(),
+                        Outcome::NoEndpointsOfFamily => {
+                            "skipped: no endpoint of this address family".to_string()
+                        }
+                        Outcome::Unhealthy { up, total } => {
+                            format!("skipped: {up} of {total} endpoints up")
+                        }
+                        Outcome::NotNeeded => "not needed".to_string(),
                     },
+                    endpoints,
                 });
+            }
+            Step::AllDown(action) => {
+                out.all_down = Some(action.name());
             }
             Step::Decided(d) => {
                 let svc = table.service(d.service);
@@ -196,10 +250,32 @@ pub fn explain(table: &Compiled, name: &Name, qtype: RecordType, client: &Client
                     ttl: svc.ttl,
                 });
                 out.chosen_region = d.region.map(|r| table.region(r).name.clone());
+                out.reason = Some(d.reason.name());
             }
         }
     }
     out
+}
+
+fn step_endpoints(
+    rt: &RoutingTable,
+    region: crate::routing::table::RegionId,
+    family: Family,
+    service: &Option<crate::routing::table::ServiceId>,
+) -> Vec<EndpointStep> {
+    let Some(service) = service else {
+        return Vec::new();
+    };
+    let svc = rt.compiled.service(*service);
+    svc.regions
+        .iter()
+        .filter(|sr| sr.region == region)
+        .flat_map(|sr| sr.endpoints(family).iter())
+        .map(|id| EndpointStep {
+            address: rt.compiled.endpoint(*id).address.to_string(),
+            health: rt.endpoint_health(*id).map_or("unmonitored", |h| h.name()),
+        })
+        .collect()
 }
 
 impl Explanation {
@@ -241,15 +317,41 @@ impl Explanation {
         }
         if !self.candidates.is_empty() {
             let _ = writeln!(s, "candidates (in this client's order)");
-            let width = self.candidates.iter().map(|c| c.region.len()).max().unwrap_or(0);
+            let width = self
+                .candidates
+                .iter()
+                .map(|c| c.region.len())
+                .max()
+                .unwrap_or(0);
             for (i, c) in self.candidates.iter().enumerate() {
-                let _ = writeln!(s, "  {}. {:width$}  {:32}  {}", i + 1, c.region, c.why, c.outcome);
+                let health = c
+                    .endpoints
+                    .iter()
+                    .map(|e| format!("{} {}", e.address, e.health))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let _ = writeln!(
+                    s,
+                    "  {}. {:width$}  {:32}  {:40}  [{health}]",
+                    i + 1,
+                    c.region,
+                    c.why,
+                    c.outcome
+                );
             }
         }
-        if let Some(r) = &self.chosen_region {
-            let _ = writeln!(s, "chosen     {r}");
+        if let Some(action) = self.all_down {
+            let _ = writeln!(s, "all down   no region is healthy: on_all_down = {action}");
         }
-        let flags = if self.authoritative { " (authoritative)" } else { "" };
+        if let Some(r) = &self.chosen_region {
+            let _ = writeln!(s, "chosen     {r} ({})", self.reason.unwrap_or("-"));
+        }
+        let _ = writeln!(s, "table      generation {}", self.generation);
+        let flags = if self.authoritative {
+            " (authoritative)"
+        } else {
+            ""
+        };
         let _ = writeln!(s, "rcode      {}{flags}", self.rcode);
         for a in &self.answers {
             let _ = writeln!(s, "answer     {a}");

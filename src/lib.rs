@@ -4,4 +4,6 @@ pub mod config;
 pub mod dns;
 pub mod explain;
 pub mod geo;
+pub mod health;
 pub mod routing;
+pub mod state;

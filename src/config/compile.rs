@@ -1,15 +1,17 @@
 //! Checked config -> [`Compiled`]: names become ids, records are built once, zones become
 //! node maps with empty non-terminals filled in, and the GeoIP database is opened.
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::Problem;
-use super::validate::{Checked, CheckedZone};
+use super::validate::{Checked, CheckedAllDown, CheckedZone};
 use crate::geo::GeoDb;
 use crate::routing::table::{
-    Compiled, Endpoint, EndpointId, Family, Node, Service, ServiceId, ServiceRegion, Zone, ZoneId,
+    AllDown, CheckId, Compiled, Endpoint, EndpointId, Family, Node, Service, ServiceId,
+    ServiceRegion, Target, TargetId, Zone, ZoneId,
 };
 
 pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
@@ -24,6 +26,8 @@ pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
     let mut zones: Vec<Zone> = checked.zones.iter().map(zone).collect();
     let mut services = Vec::new();
     let mut endpoints = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
+    let mut target_ids: HashMap<(usize, SocketAddr), TargetId> = HashMap::new();
     for (i, svc) in checked.services.into_iter().enumerate() {
         let id = ServiceId(i as u32);
         let mut regions: Vec<ServiceRegion> = Vec::new();
@@ -49,8 +53,16 @@ pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
                     region,
                     address: e.address,
                     port: e.port,
-                    check: e.check.clone(),
-                    check_address: e.check_address,
+                    target: e.probe.map(|(check, addr)| {
+                        *target_ids.entry((check, addr)).or_insert_with(|| {
+                            targets.push(Target {
+                                check: CheckId(check as u32),
+                                addr,
+                                key: format!("{}@{addr}", checked.checks[check].name),
+                            });
+                            TargetId(targets.len() as u32 - 1)
+                        })
+                    }),
                     record: Record::from_rdata(svc.name.clone(), svc.ttl, RData::from(e.address)),
                 });
             }
@@ -67,10 +79,22 @@ pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
         let zone = &mut zones[svc.zone];
         node_at(zone, &svc.name).service = Some(id);
         services.push(Service {
-            name: svc.name,
+            name: svc.name.clone(),
             ttl: svc.ttl,
             policy: svc.policy,
             answers: svc.answers,
+            min_healthy: svc.min_healthy,
+            on_all_down: match svc.on_all_down {
+                CheckedAllDown::FailOpen => AllDown::FailOpen,
+                CheckedAllDown::ServFail => AllDown::ServFail,
+                CheckedAllDown::Fallback(addrs) => {
+                    let record = |ip: &IpAddr| Record::from_rdata(svc.name.clone(), svc.ttl, RData::from(*ip));
+                    AllDown::Fallback {
+                        v4: addrs.iter().filter(|a| a.is_ipv4()).map(record).collect(),
+                        v6: addrs.iter().filter(|a| a.is_ipv6()).map(record).collect(),
+                    }
+                }
+            },
             regions: regions.into(),
         });
     }
@@ -88,6 +112,8 @@ pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
         regions: checked.regions,
         services,
         endpoints,
+        checks: checked.checks,
+        targets,
     })
 }
 

@@ -96,7 +96,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Compiled, ConfigErrors> {
             )]));
         }
     };
-    let checked = validate::validate(&raw, base).map_err(positioned)?;
+    let checked = validate::validate(&raw, text, base).map_err(positioned)?;
     compile::compile(checked).map_err(positioned)
 }
 
@@ -119,3 +119,6 @@ fn position(text: &str, path: &Path, mut problems: Vec<Problem>) -> Vec<ConfigEr
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

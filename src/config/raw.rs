@@ -116,6 +116,12 @@ pub struct RawService {
     pub check: Option<S<String>>,
     /// Per-service override of `routing.default_order`.
     pub default_order: Option<S<Vec<S<String>>>>,
+    /// Failover policy: the regions in order, primary first.
+    pub regions: Option<S<Vec<S<String>>>>,
+    pub min_healthy: Option<S<i64>>,
+    pub on_all_down: Option<S<String>>,
+    /// Static addresses answered when `on_all_down = "fallback"`.
+    pub fallback: Option<S<Vec<S<String>>>>,
     pub endpoints: S<Vec<S<RawEndpoint>>>,
 }
 

@@ -15,6 +15,7 @@ use super::Problem;
 use super::duration;
 use super::raw::{RawCheck, RawConfig, RawEndpoint, RawService, RawZone, S};
 use crate::geo::{Continent, CountryCode, LatLon};
+use crate::health::{self, CheckKind, CheckSpec, StatusMatch, TlsVerify};
 use crate::routing::table::{MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, Region, RegionId, Settings};
 
 /// Largest TTL RFC 2181 allows.
@@ -45,6 +46,7 @@ pub struct Checked {
     pub zones: Vec<CheckedZone>,
     pub regions: Vec<Region>,
     pub services: Vec<CheckedService>,
+    pub checks: Vec<CheckSpec>,
 }
 
 #[derive(Debug)]
@@ -62,9 +64,18 @@ pub struct CheckedService {
     pub ttl: u32,
     pub policy: Policy,
     pub answers: usize,
-    /// Region order for clients the database cannot place.
+    pub min_healthy: usize,
+    pub on_all_down: CheckedAllDown,
+    /// Region order for clients the database cannot place; for failover, the failover order.
     pub default_order: Vec<RegionId>,
     pub endpoints: Vec<CheckedEndpoint>,
+}
+
+#[derive(Debug)]
+pub enum CheckedAllDown {
+    FailOpen,
+    ServFail,
+    Fallback(Vec<IpAddr>),
 }
 
 #[derive(Debug)]
@@ -72,15 +83,22 @@ pub struct CheckedEndpoint {
     pub region: RegionId,
     pub address: IpAddr,
     pub port: u16,
-    pub check: Option<String>,
-    pub check_address: Option<IpAddr>,
+    /// The check probing this endpoint (its own, else the service's) and the address:port
+    /// it probes.
+    pub probe: Option<(usize, std::net::SocketAddr)>,
 }
 
-struct Ctx {
+struct Ctx<'a> {
     problems: Vec<Problem>,
+    text: &'a str,
 }
 
-impl Ctx {
+impl Ctx<'_> {
+    /// 1-based line of a byte offset, for messages that point at a second place.
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+    }
+
     fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.problems.push(Problem::new(span, message));
     }
@@ -133,11 +151,12 @@ pub fn parse_name(s: &str, origin: Option<&Name>) -> Result<Name, String> {
     Ok(name)
 }
 
-pub fn validate(raw: &RawConfig, base: &Path) -> Result<Checked, Vec<Problem>> {
+pub fn validate(raw: &RawConfig, text: &str, base: &Path) -> Result<Checked, Vec<Problem>> {
     let mut cx = Ctx {
         problems: Vec::new(),
+        text,
     };
-    let settings = server_settings(&mut cx, raw);
+    let settings = server_settings(&mut cx, raw, base);
     let geoip = raw.geoip.as_ref().map(|g| {
         let p = Path::new(g.database.get_ref());
         (base.join(p), g.database.span())
@@ -154,6 +173,7 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Checked, Vec<Problem>> {
         "routing.default_order",
     );
     let checks = checks(&mut cx, &raw.checks);
+    let check_ids: HashMap<String, usize> = checks.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
 
     let mut services = Vec::new();
     let mut seen_services: HashMap<LowerName, Range<usize>> = HashMap::new();
@@ -164,18 +184,18 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Checked, Vec<Problem>> {
             &zones,
             &region_ids,
             &checks,
+            &check_ids,
             &default_order,
-            regions.len(),
         ) else {
             continue;
         };
         let key = LowerName::new(&svc.name);
         if let Some(first) = seen_services.get(&key) {
-            let line_hint = first.start;
+            let line_hint = cx.line_of(first.start);
             cx.err(
                 s.get_ref().name.span(),
                 format!(
-                    "service {} is defined twice (first at byte {line_hint})",
+                    "service {} is defined twice (first at line {line_hint})",
                     svc.name
                 ),
             );
@@ -201,13 +221,14 @@ pub fn validate(raw: &RawConfig, base: &Path) -> Result<Checked, Vec<Problem>> {
             zones,
             regions,
             services,
+            checks,
         })
     } else {
         Err(cx.problems)
     }
 }
 
-fn server_settings(cx: &mut Ctx, raw: &RawConfig) -> Settings {
+fn server_settings(cx: &mut Ctx, raw: &RawConfig, base: &Path) -> Settings {
     let s = &raw.server;
     let mut dns_listen = Vec::new();
     match &s.dns_listen {
@@ -282,6 +303,7 @@ fn server_settings(cx: &mut Ctx, raw: &RawConfig) -> Settings {
         admin_listen,
         max_udp_payload,
         tcp_idle_timeout,
+        state_dir: s.state_dir.as_ref().map(|d| base.join(d.get_ref())),
     }
 }
 
@@ -468,17 +490,11 @@ fn rdata(rtype: RecordType, data: &str, origin: &Name) -> Result<RData, String> 
         return Err("data must be on one line".into());
     }
     if rtype == RecordType::TXT && !data.trim_start().starts_with('"') {
-        // Plain text is one string; split at 255 bytes as the wire format requires.
+        // Plain text is one string; split at 255 bytes as the wire format requires (bytes,
+        // not characters: a UTF-8 character may straddle two strings).
         let bytes = data.as_bytes();
-        let chunks = bytes
-            .chunks(255)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect::<Vec<_>>();
-        return Ok(RData::TXT(TXT::new(if chunks.is_empty() {
-            vec![String::new()]
-        } else {
-            chunks
-        })));
+        let chunks: Vec<&[u8]> = if bytes.is_empty() { vec![&[]] } else { bytes.chunks(255).collect() };
+        return Ok(RData::TXT(TXT::from_bytes(chunks)));
     }
     let line = format!("@ 0 IN {rtype} {data}\n");
     let (_, sets) = Parser::new(line, None, Some(origin.clone()))
@@ -609,72 +625,95 @@ fn region_list(
     out
 }
 
-fn checks(cx: &mut Ctx, raw: &BTreeMap<String, S<RawCheck>>) -> HashSet<String> {
-    for c in raw.values() {
-        let span = c.span();
+fn checks(cx: &mut Ctx, raw: &BTreeMap<String, S<RawCheck>>) -> Vec<CheckSpec> {
+    let mut out = Vec::new();
+    for (name, c) in raw {
         let c = c.get_ref();
-        if !matches!(c.kind.get_ref().as_str(), "http" | "https" | "tcp") {
-            cx.err(
-                c.kind.span(),
-                format!(
-                    "check kind {:?} is not http, https or tcp",
-                    c.kind.get_ref()
-                ),
-            );
-        }
-        let interval = c.interval.as_ref().and_then(|v| {
-            duration::parse(v.get_ref())
-                .map_err(|e| cx.err(v.span(), e))
-                .ok()
-        });
-        let timeout = c.timeout.as_ref().and_then(|v| {
-            duration::parse(v.get_ref())
-                .map_err(|e| cx.err(v.span(), e))
-                .ok()
-        });
-        if let (Some(i), Some(t), Some(v)) = (interval, timeout, &c.timeout)
-            && t >= i
-        {
-            cx.err(
-                v.span(),
-                format!("check timeout {t:?} must be below its interval {i:?}"),
-            );
-        }
-        for (v, what) in [(&c.rise, "rise"), (&c.fall, "fall")] {
-            if let Some(v) = v
-                && !(1..=100).contains(v.get_ref())
-            {
-                cx.err(v.span(), format!("check {what} must be 1 to 100"));
+        let kind = match c.kind.get_ref().as_str() {
+            "http" => CheckKind::Http,
+            "https" => CheckKind::Https,
+            "tcp" => CheckKind::Tcp,
+            other => {
+                cx.err(c.kind.span(), format!("check kind {other:?} is not http, https or tcp"));
+                CheckKind::Tcp
             }
-        }
-        if let Some(p) = &c.port
-            && !(1..=65535).contains(p.get_ref())
-        {
-            cx.err(
-                p.span(),
-                format!("check port {} is not 1 to 65535", p.get_ref()),
-            );
-        }
-        if let Some(statuses) = &c.expect_status {
-            for s in statuses.get_ref() {
-                let ok = match s.get_ref() {
-                    toml::Value::Integer(n) => (100..=599).contains(n),
-                    toml::Value::String(s) => {
-                        matches!(s.as_str(), "1xx" | "2xx" | "3xx" | "4xx" | "5xx")
-                    }
-                    _ => false,
-                };
-                if !ok {
-                    cx.err(
-                        s.span(),
-                        "expect_status takes HTTP codes (200) or classes (\"2xx\")",
-                    );
+        };
+        let mut dur = |v: &Option<S<String>>, default: Duration| match v {
+            None => default,
+            Some(v) => match duration::parse(v.get_ref()) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => {
+                    cx.err(v.span(), "duration must be above zero");
+                    default
                 }
+                Err(e) => {
+                    cx.err(v.span(), e);
+                    default
+                }
+            },
+        };
+        let interval = dur(&c.interval, health::DEFAULT_INTERVAL);
+        let timeout = dur(&c.timeout, health::DEFAULT_TIMEOUT.min(interval / 2));
+        if timeout >= interval {
+            let span = c.timeout.as_ref().or(c.interval.as_ref()).map(|v| v.span()).unwrap_or_default();
+            cx.err(span, format!("check timeout {timeout:?} must be below its interval {interval:?}"));
+        }
+        let mut count = |v: &Option<S<i64>>, default: u32, what: &str| match v {
+            None => default,
+            Some(v) if (1..=100).contains(v.get_ref()) => *v.get_ref() as u32,
+            Some(v) => {
+                cx.err(v.span(), format!("check {what} must be 1 to 100"));
+                default
+            }
+        };
+        let rise = count(&c.rise, health::DEFAULT_RISE, "rise");
+        let fall = count(&c.fall, health::DEFAULT_FALL, "fall");
+        let port = c.port.as_ref().and_then(|p| match u16::try_from(*p.get_ref()) {
+            Ok(p) if p > 0 => Some(p),
+            _ => {
+                cx.err(p.span(), format!("check port {} is not 1 to 65535", p.get_ref()));
+                None
+            }
+        });
+        let mut expect_status = Vec::new();
+        for s in c.expect_status.iter().flat_map(|v| v.get_ref()) {
+            match s.get_ref() {
+                toml::Value::Integer(n) if (100..=599).contains(n) => expect_status.push(StatusMatch::Code(*n as u16)),
+                toml::Value::String(t) if matches!(t.as_str(), "1xx" | "2xx" | "3xx" | "4xx" | "5xx") => {
+                    expect_status.push(StatusMatch::Class(t.as_bytes()[0] - b'0'))
+                }
+                _ => cx.err(s.span(), "expect_status takes HTTP codes (200) or classes (\"2xx\")"),
             }
         }
-        let _ = span;
+        if expect_status.is_empty() {
+            expect_status = vec![StatusMatch::Class(2), StatusMatch::Class(3)];
+        }
+        let path = c.path.as_ref().map_or("/".to_string(), |p| p.get_ref().clone());
+        if !path.starts_with('/') {
+            let span = c.path.as_ref().map(|p| p.span()).unwrap_or_default();
+            cx.err(span, format!("check path {path:?} must start with '/'"));
+        }
+        if kind == CheckKind::Tcp && (c.path.is_some() || c.expect_body.is_some() || c.expect_status.is_some()) {
+            cx.err(c.kind.span(), "a tcp check only connects: path, expect_status and expect_body need http or https");
+        }
+        let insecure = c.tls_insecure_skip_verify.as_ref().is_some_and(|v| *v.get_ref());
+        out.push(CheckSpec {
+            name: name.clone(),
+            kind,
+            path,
+            port,
+            interval,
+            timeout,
+            rise,
+            fall,
+            expect_status,
+            expect_body: c.expect_body.as_ref().map(|b| b.get_ref().clone()),
+            headers: c.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            tls_server_name: c.tls_server_name.as_ref().map(|v| v.get_ref().clone()),
+            tls: if insecure { TlsVerify::InsecureSkipVerify } else { TlsVerify::Verify },
+        });
     }
-    raw.keys().cloned().collect()
+    out
 }
 
 fn service(
@@ -682,9 +721,9 @@ fn service(
     s: &S<RawService>,
     zones: &[CheckedZone],
     region_ids: &HashMap<String, RegionId>,
-    checks: &HashSet<String>,
+    checks: &[CheckSpec],
+    check_ids: &HashMap<String, usize>,
     global_order: &[RegionId],
-    region_count: usize,
 ) -> Option<CheckedService> {
     let s = s.get_ref();
     let name = cx.name(&s.name, None, "service name");
@@ -709,10 +748,51 @@ fn service(
         .map_or(DEFAULT_SERVICE_TTL, |t| cx.ttl(t, "service TTL"));
     let policy = match s.policy.as_ref().map(|p| p.get_ref().as_str()) {
         None | Some("geo") => Some(Policy::Geo),
+        Some("failover") => Some(Policy::Failover),
         Some(other) => {
             let span = s.policy.as_ref().map(|p| p.span()).unwrap_or_default();
-            cx.err(span, format!("unknown policy {other:?} (known: geo)"));
+            cx.err(span, format!("unknown policy {other:?} (known: geo, failover)"));
             None
+        }
+    };
+    let min_healthy = match &s.min_healthy {
+        None => 1,
+        Some(v) if (1..=1000).contains(v.get_ref()) => *v.get_ref() as usize,
+        Some(v) => {
+            cx.err(v.span(), "min_healthy must be 1 or more");
+            1
+        }
+    };
+    let on_all_down = match s.on_all_down.as_ref().map(|v| v.get_ref().as_str()) {
+        None | Some("fail-open") => CheckedAllDown::FailOpen,
+        Some("servfail") => CheckedAllDown::ServFail,
+        Some("fallback") => CheckedAllDown::Fallback(Vec::new()),
+        Some(other) => {
+            let span = s.on_all_down.as_ref().map(|v| v.span()).unwrap_or_default();
+            cx.err(span, format!("on_all_down {other:?} is not fail-open, servfail or fallback"));
+            CheckedAllDown::FailOpen
+        }
+    };
+    let mut fallback = Vec::new();
+    for a in s.fallback.iter().flat_map(|l| l.get_ref()) {
+        match a.get_ref().parse::<IpAddr>() {
+            Ok(ip) => fallback.push(ip),
+            Err(_) => cx.err(a.span(), format!("fallback {:?} is not an IP address", a.get_ref())),
+        }
+    }
+    let on_all_down = match on_all_down {
+        CheckedAllDown::Fallback(_) => {
+            if s.fallback.is_none() {
+                let span = s.on_all_down.as_ref().map(|v| v.span()).unwrap_or_default();
+                cx.err(span, "on_all_down = \"fallback\" needs a `fallback` list of addresses");
+            }
+            CheckedAllDown::Fallback(fallback)
+        }
+        other => {
+            if let Some(f) = &s.fallback {
+                cx.err(f.span(), "`fallback` is only used with on_all_down = \"fallback\"");
+            }
+            other
         }
     };
     let answers = match &s.answers {
@@ -723,21 +803,25 @@ fn service(
             1
         }
     };
-    if let Some(c) = &s.check
-        && !checks.contains(c.get_ref())
-    {
-        cx.err(
-            c.span(),
-            format!(
-                "service names undefined check {:?} (no [checks.{}] table)",
-                c.get_ref(),
-                c.get_ref()
-            ),
-        );
-    }
-    let default_order = match &s.default_order {
-        Some(list) => region_list(cx, list.get_ref(), region_ids, "default_order"),
-        None => global_order.to_vec(),
+    let service_check = s.check.as_ref().and_then(|c| {
+        let id = check_ids.get(c.get_ref()).copied();
+        if id.is_none() {
+            cx.err(c.span(), format!("service names undefined check {:?} (no [checks.{}] table)", c.get_ref(), c.get_ref()));
+        }
+        id
+    });
+    let default_order = match (policy, &s.regions, &s.default_order) {
+        (Some(Policy::Failover), Some(list), _) => region_list(cx, list.get_ref(), region_ids, "regions"),
+        (Some(Policy::Failover), None, _) => {
+            cx.err(s.name.span(), "a failover service needs `regions`, its regions in failover order");
+            Vec::new()
+        }
+        (_, Some(list), _) => {
+            cx.err(list.span(), "`regions` is the failover order; geo services use `default_order`");
+            Vec::new()
+        }
+        (_, None, Some(list)) => region_list(cx, list.get_ref(), region_ids, "default_order"),
+        (_, None, None) => global_order.to_vec(),
     };
 
     if s.endpoints.get_ref().is_empty() {
@@ -746,7 +830,10 @@ fn service(
     let mut endpoints = Vec::new();
     let mut seen = HashSet::new();
     for e in s.endpoints.get_ref() {
-        if let Some(ep) = endpoint(cx, e.get_ref(), region_ids, checks, s.check.is_some()) {
+        if let Some(ep) = endpoint(cx, e.get_ref(), region_ids, checks, check_ids, service_check) {
+            if policy == Some(Policy::Failover) && !default_order.is_empty() && !default_order.contains(&ep.region) {
+                cx.err(e.get_ref().region.span(), "endpoint region is not in this failover service's `regions`");
+            }
             if !seen.insert((ep.region, ep.address)) {
                 cx.err(
                     e.span(),
@@ -766,13 +853,14 @@ fn service(
             format!("a service may span at most {MAX_SERVICE_REGIONS} regions"),
         );
     }
-    let _ = region_count;
     Some(CheckedService {
         name: name?,
         zone: zone?,
         ttl,
         policy: policy?,
         answers,
+        min_healthy,
+        on_all_down,
         default_order,
         endpoints,
     })
@@ -782,21 +870,16 @@ fn endpoint(
     cx: &mut Ctx,
     e: &RawEndpoint,
     region_ids: &HashMap<String, RegionId>,
-    checks: &HashSet<String>,
-    service_has_check: bool,
+    checks: &[CheckSpec],
+    check_ids: &HashMap<String, usize>,
+    service_check: Option<usize>,
 ) -> Option<CheckedEndpoint> {
     let region = region_ids.get(e.region.get_ref()).copied();
     if region.is_none() {
-        cx.err(
-            e.region.span(),
-            format!("endpoint names undefined region {:?}", e.region.get_ref()),
-        );
+        cx.err(e.region.span(), format!("endpoint names undefined region {:?}", e.region.get_ref()));
     }
     let address = e.address.get_ref().parse::<IpAddr>().map_err(|_| {
-        cx.err(
-            e.address.span(),
-            format!("{:?} is not an IP address", e.address.get_ref()),
-        );
+        cx.err(e.address.span(), format!("{:?} is not an IP address", e.address.get_ref()));
     });
     let port = match &e.port {
         None => 0,
@@ -808,44 +891,45 @@ fn endpoint(
             }
         },
     };
-    if let Some(c) = &e.check
-        && !checks.contains(c.get_ref())
-    {
-        cx.err(
-            c.span(),
-            format!("endpoint names undefined check {:?}", c.get_ref()),
-        );
+    let own_check = e.check.as_ref().and_then(|c| {
+        let id = check_ids.get(c.get_ref()).copied();
+        if id.is_none() {
+            cx.err(c.span(), format!("endpoint names undefined check {:?}", c.get_ref()));
+        }
+        id
+    });
+    let check = own_check.or(service_check);
+    let check_address = e.check_address.as_ref().and_then(|a| match a.get_ref().parse::<IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            cx.err(a.span(), format!("check_address {:?} is not an IP address", a.get_ref()));
+            None
+        }
+    });
+    if check_address.is_some() && check.is_none() && e.check.is_none() {
+        let span = e.check_address.as_ref().map(|a| a.span()).unwrap_or_default();
+        cx.err(span, "check_address is set but no check probes this endpoint");
     }
-    let check_address =
-        e.check_address
-            .as_ref()
-            .and_then(|a| match a.get_ref().parse::<IpAddr>() {
-                Ok(ip) => Some(ip),
-                Err(_) => {
-                    cx.err(
-                        a.span(),
-                        format!("check_address {:?} is not an IP address", a.get_ref()),
-                    );
-                    None
-                }
-            });
-    if check_address.is_some() && e.check.is_none() && !service_has_check {
-        let span = e
-            .check_address
-            .as_ref()
-            .map(|a| a.span())
-            .unwrap_or_default();
-        cx.err(
-            span,
-            "check_address is set but no check probes this endpoint",
-        );
-    }
+    let address = address.ok()?;
+    let probe = match check {
+        None => None,
+        Some(id) => {
+            let spec = &checks[id];
+            let probe_port = spec
+                .port
+                .or((port != 0).then_some(port))
+                .unwrap_or(spec.kind.default_port());
+            if probe_port == 0 {
+                cx.err(e.address.span(), format!("tcp check {:?} needs a port: set `port` on the check or the endpoint", spec.name));
+            }
+            Some((id, std::net::SocketAddr::new(check_address.unwrap_or(address), probe_port)))
+        }
+    };
     Some(CheckedEndpoint {
         region: region?,
-        address: address.ok()?,
+        address,
         port,
-        check: e.check.as_ref().map(|c| c.get_ref().clone()),
-        check_address,
+        probe,
     })
 }
 
@@ -948,7 +1032,7 @@ mod tests {
             Ok(RData::CAA(_))
         ));
         match rdata(RecordType::TXT, "v=spf1 -all", &origin) {
-            Ok(RData::TXT(t)) => assert_eq!(t.txt_data().len(), 1),
+            Ok(RData::TXT(t)) => assert_eq!(t.txt_data.len(), 1),
             other => panic!("{other:?}"),
         }
         assert!(rdata(RecordType::A, "300.1.1.1", &origin).is_err());

@@ -97,7 +97,13 @@ impl RequestHandler for DnsHandler {
         }
 
         let client = client_of(request.src().ip(), &scanned);
-        let ans = answer(compiled, query.name(), query.query_type(), &client, &mut NoTrace);
+        let ans = answer(
+            &table,
+            query.name(),
+            query.query_type(),
+            &client,
+            &mut NoTrace,
+        );
         meta.response_code = ans.rcode;
         meta.authoritative = ans.authoritative;
 
@@ -128,8 +134,11 @@ impl RequestHandler for DnsHandler {
         if request.protocol() == Protocol::Udp {
             let limit = udp_limit(&scanned, settings.max_udp_payload);
             let (an, ns, ar) = parts();
-            let trial = MessageResponseBuilder::new(&request.queries, builder_edns(&scanned, &edns))
-                .build(meta, an, ns, std::iter::empty::<&Record>(), ar);
+            let trial = MessageResponseBuilder::new(
+                &request.queries,
+                builder_edns(&scanned, &edns),
+            )
+            .build(meta, an, ns, std::iter::empty::<&Record>(), ar);
             if encoded_len(trial) > limit {
                 // Header, question and OPT only: the client retries over TCP (RFC 6891 7).
                 meta.truncation = true;

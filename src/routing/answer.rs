@@ -4,8 +4,8 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 
-use super::decide::{Client, Decision, Query, decide};
-use super::table::{Compiled, Family, Node, Zone, ZoneId};
+use super::decide::{Client, Decision, Query, Reason, decide};
+use super::table::{AllDown, Family, Node, RoutingTable, Zone, ZoneId};
 use super::trace::Trace;
 
 /// Longest CNAME chain followed inside a zone before giving up (guards against loops).
@@ -44,12 +44,13 @@ impl Answer<'_> {
 
 /// Answers one question from the table.
 pub fn answer<'t>(
-    table: &'t Compiled,
+    rt: &'t RoutingTable,
     qname: &LowerName,
     qtype: RecordType,
     client: &Client,
     trace: &mut impl Trace,
 ) -> Answer<'t> {
+    let table = &*rt.compiled;
     let Some(zid) = table.find_zone(qname) else {
         return Answer::new(ResponseCode::Refused, false, None);
     };
@@ -83,14 +84,26 @@ pub fn answer<'t>(
                     family,
                     client: *client,
                 };
-                let d = decide(table, &q, trace);
-                ans.answers.extend(
-                    d.endpoints
-                        .as_slice()
-                        .iter()
-                        .map(|id| &table.endpoint(*id).record),
-                );
-                if d.endpoints.as_slice().is_empty() {
+                let d = decide(rt, &q, trace);
+                match (&svc.on_all_down, d.reason) {
+                    (_, Reason::ServFail) => {
+                        ans.rcode = ResponseCode::ServFail;
+                        ans.authoritative = false;
+                    }
+                    (AllDown::Fallback { v4, v6 }, Reason::Fallback) => {
+                        ans.answers.extend(match family {
+                            Family::V4 => v4.iter(),
+                            Family::V6 => v6.iter(),
+                        });
+                    }
+                    _ => ans.answers.extend(
+                        d.endpoints
+                            .as_slice()
+                            .iter()
+                            .map(|id| &table.endpoint(*id).record),
+                    ),
+                }
+                if ans.answers.is_empty() && ans.rcode == ResponseCode::NoError {
                     ans.authority.push(&zone.negative_soa);
                 }
                 ans.decision = Some(d);

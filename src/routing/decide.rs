@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 
 use super::table::{
-    Compiled, EndpointId, Family, MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, RegionId, Service,
-    ServiceId, ServiceRegion,
+    AllDown, Compiled, EndpointId, Family, MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, RegionId,
+    RoutingTable, Service, ServiceId, ServiceRegion,
 };
 use super::trace::{Outcome, Rank, Trace};
 use crate::geo::GeoInfo;
@@ -60,6 +60,36 @@ impl Picks {
     }
 }
 
+/// Why the decision came out as it did (also the label answers are counted under).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The client's first-ranked region answered.
+    Preferred,
+    /// An earlier region was skipped as unhealthy; a later one answered.
+    Failover,
+    /// Nothing was healthy; answered as if all were up.
+    FailOpen,
+    /// Nothing was healthy; the service's static fallback answered.
+    Fallback,
+    /// Nothing was healthy; SERVFAIL.
+    ServFail,
+    /// No region has an endpoint of the queried family.
+    NoEndpoints,
+}
+
+impl Reason {
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Preferred => "preferred",
+            Reason::Failover => "failover",
+            Reason::FailOpen => "fail-open",
+            Reason::Fallback => "fallback",
+            Reason::ServFail => "servfail",
+            Reason::NoEndpoints => "no-endpoints",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub service: ServiceId,
@@ -68,14 +98,16 @@ pub struct Decision {
     /// ECS scope prefix: how many leading bits of the client address the answer depends on.
     pub scope: u8,
     pub ttl: u32,
+    pub reason: Reason,
 }
 
 /// Decides the answer for one query. The same function serves DNS and `explain`.
-pub fn decide(table: &Compiled, q: &Query, trace: &mut impl Trace) -> Decision {
-    let svc = table.service(q.service);
-    let geo = match &table.geo {
-        Some(db) => db.lookup(q.client.addr),
-        None => GeoInfo::default(),
+pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decision {
+    let compiled = &*table.compiled;
+    let svc = compiled.service(q.service);
+    let geo = match (&compiled.geo, svc.policy) {
+        (Some(db), Policy::Geo) => db.lookup(q.client.addr),
+        _ => GeoInfo::default(),
     };
     trace.geo(&q.client, &geo);
 
@@ -85,44 +117,94 @@ pub fn decide(table: &Compiled, q: &Query, trace: &mut impl Trace) -> Decision {
         endpoints: Picks::EMPTY,
         scope: scope(svc, &q.client, &geo),
         ttl: svc.ttl,
+        reason: Reason::NoEndpoints,
     };
-    match svc.policy {
-        Policy::Geo => {
-            let mut order = [(0u8, 0u32, 0u16, 0u16); MAX_SERVICE_REGIONS];
-            let n = svc.regions.len().min(MAX_SERVICE_REGIONS);
-            for (i, sr) in svc.regions.iter().take(n).enumerate() {
-                let (tier, km) = geo_rank(table, sr, &geo);
-                order[i] = (tier, km, sr.rank, i as u16);
-            }
-            let order = &mut order[..n];
-            order.sort_unstable();
-            for &(tier, km, position, i) in order.iter() {
-                let sr = &svc.regions[i as usize];
-                let rank = match tier {
-                    0 => Rank::Country,
-                    1 => Rank::Continent,
-                    2 => Rank::Distance { km },
-                    _ => Rank::DefaultOrder { position },
-                };
-                let outcome = if decision.region.is_some() {
-                    Outcome::NotNeeded
-                } else if sr.endpoints(q.family).is_empty() {
-                    Outcome::NoEndpointsOfFamily
+    // Rank every region for this client: (tier, km, default position, index) sorts best first.
+    let mut order = [(0u8, 0u32, 0u16, 0u16); MAX_SERVICE_REGIONS];
+    let n = svc.regions.len().min(MAX_SERVICE_REGIONS);
+    for (i, sr) in svc.regions.iter().take(n).enumerate() {
+        let (tier, km) = match svc.policy {
+            Policy::Geo => geo_rank(compiled, sr, &geo),
+            Policy::Failover => (4, u32::MAX),
+        };
+        order[i] = (tier, km, sr.rank, i as u16);
+    }
+    let order = &mut order[..n];
+    order.sort_unstable();
+
+    let mut skipped_unhealthy = false;
+    let mut first_with_family = None;
+    for &(tier, km, position, i) in order.iter() {
+        let sr = &svc.regions[i as usize];
+        let rank = match tier {
+            0 => Rank::Country,
+            1 => Rank::Continent,
+            2 => Rank::Distance { km },
+            3 => Rank::DefaultOrder { position },
+            _ => Rank::FailoverOrder { position },
+        };
+        let endpoints = sr.endpoints(q.family);
+        let up = endpoints.iter().filter(|e| table.serving(**e)).count();
+        let outcome = if decision.region.is_some() {
+            Outcome::NotNeeded
+        } else if endpoints.is_empty() {
+            Outcome::NoEndpointsOfFamily
+        } else {
+            first_with_family.get_or_insert(sr);
+            if up < svc.min_healthy.min(endpoints.len()) || up == 0 {
+                skipped_unhealthy = true;
+                Outcome::Unhealthy {
+                    up: up as u16,
+                    total: endpoints.len() as u16,
+                }
+            } else {
+                decision.region = Some(sr.region);
+                decision.endpoints = pick(
+                    table,
+                    svc,
+                    endpoints,
+                    &q.client,
+                    decision.scope,
+                    Healthy::Only,
+                );
+                decision.reason = if skipped_unhealthy {
+                    Reason::Failover
                 } else {
-                    decision.region = Some(sr.region);
-                    decision.endpoints =
-                        pick(svc, sr.endpoints(q.family), &q.client, decision.scope);
-                    Outcome::Chosen
+                    Reason::Preferred
                 };
-                trace.candidate(sr.region, rank, outcome);
+                Outcome::Chosen
             }
-        }
+        };
+        trace.candidate(sr.region, rank, outcome);
+    }
+
+    if decision.region.is_none()
+        && let Some(sr) = first_with_family
+    {
+        // Every region with endpoints of this family is down.
+        decision.reason = match &svc.on_all_down {
+            AllDown::FailOpen => {
+                decision.region = Some(sr.region);
+                decision.endpoints = pick(
+                    table,
+                    svc,
+                    sr.endpoints(q.family),
+                    &q.client,
+                    decision.scope,
+                    Healthy::Any,
+                );
+                Reason::FailOpen
+            }
+            AllDown::ServFail => Reason::ServFail,
+            AllDown::Fallback { .. } => Reason::Fallback,
+        };
+        trace.all_down(decision.reason);
     }
     trace.decided(&decision);
     decision
 }
 
-/// Tier (0 country, 1 continent, 2 distance, 3 default order) and distance in km.
+/// Geo tier (0 country, 1 continent, 2 distance, 3 default order) and distance in km.
 fn geo_rank(table: &Compiled, sr: &ServiceRegion, geo: &GeoInfo) -> (u8, u32) {
     let region = table.region(sr.region);
     let km = match (region.location, geo.location) {
@@ -147,11 +229,12 @@ fn geo_rank(table: &Compiled, sr: &ServiceRegion, geo: &GeoInfo) -> (u8, u32) {
 /// address fell in, never longer than what the client sent. A service whose answer cannot
 /// depend on the client at all gets scope 0.
 fn scope(svc: &Service, client: &Client, geo: &GeoInfo) -> u8 {
-    let fixed = svc.regions.len() <= 1
-        && svc
-            .regions
-            .iter()
-            .all(|r| r.v4.len() <= svc.answers && r.v6.len() <= svc.answers);
+    let fixed = svc.policy == Policy::Failover
+        || svc.regions.len() <= 1
+            && svc
+                .regions
+                .iter()
+                .all(|r| r.v4.len() <= svc.answers && r.v6.len() <= svc.answers);
     if fixed {
         0
     } else {
@@ -159,18 +242,38 @@ fn scope(svc: &Service, client: &Client, geo: &GeoInfo) -> u8 {
     }
 }
 
+/// Whether [`pick`] skips endpoints that are down.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Healthy {
+    Only,
+    Any,
+}
+
 /// Up to `answers` endpoints of the region, rotated by a hash of the client's network so that
 /// clients spread over a region's endpoints while each network keeps its answer.
-fn pick(svc: &Service, endpoints: &[EndpointId], client: &Client, scope: u8) -> Picks {
+fn pick(
+    table: &RoutingTable,
+    svc: &Service,
+    endpoints: &[EndpointId],
+    client: &Client,
+    scope: u8,
+    healthy: Healthy,
+) -> Picks {
     let mut picks = Picks::EMPTY;
-    let n = svc.answers.min(endpoints.len());
-    let start = if endpoints.len() > n {
-        (network_hash(client.addr, scope) % endpoints.len() as u64) as usize
+    let len = endpoints.len();
+    let start = if len > svc.answers {
+        (network_hash(client.addr, scope) % len as u64) as usize
     } else {
         0
     };
-    for k in 0..n {
-        picks.push(endpoints[(start + k) % endpoints.len()]);
+    for k in 0..len {
+        if picks.as_slice().len() >= svc.answers {
+            break;
+        }
+        let id = endpoints[(start + k) % len];
+        if healthy == Healthy::Any || table.serving(id) {
+            picks.push(id);
+        }
     }
     picks
 }
@@ -191,3 +294,7 @@ fn network_hash(addr: IpAddr, prefix: u8) -> u64 {
     }
     h
 }
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,6 +1,7 @@
 //! Routing: the immutable table, the one decision function, and answer assembly.
 pub mod answer;
 pub mod decide;
+pub mod publish;
 pub mod table;
 pub mod trace;
 

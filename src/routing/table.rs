@@ -8,6 +8,8 @@ use std::time::Duration;
 use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 
 use crate::geo::{Continent, CountryCode, GeoDb, LatLon};
+use crate::health::CheckSpec;
+use crate::health::state::Health;
 
 macro_rules! id_type {
     ($($name:ident),*) => {$(
@@ -20,7 +22,7 @@ macro_rules! id_type {
         }
     )*};
 }
-id_type!(ZoneId, RegionId, ServiceId, EndpointId);
+id_type!(ZoneId, RegionId, ServiceId, EndpointId, CheckId, TargetId);
 
 /// Most endpoints one answer may carry (`answers` in the config).
 pub const MAX_ANSWERS: usize = 16;
@@ -32,18 +34,21 @@ pub const MAX_SERVICE_REGIONS: usize = 64;
 pub enum Policy {
     /// Country, then continent, then nearest region, then the default order.
     Geo,
+    /// Active-passive: the service's `regions` list in order, the first healthy one answers.
+    Failover,
 }
 
 impl Policy {
     pub fn name(self) -> &'static str {
         match self {
             Policy::Geo => "geo",
+            Policy::Failover => "failover",
         }
     }
 }
 
 /// Address family of an A or AAAA answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
     V4,
     V6,
@@ -79,10 +84,9 @@ pub struct Endpoint {
     pub region: RegionId,
     pub address: IpAddr,
     pub port: u16,
-    /// Name of the health check, if any (the prober resolves it).
-    pub check: Option<String>,
-    /// Address the prober connects to, when it differs from the answered address.
-    pub check_address: Option<IpAddr>,
+    /// The probe target whose health this endpoint follows; `None` when nothing probes it
+    /// (then it always serves).
+    pub target: Option<TargetId>,
     /// The A or AAAA record answered for this endpoint, built at load time.
     pub record: Record,
 }
@@ -112,8 +116,45 @@ pub struct Service {
     pub ttl: u32,
     pub policy: Policy,
     pub answers: usize,
-    /// The regions this service has endpoints in, in default order.
+    /// A region serves while at least this many of its endpoints (of the family) are up.
+    pub min_healthy: usize,
+    pub on_all_down: AllDown,
+    /// The regions this service has endpoints in, in default order (failover: its order).
     pub regions: Box<[ServiceRegion]>,
+}
+
+/// What a service answers when no region has enough healthy endpoints.
+#[derive(Debug)]
+pub enum AllDown {
+    /// Answer as if every endpoint were up (the Route 53 and Azure default): a health-check
+    /// outage must not become a DNS outage.
+    FailOpen,
+    /// SERVFAIL, for clients that have a fallback of their own.
+    ServFail,
+    /// Static addresses, built at load time.
+    Fallback {
+        v4: Box<[Record]>,
+        v6: Box<[Record]>,
+    },
+}
+
+impl AllDown {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AllDown::FailOpen => "fail-open",
+            AllDown::ServFail => "servfail",
+            AllDown::Fallback { .. } => "fallback",
+        }
+    }
+}
+
+/// One (address, check) pair. Probed once however many endpoints share it.
+#[derive(Debug)]
+pub struct Target {
+    pub check: CheckId,
+    pub addr: SocketAddr,
+    /// Stable identity (`check@addr`) for carrying health across reloads and restarts.
+    pub key: String,
 }
 
 /// Everything stored at one owner name of a zone.
@@ -158,6 +199,7 @@ pub struct Settings {
     pub admin_listen: Option<SocketAddr>,
     pub max_udp_payload: u16,
     pub tcp_idle_timeout: Duration,
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// One compiled config: immutable, shared by every snapshot built from it.
@@ -170,6 +212,8 @@ pub struct Compiled {
     pub regions: Vec<Region>,
     pub services: Vec<Service>,
     pub endpoints: Vec<Endpoint>,
+    pub checks: Vec<CheckSpec>,
+    pub targets: Vec<Target>,
 }
 
 impl Compiled {
@@ -204,10 +248,63 @@ impl Compiled {
     }
 }
 
-/// What the DNS path loads once per query: a compiled config plus (in later stages) health
-/// and admin state, with a generation number that grows with every publish.
+/// Health of each probe target, indexed by [`TargetId`].
+#[derive(Debug, Clone, Default)]
+pub struct HealthView {
+    pub targets: Box<[TargetHealth]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TargetHealth {
+    pub health: Health,
+    /// Smoothed probe latency in microseconds.
+    pub latency_us: Option<f64>,
+}
+
+impl HealthView {
+    /// Every target Unknown: what a cold start serves with.
+    pub fn unknown(targets: usize) -> HealthView {
+        HealthView {
+            targets: vec![
+                TargetHealth {
+                    health: Health::Unknown,
+                    latency_us: None,
+                };
+                targets
+            ]
+            .into(),
+        }
+    }
+}
+
+/// What the DNS path loads once per query: a compiled config plus health, with a generation
+/// number that grows with every publish.
 #[derive(Debug)]
 pub struct RoutingTable {
     pub compiled: Arc<Compiled>,
+    pub health: Arc<HealthView>,
     pub generation: u64,
+}
+
+impl RoutingTable {
+    /// A table with no health verdicts yet.
+    pub fn cold(compiled: Arc<Compiled>) -> RoutingTable {
+        let health = Arc::new(HealthView::unknown(compiled.targets.len()));
+        RoutingTable {
+            compiled,
+            health,
+            generation: 1,
+        }
+    }
+
+    /// Health of an endpoint's probe target; `None` when nothing probes it.
+    pub fn endpoint_health(&self, id: EndpointId) -> Option<Health> {
+        let target = self.compiled.endpoint(id).target?;
+        self.health.targets.get(target.index()).map(|t| t.health)
+    }
+
+    /// Whether an endpoint may be answered: unprobed, unknown and up endpoints serve.
+    pub fn serving(&self, id: EndpointId) -> bool {
+        self.endpoint_health(id).is_none_or(Health::serving)
+    }
 }

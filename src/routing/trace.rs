@@ -1,6 +1,6 @@
 //! What `decide` reports as it works. The DNS path passes [`NoTrace`] (every hook is an empty
 //! inline function); `explain` passes a [`Recorder`] and prints what it saw.
-use super::decide::{Client, Decision};
+use super::decide::{Client, Decision, Reason};
 use super::table::RegionId;
 use crate::geo::GeoInfo;
 
@@ -15,6 +15,8 @@ pub enum Rank {
     Distance { km: u32 },
     /// Neither the database nor the region says more: the configured default order.
     DefaultOrder { position: u16 },
+    /// Failover policy: position in the service's region list.
+    FailoverOrder { position: u16 },
 }
 
 /// What became of a candidate region.
@@ -23,6 +25,11 @@ pub enum Outcome {
     Chosen,
     /// The region has no endpoint of the queried address family.
     NoEndpointsOfFamily,
+    /// Fewer endpoints up than the service's `min_healthy`.
+    Unhealthy {
+        up: u16,
+        total: u16,
+    },
     /// An earlier region was chosen.
     NotNeeded,
 }
@@ -30,6 +37,8 @@ pub enum Outcome {
 pub trait Trace {
     fn geo(&mut self, _client: &Client, _geo: &GeoInfo) {}
     fn candidate(&mut self, _region: RegionId, _rank: Rank, _outcome: Outcome) {}
+    /// No region was healthy; `action` is what `on_all_down` did.
+    fn all_down(&mut self, _action: Reason) {}
     fn decided(&mut self, _decision: &Decision) {}
 }
 
@@ -48,6 +57,7 @@ pub enum Step {
         rank: Rank,
         outcome: Outcome,
     },
+    AllDown(Reason),
     Decided(Decision),
 }
 
@@ -71,6 +81,10 @@ impl Trace for Recorder {
             rank,
             outcome,
         });
+    }
+
+    fn all_down(&mut self, action: Reason) {
+        self.steps.push(Step::AllDown(action));
     }
 
     fn decided(&mut self, decision: &Decision) {

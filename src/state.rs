@@ -1,0 +1,100 @@
+//! State kept in `state_dir` across restarts: the last known health of each probe target, so a
+//! restart never answers blind. Written atomically (temp file, fsync, rename).
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::health::state::Health;
+
+const HEALTH_FILE: &str = "health.json";
+
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SavedHealth {
+    pub version: u32,
+    /// Target key (`check@addr`) -> last verdict.
+    pub targets: BTreeMap<String, Health>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is corrupt: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+pub fn health_path(dir: &Path) -> PathBuf {
+    dir.join(HEALTH_FILE)
+}
+
+/// Reads saved health; a missing file is an empty record.
+pub fn load_health(dir: &Path) -> Result<SavedHealth, StateError> {
+    let path = health_path(dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SavedHealth::default()),
+        Err(source) => return Err(StateError::Read { path, source }),
+    };
+    serde_json::from_str(&text).map_err(|source| StateError::Corrupt { path, source })
+}
+
+pub fn save_health(dir: &Path, saved: &SavedHealth) -> Result<(), StateError> {
+    let bytes = serde_json::to_vec_pretty(saved).unwrap_or_default();
+    write_atomic(&health_path(dir), &bytes)
+}
+
+/// Writes a file so that readers see the old content or the new, never a mix: temp file in
+/// the same directory, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let err = |source| StateError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(err)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_round_trips_and_missing_is_empty() {
+        let dir = std::env::temp_dir().join(format!("meridian-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(load_health(&dir).unwrap(), SavedHealth::default());
+        let mut saved = SavedHealth {
+            version: 1,
+            ..Default::default()
+        };
+        saved.targets.insert("http@127.0.0.1:80".into(), Health::Down);
+        save_health(&dir, &saved).unwrap();
+        assert_eq!(load_health(&dir).unwrap(), saved);
+        std::fs::write(health_path(&dir), b"{nope").unwrap();
+        assert!(matches!(load_health(&dir), Err(StateError::Corrupt { .. })));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
