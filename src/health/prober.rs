@@ -59,10 +59,13 @@ pub fn spawn<P: Probe>(
                     let Ok(_permit) = permits.acquire().await else {
                         return;
                     };
-                    let outcome = match tokio::time::timeout(check.timeout, probe.probe(target.addr, check)).await {
-                        Ok(outcome) => outcome,
-                        Err(_) => ProbeOutcome::timed_out(check.timeout),
-                    };
+                    let outcome =
+                        match tokio::time::timeout(check.timeout, probe.probe(target.addr, check))
+                            .await
+                        {
+                            Ok(outcome) => outcome,
+                            Err(_) => ProbeOutcome::timed_out(check.timeout),
+                        };
                     let event = ProbeEvent {
                         generation: config_generation,
                         target: TargetId(target_idx as u32),
@@ -77,4 +80,189 @@ pub fn spawn<P: Probe>(
         }
     }
     set
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::health::CheckSpec;
+    use crate::routing::decide::{Client, Query, Reason, decide};
+    use crate::routing::publish::Publisher;
+    use crate::routing::table::{Family, ServiceId};
+    use crate::routing::trace::NoTrace;
+
+    /// Two regions in failover order, each with one endpoint probed every second, fall 2 rise 2.
+    const CONFIG: &str = r#"
+[[zones]]
+origin = "example.com."
+ns = ["ns1.example.com."]
+soa = { mname = "ns1", rname = "hostmaster", serial = 1, minimum = 60 }
+
+[[regions]]
+name = "primary"
+
+[[regions]]
+name = "secondary"
+
+[checks.web]
+kind = "tcp"
+interval = "1s"
+timeout = "300ms"
+rise = 2
+fall = 2
+
+[[services]]
+name = "www.example.com."
+policy = "failover"
+regions = ["primary", "secondary"]
+check = "web"
+endpoints = [
+  { region = "primary", address = "192.0.2.1", port = 1001 },
+  { region = "secondary", address = "192.0.2.2", port = 1002 },
+]
+"#;
+
+    /// A probe whose verdict per address the test flips; it also records when it ran.
+    struct Scripted {
+        down: Mutex<Vec<SocketAddr>>,
+        hang: Mutex<Vec<SocketAddr>>,
+        calls: Mutex<Vec<(SocketAddr, Duration)>>,
+        start: Instant,
+    }
+
+    impl Probe for Scripted {
+        async fn probe(&self, addr: SocketAddr, _check: &CheckSpec) -> ProbeOutcome {
+            self.calls
+                .lock()
+                .unwrap()
+                .push((addr, self.start.elapsed()));
+            if self.hang.lock().unwrap().contains(&addr) {
+                std::future::pending::<()>().await;
+            }
+            let ok = !self.down.lock().unwrap().contains(&addr);
+            ProbeOutcome {
+                ok,
+                latency: Some(Duration::from_millis(3)),
+                error: (!ok).then(|| "scripted failure".to_string()),
+            }
+        }
+    }
+
+    fn answer_of(store: &arc_swap::ArcSwap<crate::routing::RoutingTable>) -> (Reason, String) {
+        let table = store.load_full();
+        let q = Query {
+            service: ServiceId(0),
+            family: Family::V4,
+            client: Client {
+                addr: "11.0.0.1".parse().unwrap(),
+                ecs_source: None,
+            },
+        };
+        let d = decide(&table, &q, &mut NoTrace);
+        let region = d
+            .region
+            .map(|r| table.compiled.region(r).name.clone())
+            .unwrap_or_default();
+        (d.reason, region)
+    }
+
+    /// Drives prober and publisher on paused time until `until`, applying every event.
+    async fn run_until(
+        p: &mut Publisher,
+        rx: &mut mpsc::Receiver<ProbeEvent>,
+        start: Instant,
+        until: Duration,
+    ) {
+        while start.elapsed() < until {
+            tokio::select! {
+                Some(ev) = rx.recv() => { p.on_probe(&ev); }
+                _ = tokio::time::sleep_until(start + until) => {}
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fails_over_after_fall_intervals_and_back_after_rise() {
+        let compiled =
+            Arc::new(crate::config::load_str(CONFIG, Path::new("/t/meridian.toml")).unwrap());
+        let (mut publisher, store) = Publisher::new(compiled.clone(), &Default::default(), None);
+        let start = Instant::now();
+        let script = Arc::new(Scripted {
+            down: Mutex::new(Vec::new()),
+            hang: Mutex::new(Vec::new()),
+            calls: Mutex::new(Vec::new()),
+            start,
+        });
+        let (tx, mut rx) = mpsc::channel(64);
+        let _probers = spawn(
+            compiled.clone(),
+            publisher.config_generation(),
+            script.clone(),
+            tx,
+        );
+
+        // Unknown counts as up: the primary answers from the first instant.
+        assert_eq!(answer_of(&store), (Reason::Preferred, "primary".into()));
+        run_until(&mut publisher, &mut rx, start, Duration::from_millis(2500)).await;
+        assert!(publisher.first_round_done());
+        let generation = store.load().generation;
+
+        // The primary starts failing at t=2.5 s: probes at 3 s and 4 s fail, fall 2 -> down at 4 s.
+        let primary: SocketAddr = "192.0.2.1:1001".parse().unwrap();
+        script.down.lock().unwrap().push(primary);
+        run_until(&mut publisher, &mut rx, start, Duration::from_millis(3900)).await;
+        assert_eq!(answer_of(&store).1, "primary", "one failure is not enough");
+        run_until(&mut publisher, &mut rx, start, Duration::from_millis(4100)).await;
+        assert_eq!(answer_of(&store), (Reason::Failover, "secondary".into()));
+        assert!(
+            store.load().generation > generation,
+            "each change is a new generation"
+        );
+
+        // Healthy again at t=4.5 s: successes at 5 s and 6 s, rise 2 -> up at 6 s.
+        script.down.lock().unwrap().clear();
+        run_until(&mut publisher, &mut rx, start, Duration::from_millis(5900)).await;
+        assert_eq!(answer_of(&store).1, "secondary");
+        run_until(&mut publisher, &mut rx, start, Duration::from_millis(6100)).await;
+        assert_eq!(answer_of(&store), (Reason::Preferred, "primary".into()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_spread_over_the_interval_and_hung_probes_time_out() {
+        let compiled =
+            Arc::new(crate::config::load_str(CONFIG, Path::new("/t/meridian.toml")).unwrap());
+        let (mut publisher, store) = Publisher::new(compiled.clone(), &Default::default(), None);
+        let start = Instant::now();
+        let primary: SocketAddr = "192.0.2.1:1001".parse().unwrap();
+        let script = Arc::new(Scripted {
+            down: Mutex::new(Vec::new()),
+            hang: Mutex::new(vec![primary]),
+            calls: Mutex::new(Vec::new()),
+            start,
+        });
+        let (tx, mut rx) = mpsc::channel(64);
+        let _probers = spawn(compiled, publisher.config_generation(), script.clone(), tx);
+        run_until(&mut publisher, &mut rx, start, Duration::from_millis(2900)).await;
+
+        let calls = script.calls.lock().unwrap().clone();
+        let at = |addr: &str| -> Vec<u128> {
+            let a: SocketAddr = addr.parse().unwrap();
+            calls
+                .iter()
+                .filter(|(x, _)| *x == a)
+                .map(|(_, t)| t.as_millis())
+                .collect()
+        };
+        // Two targets of one check: the second starts half an interval after the first, and a
+        // probe that never answers does not delay the next one.
+        assert_eq!(at("192.0.2.1:1001"), vec![0, 1000, 2000]);
+        assert_eq!(at("192.0.2.2:1002"), vec![500, 1500, 2500]);
+        // The hung probe times out (300 ms) and counts as a failure: down after two.
+        assert_eq!(answer_of(&store), (Reason::Failover, "secondary".into()));
+    }
 }
