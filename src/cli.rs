@@ -3,17 +3,19 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hickory_proto::rr::{Name, RecordType};
 use tracing::{info, warn};
 
+use crate::admin::{self, Admin, auth::Token};
 use crate::config;
 use crate::dns::listen::listen;
 use crate::explain;
 use crate::health::check::NetProbe;
 use crate::health::prober;
-use crate::routing::publish::Publisher;
+use crate::metrics::Metrics;
+use crate::routing::publish::{self, Publisher};
+use crate::state;
 
 const DEFAULT_CONFIG: &str = "config/meridian.toml";
 
@@ -121,29 +123,20 @@ fn explain_cmd(
     client: &str,
     json: bool,
 ) -> anyhow::Result<()> {
-    let compiled = config::load(path)?;
-    let name = Name::from_ascii(name)
-        .map(|mut n| {
-            n.set_fqdn(true);
-            n
-        })
-        .with_context(|| format!("{name:?} is not a domain name"))?;
-    let qtype: RecordType = qtype
-        .to_ascii_uppercase()
-        .parse()
-        .with_context(|| format!("{qtype:?} is not a record type"))?;
-    let client = match explain::parse_client(client) {
-        Ok(c) => c,
-        Err(e) => bail!("--client: {e}"),
-    };
-    // Explain against the health the server last saved, so it shows what clients get now.
-    let saved = match &compiled.settings.state_dir {
-        Some(dir) => crate::state::load_health(dir).unwrap_or_default(),
+    let compiled = Arc::new(config::load(path)?);
+    // Explain against the health and evacuations the server last saved, so it shows what
+    // clients get now.
+    let (health, evacuations) = match &compiled.settings.state_dir {
+        Some(dir) => (
+            state::load_health(dir).unwrap_or_default(),
+            state::load_evacuations(dir).context("reading saved evacuations")?,
+        ),
         None => Default::default(),
     };
-    let (publisher, store) = Publisher::new(Arc::new(compiled), &saved, None);
-    drop(publisher);
-    let ex = explain::explain(&store.load(), &name, qtype, &client);
+    let (_publisher, store) =
+        Publisher::new(compiled, &health, evacuations, Arc::new(Metrics::new()));
+    let ex = explain::explain_request(&store.load(), name, qtype, client)
+        .map_err(|e| anyhow::anyhow!(e))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&ex)?);
     } else {
@@ -175,32 +168,91 @@ fn serve(path: &Path) -> anyhow::Result<()> {
 async fn serve_async(path: &Path) -> anyhow::Result<()> {
     let compiled = Arc::new(config::load(path)?);
     let settings = compiled.settings.clone();
-    let saved = match &settings.state_dir {
-        Some(dir) => match crate::state::load_health(dir) {
-            Ok(saved) => saved,
-            Err(e) => {
+    let metrics = Arc::new(Metrics::new());
+    let (health, evacuations) = match &settings.state_dir {
+        Some(dir) => {
+            // Operator intent: never start while unable to read it.
+            let evacuations = state::load_evacuations(dir).context(
+                "refusing to start: the saved evacuations cannot be read (fix or remove the file)",
+            )?;
+            let health = state::load_health(dir).unwrap_or_else(|e| {
                 // Health is re-learnt within a few probe intervals; starting blind beats not starting.
                 warn!(error = %e, "ignoring saved health");
                 Default::default()
-            }
-        },
-        None => Default::default(),
+            });
+            (health, evacuations)
+        }
+        None => {
+            warn!("no server.state_dir: evacuations and health will not survive a restart");
+            Default::default()
+        }
     };
-    if !saved.targets.is_empty() {
-        info!(targets = saved.targets.len(), "warm start from saved health");
+    if !health.targets.is_empty() {
+        info!(
+            targets = health.targets.len(),
+            "warm start from saved health"
+        );
     }
-    let (publisher, table) = Publisher::new(compiled.clone(), &saved, settings.state_dir.clone());
-    let mut listeners = listen(&settings.dns_listen, table, settings.tcp_idle_timeout).await?;
+    for region in evacuations.regions.keys() {
+        info!(%region, "region evacuated (from saved state)");
+    }
+    let token = Token::load(settings.admin_token_file.as_deref())?;
+    let admin_listener = match settings.admin_listen {
+        Some(addr) => Some(admin::bind(addr, token.as_ref()).await?),
+        None => None,
+    };
 
-    let (events_tx, events_rx) = tokio::sync::mpsc::channel(1024);
-    let _probers = prober::spawn(compiled, publisher.config_generation(), Arc::new(NetProbe::new()), events_tx);
-    tokio::spawn(publisher.run(events_rx));
+    let (publisher, table) = Publisher::new(compiled, &health, evacuations, metrics.clone());
+    let mut publisher = publisher.with_config_path(path.to_owned());
+    let (probe_tx, probe_rx) = tokio::sync::mpsc::channel(1024);
+    let probe = Arc::new(NetProbe::new());
+    publisher.start_probers(Box::new(move |compiled, generation| {
+        prober::spawn(compiled, generation, probe.clone(), probe_tx.clone())
+    }));
+    let (command_tx, command_rx) = tokio::sync::mpsc::channel(64);
+
+    let mut listeners = listen(
+        &settings.dns_listen,
+        table.clone(),
+        metrics.clone(),
+        settings.tcp_idle_timeout,
+    )
+    .await?;
+    tokio::spawn(publisher.run(probe_rx, command_rx));
 
     for addr in &listeners.bound {
-        // A stable line that scripts and tests wait for.
+        // Stable lines that scripts and tests wait for.
         println!("meridian: serving DNS on {addr} (udp, tcp)");
         info!(%addr, "serving DNS");
     }
+    if let Some(listener) = admin_listener {
+        let addr = listener.local_addr().context("admin listener address")?;
+        let admin = Arc::new(Admin {
+            table,
+            commands: command_tx.clone(),
+            metrics,
+            token,
+        });
+        tokio::spawn(admin::serve(listener, admin));
+        println!("meridian: admin API on http://{addr}");
+        info!(%addr, "admin API listening");
+    }
+    let hup_tx = command_tx.clone();
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP: reloading the config");
+            if hup_tx
+                .send(publish::Command::Reload { reply: None })
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+
     shutdown_signal().await?;
     info!("shutting down");
     listeners

@@ -132,6 +132,24 @@ pub fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
+/// Explains a request given as text (the CLI's arguments, the admin API's query string).
+pub fn explain_request(
+    rt: &RoutingTable,
+    name: &str,
+    qtype: &str,
+    client: &str,
+) -> Result<Explanation, String> {
+    let mut parsed =
+        Name::from_ascii(name).map_err(|e| format!("{name:?} is not a domain name: {e}"))?;
+    parsed.set_fqdn(true);
+    let qtype: RecordType = qtype
+        .to_ascii_uppercase()
+        .parse()
+        .map_err(|_| format!("{qtype:?} is not a record type"))?;
+    let client = parse_client(client).map_err(|e| format!("client: {e}"))?;
+    Ok(explain(rt, &parsed, qtype, &client))
+}
+
 /// The mnemonic `dig` prints for a response code.
 pub fn rcode_name(rcode: ResponseCode) -> &'static str {
     match rcode {
@@ -233,6 +251,7 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
                         Outcome::Unhealthy { up, total } => {
                             format!("skipped: {up} of {total} endpoints up")
                         }
+                        Outcome::Evacuated => "skipped: evacuated".to_string(),
                         Outcome::NotNeeded => "not needed".to_string(),
                     },
                     endpoints,

@@ -1,9 +1,11 @@
 //! Meridian: an authoritative GeoDNS traffic manager.
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod explain;
 pub mod geo;
 pub mod health;
+pub mod metrics;
 pub mod routing;
 pub mod state;

@@ -1,5 +1,8 @@
-//! State kept in `state_dir` across restarts: the last known health of each probe target, so a
-//! restart never answers blind. Written atomically (temp file, fsync, rename).
+//! State kept in `state_dir` across restarts, written atomically (temp file, fsync, rename):
+//! - `evacuations.json`: operators' evacuations. Operator intent: a corrupt file stops
+//!   start-up rather than silently undoing an evacuation.
+//! - `health.json`: the last verdict of each probe target, so a restart never answers blind.
+//!   Derived data: a corrupt file is ignored with a warning.
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,8 +10,39 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::health::state::Health;
+use crate::routing::table::Evacuation;
 
 const HEALTH_FILE: &str = "health.json";
+const EVACUATIONS_FILE: &str = "evacuations.json";
+
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Clone)]
+pub struct SavedEvacuations {
+    pub version: u32,
+    /// Region name -> evacuation.
+    pub regions: BTreeMap<String, Evacuation>,
+}
+
+pub fn evacuations_path(dir: &Path) -> PathBuf {
+    dir.join(EVACUATIONS_FILE)
+}
+
+/// Reads saved evacuations; a missing file is none. Any other problem is an error.
+pub fn load_evacuations(dir: &Path) -> Result<SavedEvacuations, StateError> {
+    let path = evacuations_path(dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(SavedEvacuations::default());
+        }
+        Err(source) => return Err(StateError::Read { path, source }),
+    };
+    serde_json::from_str(&text).map_err(|source| StateError::Corrupt { path, source })
+}
+
+pub fn save_evacuations(dir: &Path, saved: &SavedEvacuations) -> Result<(), StateError> {
+    let bytes = serde_json::to_vec_pretty(saved).unwrap_or_default();
+    write_atomic(&evacuations_path(dir), &bytes)
+}
 
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct SavedHealth {
@@ -65,12 +99,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(err)?;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        // Never leave a half-written temp file behind (a full disk, a read-only directory).
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
+    }
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
@@ -90,7 +132,9 @@ mod tests {
             version: 1,
             ..Default::default()
         };
-        saved.targets.insert("http@127.0.0.1:80".into(), Health::Down);
+        saved
+            .targets
+            .insert("http@127.0.0.1:80".into(), Health::Down);
         save_health(&dir, &saved).unwrap();
         assert_eq!(load_health(&dir).unwrap(), saved);
         std::fs::write(health_path(&dir), b"{nope").unwrap();

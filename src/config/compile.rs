@@ -88,7 +88,9 @@ pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
                 CheckedAllDown::FailOpen => AllDown::FailOpen,
                 CheckedAllDown::ServFail => AllDown::ServFail,
                 CheckedAllDown::Fallback(addrs) => {
-                    let record = |ip: &IpAddr| Record::from_rdata(svc.name.clone(), svc.ttl, RData::from(*ip));
+                    let record = |ip: &IpAddr| {
+                        Record::from_rdata(svc.name.clone(), svc.ttl, RData::from(*ip))
+                    };
                     AllDown::Fallback {
                         v4: addrs.iter().filter(|a| a.is_ipv4()).map(record).collect(),
                         v6: addrs.iter().filter(|a| a.is_ipv6()).map(record).collect(),

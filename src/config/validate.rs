@@ -96,7 +96,10 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// 1-based line of a byte offset, for messages that point at a second place.
     fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
     fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
@@ -173,7 +176,11 @@ pub fn validate(raw: &RawConfig, text: &str, base: &Path) -> Result<Checked, Vec
         "routing.default_order",
     );
     let checks = checks(&mut cx, &raw.checks);
-    let check_ids: HashMap<String, usize> = checks.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+    let check_ids: HashMap<String, usize> = checks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.clone(), i))
+        .collect();
 
     let mut services = Vec::new();
     let mut seen_services: HashMap<LowerName, Range<usize>> = HashMap::new();
@@ -304,6 +311,7 @@ fn server_settings(cx: &mut Ctx, raw: &RawConfig, base: &Path) -> Settings {
         max_udp_payload,
         tcp_idle_timeout,
         state_dir: s.state_dir.as_ref().map(|d| base.join(d.get_ref())),
+        admin_token_file: s.admin_token_file.as_ref().map(|f| base.join(f.get_ref())),
     }
 }
 
@@ -493,7 +501,11 @@ fn rdata(rtype: RecordType, data: &str, origin: &Name) -> Result<RData, String> 
         // Plain text is one string; split at 255 bytes as the wire format requires (bytes,
         // not characters: a UTF-8 character may straddle two strings).
         let bytes = data.as_bytes();
-        let chunks: Vec<&[u8]> = if bytes.is_empty() { vec![&[]] } else { bytes.chunks(255).collect() };
+        let chunks: Vec<&[u8]> = if bytes.is_empty() {
+            vec![&[]]
+        } else {
+            bytes.chunks(255).collect()
+        };
         return Ok(RData::TXT(TXT::from_bytes(chunks)));
     }
     let line = format!("@ 0 IN {rtype} {data}\n");
@@ -634,7 +646,10 @@ fn checks(cx: &mut Ctx, raw: &BTreeMap<String, S<RawCheck>>) -> Vec<CheckSpec> {
             "https" => CheckKind::Https,
             "tcp" => CheckKind::Tcp,
             other => {
-                cx.err(c.kind.span(), format!("check kind {other:?} is not http, https or tcp"));
+                cx.err(
+                    c.kind.span(),
+                    format!("check kind {other:?} is not http, https or tcp"),
+                );
                 CheckKind::Tcp
             }
         };
@@ -655,8 +670,16 @@ fn checks(cx: &mut Ctx, raw: &BTreeMap<String, S<RawCheck>>) -> Vec<CheckSpec> {
         let interval = dur(&c.interval, health::DEFAULT_INTERVAL);
         let timeout = dur(&c.timeout, health::DEFAULT_TIMEOUT.min(interval / 2));
         if timeout >= interval {
-            let span = c.timeout.as_ref().or(c.interval.as_ref()).map(|v| v.span()).unwrap_or_default();
-            cx.err(span, format!("check timeout {timeout:?} must be below its interval {interval:?}"));
+            let span = c
+                .timeout
+                .as_ref()
+                .or(c.interval.as_ref())
+                .map(|v| v.span())
+                .unwrap_or_default();
+            cx.err(
+                span,
+                format!("check timeout {timeout:?} must be below its interval {interval:?}"),
+            );
         }
         let mut count = |v: &Option<S<i64>>, default: u32, what: &str| match v {
             None => default,
@@ -668,35 +691,59 @@ fn checks(cx: &mut Ctx, raw: &BTreeMap<String, S<RawCheck>>) -> Vec<CheckSpec> {
         };
         let rise = count(&c.rise, health::DEFAULT_RISE, "rise");
         let fall = count(&c.fall, health::DEFAULT_FALL, "fall");
-        let port = c.port.as_ref().and_then(|p| match u16::try_from(*p.get_ref()) {
-            Ok(p) if p > 0 => Some(p),
-            _ => {
-                cx.err(p.span(), format!("check port {} is not 1 to 65535", p.get_ref()));
-                None
-            }
-        });
+        let port = c
+            .port
+            .as_ref()
+            .and_then(|p| match u16::try_from(*p.get_ref()) {
+                Ok(p) if p > 0 => Some(p),
+                _ => {
+                    cx.err(
+                        p.span(),
+                        format!("check port {} is not 1 to 65535", p.get_ref()),
+                    );
+                    None
+                }
+            });
         let mut expect_status = Vec::new();
         for s in c.expect_status.iter().flat_map(|v| v.get_ref()) {
             match s.get_ref() {
-                toml::Value::Integer(n) if (100..=599).contains(n) => expect_status.push(StatusMatch::Code(*n as u16)),
-                toml::Value::String(t) if matches!(t.as_str(), "1xx" | "2xx" | "3xx" | "4xx" | "5xx") => {
+                toml::Value::Integer(n) if (100..=599).contains(n) => {
+                    expect_status.push(StatusMatch::Code(*n as u16))
+                }
+                toml::Value::String(t)
+                    if matches!(t.as_str(), "1xx" | "2xx" | "3xx" | "4xx" | "5xx") =>
+                {
                     expect_status.push(StatusMatch::Class(t.as_bytes()[0] - b'0'))
                 }
-                _ => cx.err(s.span(), "expect_status takes HTTP codes (200) or classes (\"2xx\")"),
+                _ => cx.err(
+                    s.span(),
+                    "expect_status takes HTTP codes (200) or classes (\"2xx\")",
+                ),
             }
         }
         if expect_status.is_empty() {
             expect_status = vec![StatusMatch::Class(2), StatusMatch::Class(3)];
         }
-        let path = c.path.as_ref().map_or("/".to_string(), |p| p.get_ref().clone());
+        let path = c
+            .path
+            .as_ref()
+            .map_or("/".to_string(), |p| p.get_ref().clone());
         if !path.starts_with('/') {
             let span = c.path.as_ref().map(|p| p.span()).unwrap_or_default();
             cx.err(span, format!("check path {path:?} must start with '/'"));
         }
-        if kind == CheckKind::Tcp && (c.path.is_some() || c.expect_body.is_some() || c.expect_status.is_some()) {
-            cx.err(c.kind.span(), "a tcp check only connects: path, expect_status and expect_body need http or https");
+        if kind == CheckKind::Tcp
+            && (c.path.is_some() || c.expect_body.is_some() || c.expect_status.is_some())
+        {
+            cx.err(
+                c.kind.span(),
+                "a tcp check only connects: path, expect_status and expect_body need http or https",
+            );
         }
-        let insecure = c.tls_insecure_skip_verify.as_ref().is_some_and(|v| *v.get_ref());
+        let insecure = c
+            .tls_insecure_skip_verify
+            .as_ref()
+            .is_some_and(|v| *v.get_ref());
         out.push(CheckSpec {
             name: name.clone(),
             kind,
@@ -708,9 +755,17 @@ fn checks(cx: &mut Ctx, raw: &BTreeMap<String, S<RawCheck>>) -> Vec<CheckSpec> {
             fall,
             expect_status,
             expect_body: c.expect_body.as_ref().map(|b| b.get_ref().clone()),
-            headers: c.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            headers: c
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             tls_server_name: c.tls_server_name.as_ref().map(|v| v.get_ref().clone()),
-            tls: if insecure { TlsVerify::InsecureSkipVerify } else { TlsVerify::Verify },
+            tls: if insecure {
+                TlsVerify::InsecureSkipVerify
+            } else {
+                TlsVerify::Verify
+            },
         });
     }
     out
@@ -751,7 +806,10 @@ fn service(
         Some("failover") => Some(Policy::Failover),
         Some(other) => {
             let span = s.policy.as_ref().map(|p| p.span()).unwrap_or_default();
-            cx.err(span, format!("unknown policy {other:?} (known: geo, failover)"));
+            cx.err(
+                span,
+                format!("unknown policy {other:?} (known: geo, failover)"),
+            );
             None
         }
     };
@@ -769,7 +827,10 @@ fn service(
         Some("fallback") => CheckedAllDown::Fallback(Vec::new()),
         Some(other) => {
             let span = s.on_all_down.as_ref().map(|v| v.span()).unwrap_or_default();
-            cx.err(span, format!("on_all_down {other:?} is not fail-open, servfail or fallback"));
+            cx.err(
+                span,
+                format!("on_all_down {other:?} is not fail-open, servfail or fallback"),
+            );
             CheckedAllDown::FailOpen
         }
     };
@@ -777,20 +838,29 @@ fn service(
     for a in s.fallback.iter().flat_map(|l| l.get_ref()) {
         match a.get_ref().parse::<IpAddr>() {
             Ok(ip) => fallback.push(ip),
-            Err(_) => cx.err(a.span(), format!("fallback {:?} is not an IP address", a.get_ref())),
+            Err(_) => cx.err(
+                a.span(),
+                format!("fallback {:?} is not an IP address", a.get_ref()),
+            ),
         }
     }
     let on_all_down = match on_all_down {
         CheckedAllDown::Fallback(_) => {
             if s.fallback.is_none() {
                 let span = s.on_all_down.as_ref().map(|v| v.span()).unwrap_or_default();
-                cx.err(span, "on_all_down = \"fallback\" needs a `fallback` list of addresses");
+                cx.err(
+                    span,
+                    "on_all_down = \"fallback\" needs a `fallback` list of addresses",
+                );
             }
             CheckedAllDown::Fallback(fallback)
         }
         other => {
             if let Some(f) = &s.fallback {
-                cx.err(f.span(), "`fallback` is only used with on_all_down = \"fallback\"");
+                cx.err(
+                    f.span(),
+                    "`fallback` is only used with on_all_down = \"fallback\"",
+                );
             }
             other
         }
@@ -806,18 +876,33 @@ fn service(
     let service_check = s.check.as_ref().and_then(|c| {
         let id = check_ids.get(c.get_ref()).copied();
         if id.is_none() {
-            cx.err(c.span(), format!("service names undefined check {:?} (no [checks.{}] table)", c.get_ref(), c.get_ref()));
+            cx.err(
+                c.span(),
+                format!(
+                    "service names undefined check {:?} (no [checks.{}] table)",
+                    c.get_ref(),
+                    c.get_ref()
+                ),
+            );
         }
         id
     });
     let default_order = match (policy, &s.regions, &s.default_order) {
-        (Some(Policy::Failover), Some(list), _) => region_list(cx, list.get_ref(), region_ids, "regions"),
+        (Some(Policy::Failover), Some(list), _) => {
+            region_list(cx, list.get_ref(), region_ids, "regions")
+        }
         (Some(Policy::Failover), None, _) => {
-            cx.err(s.name.span(), "a failover service needs `regions`, its regions in failover order");
+            cx.err(
+                s.name.span(),
+                "a failover service needs `regions`, its regions in failover order",
+            );
             Vec::new()
         }
         (_, Some(list), _) => {
-            cx.err(list.span(), "`regions` is the failover order; geo services use `default_order`");
+            cx.err(
+                list.span(),
+                "`regions` is the failover order; geo services use `default_order`",
+            );
             Vec::new()
         }
         (_, None, Some(list)) => region_list(cx, list.get_ref(), region_ids, "default_order"),
@@ -830,9 +915,22 @@ fn service(
     let mut endpoints = Vec::new();
     let mut seen = HashSet::new();
     for e in s.endpoints.get_ref() {
-        if let Some(ep) = endpoint(cx, e.get_ref(), region_ids, checks, check_ids, service_check) {
-            if policy == Some(Policy::Failover) && !default_order.is_empty() && !default_order.contains(&ep.region) {
-                cx.err(e.get_ref().region.span(), "endpoint region is not in this failover service's `regions`");
+        if let Some(ep) = endpoint(
+            cx,
+            e.get_ref(),
+            region_ids,
+            checks,
+            check_ids,
+            service_check,
+        ) {
+            if policy == Some(Policy::Failover)
+                && !default_order.is_empty()
+                && !default_order.contains(&ep.region)
+            {
+                cx.err(
+                    e.get_ref().region.span(),
+                    "endpoint region is not in this failover service's `regions`",
+                );
             }
             if !seen.insert((ep.region, ep.address)) {
                 cx.err(
@@ -876,10 +974,16 @@ fn endpoint(
 ) -> Option<CheckedEndpoint> {
     let region = region_ids.get(e.region.get_ref()).copied();
     if region.is_none() {
-        cx.err(e.region.span(), format!("endpoint names undefined region {:?}", e.region.get_ref()));
+        cx.err(
+            e.region.span(),
+            format!("endpoint names undefined region {:?}", e.region.get_ref()),
+        );
     }
     let address = e.address.get_ref().parse::<IpAddr>().map_err(|_| {
-        cx.err(e.address.span(), format!("{:?} is not an IP address", e.address.get_ref()));
+        cx.err(
+            e.address.span(),
+            format!("{:?} is not an IP address", e.address.get_ref()),
+        );
     });
     let port = match &e.port {
         None => 0,
@@ -894,21 +998,37 @@ fn endpoint(
     let own_check = e.check.as_ref().and_then(|c| {
         let id = check_ids.get(c.get_ref()).copied();
         if id.is_none() {
-            cx.err(c.span(), format!("endpoint names undefined check {:?}", c.get_ref()));
+            cx.err(
+                c.span(),
+                format!("endpoint names undefined check {:?}", c.get_ref()),
+            );
         }
         id
     });
     let check = own_check.or(service_check);
-    let check_address = e.check_address.as_ref().and_then(|a| match a.get_ref().parse::<IpAddr>() {
-        Ok(ip) => Some(ip),
-        Err(_) => {
-            cx.err(a.span(), format!("check_address {:?} is not an IP address", a.get_ref()));
-            None
-        }
-    });
+    let check_address =
+        e.check_address
+            .as_ref()
+            .and_then(|a| match a.get_ref().parse::<IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    cx.err(
+                        a.span(),
+                        format!("check_address {:?} is not an IP address", a.get_ref()),
+                    );
+                    None
+                }
+            });
     if check_address.is_some() && check.is_none() && e.check.is_none() {
-        let span = e.check_address.as_ref().map(|a| a.span()).unwrap_or_default();
-        cx.err(span, "check_address is set but no check probes this endpoint");
+        let span = e
+            .check_address
+            .as_ref()
+            .map(|a| a.span())
+            .unwrap_or_default();
+        cx.err(
+            span,
+            "check_address is set but no check probes this endpoint",
+        );
     }
     let address = address.ok()?;
     let probe = match check {
@@ -920,9 +1040,18 @@ fn endpoint(
                 .or((port != 0).then_some(port))
                 .unwrap_or(spec.kind.default_port());
             if probe_port == 0 {
-                cx.err(e.address.span(), format!("tcp check {:?} needs a port: set `port` on the check or the endpoint", spec.name));
+                cx.err(
+                    e.address.span(),
+                    format!(
+                        "tcp check {:?} needs a port: set `port` on the check or the endpoint",
+                        spec.name
+                    ),
+                );
             }
-            Some((id, std::net::SocketAddr::new(check_address.unwrap_or(address), probe_port)))
+            Some((
+                id,
+                std::net::SocketAddr::new(check_address.unwrap_or(address), probe_port),
+            ))
         }
     };
     Some(CheckedEndpoint {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
-use hickory_proto::rr::{DNSClass, Record};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::{DNSClass, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
@@ -15,14 +15,19 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::debug;
 
 use super::wire::{self, Scanned};
+use crate::metrics::{Metrics, Transport};
 use crate::routing::RoutingTable;
 use crate::routing::answer::answer;
 use crate::routing::decide::Client;
+use crate::routing::decide::Decision;
+use crate::routing::table::ZoneId;
 use crate::routing::trace::NoTrace;
+use tokio::time::Instant;
 
 /// Serves DNS from whatever table the publisher last stored.
 pub struct DnsHandler {
     pub table: Arc<ArcSwap<RoutingTable>>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The client a query is routed for: its ECS subnet when it sent one with a non-zero source
@@ -51,9 +56,50 @@ impl RequestHandler for DnsHandler {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
-        mut response: R,
+        response: R,
     ) -> ResponseInfo {
+        let start = Instant::now();
         let table = self.table.load_full();
+        let (info, zone, decision) = respond(&table, request, response).await;
+        let transport = match request.protocol() {
+            Protocol::Udp => Transport::Udp,
+            _ => Transport::Tcp,
+        };
+        let qtype = request
+            .queries
+            .queries()
+            .first()
+            .map_or(RecordType::NULL, |q| q.query_type());
+        table
+            .counters
+            .count_query(zone, qtype, info.response_code, transport);
+        if let Some(d) = &decision {
+            table.counters.count_answer(d);
+        }
+        if request
+            .edns
+            .as_ref()
+            .is_some_and(|e| e.option(EdnsCode::Subnet).is_some())
+        {
+            self.metrics.ecs_queries.inc();
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        match transport {
+            Transport::Udp => self.metrics.udp_duration.observe(elapsed),
+            Transport::Tcp => self.metrics.tcp_duration.observe(elapsed),
+        }
+        info
+    }
+}
+
+/// Builds and sends the response; returns what was sent, the zone it came from and the routing
+/// decision, for the counters.
+async fn respond<R: ResponseHandler>(
+    table: &RoutingTable,
+    request: &Request,
+    mut response: R,
+) -> (ResponseInfo, Option<ZoneId>, Option<Decision>) {
+    {
         let compiled = &table.compiled;
         let settings = &compiled.settings;
         let mut meta = Metadata::response_from_request(&request.metadata);
@@ -63,14 +109,22 @@ impl RequestHandler for DnsHandler {
 
         if request.metadata.op_code != OpCode::Query {
             meta.response_code = ResponseCode::NotImp;
-            return send(&mut response, builder.build_no_records(meta)).await;
+            return (
+                send(&mut response, builder.build_no_records(meta)).await,
+                None,
+                None,
+            );
         }
         let scanned = match wire::scan(request.as_slice()) {
             Ok(s) => s,
             Err(why) => {
                 debug!(src = %request.src(), %why, "FORMERR");
                 meta.response_code = ResponseCode::FormErr;
-                return send(&mut response, builder.build_no_records(meta)).await;
+                return (
+                    send(&mut response, builder.build_no_records(meta)).await,
+                    None,
+                    None,
+                );
             }
         };
         let query = &request.queries.queries()[0];
@@ -84,7 +138,11 @@ impl RequestHandler for DnsHandler {
             if e.version > 0 {
                 meta.response_code = ResponseCode::BADVERS;
                 builder.edns(&edns);
-                return send(&mut response, builder.build_no_records(meta)).await;
+                return (
+                    send(&mut response, builder.build_no_records(meta)).await,
+                    None,
+                    None,
+                );
             }
         }
 
@@ -93,12 +151,16 @@ impl RequestHandler for DnsHandler {
             if scanned.edns.is_some() {
                 builder.edns(&edns);
             }
-            return send(&mut response, builder.build_no_records(meta)).await;
+            return (
+                send(&mut response, builder.build_no_records(meta)).await,
+                None,
+                None,
+            );
         }
 
         let client = client_of(request.src().ip(), &scanned);
         let ans = answer(
-            &table,
+            table,
             query.name(),
             query.query_type(),
             &client,
@@ -142,15 +204,20 @@ impl RequestHandler for DnsHandler {
             if encoded_len(trial) > limit {
                 // Header, question and OPT only: the client retries over TCP (RFC 6891 7).
                 meta.truncation = true;
-                return send(&mut response, builder.build_no_records(meta)).await;
+                return (
+                    send(&mut response, builder.build_no_records(meta)).await,
+                    ans.zone,
+                    ans.decision,
+                );
             }
         }
         let (an, ns, ar) = parts();
-        send(
+        let info = send(
             &mut response,
             builder.build(meta, an, ns, std::iter::empty::<&Record>(), ar),
         )
-        .await
+        .await;
+        (info, ans.zone, ans.decision)
     }
 }
 

@@ -10,6 +10,7 @@ use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 
 use super::handler::DnsHandler;
+use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 
 /// Per-connection buffer for TCP responses waiting to be written.
@@ -34,13 +35,19 @@ pub struct Listeners {
 pub async fn listen(
     addrs: &[SocketAddr],
     table: Arc<ArcSwap<RoutingTable>>,
+    metrics: Arc<Metrics>,
     tcp_idle_timeout: Duration,
 ) -> Result<Listeners, ListenError> {
-    let mut server = Server::new(DnsHandler { table });
+    let mut server = Server::new(DnsHandler { table, metrics });
     let mut bound = Vec::new();
     for &addr in addrs {
-        let (udp, tcp) = bind_pair(addr).await.map_err(|source| ListenError { addr, source })?;
-        bound.push(udp.local_addr().map_err(|source| ListenError { addr, source })?);
+        let (udp, tcp) = bind_pair(addr)
+            .await
+            .map_err(|source| ListenError { addr, source })?;
+        bound.push(
+            udp.local_addr()
+                .map_err(|source| ListenError { addr, source })?,
+        );
         server.register_socket(udp);
         server.register_listener(tcp, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
     }
@@ -54,7 +61,9 @@ async fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
         let port = udp.local_addr()?.port();
         match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
             Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) if addr.port() == 0 && e.kind() == io::ErrorKind::AddrInUse => last_err = Some(e),
+            Err(e) if addr.port() == 0 && e.kind() == io::ErrorKind::AddrInUse => {
+                last_err = Some(e)
+            }
             Err(e) => return Err(e),
         }
     }

@@ -279,10 +279,22 @@ mod tests {
     #[test]
     fn refuses_malformed_ecs() {
         assert_eq!(parse_ecs(&[0, 3, 8, 0, 1]), Err(Malformed::EcsFamily));
-        assert_eq!(parse_ecs(&[0, 1, 33, 0, 1, 2, 3, 4, 5]), Err(Malformed::EcsPrefix));
-        assert_eq!(parse_ecs(&[0, 1, 24, 0, 1, 2, 3, 4]), Err(Malformed::EcsAddressLength));
-        assert_eq!(parse_ecs(&[0, 1, 24, 0, 1, 2]), Err(Malformed::EcsAddressLength));
-        assert_eq!(parse_ecs(&[0, 1, 20, 0, 11, 0, 0x81]), Err(Malformed::EcsHostBits));
+        assert_eq!(
+            parse_ecs(&[0, 1, 33, 0, 1, 2, 3, 4, 5]),
+            Err(Malformed::EcsPrefix)
+        );
+        assert_eq!(
+            parse_ecs(&[0, 1, 24, 0, 1, 2, 3, 4]),
+            Err(Malformed::EcsAddressLength)
+        );
+        assert_eq!(
+            parse_ecs(&[0, 1, 24, 0, 1, 2]),
+            Err(Malformed::EcsAddressLength)
+        );
+        assert_eq!(
+            parse_ecs(&[0, 1, 20, 0, 11, 0, 0x81]),
+            Err(Malformed::EcsHostBits)
+        );
         assert_eq!(parse_ecs(&[0, 1]), Err(Malformed::BadOption));
         let zero = parse_ecs(&[0, 2, 0, 0]).unwrap();
         assert_eq!(zero.source_prefix, 0);

@@ -158,9 +158,16 @@ async fn request(
     start: Instant,
 ) -> ProbeOutcome {
     let mut req = hyper::Request::get(check.path.as_str())
-        .header("user-agent", concat!("meridian-prober/", env!("CARGO_PKG_VERSION")))
+        .header(
+            "user-agent",
+            concat!("meridian-prober/", env!("CARGO_PKG_VERSION")),
+        )
         .header("connection", "close");
-    if !check.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+    if !check
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("host"))
+    {
         req = req.header("host", addr.to_string());
     }
     for (k, v) in &check.headers {
@@ -221,7 +228,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -230,7 +242,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {

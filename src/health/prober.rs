@@ -190,7 +190,12 @@ endpoints = [
     async fn fails_over_after_fall_intervals_and_back_after_rise() {
         let compiled =
             Arc::new(crate::config::load_str(CONFIG, Path::new("/t/meridian.toml")).unwrap());
-        let (mut publisher, store) = Publisher::new(compiled.clone(), &Default::default(), None);
+        let (mut publisher, store) = Publisher::new(
+            compiled.clone(),
+            &Default::default(),
+            Default::default(),
+            Arc::new(crate::metrics::Metrics::new()),
+        );
         let start = Instant::now();
         let script = Arc::new(Scripted {
             down: Mutex::new(Vec::new()),
@@ -207,7 +212,7 @@ endpoints = [
         );
 
         // Unknown counts as up: the primary answers from the first instant.
-        assert_eq!(answer_of(&store), (Reason::Preferred, "primary".into()));
+        assert_eq!(answer_of(&store), (Reason::Primary, "primary".into()));
         run_until(&mut publisher, &mut rx, start, Duration::from_millis(2500)).await;
         assert!(publisher.first_round_done());
         let generation = store.load().generation;
@@ -229,14 +234,19 @@ endpoints = [
         run_until(&mut publisher, &mut rx, start, Duration::from_millis(5900)).await;
         assert_eq!(answer_of(&store).1, "secondary");
         run_until(&mut publisher, &mut rx, start, Duration::from_millis(6100)).await;
-        assert_eq!(answer_of(&store), (Reason::Preferred, "primary".into()));
+        assert_eq!(answer_of(&store), (Reason::Primary, "primary".into()));
     }
 
     #[tokio::test(start_paused = true)]
     async fn probes_spread_over_the_interval_and_hung_probes_time_out() {
         let compiled =
             Arc::new(crate::config::load_str(CONFIG, Path::new("/t/meridian.toml")).unwrap());
-        let (mut publisher, store) = Publisher::new(compiled.clone(), &Default::default(), None);
+        let (mut publisher, store) = Publisher::new(
+            compiled.clone(),
+            &Default::default(),
+            Default::default(),
+            Arc::new(crate::metrics::Metrics::new()),
+        );
         let start = Instant::now();
         let primary: SocketAddr = "192.0.2.1:1001".parse().unwrap();
         let script = Arc::new(Scripted {

@@ -116,7 +116,10 @@ mod tests {
     #[test]
     fn unknown_falls_like_up() {
         let mut t = Tracker::new(Health::Unknown);
-        assert_eq!(run(&mut t, &[false, false, false]), vec![None, None, Some(Health::Down)]);
+        assert_eq!(
+            run(&mut t, &[false, false, false]),
+            vec![None, None, Some(Health::Down)]
+        );
     }
 
     #[test]

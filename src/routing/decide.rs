@@ -63,10 +63,16 @@ impl Picks {
 /// Why the decision came out as it did (also the label answers are counted under).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
-    /// The client's first-ranked region answered.
-    Preferred,
+    /// Geo: the client's first-ranked region (by country, continent or distance) answered.
+    Geo,
+    /// Geo: the database could not place the client; the default order's first region answered.
+    NoGeo,
+    /// Failover policy: the primary region answered.
+    Primary,
     /// An earlier region was skipped as unhealthy; a later one answered.
     Failover,
+    /// An earlier region was skipped as evacuated; a later one answered.
+    Evacuated,
     /// Nothing was healthy; answered as if all were up.
     FailOpen,
     /// Nothing was healthy; the service's static fallback answered.
@@ -80,8 +86,11 @@ pub enum Reason {
 impl Reason {
     pub fn name(self) -> &'static str {
         match self {
-            Reason::Preferred => "preferred",
+            Reason::Geo => "geo",
+            Reason::NoGeo => "no-geo",
+            Reason::Primary => "primary",
             Reason::Failover => "failover",
+            Reason::Evacuated => "evacuated",
             Reason::FailOpen => "fail-open",
             Reason::Fallback => "fallback",
             Reason::ServFail => "servfail",
@@ -132,7 +141,7 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
     let order = &mut order[..n];
     order.sort_unstable();
 
-    let mut skipped_unhealthy = false;
+    let mut skipped: Option<Reason> = None;
     let mut first_with_family = None;
     for &(tier, km, position, i) in order.iter() {
         let sr = &svc.regions[i as usize];
@@ -149,10 +158,13 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
             Outcome::NotNeeded
         } else if endpoints.is_empty() {
             Outcome::NoEndpointsOfFamily
+        } else if table.evacuated(sr.region) {
+            skipped.get_or_insert(Reason::Evacuated);
+            Outcome::Evacuated
         } else {
             first_with_family.get_or_insert(sr);
             if up < svc.min_healthy.min(endpoints.len()) || up == 0 {
-                skipped_unhealthy = true;
+                skipped.get_or_insert(Reason::Failover);
                 Outcome::Unhealthy {
                     up: up as u16,
                     total: endpoints.len() as u16,
@@ -167,21 +179,28 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
                     decision.scope,
                     Healthy::Only,
                 );
-                decision.reason = if skipped_unhealthy {
-                    Reason::Failover
-                } else {
-                    Reason::Preferred
-                };
+                decision.reason = skipped.unwrap_or(match (svc.policy, geo.found) {
+                    (Policy::Failover, _) => Reason::Primary,
+                    (Policy::Geo, true) => Reason::Geo,
+                    (Policy::Geo, false) => Reason::NoGeo,
+                });
                 Outcome::Chosen
             }
         };
         trace.candidate(sr.region, rank, outcome);
     }
 
+    // Every region with endpoints of this family is down (or evacuated).
+    let first_with_family = first_with_family.or_else(|| {
+        // Every such region is evacuated (an operator forced it): fail-open still answers.
+        order
+            .iter()
+            .map(|o| &svc.regions[o.3 as usize])
+            .find(|sr| !sr.endpoints(q.family).is_empty())
+    });
     if decision.region.is_none()
         && let Some(sr) = first_with_family
     {
-        // Every region with endpoints of this family is down.
         decision.reason = match &svc.on_all_down {
             AllDown::FailOpen => {
                 decision.region = Some(sr.region);

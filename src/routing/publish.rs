@@ -1,67 +1,145 @@
-//! The single writer. It owns the `ArcSwap` the DNS path reads, folds probe events into
-//! per-target state machines, and stores a new [`RoutingTable`] (with a higher generation)
-//! whenever a verdict changes. The DNS path never waits on it.
-use std::collections::HashSet;
+//! The single writer. It owns the `ArcSwap` the DNS path reads and is the only code that
+//! stores into it. Probe results, admin commands (evacuate, restore) and reloads arrive as
+//! messages; each change publishes a new [`RoutingTable`] with a higher generation. Admin
+//! callers get the new generation back once it is being served. The DNS path never waits on
+//! any of this.
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use super::table::{Compiled, Family, HealthView, RoutingTable, ServiceId, TargetHealth};
+use super::table::{
+    AdminView, Compiled, Evacuation, Family, HealthView, RoutingTable, ServiceId, TargetHealth,
+};
+use crate::config::ConfigErrors;
 use crate::health::prober::ProbeEvent;
 use crate::health::state::{Ewma, Health, Tracker};
-use crate::state::{SavedHealth, save_health};
+use crate::metrics::{DnsCounters, Metrics};
+use crate::state::{SavedEvacuations, SavedHealth, StateError};
+
+/// Starts the probers for a compiled config; returns their task set (dropping it stops them).
+pub type ProberSpawner = Box<dyn Fn(Arc<Compiled>, u64) -> JoinSet<()> + Send + Sync>;
+
+/// What admin callers can ask of the publisher.
+pub enum Command {
+    Evacuate {
+        region: String,
+        reason: String,
+        by: String,
+        force: bool,
+        reply: oneshot::Sender<Result<u64, AdminError>>,
+    },
+    Restore {
+        region: String,
+        by: String,
+        reply: oneshot::Sender<Result<u64, AdminError>>,
+    },
+    /// Read the config file again; `reply` is `None` for SIGHUP.
+    Reload {
+        reply: Option<oneshot::Sender<Result<u64, ConfigErrors>>>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no region named {0:?} in the current config")]
+    UnknownRegion(String),
+    #[error("region {0:?} is not evacuated")]
+    NotEvacuated(String),
+    #[error("region {0:?} is already evacuated")]
+    AlreadyEvacuated(String),
+    #[error(
+        "evacuating {region:?} would leave these services with no serving region: {}; pass \"force\": true to do it anyway",
+        services.join(", ")
+    )]
+    WouldEmpty {
+        region: String,
+        services: Vec<String>,
+    },
+    #[error("cannot save the evacuation state, nothing changed: {0}")]
+    State(#[from] StateError),
+}
 
 pub struct Publisher {
     store: Arc<ArcSwap<RoutingTable>>,
     compiled: Arc<Compiled>,
+    counters: Arc<DnsCounters>,
     config_generation: u64,
+    config_path: Option<PathBuf>,
     trackers: Vec<Tracker>,
     latency: Vec<Ewma>,
     probed: Vec<bool>,
+    evacuations: BTreeMap<String, Evacuation>,
     generation: u64,
     state_dir: Option<PathBuf>,
+    metrics: Arc<Metrics>,
     /// (service, family) pairs with no healthy region, as of the last publish.
     all_down: HashSet<(ServiceId, Family)>,
-    /// How many times a service entered the all-down state.
-    pub all_down_events: u64,
+    probers: JoinSet<()>,
+    spawner: Option<ProberSpawner>,
 }
 
 impl Publisher {
-    /// Seeds health from what was saved (warm start) and publishes the first table.
+    /// Seeds health (warm start) and evacuations from saved state and publishes the first
+    /// table.
     pub fn new(
         compiled: Arc<Compiled>,
         saved: &SavedHealth,
-        state_dir: Option<PathBuf>,
+        evacuations: SavedEvacuations,
+        metrics: Arc<Metrics>,
     ) -> (Publisher, Arc<ArcSwap<RoutingTable>>) {
-        let trackers = compiled
-            .targets
-            .iter()
-            .map(|t| Tracker::new(saved.targets.get(&t.key).copied().unwrap_or(Health::Unknown)))
-            .collect();
-        let n = compiled.targets.len();
         let table = RoutingTable::cold(compiled.clone());
+        let counters = table.counters.clone();
         let store = Arc::new(ArcSwap::from_pointee(table));
+        let n = compiled.targets.len();
         let mut p = Publisher {
             store: store.clone(),
-            compiled,
-            config_generation: 1,
-            trackers,
+            trackers: compiled
+                .targets
+                .iter()
+                .map(|t| {
+                    Tracker::new(
+                        saved
+                            .targets
+                            .get(&t.key)
+                            .copied()
+                            .unwrap_or(Health::Unknown),
+                    )
+                })
+                .collect(),
             latency: vec![Ewma::default(); n],
             probed: vec![false; n],
+            state_dir: compiled.settings.state_dir.clone(),
+            compiled,
+            counters,
+            config_generation: 1,
+            config_path: None,
+            evacuations: evacuations.regions,
             generation: 0,
-            state_dir,
+            metrics,
             all_down: HashSet::new(),
-            all_down_events: 0,
+            probers: JoinSet::new(),
+            spawner: None,
         };
-        p.publish("start");
+        p.publish("start".into());
         (p, store)
     }
 
-    pub fn compiled(&self) -> &Arc<Compiled> {
-        &self.compiled
+    /// Where `Reload` reads the config from.
+    pub fn with_config_path(mut self, path: PathBuf) -> Self {
+        self.config_path = Some(path);
+        self
+    }
+
+    /// Starts probing now and again after each reload.
+    pub fn start_probers(&mut self, spawner: ProberSpawner) {
+        self.probers = spawner(self.compiled.clone(), self.config_generation);
+        self.spawner = Some(spawner);
     }
 
     pub fn config_generation(&self) -> u64 {
@@ -73,32 +151,254 @@ impl Publisher {
         self.probed.iter().all(|p| *p)
     }
 
-    /// Folds one probe result in; publishes and returns true when a verdict changed.
+    /// Folds one probe result in; publishes and returns true when a verdict changed (or the
+    /// first probe round just completed).
     pub fn on_probe(&mut self, ev: &ProbeEvent) -> bool {
         if ev.generation != self.config_generation {
             return false;
         }
         let i = ev.target.index();
-        let (Some(tracker), Some(target)) = (self.trackers.get_mut(i), self.compiled.targets.get(i)) else {
+        let was_complete = self.first_round_done();
+        let (Some(tracker), Some(target)) =
+            (self.trackers.get_mut(i), self.compiled.targets.get(i))
+        else {
             return false;
         };
         let check = &self.compiled.checks[target.check.index()];
+        let labels = [target.key.as_str(), check.name.as_str()];
+        let result = if ev.outcome.ok { "success" } else { "failure" };
+        self.metrics
+            .probe_results
+            .with_label_values(&[labels[0], labels[1], result])
+            .inc();
+        if let Some(l) = ev.outcome.latency {
+            self.metrics
+                .probe_duration
+                .with_label_values(&labels)
+                .observe(l.as_secs_f64());
+            if ev.outcome.ok {
+                self.latency[i].observe(l.as_secs_f64() * 1e6);
+            }
+        }
         self.probed[i] = true;
-        if let Some(l) = ev.outcome.latency.filter(|_| ev.outcome.ok) {
-            self.latency[i].observe(l.as_secs_f64() * 1e6);
+        let changed = tracker.observe(ev.outcome.ok, check.rise, check.fall);
+        if let Some(new) = changed {
+            match (&ev.outcome.error, new) {
+                (Some(err), Health::Down) => {
+                    warn!(target = %target.key, health = new.name(), %err, "health changed")
+                }
+                _ => info!(target = %target.key, health = new.name(), "health changed"),
+            }
         }
-        let Some(new) = tracker.observe(ev.outcome.ok, check.rise, check.fall) else {
-            return false;
-        };
-        match (&ev.outcome.error, new) {
-            (Some(err), Health::Down) => warn!(target = %target.key, health = new.name(), %err, "health changed"),
-            _ => info!(target = %target.key, health = new.name(), "health changed"),
+        let completed = !was_complete && self.first_round_done();
+        if completed {
+            info!("first probe round complete");
         }
-        self.publish("health");
-        true
+        if changed.is_some() || completed {
+            self.publish(
+                if changed.is_some() {
+                    "health"
+                } else {
+                    "first probe round complete"
+                }
+                .into(),
+            );
+            return true;
+        }
+        false
     }
 
-    fn publish(&mut self, why: &str) {
+    /// Applies an admin command.
+    pub async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Evacuate {
+                region,
+                reason,
+                by,
+                force,
+                reply,
+            } => {
+                let r = self.evacuate(region, reason, by, force).await;
+                let _ = reply.send(r);
+            }
+            Command::Restore { region, by, reply } => {
+                let r = self.restore(region, by).await;
+                let _ = reply.send(r);
+            }
+            Command::Reload { reply } => {
+                let r = self.reload().await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(r);
+                }
+            }
+        }
+    }
+
+    async fn evacuate(
+        &mut self,
+        region: String,
+        reason: String,
+        by: String,
+        force: bool,
+    ) -> Result<u64, AdminError> {
+        let Some(rid) = self.compiled.regions.iter().position(|r| r.name == region) else {
+            return Err(AdminError::UnknownRegion(region));
+        };
+        if self.evacuations.contains_key(&region) {
+            return Err(AdminError::AlreadyEvacuated(region));
+        }
+        let current = self.store.load_full();
+        let emptied: Vec<String> = self
+            .compiled
+            .services
+            .iter()
+            .filter(|svc| {
+                let serving = |sr: &&super::table::ServiceRegion| {
+                    !current.evacuated(sr.region)
+                        && sr
+                            .v4
+                            .iter()
+                            .chain(sr.v6.iter())
+                            .any(|e| current.serving(*e))
+                };
+                let before = svc.regions.iter().filter(serving).count();
+                let after = svc
+                    .regions
+                    .iter()
+                    .filter(serving)
+                    .filter(|sr| sr.region.index() != rid)
+                    .count();
+                before > 0 && after == 0
+            })
+            .map(|svc| svc.name.to_ascii())
+            .collect();
+        if !emptied.is_empty() && !force {
+            return Err(AdminError::WouldEmpty {
+                region,
+                services: emptied,
+            });
+        }
+        let evacuation = Evacuation {
+            region: region.clone(),
+            reason,
+            by,
+            since: unix_now(),
+        };
+        let mut next = self.evacuations.clone();
+        next.insert(region.clone(), evacuation.clone());
+        self.save_evacuations(&next).await?;
+        self.evacuations = next;
+        audit(
+            &evacuation.region,
+            "evacuate",
+            &evacuation.reason,
+            &evacuation.by,
+            force,
+        );
+        Ok(self.publish(format!("evacuate {region}")))
+    }
+
+    async fn restore(&mut self, region: String, by: String) -> Result<u64, AdminError> {
+        if !self.evacuations.contains_key(&region) {
+            return Err(AdminError::NotEvacuated(region));
+        }
+        let mut next = self.evacuations.clone();
+        next.remove(&region);
+        self.save_evacuations(&next).await?;
+        self.evacuations = next;
+        audit(&region, "restore", "", &by, false);
+        Ok(self.publish(format!("restore {region}")))
+    }
+
+    async fn save_evacuations(
+        &self,
+        next: &BTreeMap<String, Evacuation>,
+    ) -> Result<(), StateError> {
+        let Some(dir) = self.state_dir.clone() else {
+            return Ok(());
+        };
+        let saved = SavedEvacuations {
+            version: 1,
+            regions: next.clone(),
+        };
+        tokio::task::spawn_blocking(move || crate::state::save_evacuations(&dir, &saved))
+            .await
+            .unwrap_or_else(|e| {
+                Err(StateError::Write {
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
+    }
+
+    /// Reads and compiles the config again; on success swaps it in, carrying health by target
+    /// key and evacuations by region name. On failure the old table keeps serving.
+    async fn reload(&mut self) -> Result<u64, ConfigErrors> {
+        let Some(path) = self.config_path.clone() else {
+            return Err(ConfigErrors(Vec::new()));
+        };
+        let loaded = tokio::task::spawn_blocking(move || crate::config::load(&path)).await;
+        let compiled = match loaded {
+            Ok(Ok(c)) => Arc::new(c),
+            Ok(Err(errors)) => {
+                self.metrics.reloads.with_label_values(&["failure"]).inc();
+                warn!(
+                    problems = errors.0.len(),
+                    "reload refused, still serving the old config:\n{errors}"
+                );
+                return Err(errors);
+            }
+            Err(e) => {
+                self.metrics.reloads.with_label_values(&["failure"]).inc();
+                warn!(error = %e, "reload failed");
+                return Err(ConfigErrors(Vec::new()));
+            }
+        };
+        if compiled.settings.dns_listen != self.compiled.settings.dns_listen
+            || compiled.settings.admin_listen != self.compiled.settings.admin_listen
+        {
+            warn!("listen addresses changed in the config; they take effect at the next restart");
+        }
+        let by_key: HashMap<&str, usize> = self
+            .compiled
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.key.as_str(), i))
+            .collect();
+        let carried: Vec<(Tracker, Ewma, bool)> = compiled
+            .targets
+            .iter()
+            .map(|t| match by_key.get(t.key.as_str()) {
+                Some(&i) => (self.trackers[i], self.latency[i], self.probed[i]),
+                None => (Tracker::new(Health::Unknown), Ewma::default(), false),
+            })
+            .collect();
+        self.trackers = carried.iter().map(|c| c.0).collect();
+        self.latency = carried.iter().map(|c| c.1).collect();
+        self.probed = carried.iter().map(|c| c.2).collect();
+        for name in self.evacuations.keys() {
+            if !compiled.regions.iter().any(|r| &r.name == name) {
+                warn!(region = %name, "evacuated region is not in the new config; the evacuation is kept for when it returns");
+            }
+        }
+        self.metrics.carry(&self.counters);
+        self.counters = Arc::new(DnsCounters::new(&compiled));
+        self.compiled = compiled;
+        self.config_generation += 1;
+        self.state_dir = self.compiled.settings.state_dir.clone();
+        if let Some(spawner) = &self.spawner {
+            self.probers = spawner(self.compiled.clone(), self.config_generation);
+        }
+        self.metrics.reloads.with_label_values(&["success"]).inc();
+        info!(
+            config_generation = self.config_generation,
+            "config reloaded"
+        );
+        Ok(self.publish("reload".into()))
+    }
+
+    fn publish(&mut self, why: String) -> u64 {
         self.generation += 1;
         let health = HealthView {
             targets: self
@@ -112,19 +412,64 @@ impl Publisher {
                 .collect(),
         };
         let table = RoutingTable {
-            compiled: self.compiled.clone(),
             health: Arc::new(health),
+            admin: Arc::new(AdminView::new(&self.compiled, self.evacuations.clone())),
+            counters: self.counters.clone(),
+            compiled: self.compiled.clone(),
             generation: self.generation,
+            built_at: SystemTime::now(),
+            built_for: why,
+            probes_complete: self.first_round_done(),
         };
-        self.note_all_down(&table);
+        self.update_gauges(&table);
+        tracing::debug!(generation = self.generation, why = %table.built_for, "published routing table");
         self.store.store(Arc::new(table));
-        tracing::debug!(generation = self.generation, why, "published routing table");
+        self.generation
     }
 
-    /// Logs services entering and leaving the state where no region is healthy.
-    fn note_all_down(&mut self, table: &RoutingTable) {
+    /// Health and evacuation gauges, and the log lines for services entering and leaving
+    /// the state where no region is healthy.
+    fn update_gauges(&mut self, table: &RoutingTable) {
+        let m = &self.metrics;
+        m.generation.set(table.generation as i64);
+        m.endpoint_up.reset();
+        m.region_up.reset();
+        m.region_evacuated.reset();
+        m.evacuated_since.reset();
+        m.service_all_down.reset();
+        for (i, region) in self.compiled.regions.iter().enumerate() {
+            let since = self
+                .evacuations
+                .get(&region.name)
+                .map_or(0, |e| e.since as i64);
+            m.region_evacuated
+                .with_label_values(&[&region.name])
+                .set(i64::from(table.admin.evacuated[i]));
+            m.evacuated_since
+                .with_label_values(&[&region.name])
+                .set(since);
+        }
         let mut now = HashSet::new();
         for (i, svc) in self.compiled.services.iter().enumerate() {
+            let name = svc.name.to_ascii();
+            for sr in svc.regions.iter() {
+                let region = &self.compiled.region(sr.region).name;
+                let mut up_any = false;
+                for family in [Family::V4, Family::V6] {
+                    let eps = sr.endpoints(family);
+                    let up = eps.iter().filter(|e| table.serving(**e)).count();
+                    up_any |= !eps.is_empty() && up > 0 && up >= svc.min_healthy.min(eps.len());
+                    for e in eps {
+                        let addr = self.compiled.endpoint(*e).address.to_string();
+                        m.endpoint_up
+                            .with_label_values(&[&name, region, &addr])
+                            .set(i64::from(table.serving(*e)));
+                    }
+                }
+                m.region_up
+                    .with_label_values(&[&name, region])
+                    .set(i64::from(up_any));
+            }
             for family in [Family::V4, Family::V6] {
                 let mut any = false;
                 let mut healthy = false;
@@ -132,7 +477,15 @@ impl Publisher {
                     let eps = sr.endpoints(family);
                     any |= !eps.is_empty();
                     let up = eps.iter().filter(|e| table.serving(**e)).count();
-                    healthy |= up > 0 && up >= svc.min_healthy.min(eps.len());
+                    healthy |= !table.evacuated(sr.region)
+                        && up > 0
+                        && up >= svc.min_healthy.min(eps.len());
+                }
+                let family_label = if family == Family::V4 { "ipv4" } else { "ipv6" };
+                if any {
+                    m.service_all_down
+                        .with_label_values(&[&name, family_label])
+                        .set(i64::from(!healthy));
                 }
                 if any && !healthy {
                     now.insert((ServiceId(i as u32), family));
@@ -141,7 +494,9 @@ impl Publisher {
         }
         for key in now.difference(&self.all_down) {
             let svc = self.compiled.service(key.0);
-            self.all_down_events += 1;
+            m.all_down_total
+                .with_label_values(&[&svc.name.to_ascii()])
+                .inc();
             warn!(service = %svc.name, family = ?key.1, action = svc.on_all_down.name(), "no healthy region");
         }
         for key in self.all_down.difference(&now) {
@@ -165,25 +520,49 @@ impl Publisher {
         }
     }
 
-    /// Applies probe events until the prober goes away, saving health after each change.
-    pub async fn run(mut self, mut events: mpsc::Receiver<ProbeEvent>) {
-        while let Some(ev) = events.recv().await {
-            if self.on_probe(&ev) {
-                self.persist().await;
+    /// Applies probe events and commands until both channels close, saving health after
+    /// each change.
+    pub async fn run(
+        mut self,
+        mut probes: mpsc::Receiver<ProbeEvent>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
+        loop {
+            tokio::select! {
+                ev = probes.recv() => match ev {
+                    Some(ev) => if self.on_probe(&ev) { self.persist_health().await },
+                    None => break,
+                },
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd).await,
+                    None => break,
+                },
             }
         }
     }
 
-    async fn persist(&self) {
+    async fn persist_health(&self) {
         let Some(dir) = self.state_dir.clone() else {
             return;
         };
         let saved = self.saved();
-        let result = tokio::task::spawn_blocking(move || save_health(&dir, &saved)).await;
+        let result =
+            tokio::task::spawn_blocking(move || crate::state::save_health(&dir, &saved)).await;
         match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %e, "cannot save health state"),
             Err(e) => warn!(error = %e, "health state writer failed"),
         }
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One audit line per admin change, under its own log target so it can be routed apart.
+fn audit(region: &str, action: &str, reason: &str, by: &str, force: bool) {
+    info!(target: "meridian::audit", region, action, reason, by, force, "admin change");
 }

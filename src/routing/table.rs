@@ -10,6 +10,7 @@ use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 use crate::geo::{Continent, CountryCode, GeoDb, LatLon};
 use crate::health::CheckSpec;
 use crate::health::state::Health;
+use crate::metrics::DnsCounters;
 
 macro_rules! id_type {
     ($($name:ident),*) => {$(
@@ -200,6 +201,7 @@ pub struct Settings {
     pub max_udp_payload: u16,
     pub tcp_idle_timeout: Duration,
     pub state_dir: Option<std::path::PathBuf>,
+    pub admin_token_file: Option<std::path::PathBuf>,
 }
 
 /// One compiled config: immutable, shared by every snapshot built from it.
@@ -277,24 +279,81 @@ impl HealthView {
     }
 }
 
-/// What the DNS path loads once per query: a compiled config plus health, with a generation
-/// number that grows with every publish.
+/// An operator's evacuation of one region.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Evacuation {
+    pub region: String,
+    pub reason: String,
+    /// Who asked (the admin API records the caller).
+    pub by: String,
+    /// Unix time it started.
+    pub since: u64,
+}
+
+/// Admin overrides, kept apart from health (an evacuated region may be perfectly healthy).
+#[derive(Debug, Clone, Default)]
+pub struct AdminView {
+    /// Indexed by [`RegionId`].
+    pub evacuated: Box<[bool]>,
+    /// By region name, including regions the current config does not define.
+    pub evacuations: std::collections::BTreeMap<String, Evacuation>,
+}
+
+impl AdminView {
+    pub fn new(
+        compiled: &Compiled,
+        evacuations: std::collections::BTreeMap<String, Evacuation>,
+    ) -> AdminView {
+        AdminView {
+            evacuated: compiled
+                .regions
+                .iter()
+                .map(|r| evacuations.contains_key(&r.name))
+                .collect(),
+            evacuations,
+        }
+    }
+}
+
+/// What the DNS path loads once per query: a compiled config plus health and admin state,
+/// with a generation number that grows with every publish.
 #[derive(Debug)]
 pub struct RoutingTable {
     pub compiled: Arc<Compiled>,
     pub health: Arc<HealthView>,
+    pub admin: Arc<AdminView>,
+    /// DNS counters for this compiled config (shared by every generation built from it).
+    pub counters: Arc<DnsCounters>,
     pub generation: u64,
+    /// When and why this generation was published.
+    pub built_at: std::time::SystemTime,
+    pub built_for: String,
+    /// Every probe target has been probed at least once.
+    pub probes_complete: bool,
 }
 
 impl RoutingTable {
     /// A table with no health verdicts yet.
     pub fn cold(compiled: Arc<Compiled>) -> RoutingTable {
-        let health = Arc::new(HealthView::unknown(compiled.targets.len()));
         RoutingTable {
+            health: Arc::new(HealthView::unknown(compiled.targets.len())),
+            admin: Arc::new(AdminView::new(&compiled, Default::default())),
+            counters: Arc::new(DnsCounters::new(&compiled)),
             compiled,
-            health,
             generation: 1,
+            built_at: std::time::SystemTime::now(),
+            built_for: "start".into(),
+            probes_complete: false,
         }
+    }
+
+    /// Whether an operator evacuated the region.
+    pub fn evacuated(&self, region: RegionId) -> bool {
+        self.admin
+            .evacuated
+            .get(region.index())
+            .copied()
+            .unwrap_or(false)
     }
 
     /// Health of an endpoint's probe target; `None` when nothing probes it.

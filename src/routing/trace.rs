@@ -30,6 +30,8 @@ pub enum Outcome {
         up: u16,
         total: u16,
     },
+    /// An operator evacuated the region.
+    Evacuated,
     /// An earlier region was chosen.
     NotNeeded,
 }

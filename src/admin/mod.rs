@@ -1,0 +1,395 @@
+//! The admin HTTP API: health, readiness, metrics, regions, evacuation, reload, explain and
+//! the routing table. [`Admin::handle`] is a plain async function of a request, so it is
+//! tested without sockets; [`serve`] puts it on a listener.
+pub mod auth;
+mod views;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body, Bytes};
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::metrics::Metrics;
+use crate::routing::RoutingTable;
+use crate::routing::publish::{AdminError, Command};
+use auth::{Token, is_loopback};
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 16 * 1024;
+/// Longest a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a connection may stay open.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+
+pub struct Admin {
+    pub table: Arc<ArcSwap<RoutingTable>>,
+    pub commands: mpsc::Sender<Command>,
+    pub metrics: Arc<Metrics>,
+    pub token: Option<Token>,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn json_reply(status: StatusCode, body: serde_json::Value) -> Reply {
+    let mut text = serde_json::to_vec_pretty(&body).unwrap_or_default();
+    text.push(b'\n');
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(text)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Reply {
+    json_reply(status, json!({ "error": message.to_string() }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EvacuateBody {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    force: bool,
+}
+
+impl Admin {
+    /// Serves one request from `peer`.
+    pub async fn handle<B>(&self, req: Request<B>, peer: IpAddr) -> Reply
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                let status = if e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                return error(status, format!("request body: {e}"));
+            }
+        };
+        let path = parts.uri.path().to_string();
+        let query = parts.uri.query().unwrap_or("").to_string();
+        let segments: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(percent_decode)
+            .collect();
+        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let authorized = self.token.as_ref().is_some_and(|t| {
+            t.accepts(
+                parts
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .map(|v| v.as_bytes()),
+            )
+        });
+        let mutating = parts.method == Method::POST || parts.method == Method::PUT;
+        if mutating && !authorized {
+            let why = if self.token.is_none() {
+                "no admin token is configured (server.admin_token_file or MERIDIAN_ADMIN_TOKEN); changes are refused"
+            } else {
+                "missing or wrong bearer token"
+            };
+            return error(StatusCode::UNAUTHORIZED, why);
+        }
+        if !mutating && !is_loopback(peer) && !authorized {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "read-only calls from outside loopback need the bearer token",
+            );
+        }
+        let who = format!("admin@{peer}");
+        match (&parts.method, segs.as_slice()) {
+            (&Method::GET, ["healthz"]) => json_reply(StatusCode::OK, json!({ "status": "ok" })),
+            (&Method::GET, ["readyz"]) => self.readyz(),
+            (&Method::GET, ["metrics"]) => {
+                let table = self.table.load_full();
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                    .body(Full::new(Bytes::from(self.metrics.render(&table.counters))))
+                    .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+            }
+            (&Method::GET, ["v1", "regions"]) => {
+                json_reply(StatusCode::OK, views::regions(&self.table.load_full()))
+            }
+            (&Method::GET, ["v1", "routing-table"]) => json_reply(
+                StatusCode::OK,
+                views::routing_table(&self.table.load_full()),
+            ),
+            (&Method::GET, ["v1", "explain"]) => self.explain(&query),
+            (&Method::POST, ["v1", "regions", region, "evacuate"]) => {
+                let body: EvacuateBody = if body.is_empty() {
+                    EvacuateBody::default()
+                } else {
+                    match serde_json::from_slice(&body) {
+                        Ok(b) => b,
+                        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
+                    }
+                };
+                let (reply, rx) = oneshot::channel();
+                let cmd = Command::Evacuate {
+                    region: region.to_string(),
+                    reason: body.reason,
+                    by: who,
+                    force: body.force,
+                    reply,
+                };
+                self.admin_change(cmd, rx, region, "evacuate").await
+            }
+            (&Method::POST, ["v1", "regions", region, "restore"]) => {
+                let (reply, rx) = oneshot::channel();
+                let cmd = Command::Restore {
+                    region: region.to_string(),
+                    by: who,
+                    reply,
+                };
+                self.admin_change(cmd, rx, region, "restore").await
+            }
+            (&Method::POST, ["v1", "reload"]) => self.reload().await,
+            (
+                _,
+                ["healthz" | "readyz" | "metrics"]
+                | ["v1", "regions" | "routing-table" | "explain" | "reload"],
+            )
+            | (_, ["v1", "regions", _, "evacuate" | "restore"]) => error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not allowed on {path}", parts.method),
+            ),
+            _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+        }
+    }
+
+    fn readyz(&self) -> Reply {
+        let table = self.table.load_full();
+        let ready = table.probes_complete || table.compiled.targets.is_empty();
+        let body = json!({
+            "ready": ready,
+            "config_loaded": true,
+            "listeners_bound": true,
+            "first_probe_round_complete": ready,
+            "generation": table.generation,
+        });
+        json_reply(
+            if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            },
+            body,
+        )
+    }
+
+    fn explain(&self, query: &str) -> Reply {
+        let param = |key: &str| {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| percent_decode(v))
+        };
+        let (Some(name), Some(qtype), Some(client)) =
+            (param("name"), param("type"), param("client"))
+        else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "explain needs name, type and client query parameters",
+            );
+        };
+        match crate::explain::explain_request(&self.table.load_full(), &name, &qtype, &client) {
+            Ok(ex) => json_reply(StatusCode::OK, serde_json::to_value(ex).unwrap_or_default()),
+            Err(e) => error(StatusCode::BAD_REQUEST, e),
+        }
+    }
+
+    async fn admin_change(
+        &self,
+        cmd: Command,
+        rx: oneshot::Receiver<Result<u64, AdminError>>,
+        region: &str,
+        action: &str,
+    ) -> Reply {
+        if self.commands.send(cmd).await.is_err() {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the routing-table writer is gone",
+            );
+        }
+        match rx.await {
+            Ok(Ok(generation)) => json_reply(
+                StatusCode::OK,
+                json!({ "region": region, "action": action, "generation": generation }),
+            ),
+            Ok(Err(e)) => {
+                let status = match &e {
+                    AdminError::UnknownRegion(_) => StatusCode::NOT_FOUND,
+                    AdminError::NotEvacuated(_)
+                    | AdminError::AlreadyEvacuated(_)
+                    | AdminError::WouldEmpty { .. } => StatusCode::CONFLICT,
+                    AdminError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                let mut body = json!({ "error": e.to_string() });
+                if let AdminError::WouldEmpty { services, .. } = &e {
+                    body["services"] = json!(services);
+                }
+                json_reply(status, body)
+            }
+            Err(_) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the routing-table writer dropped the request",
+            ),
+        }
+    }
+
+    async fn reload(&self) -> Reply {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Reload { reply: Some(reply) })
+            .await
+            .is_err()
+        {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the routing-table writer is gone",
+            );
+        }
+        match rx.await {
+            Ok(Ok(generation)) => json_reply(
+                StatusCode::OK,
+                json!({ "reloaded": true, "generation": generation }),
+            ),
+            Ok(Err(errors)) => json_reply(
+                StatusCode::BAD_REQUEST,
+                json!({
+                    "error": "config rejected; still serving the previous one",
+                    "problems": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                }),
+            ),
+            Err(_) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the routing-table writer dropped the request",
+            ),
+        }
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (as in query strings); invalid escapes stay as they are.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Serves the admin API on a bound listener until the process ends.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            debug!(%peer, "admin connection refused: too many open");
+            continue;
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = hyper::service::service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.handle(req, peer.ip()).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(64 * 1024)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+                Ok(Err(e)) => debug!(%peer, error = %e, "admin connection error"),
+                Err(_) => debug!(%peer, "admin connection timed out"),
+                Ok(Ok(())) => {}
+            }
+        });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error(
+        "admin_listen {0} is not loopback and no admin token is set (server.admin_token_file or MERIDIAN_ADMIN_TOKEN): refusing to expose the admin API"
+    )]
+    NoToken(SocketAddr),
+    #[error("cannot listen on admin address {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Binds the admin listener; refuses a non-loopback address without a token.
+pub async fn bind(addr: SocketAddr, token: Option<&Token>) -> Result<TcpListener, BindError> {
+    if token.is_none() && !is_loopback(addr.ip()) {
+        return Err(BindError::NoToken(addr));
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError::Listen { addr, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("11.0.0.1%2F24"), "11.0.0.1/24");
+        assert_eq!(percent_decode("a+b%20c"), "a b c");
+        assert_eq!(percent_decode("bad%zz%2"), "bad%zz%2");
+    }
+}

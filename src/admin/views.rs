@@ -1,0 +1,110 @@
+//! JSON views of the live routing table for the admin API.
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::routing::RoutingTable;
+use crate::routing::table::Family;
+
+fn rfc3339(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
+}
+
+/// `GET /v1/regions`: each region's evacuation and, per service, its health and latency.
+pub fn regions(t: &RoutingTable) -> Value {
+    let c = &t.compiled;
+    let regions: Vec<Value> = c
+        .regions
+        .iter()
+        .enumerate()
+        .map(|(i, region)| {
+            let evacuation = t.admin.evacuations.get(&region.name).map(|e| {
+                json!({ "reason": e.reason, "by": e.by, "since": e.since, "since_rfc3339": rfc3339(e.since) })
+            });
+            let services: Vec<Value> = c
+                .services
+                .iter()
+                .filter_map(|svc| {
+                    let sr = svc.regions.iter().find(|sr| sr.region.index() == i)?;
+                    let endpoints: Vec<Value> = [Family::V4, Family::V6]
+                        .into_iter()
+                        .flat_map(|f| sr.endpoints(f).iter())
+                        .map(|id| {
+                            let e = c.endpoint(*id);
+                            let latency = e
+                                .target
+                                .and_then(|tid| t.health.targets.get(tid.index()))
+                                .and_then(|h| h.latency_us)
+                                .map(|us| us / 1000.0);
+                            json!({
+                                "address": e.address.to_string(),
+                                "health": t.endpoint_health(*id).map_or("unmonitored", |h| h.name()),
+                                "serving": t.serving(*id),
+                                "probe_target": e.target.map(|tid| c.targets[tid.index()].key.clone()),
+                                "latency_ms": latency,
+                            })
+                        })
+                        .collect();
+                    let up = endpoints.iter().filter(|e| e["serving"] == json!(true)).count();
+                    let latencies: Vec<f64> = endpoints.iter().filter_map(|e| e["latency_ms"].as_f64()).collect();
+                    let latency = (!latencies.is_empty()).then(|| latencies.iter().sum::<f64>() / latencies.len() as f64);
+                    Some(json!({
+                        "service": svc.name.to_ascii(),
+                        "up": up > 0 && up >= svc.min_healthy.min(endpoints.len()),
+                        "endpoints_up": up,
+                        "endpoints_total": endpoints.len(),
+                        "latency_ms": latency,
+                        "endpoints": endpoints,
+                    }))
+                })
+                .collect();
+            json!({
+                "name": region.name,
+                "evacuated": t.admin.evacuated[i],
+                "evacuation": evacuation,
+                "services": services,
+            })
+        })
+        .collect();
+    json!({ "generation": t.generation, "regions": regions })
+}
+
+/// `GET /v1/routing-table`: the generation, when and why it was built, and its content.
+pub fn routing_table(t: &RoutingTable) -> Value {
+    let c = &t.compiled;
+    let built = t
+        .built_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({
+        "generation": t.generation,
+        "built_at": rfc3339(built),
+        "built_for": t.built_for,
+        "probes_complete": t.probes_complete,
+        "zones": c.zones.iter().map(|z| json!({
+            "origin": z.origin.to_string(),
+            "names": z.nodes.len(),
+        })).collect::<Vec<_>>(),
+        "services": c.services.iter().map(|svc| json!({
+            "name": svc.name.to_ascii(),
+            "policy": svc.policy.name(),
+            "ttl": svc.ttl,
+            "answers": svc.answers,
+            "min_healthy": svc.min_healthy,
+            "on_all_down": svc.on_all_down.name(),
+            "regions": svc.regions.iter().map(|sr| json!({
+                "region": c.region(sr.region).name,
+                "evacuated": t.evacuated(sr.region),
+                "ipv4": sr.v4.iter().map(|e| json!({
+                    "address": c.endpoint(*e).address.to_string(),
+                    "serving": t.serving(*e),
+                })).collect::<Vec<_>>(),
+                "ipv6": sr.v6.iter().map(|e| json!({
+                    "address": c.endpoint(*e).address.to_string(),
+                    "serving": t.serving(*e),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "evacuations": t.admin.evacuations.values().collect::<Vec<_>>(),
+    })
+}
