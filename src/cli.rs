@@ -237,6 +237,7 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
         println!("meridian: admin API on http://{addr}");
         info!(%addr, "admin API listening");
     }
+    println!("meridian: ready");
     let hup_tx = command_tx.clone();
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing SIGHUP handler")?;

@@ -148,7 +148,13 @@ fn set_linger_zero(stream: &TcpStream) {
     let linger: [i32; 2] = [1, 0];
     // SAFETY: setsockopt with a valid fd and a correctly sized linger struct.
     unsafe {
-        setsockopt(fd, 1 /* SOL_SOCKET */, 13 /* SO_LINGER */, linger.as_ptr().cast(), 8);
+        setsockopt(
+            fd,
+            1,  /* SOL_SOCKET */
+            13, /* SO_LINGER */
+            linger.as_ptr().cast(),
+            8,
+        );
     }
 }
 

@@ -69,7 +69,8 @@ endpoints = [
 /// Asks as a US client (ECS 11.0.0.0/16); `Err` for a lost or failed query.
 fn ask(server: SocketAddr) -> Result<(ResponseCode, Vec<IpAddr>), String> {
     let q = with_ecs(query("www.example.com.", RecordType::A), "11.0.0.0", 16);
-    let bytes = udp_raw(server, &encode(&q), Duration::from_secs(1)).ok_or("no answer within 1 s")?;
+    let bytes =
+        udp_raw(server, &encode(&q), Duration::from_secs(1)).ok_or("no answer within 1 s")?;
     let m = hickory_proto::op::Message::from_vec(&bytes).map_err(|e| e.to_string())?;
     Ok((m.metadata.response_code, addrs(&m)))
 }
@@ -87,7 +88,10 @@ fn wait_for(server: SocketAddr, want: &str, limit: Duration) -> Duration {
         {
             return start.elapsed();
         }
-        assert!(start.elapsed() < limit, "answer did not become {want} within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "answer did not become {want} within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -131,7 +135,12 @@ fn fails_over_and_back(mode: Mode) {
     let (us, eu) = (Backend::start(), Backend::start());
     let scratch = Scratch::new();
     let state = scratch.0.join("state");
-    let m = Meridian::start(&config(us.port(), eu.port(), &state.display().to_string(), ""));
+    let m = Meridian::start(&config(
+        us.port(),
+        eu.port(),
+        &state.display().to_string(),
+        "",
+    ));
     let server = m.v4();
     wait_for(server, US, Duration::from_secs(5));
     let queries = QueryLoop::start(server);
@@ -144,12 +153,22 @@ fn fails_over_and_back(mode: Mode) {
     let back = wait_for(server, US, INTERVAL * RISE + INTERVAL + SLACK);
 
     let (sent, failures) = queries.finish();
-    eprintln!("failover[{mode:?}]: away after {away:?}, back after {back:?}, {sent} queries, {} failed", failures.len());
+    eprintln!(
+        "failover[{mode:?}]: away after {away:?}, back after {back:?}, {sent} queries, {} failed",
+        failures.len()
+    );
     assert!(sent > 100, "the query loop ran ({sent} queries)");
-    assert!(failures.is_empty(), "queries failed during failover: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "queries failed during failover: {failures:?}"
+    );
 
-    let saved = std::fs::read_to_string(state.join("health.json")).expect("health saved in state_dir");
-    assert!(saved.contains(&format!("web@127.0.0.1:{}", us.port())), "{saved}");
+    let saved =
+        std::fs::read_to_string(state.join("health.json")).expect("health saved in state_dir");
+    assert!(
+        saved.contains(&format!("web@127.0.0.1:{}", us.port())),
+        "{saved}"
+    );
 }
 
 #[test]
@@ -195,14 +214,22 @@ fn all_down_follows_on_all_down() {
     eu.set(Mode::Failing);
     for (policy, rcode, answer) in cases {
         let scratch = Scratch::new();
-        let m = Meridian::start(&config(us.port(), eu.port(), &scratch.0.display().to_string(), policy));
+        let m = Meridian::start(&config(
+            us.port(),
+            eu.port(),
+            &scratch.0.display().to_string(),
+            policy,
+        ));
         let deadline = Instant::now() + INTERVAL * FALL + INTERVAL + SLACK;
         loop {
             let got = ask(m.v4());
             if got.as_ref().is_ok_and(|(c, a)| *c == rcode && *a == answer) {
                 break;
             }
-            assert!(Instant::now() < deadline, "{policy:?}: wanted {rcode} {answer:?}, got {got:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{policy:?}: wanted {rcode} {answer:?}, got {got:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -221,12 +248,27 @@ fn restart_remembers_health() {
         wait_for(m.v4(), US, Duration::from_secs(5));
         us.set(Mode::Failing);
         wait_for(m.v4(), EU, INTERVAL * FALL + INTERVAL + SLACK);
+        // Health is saved just after it is published; wait for the file before killing.
+        let file = std::path::Path::new(&state).join("health.json");
+        let key = format!("\"web@127.0.0.1:{}\": \"down\"", us.port());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains(&key)) {
+            assert!(
+                Instant::now() < deadline,
+                "health.json never recorded {key}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     // Healthy again, but the new process needs `rise` successes before trusting it.
     us.set(Mode::Healthy);
     let m = Meridian::start(&text);
     let first = ask(m.v4()).expect("answer right after start");
-    assert_eq!(first, (ResponseCode::NoError, vec![ip(EU)]), "warm start answers from saved health");
+    assert_eq!(
+        first,
+        (ResponseCode::NoError, vec![ip(EU)]),
+        "warm start answers from saved health"
+    );
     wait_for(m.v4(), US, INTERVAL * RISE + INTERVAL + SLACK);
 }
 
@@ -257,5 +299,8 @@ fn explain_shows_health() {
     assert!(text.contains("skipped: 0 of 1 endpoints up"), "{text}");
     assert!(text.contains(&format!("{US} down")), "{text}");
     assert!(text.contains("chosen     eu-west (failover)"), "{text}");
-    assert!(text.contains(&format!("answer     www.example.com. 5 IN A {EU}")), "{text}");
+    assert!(
+        text.contains(&format!("answer     www.example.com. 5 IN A {EU}")),
+        "{text}"
+    );
 }

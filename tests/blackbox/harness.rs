@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
@@ -50,14 +51,17 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
 /// The example config with its listen addresses moved to ephemeral loopback ports and its
 /// database path made absolute.
 pub fn example_config() -> String {
-    let text = std::fs::read_to_string(repo().join("config/meridian.toml")).expect("example config");
+    let text =
+        std::fs::read_to_string(repo().join("config/meridian.toml")).expect("example config");
     with_test_paths(&text)
 }
 
@@ -68,6 +72,8 @@ pub fn with_test_paths(text: &str) -> String {
         .map(|l| {
             if l.trim_start().starts_with("dns_listen") {
                 "dns_listen = [\"127.0.0.1:0\", \"[::1]:0\"]".to_string()
+            } else if l.trim_start().starts_with("admin_listen") {
+                "admin_listen = \"127.0.0.1:0\"".to_string()
             } else {
                 l.replace("../geoip-fixtures", &fixtures.display().to_string())
             }
@@ -80,22 +86,53 @@ pub fn with_test_paths(text: &str) -> String {
 pub struct Meridian {
     pub child: Child,
     pub addrs: Vec<SocketAddr>,
+    /// The admin API address, when the config has `admin_listen`.
+    pub admin: Option<SocketAddr>,
     pub scratch: Scratch,
     pub config: PathBuf,
+    /// Everything the server logged so far (stderr is drained so it never blocks).
+    pub stderr: Arc<Mutex<String>>,
 }
 
 impl Meridian {
     pub fn start(config_text: &str) -> Meridian {
+        Meridian::try_start(config_text).unwrap_or_else(|e| panic!("meridian did not start: {e}"))
+    }
+
+    /// Starts the server and waits for its `meridian: ready` line; `Err` carries its stderr
+    /// when it exits (or stays silent) instead.
+    pub fn try_start(config_text: &str) -> Result<Meridian, String> {
         let scratch = Scratch::new();
         let config = scratch.write("meridian.toml", config_text);
+        Meridian::start_with(scratch, config, &[])
+    }
+
+    /// Starts on an existing config file, with extra environment variables.
+    pub fn start_with(
+        scratch: Scratch,
+        config: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Result<Meridian, String> {
         let mut child = Command::new(bin())
             .args(["serve", "--config"])
             .arg(&config)
+            .env_remove("MERIDIAN_ADMIN_TOKEN")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn meridian");
         let stdout = child.stdout.take().expect("stdout");
+        let stderr_pipe = child.stderr.take().expect("stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -104,34 +141,60 @@ impl Meridian {
                 }
             }
         });
-        let want = config_text.matches(":0\"").count().max(1);
         let mut addrs = Vec::new();
+        let mut admin = None;
         let deadline = Instant::now() + Duration::from_secs(20);
-        while addrs.len() < want {
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
+                Ok(line) if line == "meridian: ready" => break,
                 Ok(line) => {
                     if let Some(rest) = line.strip_prefix("meridian: serving DNS on ") {
                         let addr = rest.split_whitespace().next().unwrap_or_default();
                         addrs.push(addr.parse().expect("listen address"));
+                    } else if let Some(rest) = line.strip_prefix("meridian: admin API on http://") {
+                        admin = Some(rest.trim().parse().expect("admin address"));
                     }
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    let mut err = String::new();
-                    if let Some(mut e) = child.stderr.take() {
-                        let _ = e.read_to_string(&mut err);
-                    }
-                    panic!("meridian did not start: {err}");
+                    let _ = child.wait();
+                    // Give the drain thread a moment to collect the last lines.
+                    std::thread::sleep(Duration::from_millis(100));
+                    let err = stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    return Err(err);
                 }
             }
         }
-        Meridian {
+        Ok(Meridian {
             child,
             addrs,
+            admin,
             scratch,
             config,
-        }
+            stderr,
+        })
+    }
+
+    /// Stops the server (SIGKILL) and starts it again on the same config and scratch dir.
+    pub fn restart(mut self, env: &[(&str, &str)]) -> Meridian {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let scratch = std::mem::replace(&mut self.scratch, Scratch(PathBuf::new()));
+        let config = self.config.clone();
+        Meridian::start_with(scratch, config, env).unwrap_or_else(|e| panic!("restart failed: {e}"))
+    }
+
+    pub fn logs(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The admin API address (panics when the config has none).
+    pub fn admin(&self) -> SocketAddr {
+        self.admin.expect("admin_listen configured")
     }
 
     pub fn start_example() -> Meridian {
@@ -140,12 +203,20 @@ impl Meridian {
 
     /// The IPv4 loopback listener.
     pub fn v4(&self) -> SocketAddr {
-        *self.addrs.iter().find(|a| a.is_ipv4()).expect("an IPv4 listener")
+        *self
+            .addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .expect("an IPv4 listener")
     }
 
     /// The IPv6 loopback listener.
     pub fn v6(&self) -> SocketAddr {
-        *self.addrs.iter().find(|a| a.is_ipv6()).expect("an IPv6 listener")
+        *self
+            .addrs
+            .iter()
+            .find(|a| a.is_ipv6())
+            .expect("an IPv6 listener")
     }
 }
 
@@ -178,7 +249,11 @@ pub fn with_edns(mut m: Message, payload: u16) -> Message {
 
 /// Adds an OPT carrying ECS `addr/prefix`.
 pub fn with_ecs(m: Message, addr: &str, prefix: u8) -> Message {
-    let mut m = if m.edns.is_some() { m } else { with_edns(m, 1232) };
+    let mut m = if m.edns.is_some() {
+        m
+    } else {
+        with_edns(m, 1232)
+    };
     let ip: IpAddr = addr.parse().expect("ecs addr");
     if let Some(e) = m.edns.as_mut() {
         e.options_mut()
@@ -193,7 +268,13 @@ pub fn encode(m: &Message) -> Vec<u8> {
 
 /// Sends raw bytes over UDP; `None` when no answer came within the timeout.
 pub fn udp_raw(server: SocketAddr, bytes: &[u8], timeout: Duration) -> Option<Vec<u8>> {
-    let bind: SocketAddr = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().ok()?;
+    let bind: SocketAddr = if server.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    }
+    .parse()
+    .ok()?;
     let sock = UdpSocket::bind(bind).expect("bind udp client");
     sock.set_read_timeout(Some(timeout)).ok()?;
     sock.send_to(bytes, server).expect("send udp");
@@ -244,10 +325,7 @@ pub fn ecs_of(m: &Message) -> Option<ClientSubnet> {
 
 /// Answer addresses, in order.
 pub fn addrs(m: &Message) -> Vec<IpAddr> {
-    m.answers
-        .iter()
-        .filter_map(|r| r.data.ip_addr())
-        .collect()
+    m.answers.iter().filter_map(|r| r.data.ip_addr()).collect()
 }
 
 /// Runs the binary with arguments and returns its output.
@@ -259,6 +337,51 @@ pub fn run(args: &[&str], cwd: &Path) -> Output {
         .expect("run meridian")
 }
 
+/// One HTTP/1.1 request to the admin API; returns (status, body).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect admin");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: meridian\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send request");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read response");
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// Like [`http`], parsing the body as JSON.
+pub fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let (status, text) = http(addr, method, path, token, body);
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{method} {path}: body is not JSON ({e}): {text:?}"));
+    (status, json)
+}
+
 /// Runs `dig` against a server; the tool must be installed (scripts/test installs it).
 pub fn dig(server: SocketAddr, args: &[&str]) -> String {
     let out = Command::new("dig")
@@ -267,6 +390,10 @@ pub fn dig(server: SocketAddr, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("dig must be installed: run scripts/test, which installs bind9-dnsutils");
-    assert!(out.status.success(), "dig failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "dig failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
