@@ -134,16 +134,14 @@ async fn respond<R: ResponseHandler>(
         edns.set_max_payload(settings.max_udp_payload);
         edns.set_version(0);
         let mut builder = builder;
-        if let Some(e) = scanned.edns {
-            if e.version > 0 {
-                meta.response_code = ResponseCode::BADVERS;
-                builder.edns(&edns);
-                return (
-                    send(&mut response, builder.build_no_records(meta)).await,
-                    None,
-                    None,
-                );
-            }
+        if scanned.edns.is_some_and(|e| e.version > 0) {
+            meta.response_code = ResponseCode::BADVERS;
+            builder.edns(&edns);
+            return (
+                send(&mut response, builder.build_no_records(meta)).await,
+                None,
+                None,
+            );
         }
 
         if query.query_class() != DNSClass::IN {

@@ -299,10 +299,10 @@ fn pick(
 
 /// FNV-1a over the first `prefix` bits of the address.
 fn network_hash(addr: IpAddr, prefix: u8) -> u64 {
-    let bits = u128::from(match addr {
-        IpAddr::V4(a) => u32::from(a) as u128,
+    let bits = match addr {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
         IpAddr::V6(a) => u128::from(a),
-    });
+    };
     let width = if addr.is_ipv4() { 32 } else { 128 };
     let keep = u32::from(prefix).min(width);
     let masked = if keep == 0 { 0 } else { bits >> (width - keep) };

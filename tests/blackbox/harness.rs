@@ -317,7 +317,7 @@ pub fn tcp(server: SocketAddr, m: &Message) -> Message {
 pub fn ecs_of(m: &Message) -> Option<ClientSubnet> {
     m.edns.as_ref().and_then(|e| {
         e.options().as_ref().iter().find_map(|(_, o)| match o {
-            EdnsOption::Subnet(s) => Some(s.clone()),
+            EdnsOption::Subnet(s) => Some(*s),
             _ => None,
         })
     })
