@@ -162,3 +162,60 @@ fn node_at<'z>(zone: &'z mut Zone, name: &Name) -> &'z mut Node {
     }
     zone.nodes.entry(key).or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn a_target_shared_by_services_is_probed_once() {
+        let text = r#"
+[[zones]]
+origin = "example.com."
+ns = ["ns1.example.com."]
+soa = { mname = "ns1", rname = "hostmaster", serial = 1, minimum = 60 }
+
+[[regions]]
+name = "a"
+
+[[regions]]
+name = "b"
+
+[checks.web]
+kind = "http"
+
+[checks.tcp]
+kind = "tcp"
+
+[[services]]
+name = "www.example.com."
+policy = "failover"
+regions = ["a", "b"]
+check = "web"
+endpoints = [
+  { region = "a", address = "192.0.2.1", port = 443, check_address = "10.0.0.1" },
+  { region = "b", address = "192.0.2.2", port = 443 },
+]
+
+[[services]]
+name = "api.example.com."
+policy = "failover"
+regions = ["a", "b"]
+check = "web"
+endpoints = [
+  { region = "a", address = "192.0.2.9", port = 443, check_address = "10.0.0.1" },
+  { region = "b", address = "192.0.2.2", port = 443, check = "tcp" },
+]
+"#;
+        let c = crate::config::load_str(text, Path::new("/t/meridian.toml")).unwrap();
+        let keys: Vec<&str> = c.targets.iter().map(|t| t.key.as_str()).collect();
+        // web@10.0.0.1:443 serves two endpoints of two services; the same address under
+        // another check is another target.
+        assert_eq!(
+            keys,
+            ["web@10.0.0.1:443", "web@192.0.2.2:443", "tcp@192.0.2.2:443"]
+        );
+        assert_eq!(c.endpoints[0].target, c.endpoints[2].target);
+        assert_ne!(c.endpoints[1].target, c.endpoints[3].target);
+    }
+}

@@ -267,3 +267,50 @@ async fn send<'a, R: ResponseHandler>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::wire::{Ecs, Edns};
+
+    fn scanned(ecs: Option<Ecs>) -> Scanned {
+        Scanned {
+            edns: Some(Edns {
+                payload: 1232,
+                version: 0,
+                ecs,
+            }),
+        }
+    }
+
+    #[test]
+    fn routes_on_ecs_unless_its_prefix_is_zero() {
+        let src: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let c = client_of(src, &scanned(None));
+        assert_eq!(
+            c.addr,
+            "127.0.0.1".parse::<IpAddr>().unwrap(),
+            "IPv4-mapped is IPv4"
+        );
+        assert_eq!(c.ecs_source, None);
+        let ecs = Ecs {
+            addr: "12.0.0.0".parse().unwrap(),
+            source_prefix: 24,
+        };
+        assert_eq!(client_of(src, &scanned(Some(ecs))).ecs_source, Some(24));
+        let zero = Ecs {
+            addr: "0.0.0.0".parse().unwrap(),
+            source_prefix: 0,
+        };
+        assert_eq!(client_of(src, &scanned(Some(zero))).ecs_source, None);
+    }
+
+    #[test]
+    fn udp_limit_is_the_smaller_size() {
+        assert_eq!(udp_limit(&Scanned { edns: None }, 1232), 512);
+        assert_eq!(udp_limit(&scanned(None), 1232), 1232);
+        let mut small = scanned(None);
+        small.edns = small.edns.map(|e| Edns { payload: 700, ..e });
+        assert_eq!(udp_limit(&small, 1232), 700);
+    }
+}

@@ -254,3 +254,153 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::health::StatusMatch;
+
+    fn check(kind: CheckKind) -> CheckSpec {
+        CheckSpec {
+            name: "t".into(),
+            kind,
+            path: "/healthz".into(),
+            port: None,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            rise: 2,
+            fall: 2,
+            expect_status: vec![StatusMatch::Class(2)],
+            expect_body: Some("OK".into()),
+            headers: Vec::new(),
+            tls_server_name: None,
+            tls: TlsVerify::Verify,
+        }
+    }
+
+    /// A loopback backend answering every connection with `reply`; over TLS with a
+    /// self-signed certificate for backend.test when `tls`, recording the SNI it saw.
+    async fn backend(reply: &'static [u8], tls: bool) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sni = Arc::new(Mutex::new(Vec::new()));
+        let acceptor = tls.then(|| {
+            let ck = rcgen::generate_simple_self_signed(vec!["backend.test".to_string()]).unwrap();
+            let cert = CertificateDer::from(ck.cert.der().to_vec());
+            let key =
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+            let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        });
+        let seen = sni.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    match acceptor {
+                        Some(a) => {
+                            let Ok(mut s) = a.accept(tcp).await else {
+                                return;
+                            };
+                            if let Some(name) = s.get_ref().1.server_name() {
+                                seen.lock().unwrap().push(name.to_string());
+                            }
+                            let _ = s.read(&mut buf).await;
+                            let _ = s.write_all(reply).await;
+                            let _ = s.shutdown().await;
+                        }
+                        None => {
+                            let mut s = tcp;
+                            let _ = s.read(&mut buf).await;
+                            let _ = s.write_all(reply).await;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, sni)
+    }
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK";
+
+    #[tokio::test]
+    async fn https_verifies_certificates_unless_told_not_to() {
+        let (addr, sni) = backend(OK, true).await;
+        let probe = NetProbe::new();
+        let mut c = check(CheckKind::Https);
+        c.headers = vec![("Host".into(), "backend.test".into())];
+        let out = probe.probe(addr, &c).await;
+        assert!(!out.ok, "a self-signed certificate must fail verification");
+        assert!(out.error.unwrap().starts_with("tls:"));
+
+        c.tls = TlsVerify::InsecureSkipVerify;
+        let out = probe.probe(addr, &c).await;
+        assert!(out.ok, "{:?}", out.error);
+        assert!(out.latency.is_some());
+
+        c.tls_server_name = Some("other.test".into());
+        assert!(probe.probe(addr, &c).await.ok);
+        assert_eq!(
+            *sni.lock().unwrap(),
+            vec!["backend.test".to_string(), "other.test".to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn http_checks_status_and_body() {
+        let probe = NetProbe::new();
+        let (ok, _) = backend(OK, false).await;
+        assert!(probe.probe(ok, &check(CheckKind::Http)).await.ok);
+
+        let (wrong_body, _) =
+            backend(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nNOPE", false).await;
+        let out = probe.probe(wrong_body, &check(CheckKind::Http)).await;
+        assert_eq!(out.error.as_deref(), Some("body lacks \"OK\""));
+
+        let (teapot, _) = backend(
+            b"HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\n\r\n",
+            false,
+        )
+        .await;
+        let out = probe.probe(teapot, &check(CheckKind::Http)).await;
+        assert_eq!(out.error.as_deref(), Some("status 418"));
+        let mut accept_418 = check(CheckKind::Http);
+        accept_418.expect_status = vec![StatusMatch::Code(418)];
+        accept_418.expect_body = None;
+        assert!(probe.probe(teapot, &accept_418).await.ok);
+
+        let (garbage, _) = backend(b"\x00\x01 not http\r\n\r\n", false).await;
+        assert!(!probe.probe(garbage, &check(CheckKind::Http)).await.ok);
+    }
+
+    #[tokio::test]
+    async fn tcp_is_a_connect_check() {
+        let probe = NetProbe::new();
+        let (open, _) = backend(OK, false).await;
+        assert!(probe.probe(open, &check(CheckKind::Tcp)).await.ok);
+        // A port nothing listens on: bind, note the port, close.
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let out = probe.probe(closed, &check(CheckKind::Tcp)).await;
+        assert!(!out.ok);
+        assert!(out.error.unwrap().starts_with("connect:"));
+    }
+}
