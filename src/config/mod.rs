@@ -96,7 +96,18 @@ pub fn load_str(text: &str, path: &Path) -> Result<Compiled, ConfigErrors> {
             )]));
         }
     };
-    let checked = validate::validate(&raw, text, base).map_err(positioned)?;
+    let checked = match validate::validate(&raw, text, base) {
+        Ok(c) => c,
+        Err(mut problems) => {
+            // Report an unusable database in the same pass (compile would open it next).
+            if let Some(g) = &raw.geoip
+                && let Err(e) = crate::geo::GeoDb::open(&base.join(g.database.get_ref()))
+            {
+                problems.push(Problem::new(g.database.span(), e.to_string()));
+            }
+            return Err(positioned(problems));
+        }
+    };
     compile::compile(checked).map_err(positioned)
 }
 
