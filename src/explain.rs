@@ -10,8 +10,9 @@ use serde::Serialize;
 use crate::routing::RoutingTable;
 use crate::routing::answer::answer;
 use crate::routing::decide::Client;
+use crate::routing::latency::RowKind;
 use crate::routing::table::Family;
-use crate::routing::trace::{Outcome, Rank, Recorder, Step};
+use crate::routing::trace::{Outcome, Rank, Recorder, RttSource, Step};
 
 #[derive(Debug, Serialize)]
 pub struct Explanation {
@@ -233,6 +234,26 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
                     Rank::FailoverOrder { position } => {
                         format!("failover order position {}", position + 1)
                     }
+                    Rank::CidrOverride => "CIDR override names it".to_string(),
+                    Rank::Proximity { km, biased_km } => {
+                        format!("{km} km, {biased_km} km after bias")
+                    }
+                    Rank::Latency {
+                        rtt_ms,
+                        penalty_ms,
+                        source,
+                        incumbent,
+                    } => {
+                        let from = match source {
+                            RttSource::Map(RowKind::Cidr) => "latency map (CIDR)",
+                            RttSource::Map(RowKind::Country) => "latency map (country)",
+                            RttSource::Map(RowKind::Continent) => "latency map (continent)",
+                            RttSource::Estimate => "distance estimate",
+                        };
+                        let keep = if incumbent { ", incumbent" } else { "" };
+                        format!("{rtt_ms:.1} ms ({from}) + {penalty_ms:.1} ms measured{keep}")
+                    }
+                    Rank::Weight { weight } => format!("weight {weight}"),
                 };
                 let family = if qtype == RecordType::AAAA {
                     Family::V6
@@ -252,6 +273,7 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
                             format!("skipped: {up} of {total} endpoints up")
                         }
                         Outcome::Evacuated => "skipped: evacuated".to_string(),
+                        Outcome::Residency => "skipped: residency rule excludes it".to_string(),
                         Outcome::NotNeeded => "not needed".to_string(),
                     },
                     endpoints,

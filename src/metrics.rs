@@ -39,17 +39,7 @@ const RCODES: [&str; 8] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "OTHER",
 ];
 const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
-const REASONS: [Reason; 9] = [
-    Reason::Geo,
-    Reason::NoGeo,
-    Reason::Primary,
-    Reason::Failover,
-    Reason::Evacuated,
-    Reason::FailOpen,
-    Reason::Fallback,
-    Reason::ServFail,
-    Reason::NoEndpoints,
-];
+const REASONS: [Reason; 13] = Reason::ALL;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {

@@ -22,6 +22,7 @@ use tracing::{debug, warn};
 
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
+use crate::routing::latency::Format;
 use crate::routing::publish::{AdminError, Command};
 use auth::{Token, is_loopback};
 
@@ -167,6 +168,18 @@ impl Admin {
                 self.admin_change(cmd, rx, region, "restore").await
             }
             (&Method::POST, ["v1", "reload"]) => self.reload().await,
+            (&Method::PUT, ["v1", "latency-map"]) => {
+                let format = match parts
+                    .headers
+                    .get(header::CONTENT_TYPE)
+                    .map(|v| v.as_bytes())
+                {
+                    Some(t) if t.starts_with(b"application/toml") => Format::Toml,
+                    _ => Format::Csv,
+                };
+                self.set_latency_map(String::from_utf8_lossy(&body).into_owned(), format)
+                    .await
+            }
             (
                 _,
                 ["healthz" | "readyz" | "metrics"]
@@ -254,6 +267,42 @@ impl Admin {
                 }
                 json_reply(status, body)
             }
+            Err(_) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the routing-table writer dropped the request",
+            ),
+        }
+    }
+
+    async fn set_latency_map(&self, text: String, format: Format) -> Reply {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::SetLatencyMap {
+                text,
+                format,
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the routing-table writer is gone",
+            );
+        }
+        match rx.await {
+            Ok(Ok((generation, entries))) => json_reply(
+                StatusCode::OK,
+                json!({ "entries": entries, "generation": generation }),
+            ),
+            Ok(Err(problems)) => json_reply(
+                StatusCode::BAD_REQUEST,
+                json!({
+                    "error": "latency map rejected; the previous one stays in force",
+                    "problems": problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                }),
+            ),
             Err(_) => error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the routing-table writer dropped the request",

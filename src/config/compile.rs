@@ -2,6 +2,9 @@
 //! node maps with empty non-terminals filled in, and the GeoIP database is opened.
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use ipnet::IpNet;
 use std::sync::Arc;
 
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
@@ -9,25 +12,56 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use super::Problem;
 use super::validate::{Checked, CheckedAllDown, CheckedZone};
 use crate::geo::GeoDb;
+use crate::routing::latency::{Format, LatencyMap};
+use crate::routing::prefix::PrefixTable;
 use crate::routing::table::{
-    AllDown, CheckId, Compiled, Endpoint, EndpointId, Family, Node, Service, ServiceId,
-    ServiceRegion, Target, TargetId, Zone, ZoneId,
+    AllDown, CheckId, Compiled, Endpoint, EndpointId, Family, Node, Region, RegionId, Residency,
+    Service, ServiceId, ServiceRegion, Target, TargetId, Zone, ZoneId,
 };
 
 pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
+    let mut problems = Vec::new();
     let geo = match &checked.geoip {
         None => None,
         Some((path, span)) => match GeoDb::open(path) {
             Ok(db) => Some(Arc::new(db)),
-            Err(e) => return Err(vec![Problem::new(span.clone(), e.to_string())]),
+            Err(e) => {
+                problems.push(Problem::new(span.clone(), e.to_string()));
+                None
+            }
         },
     };
+    let latency_map = match &checked.latency_map {
+        None => Arc::new(LatencyMap::default()),
+        Some((path, span)) => match read_latency_map(path, &checked.regions) {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                problems.push(Problem::new(span.clone(), e));
+                Arc::new(LatencyMap::default())
+            }
+        },
+    };
+    let mut cidr_maps = Vec::new();
+    for m in &checked.cidr_maps {
+        let mut networks = m.networks.clone();
+        if let Some((path, span)) = &m.file {
+            match read_cidr_file(path, &checked.regions) {
+                Ok(more) => networks.extend(more),
+                Err(e) => problems.push(Problem::new(span.clone(), e)),
+            }
+        }
+        cidr_maps.push(PrefixTable::new(networks));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
 
     let mut zones: Vec<Zone> = checked.zones.iter().map(zone).collect();
     let mut services = Vec::new();
     let mut endpoints = Vec::new();
     let mut targets: Vec<Target> = Vec::new();
     let mut target_ids: HashMap<(usize, SocketAddr), TargetId> = HashMap::new();
+    let mut slots = 0u32;
     for (i, svc) in checked.services.into_iter().enumerate() {
         let id = ServiceId(i as u32);
         let mut regions: Vec<ServiceRegion> = Vec::new();
@@ -64,6 +98,7 @@ pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
                         })
                     }),
                     record: Record::from_rdata(svc.name.clone(), svc.ttl, RData::from(e.address)),
+                    weight: e.weight,
                 });
             }
             if v4.is_empty() && v6.is_empty() {
@@ -72,9 +107,11 @@ pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
             regions.push(ServiceRegion {
                 region,
                 rank: regions.len() as u16,
+                slot: slots,
                 v4: v4.into(),
                 v6: v6.into(),
             });
+            slots += 1;
         }
         let zone = &mut zones[svc.zone];
         node_at(zone, &svc.name).service = Some(id);
@@ -97,7 +134,23 @@ pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
                     }
                 }
             },
+            residency: svc
+                .residency
+                .iter()
+                .map(|(countries, continents, allowed)| Residency {
+                    countries: countries.clone(),
+                    continents: continents.clone(),
+                    allowed: regions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, sr)| allowed.contains(&sr.region))
+                        .fold(0u64, |m, (i, _)| m | 1 << i),
+                })
+                .collect(),
             regions: regions.into(),
+            latency_margin_ms: svc.latency_margin_ms,
+            weight_mode: svc.weight_mode,
+            cidr_map: svc.cidr_map,
         });
     }
 
@@ -116,7 +169,62 @@ pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
         endpoints,
         checks: checked.checks,
         targets,
+        cidr_maps,
+        latency_map,
+        latency_map_path: checked.latency_map.map(|(p, _)| p),
+        latency_overhead_ms: checked.latency_overhead_ms,
+        service_region_slots: slots as usize,
     })
+}
+
+/// Reads a latency map file; the error names the file and every bad line.
+pub fn read_latency_map(path: &Path, regions: &[Region]) -> Result<LatencyMap, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read latency map {}: {e}", path.display()))?;
+    LatencyMap::parse(&text, Format::of(path), regions).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        format!("latency map {}: {}", path.display(), lines.join("; "))
+    })
+}
+
+/// Reads `NETWORK REGION` lines (`#` comments) of a CIDR map file.
+fn read_cidr_file(path: &Path, regions: &[Region]) -> Result<Vec<(IpNet, RegionId)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read CIDR map {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(net), Some(region), None) = (parts.next(), parts.next(), parts.next()) else {
+            errors.push(format!("line {}: expected NETWORK REGION", i + 1));
+            continue;
+        };
+        let Ok(net) = net.parse::<IpNet>() else {
+            errors.push(format!("line {}: {net:?} is not a network (CIDR)", i + 1));
+            continue;
+        };
+        if net.trunc() != net {
+            errors.push(format!("line {}: {net} has host bits set", i + 1));
+            continue;
+        }
+        match regions.iter().position(|r| r.name == region) {
+            Some(r) => out.push((net, RegionId(r as u32))),
+            None => errors.push(format!("line {}: no region named {region:?}", i + 1)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(format!(
+            "CIDR map {}: {}",
+            path.display(),
+            errors.join("; ")
+        ))
+    }
 }
 
 fn zone(z: &CheckedZone) -> Zone {

@@ -23,6 +23,36 @@ pub struct RawConfig {
     pub services: Vec<S<RawService>>,
     #[serde(default)]
     pub checks: BTreeMap<String, S<RawCheck>>,
+    #[serde(default)]
+    pub cidr_maps: BTreeMap<String, S<RawCidrMap>>,
+}
+
+/// Networks sent to a region whatever GeoIP says: inline, from a file, or both.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCidrMap {
+    #[serde(default)]
+    pub networks: Vec<S<RawCidrEntry>>,
+    /// Lines of `NETWORK REGION` (# comments), read with the config.
+    pub file: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCidrEntry {
+    pub network: S<String>,
+    pub region: S<String>,
+}
+
+/// A residency rule: clients from these countries or continents only ever go to `regions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResidency {
+    #[serde(default)]
+    pub countries: Vec<S<String>>,
+    #[serde(default)]
+    pub continents: Vec<S<String>>,
+    pub regions: S<Vec<S<String>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -50,6 +80,10 @@ pub struct RawRouting {
     /// Region order for clients the database cannot place (and for ties).
     #[serde(default)]
     pub default_order: Vec<S<String>>,
+    /// File of measured round-trip times (CSV or TOML) for the latency policy.
+    pub latency_map: Option<S<String>>,
+    /// Added to distance-based RTT estimates (processing, last mile), in ms.
+    pub latency_overhead_ms: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +131,8 @@ pub struct RawRegion {
     pub countries: Vec<S<String>>,
     #[serde(default)]
     pub continents: Vec<S<String>>,
+    /// Proximity policy: grows (positive) or shrinks (negative) the catchment, -99 to 99.
+    pub bias: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +158,14 @@ pub struct RawService {
     pub on_all_down: Option<S<String>>,
     /// Static addresses answered when `on_all_down = "fallback"`.
     pub fallback: Option<S<Vec<S<String>>>>,
+    /// Latency policy: how much faster (ms) a region must be to take a client network over.
+    pub latency_margin_ms: Option<S<f64>>,
+    /// Weighted policy: "stable" (per client subnet and name) or "random".
+    pub weight_mode: Option<S<String>>,
+    #[serde(default)]
+    pub residency: Vec<S<RawResidency>>,
+    /// Name of a `[cidr_maps.NAME]` whose networks override GeoIP for this service.
+    pub cidr_map: Option<S<String>>,
     pub endpoints: S<Vec<S<RawEndpoint>>>,
 }
 
@@ -133,6 +177,8 @@ pub struct RawEndpoint {
     pub port: Option<S<i64>>,
     pub check: Option<S<String>>,
     pub check_address: Option<S<String>>,
+    /// Weighted policy: relative share of answers; 0 = only when nothing else is up.
+    pub weight: Option<S<i64>>,
 }
 
 /// A named health check. The prober gives these meaning; here they are only checked for shape.

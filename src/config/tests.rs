@@ -375,8 +375,8 @@ fn record_type_not_served() {
 
 #[test]
 fn unknown_policy() {
-    let text = edit(r#"policy = "geo""#, r#"policy = "latency""#);
-    assert_error(&text, 40, 10, r#"unknown policy "latency""#);
+    let text = edit(r#"policy = "geo""#, r#"policy = "fastest""#);
+    assert_error(&text, 40, 10, r#"unknown policy "fastest""#);
 }
 
 #[test]
@@ -483,7 +483,12 @@ fn geoip_database_with_neither_schema() {
 #[test]
 fn geo_service_without_geoip() {
     let text = edit("[geoip]\n", "\n").replacen(&format!("database = \"{CITY}\""), "", 1);
-    assert_error(&text, 37, 1, "geo services need a [geoip] database");
+    assert_error(
+        &text,
+        38,
+        8,
+        "uses policy geo, which needs a [geoip] database",
+    );
 }
 
 #[test]

@@ -16,7 +16,9 @@ use super::duration;
 use super::raw::{RawCheck, RawConfig, RawEndpoint, RawService, RawZone, S};
 use crate::geo::{Continent, CountryCode, LatLon};
 use crate::health::{self, CheckKind, CheckSpec, StatusMatch, TlsVerify};
-use crate::routing::table::{MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, Region, RegionId, Settings};
+use crate::routing::table::{
+    MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, Region, RegionId, Settings, WeightMode,
+};
 
 /// Largest TTL RFC 2181 allows.
 const MAX_TTL: i64 = 2_147_483_647;
@@ -25,6 +27,8 @@ const DEFAULT_SERVICE_TTL: u32 = 30;
 const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
 const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(10);
 const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
+const DEFAULT_LATENCY_OVERHEAD_MS: f32 = 5.0;
+const DEFAULT_LATENCY_MARGIN_MS: f32 = 10.0;
 const STATIC_TYPES: [RecordType; 9] = [
     RecordType::A,
     RecordType::AAAA,
@@ -47,6 +51,18 @@ pub struct Checked {
     pub regions: Vec<Region>,
     pub services: Vec<CheckedService>,
     pub checks: Vec<CheckSpec>,
+    pub cidr_maps: Vec<CheckedCidrMap>,
+    /// Resolved path of the latency map and the span of its key.
+    pub latency_map: Option<(PathBuf, Range<usize>)>,
+    pub latency_overhead_ms: f32,
+}
+
+/// A CIDR map's inline networks, and the file holding more (read by `compile`).
+#[derive(Debug)]
+pub struct CheckedCidrMap {
+    pub name: String,
+    pub networks: Vec<(ipnet::IpNet, RegionId)>,
+    pub file: Option<(PathBuf, Range<usize>)>,
 }
 
 #[derive(Debug)]
@@ -69,6 +85,11 @@ pub struct CheckedService {
     /// Region order for clients the database cannot place; for failover, the failover order.
     pub default_order: Vec<RegionId>,
     pub endpoints: Vec<CheckedEndpoint>,
+    pub latency_margin_ms: f32,
+    pub weight_mode: WeightMode,
+    /// (countries, continents, allowed regions) per residency rule.
+    pub residency: Vec<(Vec<CountryCode>, Vec<Continent>, Vec<RegionId>)>,
+    pub cidr_map: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -86,6 +107,7 @@ pub struct CheckedEndpoint {
     /// The check probing this endpoint (its own, else the service's) and the address:port
     /// it probes.
     pub probe: Option<(usize, std::net::SocketAddr)>,
+    pub weight: u32,
 }
 
 struct Ctx<'a> {
@@ -181,19 +203,38 @@ pub fn validate(raw: &RawConfig, text: &str, base: &Path) -> Result<Checked, Vec
         .enumerate()
         .map(|(i, c)| (c.name.clone(), i))
         .collect();
+    let cidr_maps = cidr_maps(&mut cx, raw, &region_ids, base);
+    let cidr_map_ids: HashMap<String, usize> = cidr_maps
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.name.clone(), i))
+        .collect();
+    let latency_map = raw
+        .routing
+        .latency_map
+        .as_ref()
+        .map(|p| (base.join(p.get_ref()), p.span()));
+    let latency_overhead_ms = match &raw.routing.latency_overhead_ms {
+        None => DEFAULT_LATENCY_OVERHEAD_MS,
+        Some(v) if (0.0..=10_000.0).contains(v.get_ref()) => *v.get_ref() as f32,
+        Some(v) => {
+            cx.err(v.span(), "latency_overhead_ms must be 0 to 10000");
+            DEFAULT_LATENCY_OVERHEAD_MS
+        }
+    };
 
+    let known = Known {
+        zones: &zones,
+        region_ids: &region_ids,
+        checks: &checks,
+        check_ids: &check_ids,
+        cidr_map_ids: &cidr_map_ids,
+        default_order: &default_order,
+    };
     let mut services = Vec::new();
     let mut seen_services: HashMap<LowerName, Range<usize>> = HashMap::new();
     for s in &raw.services {
-        let Some(svc) = service(
-            &mut cx,
-            s,
-            &zones,
-            &region_ids,
-            &checks,
-            &check_ids,
-            &default_order,
-        ) else {
+        let Some(svc) = service(&mut cx, s, &known) else {
             continue;
         };
         let key = LowerName::new(&svc.name);
@@ -213,12 +254,20 @@ pub fn validate(raw: &RawConfig, text: &str, base: &Path) -> Result<Checked, Vec
     }
     check_service_conflicts(&mut cx, raw, &zones, &services);
 
-    if geoip.is_none() && services.iter().any(|s| s.policy == Policy::Geo) {
-        let span = raw.services.first().map(|s| s.span()).unwrap_or(0..0);
-        cx.err(
-            span,
-            "geo services need a [geoip] database to place clients",
-        );
+    if geoip.is_none() {
+        for svc in &raw.services {
+            let svc = svc.get_ref();
+            let policy = svc.policy.as_ref().map_or("geo", |p| p.get_ref().as_str());
+            if matches!(policy, "geo" | "proximity") {
+                cx.err(
+                    svc.name.span(),
+                    format!(
+                        "service {} uses policy {policy}, which needs a [geoip] database to place clients",
+                        svc.name.get_ref()
+                    ),
+                );
+            }
+        }
     }
 
     if cx.problems.is_empty() {
@@ -229,6 +278,9 @@ pub fn validate(raw: &RawConfig, text: &str, base: &Path) -> Result<Checked, Vec
             regions,
             services,
             checks,
+            cidr_maps,
+            latency_map,
+            latency_overhead_ms,
         })
     } else {
         Err(cx.problems)
@@ -603,12 +655,21 @@ fn regions(cx: &mut Ctx, raw: &RawConfig) -> (Vec<Region>, HashMap<String, Regio
                 ),
             }
         }
+        let bias = match &r.bias {
+            None => 0.0,
+            Some(b) if (-99..=99).contains(b.get_ref()) => *b.get_ref() as f64 / 100.0,
+            Some(b) => {
+                cx.err(b.span(), format!("bias {} must be -99 to 99", b.get_ref()));
+                0.0
+            }
+        };
         ids.insert(name.clone(), RegionId(out.len() as u32));
         out.push(Region {
             name,
             location,
             countries,
             continents,
+            bias,
         });
     }
     (out, ids)
@@ -771,15 +832,25 @@ fn checks(cx: &mut Ctx, raw: &BTreeMap<String, S<RawCheck>>) -> Vec<CheckSpec> {
     out
 }
 
-fn service(
-    cx: &mut Ctx,
-    s: &S<RawService>,
-    zones: &[CheckedZone],
-    region_ids: &HashMap<String, RegionId>,
-    checks: &[CheckSpec],
-    check_ids: &HashMap<String, usize>,
-    global_order: &[RegionId],
-) -> Option<CheckedService> {
+/// What a service may refer to, by name.
+struct Known<'a> {
+    zones: &'a [CheckedZone],
+    region_ids: &'a HashMap<String, RegionId>,
+    checks: &'a [CheckSpec],
+    check_ids: &'a HashMap<String, usize>,
+    cidr_map_ids: &'a HashMap<String, usize>,
+    default_order: &'a [RegionId],
+}
+
+fn service(cx: &mut Ctx, s: &S<RawService>, known: &Known<'_>) -> Option<CheckedService> {
+    let Known {
+        zones,
+        region_ids,
+        checks,
+        check_ids,
+        cidr_map_ids,
+        default_order: global_order,
+    } = *known;
     let s = s.get_ref();
     let name = cx.name(&s.name, None, "service name");
     let zone = name.as_ref().and_then(|name| {
@@ -804,11 +875,16 @@ fn service(
     let policy = match s.policy.as_ref().map(|p| p.get_ref().as_str()) {
         None | Some("geo") => Some(Policy::Geo),
         Some("failover") => Some(Policy::Failover),
+        Some("latency") => Some(Policy::Latency),
+        Some("proximity") => Some(Policy::Proximity),
+        Some("weighted") => Some(Policy::Weighted),
         Some(other) => {
             let span = s.policy.as_ref().map(|p| p.span()).unwrap_or_default();
             cx.err(
                 span,
-                format!("unknown policy {other:?} (known: geo, failover)"),
+                format!(
+                    "unknown policy {other:?} (known: geo, failover, latency, proximity, weighted)"
+                ),
             );
             None
         }
@@ -951,6 +1027,106 @@ fn service(
             format!("a service may span at most {MAX_SERVICE_REGIONS} regions"),
         );
     }
+    let latency_margin_ms = match &s.latency_margin_ms {
+        None => DEFAULT_LATENCY_MARGIN_MS,
+        Some(v) if (0.0..=10_000.0).contains(v.get_ref()) => *v.get_ref() as f32,
+        Some(v) => {
+            cx.err(v.span(), "latency_margin_ms must be 0 to 10000");
+            DEFAULT_LATENCY_MARGIN_MS
+        }
+    };
+    let weight_mode = match s.weight_mode.as_ref().map(|v| v.get_ref().as_str()) {
+        None | Some("stable") => WeightMode::Stable,
+        Some("random") => WeightMode::Random,
+        Some(other) => {
+            let span = s.weight_mode.as_ref().map(|v| v.span()).unwrap_or_default();
+            cx.err(
+                span,
+                format!("weight_mode {other:?} is not stable or random"),
+            );
+            WeightMode::Stable
+        }
+    };
+    if policy != Some(Policy::Weighted)
+        && let Some(e) = s
+            .endpoints
+            .get_ref()
+            .iter()
+            .find(|e| e.get_ref().weight.is_some())
+    {
+        cx.err(e.span(), "endpoint weights need policy = \"weighted\"");
+    }
+    if policy == Some(Policy::Weighted)
+        && !endpoints.is_empty()
+        && endpoints.iter().all(|e| e.weight == 0)
+    {
+        cx.err(
+            s.endpoints.span(),
+            "every endpoint has weight 0: nothing would ever be answered first",
+        );
+    }
+    let cidr_map = s.cidr_map.as_ref().and_then(|m| {
+        let id = cidr_map_ids.get(m.get_ref()).copied();
+        if id.is_none() {
+            cx.err(m.span(), format!("no [cidr_maps.{}] table", m.get_ref()));
+        }
+        id
+    });
+    let mut residency = Vec::new();
+    for rule in &s.residency {
+        let r = rule.get_ref();
+        let countries: Vec<CountryCode> = r
+            .countries
+            .iter()
+            .filter_map(|c| {
+                c.get_ref()
+                    .parse()
+                    .map_err(|()| {
+                        cx.err(
+                            c.span(),
+                            format!(
+                                "{:?} is not a two-letter ISO 3166 country code",
+                                c.get_ref()
+                            ),
+                        )
+                    })
+                    .ok()
+            })
+            .collect();
+        let continents: Vec<Continent> = r
+            .continents
+            .iter()
+            .filter_map(|c| {
+                c.get_ref()
+                    .parse()
+                    .map_err(|()| {
+                        cx.err(
+                            c.span(),
+                            format!(
+                                "{:?} is not a continent code (AF AN AS EU NA OC SA)",
+                                c.get_ref()
+                            ),
+                        )
+                    })
+                    .ok()
+            })
+            .collect();
+        if r.countries.is_empty() && r.continents.is_empty() {
+            cx.err(
+                rule.span(),
+                "a residency rule needs countries or continents to apply to",
+            );
+        }
+        let allowed = region_list(cx, r.regions.get_ref(), region_ids, "residency regions");
+        let served: Vec<RegionId> = endpoints.iter().map(|e| e.region).collect();
+        if !allowed.is_empty() && !allowed.iter().any(|r| served.contains(r)) {
+            cx.err(
+                r.regions.span(),
+                "this residency rule leaves its clients with no region: none of its regions has an endpoint of this service",
+            );
+        }
+        residency.push((countries, continents, allowed));
+    }
     Some(CheckedService {
         name: name?,
         zone: zone?,
@@ -961,7 +1137,66 @@ fn service(
         on_all_down,
         default_order,
         endpoints,
+        latency_margin_ms,
+        weight_mode,
+        residency,
+        cidr_map,
     })
+}
+
+/// `[cidr_maps.NAME]`: inline networks checked here; a `file` is read by `compile`.
+fn cidr_maps(
+    cx: &mut Ctx,
+    raw: &RawConfig,
+    region_ids: &HashMap<String, RegionId>,
+    base: &Path,
+) -> Vec<CheckedCidrMap> {
+    raw.cidr_maps
+        .iter()
+        .map(|(name, m)| {
+            let m = m.get_ref();
+            let mut networks = Vec::new();
+            for e in &m.networks {
+                let e = e.get_ref();
+                let net = match e.network.get_ref().parse::<ipnet::IpNet>() {
+                    Ok(n) if n.trunc() == n => Some(n),
+                    Ok(n) => {
+                        cx.err(
+                            e.network.span(),
+                            format!("{n} has host bits set (did you mean {}?)", n.trunc()),
+                        );
+                        None
+                    }
+                    Err(_) => {
+                        cx.err(
+                            e.network.span(),
+                            format!("{:?} is not a network (CIDR)", e.network.get_ref()),
+                        );
+                        None
+                    }
+                };
+                let region = region_ids.get(e.region.get_ref()).copied();
+                if region.is_none() {
+                    cx.err(
+                        e.region.span(),
+                        format!("cidr map names undefined region {:?}", e.region.get_ref()),
+                    );
+                }
+                if let (Some(net), Some(region)) = (net, region) {
+                    if networks.iter().any(|(n, _)| *n == net) {
+                        cx.err(e.network.span(), format!("network {net} is listed twice"));
+                    } else {
+                        networks.push((net, region));
+                    }
+                }
+            }
+            CheckedCidrMap {
+                name: name.clone(),
+                networks,
+                file: m.file.as_ref().map(|f| (base.join(f.get_ref()), f.span())),
+            }
+        })
+        .collect()
 }
 
 fn endpoint(
@@ -1054,11 +1289,23 @@ fn endpoint(
             ))
         }
     };
+    let weight = match &e.weight {
+        None => 1,
+        Some(w) if (0..=1_000_000).contains(w.get_ref()) => *w.get_ref() as u32,
+        Some(w) => {
+            cx.err(
+                w.span(),
+                format!("weight {} must be 0 to 1000000", w.get_ref()),
+            );
+            1
+        }
+    };
     Some(CheckedEndpoint {
         region: region?,
         address,
         port,
         probe,
+        weight,
     })
 }
 

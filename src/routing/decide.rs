@@ -2,11 +2,12 @@
 //! the table and the query, allocates nothing, and reports its steps to a [`Trace`].
 use std::net::IpAddr;
 
+use super::latency::{Row, RowKind};
 use super::table::{
-    AllDown, Compiled, EndpointId, Family, MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, RegionId,
-    RoutingTable, Service, ServiceId, ServiceRegion,
+    AllDown, EndpointId, Family, MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, RegionId, RoutingTable,
+    Service, ServiceId, ServiceRegion, WeightMode,
 };
-use super::trace::{Outcome, Rank, Trace};
+use super::trace::{Outcome, Rank, RttSource, Trace};
 use crate::geo::GeoInfo;
 
 /// Who is asking: the ECS subnet when the query carried one, else the packet's source.
@@ -65,10 +66,18 @@ impl Picks {
 pub enum Reason {
     /// Geo: the client's first-ranked region (by country, continent or distance) answered.
     Geo,
-    /// Geo: the database could not place the client; the default order's first region answered.
+    /// The database could not place the client; the default order's first region answered.
     NoGeo,
     /// Failover policy: the primary region answered.
     Primary,
+    /// Latency policy: the region with the lowest expected RTT answered.
+    Latency,
+    /// Proximity policy: the nearest region (after bias) answered.
+    Proximity,
+    /// Weighted policy: drawn by weight.
+    Weighted,
+    /// A CIDR override sent the client to its region.
+    Override,
     /// An earlier region was skipped as unhealthy; a later one answered.
     Failover,
     /// An earlier region was skipped as evacuated; a later one answered.
@@ -84,11 +93,31 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub const ALL: [Reason; 13] = [
+        Reason::Geo,
+        Reason::NoGeo,
+        Reason::Primary,
+        Reason::Latency,
+        Reason::Proximity,
+        Reason::Weighted,
+        Reason::Override,
+        Reason::Failover,
+        Reason::Evacuated,
+        Reason::FailOpen,
+        Reason::Fallback,
+        Reason::ServFail,
+        Reason::NoEndpoints,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Reason::Geo => "geo",
             Reason::NoGeo => "no-geo",
             Reason::Primary => "primary",
+            Reason::Latency => "latency",
+            Reason::Proximity => "proximity",
+            Reason::Weighted => "weighted",
+            Reason::Override => "cidr-override",
             Reason::Failover => "failover",
             Reason::Evacuated => "evacuated",
             Reason::FailOpen => "fail-open",
@@ -110,60 +139,256 @@ pub struct Decision {
     pub reason: Reason,
 }
 
+/// Everything about the client that ranking needs, worked out once per query.
+struct Context<'a> {
+    table: &'a RoutingTable,
+    svc: &'a Service,
+    q: &'a Query,
+    geo: GeoInfo,
+    /// Region a CIDR override names, and how many bits it depends on.
+    overridden: Option<RegionId>,
+    /// Bit i: the service's i-th region is allowed by residency.
+    allowed: u64,
+    scope: u8,
+}
+
 /// Decides the answer for one query. The same function serves DNS and `explain`.
 pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decision {
     let compiled = &*table.compiled;
     let svc = compiled.service(q.service);
-    let geo = match (&compiled.geo, svc.policy) {
-        (Some(db), Policy::Geo) => db.lookup(q.client.addr),
+    let uses_geo = matches!(
+        svc.policy,
+        Policy::Geo | Policy::Latency | Policy::Proximity
+    ) || !svc.residency.is_empty();
+    let geo = match &compiled.geo {
+        Some(db) if uses_geo => db.lookup(q.client.addr),
         _ => GeoInfo::default(),
     };
     trace.geo(&q.client, &geo);
 
+    let over = svc
+        .cidr_map
+        .map(|m| compiled.cidr_maps[m].lookup(q.client.addr));
+    let allowed = svc
+        .residency
+        .iter()
+        .find(|r| r.applies(geo.country, geo.continent))
+        .map_or(u64::MAX, |r| r.allowed);
+
+    // The answer depends on: the GeoIP network (ranking, residency), the override network,
+    // the latency map's CIDR rows, and for stable weighting the hashed client subnet.
+    let mut depends = if uses_geo { geo.network_prefix } else { 0 };
+    if let Some(m) = over {
+        depends = depends.max(m.scope);
+    }
+    if svc.policy == Policy::Latency {
+        depends = depends.max(table.latency_map.lookup(q.client.addr, &geo).1);
+    }
+    let fixed = svc.regions.len() <= 1
+        && svc
+            .regions
+            .iter()
+            .all(|r| r.v4.len() <= svc.answers && r.v6.len() <= svc.answers);
+    let scope = match svc.policy {
+        Policy::Weighted if svc.weight_mode == WeightMode::Stable && !fixed => {
+            depends.max(hash_prefix(&q.client))
+        }
+        _ if fixed => 0,
+        _ => depends,
+    }
+    .min(q.client.prefix());
+
+    let cx = Context {
+        table,
+        svc,
+        q,
+        geo,
+        overridden: over.and_then(|m| m.value.copied()),
+        allowed,
+        scope,
+    };
+    let decision = match svc.policy {
+        Policy::Weighted => weighted(&cx, trace),
+        _ => ordered(&cx, trace),
+    };
+    trace.decided(&decision);
+    decision
+}
+
+/// A region's place in the client's order: (tier, metric, default position, index) sorts
+/// best first; the rank says why, for the trace.
+type Key = (u8, u32, u16, u16);
+
+fn rank_region(
+    cx: &Context<'_>,
+    sr: &ServiceRegion,
+    row: Option<&Row<'_>>,
+    incumbent: Option<usize>,
+    i: usize,
+) -> (Key, Rank) {
+    let compiled = &*cx.table.compiled;
+    let region = compiled.region(sr.region);
+    let km = match (region.location, cx.geo.location) {
+        (Some(a), Some(b)) => Some(a.distance_km(b)),
+        _ => None,
+    };
+    let key = |tier: u8, metric: u32| (tier, metric, sr.rank, i as u16);
+    let default = (key(4, 0), Rank::DefaultOrder { position: sr.rank });
+    if cx.overridden == Some(sr.region) {
+        return (key(0, 0), Rank::CidrOverride);
+    }
+    match cx.svc.policy {
+        Policy::Failover => (key(5, 0), Rank::FailoverOrder { position: sr.rank }),
+        Policy::Geo => {
+            let km_key = km.map_or(u32::MAX, |k| k.round() as u32);
+            if cx
+                .geo
+                .country
+                .is_some_and(|c| region.countries.contains(&c))
+            {
+                (key(1, km_key), Rank::Country)
+            } else if cx
+                .geo
+                .continent
+                .is_some_and(|c| region.continents.contains(&c))
+            {
+                (key(2, km_key), Rank::Continent)
+            } else if let Some(k) = km {
+                (
+                    key(3, k.round() as u32),
+                    Rank::Distance {
+                        km: k.round() as u32,
+                    },
+                )
+            } else {
+                default
+            }
+        }
+        Policy::Proximity => match km {
+            Some(k) => {
+                let biased = k * (1.0 - region.bias);
+                (
+                    key(3, biased.round() as u32),
+                    Rank::Proximity {
+                        km: k.round() as u32,
+                        biased_km: biased.round() as u32,
+                    },
+                )
+            }
+            None => default,
+        },
+        Policy::Latency => match expected_rtt(cx, sr, row, km) {
+            Some((rtt, source)) => {
+                let penalty = cx
+                    .table
+                    .penalty_ms
+                    .get(sr.slot as usize)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(0.0);
+                let is_incumbent = incumbent == Some(i);
+                // The incumbent keeps its clients until another region beats it by the margin.
+                let adjusted = rtt + penalty
+                    - if is_incumbent {
+                        cx.svc.latency_margin_ms
+                    } else {
+                        0.0
+                    };
+                let metric = ((adjusted.max(-1.0e5) + 1.0e5) * 100.0) as u32;
+                (
+                    key(3, metric),
+                    Rank::Latency {
+                        rtt_ms: rtt,
+                        penalty_ms: penalty,
+                        source,
+                        incumbent: is_incumbent,
+                    },
+                )
+            }
+            None => default,
+        },
+        Policy::Weighted => default,
+    }
+}
+
+/// Expected RTT to a region in ms: from the latency map, else estimated from distance
+/// (fibre: about 200 km per ms one way, so RTT = 2 x km / 200, plus the configured overhead).
+fn expected_rtt(
+    cx: &Context<'_>,
+    sr: &ServiceRegion,
+    row: Option<&Row<'_>>,
+    km: Option<f64>,
+) -> Option<(f32, RttSource)> {
+    if let Some(rtt) = row.and_then(|r| r.rtt(sr.region.index())) {
+        return Some((rtt, RttSource::Map(row.map_or(RowKind::Cidr, |r| r.kind))));
+    }
+    km.map(|k| {
+        (
+            (2.0 * k / 200.0) as f32 + cx.table.compiled.latency_overhead_ms,
+            RttSource::Estimate,
+        )
+    })
+}
+
+/// Policies that rank regions (geo, failover, latency, proximity) and answer from the first
+/// one that is allowed, not evacuated and healthy.
+fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
+    let (table, svc, q) = (cx.table, cx.svc, cx.q);
     let mut decision = Decision {
         service: q.service,
         region: None,
         endpoints: Picks::EMPTY,
-        scope: scope(svc, &q.client, &geo),
+        scope: cx.scope,
         ttl: svc.ttl,
         reason: Reason::NoEndpoints,
     };
-    // Rank every region for this client: (tier, km, default position, index) sorts best first.
-    let mut order = [(0u8, 0u32, 0u16, 0u16); MAX_SERVICE_REGIONS];
     let n = svc.regions.len().min(MAX_SERVICE_REGIONS);
+    let row = (svc.policy == Policy::Latency)
+        .then(|| table.latency_map.lookup(q.client.addr, &cx.geo).0)
+        .flatten();
+    // Latency: the incumbent is the region the static inputs (map or distance) favour.
+    let incumbent = (svc.policy == Policy::Latency)
+        .then(|| {
+            (0..n)
+                .filter(|i| cx.allowed & (1 << i) != 0)
+                .filter_map(|i| {
+                    let sr = &svc.regions[i];
+                    let region = table.compiled.region(sr.region);
+                    let km = match (region.location, cx.geo.location) {
+                        (Some(a), Some(b)) => Some(a.distance_km(b)),
+                        _ => None,
+                    };
+                    expected_rtt(cx, sr, row.as_ref(), km).map(|(rtt, _)| (rtt, sr.rank, i))
+                })
+                .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+                .map(|(_, _, i)| i)
+        })
+        .flatten();
+    let mut order = [((0u8, 0u32, 0u16, 0u16), Rank::Country); MAX_SERVICE_REGIONS];
     for (i, sr) in svc.regions.iter().take(n).enumerate() {
-        let (tier, km) = match svc.policy {
-            Policy::Geo => geo_rank(compiled, sr, &geo),
-            Policy::Failover => (4, u32::MAX),
-        };
-        order[i] = (tier, km, sr.rank, i as u16);
+        order[i] = rank_region(cx, sr, row.as_ref(), incumbent, i);
     }
     let order = &mut order[..n];
-    order.sort_unstable();
+    order.sort_unstable_by_key(|(k, _)| *k);
 
     let mut skipped: Option<Reason> = None;
     let mut first_with_family = None;
-    for &(tier, km, position, i) in order.iter() {
+    for &((_, _, _, i), rank) in order.iter() {
         let sr = &svc.regions[i as usize];
-        let rank = match tier {
-            0 => Rank::Country,
-            1 => Rank::Continent,
-            2 => Rank::Distance { km },
-            3 => Rank::DefaultOrder { position },
-            _ => Rank::FailoverOrder { position },
-        };
         let endpoints = sr.endpoints(q.family);
-        let up = endpoints.iter().filter(|e| table.serving(**e)).count();
         let outcome = if decision.region.is_some() {
             Outcome::NotNeeded
         } else if endpoints.is_empty() {
             Outcome::NoEndpointsOfFamily
+        } else if cx.allowed & (1 << i) == 0 {
+            Outcome::Residency
         } else if table.evacuated(sr.region) {
             skipped.get_or_insert(Reason::Evacuated);
             Outcome::Evacuated
         } else {
             first_with_family.get_or_insert(sr);
-            if up < svc.min_healthy.min(endpoints.len()) || up == 0 {
+            let up = endpoints.iter().filter(|e| table.serving(**e)).count();
+            if up == 0 || up < svc.min_healthy.min(endpoints.len()) {
                 skipped.get_or_insert(Reason::Failover);
                 Outcome::Unhealthy {
                     up: up as u16,
@@ -171,18 +396,15 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
                 }
             } else {
                 decision.region = Some(sr.region);
-                decision.endpoints = pick(
-                    table,
-                    svc,
-                    endpoints,
-                    &q.client,
-                    decision.scope,
-                    Healthy::Only,
-                );
-                decision.reason = skipped.unwrap_or(match (svc.policy, geo.found) {
-                    (Policy::Failover, _) => Reason::Primary,
-                    (Policy::Geo, true) => Reason::Geo,
-                    (Policy::Geo, false) => Reason::NoGeo,
+                decision.endpoints =
+                    pick(table, svc, endpoints, &q.client, cx.scope, Healthy::Only);
+                decision.reason = skipped.unwrap_or(match (rank, svc.policy) {
+                    (Rank::CidrOverride, _) => Reason::Override,
+                    (_, Policy::Failover) => Reason::Primary,
+                    (Rank::DefaultOrder { .. }, _) => Reason::NoGeo,
+                    (_, Policy::Latency) => Reason::Latency,
+                    (_, Policy::Proximity) => Reason::Proximity,
+                    _ => Reason::Geo,
                 });
                 Outcome::Chosen
             }
@@ -190,75 +412,212 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
         trace.candidate(sr.region, rank, outcome);
     }
 
-    // Every region with endpoints of this family is down (or evacuated).
-    let first_with_family = first_with_family.or_else(|| {
-        // Every such region is evacuated (an operator forced it): fail-open still answers.
-        order
-            .iter()
-            .map(|o| &svc.regions[o.3 as usize])
-            .find(|sr| !sr.endpoints(q.family).is_empty())
-    });
-    if decision.region.is_none()
-        && let Some(sr) = first_with_family
-    {
-        decision.reason = match &svc.on_all_down {
-            AllDown::FailOpen => {
+    if decision.region.is_none() {
+        // No allowed region is healthy. An operator may have evacuated them all (forced):
+        // fail-open then still answers from the best allowed region with this family.
+        let fallback_region = first_with_family.or_else(|| {
+            order
+                .iter()
+                .map(|(k, _)| (k.3 as usize, &svc.regions[k.3 as usize]))
+                .find(|(i, sr)| cx.allowed & (1 << i) != 0 && !sr.endpoints(q.family).is_empty())
+                .map(|(_, sr)| sr)
+        });
+        if let Some(sr) = fallback_region {
+            decision.reason = all_down(svc, trace);
+            if decision.reason == Reason::FailOpen {
                 decision.region = Some(sr.region);
                 decision.endpoints = pick(
                     table,
                     svc,
                     sr.endpoints(q.family),
                     &q.client,
-                    decision.scope,
+                    cx.scope,
                     Healthy::Any,
                 );
-                Reason::FailOpen
             }
-            AllDown::ServFail => Reason::ServFail,
-            AllDown::Fallback { .. } => Reason::Fallback,
-        };
-        trace.all_down(decision.reason);
+        }
     }
-    trace.decided(&decision);
     decision
 }
 
-/// Geo tier (0 country, 1 continent, 2 distance, 3 default order) and distance in km.
-fn geo_rank(table: &Compiled, sr: &ServiceRegion, geo: &GeoInfo) -> (u8, u32) {
-    let region = table.region(sr.region);
-    let km = match (region.location, geo.location) {
-        (Some(a), Some(b)) => a.distance_km(b).round() as u32,
-        _ => u32::MAX,
+/// What `on_all_down` says to do, reported to the trace.
+fn all_down(svc: &Service, trace: &mut impl Trace) -> Reason {
+    let reason = match &svc.on_all_down {
+        AllDown::FailOpen => Reason::FailOpen,
+        AllDown::ServFail => Reason::ServFail,
+        AllDown::Fallback { .. } => Reason::Fallback,
     };
-    if geo.country.is_some_and(|c| region.countries.contains(&c)) {
-        (0, km)
-    } else if geo
-        .continent
-        .is_some_and(|c| region.continents.contains(&c))
+    trace.all_down(reason);
+    reason
+}
+
+/// The weighted policy: endpoints drawn by weight from every allowed, not evacuated,
+/// healthy region (only the override's region when a CIDR override names one with such
+/// endpoints). Weight-0 endpoints are drawn only when no weighted one is up.
+fn weighted(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
+    let (table, svc, q) = (cx.table, cx.svc, cx.q);
+    let mut decision = Decision {
+        service: q.service,
+        region: None,
+        endpoints: Picks::EMPTY,
+        scope: cx.scope,
+        ttl: svc.ttl,
+        reason: Reason::Weighted,
+    };
+    let region_ok =
+        |i: usize, sr: &ServiceRegion| cx.allowed & (1 << i) != 0 && !table.evacuated(sr.region);
+    let eligible_in = |only: Option<RegionId>, health: Healthy| {
+        move |i: usize, sr: &ServiceRegion, e: EndpointId| {
+            region_ok(i, sr)
+                && only.is_none_or(|r| r == sr.region)
+                && (health == Healthy::Any || table.serving(e))
+        }
+    };
+    let weight_of =
+        |eligible: &dyn Fn(usize, &ServiceRegion, EndpointId) -> bool, zero: bool| -> u64 {
+            svc.regions
+                .iter()
+                .enumerate()
+                .flat_map(|(i, sr)| sr.endpoints(q.family).iter().map(move |e| (i, sr, *e)))
+                .filter(|(i, sr, e)| eligible(*i, sr, *e))
+                .map(|(_, _, e)| endpoint_weight(table, e, zero))
+                .sum()
+        };
+    // Narrow to the override's region when it has something to offer.
+    let mut only = cx.overridden;
+    if only.is_some()
+        && weight_of(&eligible_in(only, Healthy::Only), false)
+            + weight_of(&eligible_in(only, Healthy::Only), true)
+            == 0
     {
-        (1, km)
-    } else if km != u32::MAX {
-        (2, km)
-    } else {
-        (3, u32::MAX)
+        only = None;
+    }
+    let mut health = Healthy::Only;
+    let mut zero = false;
+    if weight_of(&eligible_in(only, health), false) == 0 {
+        zero = true;
+        if weight_of(&eligible_in(only, health), true) == 0 {
+            if svc
+                .regions
+                .iter()
+                .all(|sr| sr.endpoints(q.family).is_empty())
+            {
+                decision.reason = Reason::NoEndpoints;
+                return decision;
+            }
+            decision.reason = all_down(svc, trace);
+            if decision.reason != Reason::FailOpen {
+                return decision;
+            }
+            health = Healthy::Any;
+            zero = weight_of(&eligible_in(only, health), false) == 0;
+        }
+    }
+    let eligible = eligible_in(only, health);
+    let mut remaining = weight_of(&eligible, zero);
+    for k in 0..svc.answers.min(MAX_ANSWERS) {
+        if remaining == 0 {
+            break;
+        }
+        let draw = match svc.weight_mode {
+            WeightMode::Stable => {
+                network_hash(q.client.addr, cx.scope, q.service.0 as u64 * 64 + k as u64)
+            }
+            WeightMode::Random => random(),
+        } % remaining;
+        let mut acc = 0u64;
+        let chosen = svc
+            .regions
+            .iter()
+            .enumerate()
+            .flat_map(|(i, sr)| sr.endpoints(q.family).iter().map(move |e| (i, sr, *e)))
+            .filter(|(i, sr, e)| eligible(*i, sr, *e) && !decision.endpoints.as_slice().contains(e))
+            .find(|(_, _, e)| {
+                acc += endpoint_weight(table, *e, zero);
+                acc > draw
+            });
+        let Some((_, sr, e)) = chosen else { break };
+        remaining -= endpoint_weight(table, e, zero);
+        decision.endpoints.push(e);
+        decision.region.get_or_insert(sr.region);
+    }
+    if only.is_some() && decision.reason == Reason::Weighted {
+        decision.reason = Reason::Override;
+    }
+    for (i, sr) in svc.regions.iter().enumerate() {
+        let endpoints = sr.endpoints(q.family);
+        let weight: u64 = endpoints
+            .iter()
+            .filter(|e| eligible(i, sr, **e))
+            .map(|e| endpoint_weight(table, *e, zero))
+            .sum();
+        let outcome = if endpoints.is_empty() {
+            Outcome::NoEndpointsOfFamily
+        } else if cx.allowed & (1 << i) == 0 {
+            Outcome::Residency
+        } else if table.evacuated(sr.region) {
+            Outcome::Evacuated
+        } else if decision
+            .endpoints
+            .as_slice()
+            .iter()
+            .any(|e| endpoints.contains(e))
+        {
+            Outcome::Chosen
+        } else if weight == 0 {
+            let up = endpoints.iter().filter(|e| table.serving(**e)).count();
+            Outcome::Unhealthy {
+                up: up as u16,
+                total: endpoints.len() as u16,
+            }
+        } else {
+            Outcome::NotNeeded
+        };
+        let rank = if only == Some(sr.region) {
+            Rank::CidrOverride
+        } else {
+            Rank::Weight {
+                weight: weight as u32,
+            }
+        };
+        trace.candidate(sr.region, rank, outcome);
+    }
+    decision
+}
+
+/// An endpoint's weight in a draw; in a weight-0 draw every endpoint counts as 1.
+fn endpoint_weight(table: &RoutingTable, e: EndpointId, zero: bool) -> u64 {
+    let w = u64::from(table.compiled.endpoint(e).weight);
+    match (zero, w) {
+        (true, _) => 1,
+        (false, w) => w,
     }
 }
 
-/// The widest prefix for which every client gets the same answer: the GeoIP network the
-/// address fell in, never longer than what the client sent. A service whose answer cannot
-/// depend on the client at all gets scope 0.
-fn scope(svc: &Service, client: &Client, geo: &GeoInfo) -> u8 {
-    let fixed = svc.policy == Policy::Failover
-        || svc.regions.len() <= 1
-            && svc
-                .regions
-                .iter()
-                .all(|r| r.v4.len() <= svc.answers && r.v6.len() <= svc.answers);
-    if fixed {
-        0
-    } else {
-        geo.network_prefix.min(client.prefix())
+/// Stable weighting hashes the client's /24 (IPv4) or /56 (IPv6), or less if that is all
+/// the resolver sent: clients behind one resolver cache stick together.
+fn hash_prefix(client: &Client) -> u8 {
+    let per_family = if client.addr.is_ipv4() { 24 } else { 56 };
+    client.prefix().min(per_family)
+}
+
+/// A per-thread xorshift draw for `weight_mode = "random"` (the one impure input).
+fn random() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            use std::hash::BuildHasher;
+            std::collections::hash_map::RandomState::new().hash_one(0u64) | 1
+        });
     }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x
+    })
 }
 
 /// Whether [`pick`] skips endpoints that are down.
@@ -281,7 +640,7 @@ fn pick(
     let mut picks = Picks::EMPTY;
     let len = endpoints.len();
     let start = if len > svc.answers {
-        (network_hash(client.addr, scope) % len as u64) as usize
+        (network_hash(client.addr, scope, 0) % len as u64) as usize
     } else {
         0
     };
@@ -297,8 +656,9 @@ fn pick(
     picks
 }
 
-/// FNV-1a over the first `prefix` bits of the address.
-fn network_hash(addr: IpAddr, prefix: u8) -> u64 {
+/// FNV-1a over the first `prefix` bits of the address and a salt, finished with a 64-bit
+/// mix so nearby networks spread evenly.
+fn network_hash(addr: IpAddr, prefix: u8, salt: u64) -> u64 {
     let bits = match addr {
         IpAddr::V4(a) => u128::from(u32::from(a)),
         IpAddr::V6(a) => u128::from(a),
@@ -307,11 +667,21 @@ fn network_hash(addr: IpAddr, prefix: u8) -> u64 {
     let keep = u32::from(prefix).min(width);
     let masked = if keep == 0 { 0 } else { bits >> (width - keep) };
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in masked.to_le_bytes().iter().chain(&[prefix]) {
+    for b in masked
+        .to_le_bytes()
+        .iter()
+        .chain(&[prefix])
+        .chain(&salt.to_le_bytes())
+    {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h
+    // splitmix64 finaliser
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
 }
 
 #[cfg(test)]

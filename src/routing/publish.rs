@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use super::latency::{Format, LatencyMap, MapError};
 use super::table::{
     AdminView, Compiled, Evacuation, Family, HealthView, RoutingTable, ServiceId, TargetHealth,
 };
@@ -42,6 +43,12 @@ pub enum Command {
     /// Read the config file again; `reply` is `None` for SIGHUP.
     Reload {
         reply: Option<oneshot::Sender<Result<u64, ConfigErrors>>>,
+    },
+    /// Replace the latency map (validated against the current regions) atomically.
+    SetLatencyMap {
+        text: String,
+        format: Format,
+        reply: oneshot::Sender<Result<(u64, usize), Vec<MapError>>>,
     },
 }
 
@@ -82,6 +89,10 @@ pub struct Publisher {
     all_down: HashSet<(ServiceId, Family)>,
     probers: JoinSet<()>,
     spawner: Option<ProberSpawner>,
+    /// The latency map in force: the config's, or one put through the admin API.
+    latency_map: Arc<LatencyMap>,
+    /// Latency penalty per (service, region) slot as last published (deadbanded).
+    penalty: Vec<Option<f32>>,
 }
 
 impl Publisher {
@@ -125,7 +136,11 @@ impl Publisher {
             all_down: HashSet::new(),
             probers: JoinSet::new(),
             spawner: None,
+            latency_map: Arc::new(LatencyMap::default()),
+            penalty: Vec::new(),
         };
+        p.latency_map = p.compiled.latency_map.clone();
+        p.penalty = vec![None; p.compiled.service_region_slots];
         p.publish("start".into());
         (p, store)
     }
@@ -230,6 +245,19 @@ impl Publisher {
                 if let Some(reply) = reply {
                     let _ = reply.send(r);
                 }
+            }
+            Command::SetLatencyMap {
+                text,
+                format,
+                reply,
+            } => {
+                let r = LatencyMap::parse(&text, format, &self.compiled.regions).map(|map| {
+                    let entries = map.entries;
+                    self.latency_map = Arc::new(map);
+                    info!(entries, "latency map replaced through the admin API");
+                    (self.publish("latency map".into()), entries)
+                });
+                let _ = reply.send(r);
             }
         }
     }
@@ -384,6 +412,8 @@ impl Publisher {
         }
         self.metrics.carry(&self.counters);
         self.counters = Arc::new(DnsCounters::new(&compiled));
+        self.latency_map = compiled.latency_map.clone();
+        self.penalty = vec![None; compiled.service_region_slots];
         self.compiled = compiled;
         self.config_generation += 1;
         self.state_dir = self.compiled.settings.state_dir.clone();
@@ -411,7 +441,10 @@ impl Publisher {
                 })
                 .collect(),
         };
+        self.update_penalties(&health);
         let table = RoutingTable {
+            latency_map: self.latency_map.clone(),
+            penalty_ms: self.penalty.clone().into(),
             health: Arc::new(health),
             admin: Arc::new(AdminView::new(&self.compiled, self.evacuations.clone())),
             counters: self.counters.clone(),
@@ -425,6 +458,34 @@ impl Publisher {
         tracing::debug!(generation = self.generation, why = %table.built_for, "published routing table");
         self.store.store(Arc::new(table));
         self.generation
+    }
+
+    /// Measured service latency per (service, region): the mean smoothed probe latency of
+    /// its serving endpoints, published only when it moved by more than the service's
+    /// `latency_margin_ms` (a deadband, so probe noise never moves an answer).
+    fn update_penalties(&mut self, health: &HealthView) {
+        for svc in &self.compiled.services {
+            for sr in svc.regions.iter() {
+                let samples: Vec<f64> = sr
+                    .v4
+                    .iter()
+                    .chain(sr.v6.iter())
+                    .filter_map(|e| self.compiled.endpoint(*e).target)
+                    .filter_map(|t| health.targets.get(t.index()))
+                    .filter(|t| t.health.serving())
+                    .filter_map(|t| t.latency_us)
+                    .collect();
+                let measured = (!samples.is_empty())
+                    .then(|| (samples.iter().sum::<f64>() / samples.len() as f64 / 1000.0) as f32);
+                let slot = &mut self.penalty[sr.slot as usize];
+                *slot = match (*slot, measured) {
+                    (Some(old), Some(new)) if (new - old).abs() <= svc.latency_margin_ms => {
+                        Some(old)
+                    }
+                    (_, new) => new,
+                };
+            }
+        }
     }
 
     /// Health and evacuation gauges, and the log lines for services entering and leaving

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 
+use super::latency::LatencyMap;
+use super::prefix::PrefixTable;
 use crate::geo::{Continent, CountryCode, GeoDb, LatLon};
 use crate::health::CheckSpec;
 use crate::health::state::Health;
@@ -37,6 +39,37 @@ pub enum Policy {
     Geo,
     /// Active-passive: the service's `regions` list in order, the first healthy one answers.
     Failover,
+    /// Lowest expected round-trip time: latency map, else distance estimate, plus the
+    /// region's measured service latency.
+    Latency,
+    /// Nearest region by great-circle distance, scaled by each region's bias.
+    Proximity,
+    /// Endpoints by weight, stable per client subnet and name (or random).
+    Weighted,
+}
+
+/// How the weighted policy draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightMode {
+    /// The same client subnet and name always get the same draw (resolver caches stick).
+    Stable,
+    Random,
+}
+
+/// Clients from these countries or continents only ever go to the regions in `allowed`.
+#[derive(Debug, Clone)]
+pub struct Residency {
+    pub countries: Vec<CountryCode>,
+    pub continents: Vec<Continent>,
+    /// Bit i set: the service's i-th region (in `Service::regions`) is allowed.
+    pub allowed: u64,
+}
+
+impl Residency {
+    pub fn applies(&self, country: Option<CountryCode>, continent: Option<Continent>) -> bool {
+        country.is_some_and(|c| self.countries.contains(&c))
+            || continent.is_some_and(|c| self.continents.contains(&c))
+    }
 }
 
 impl Policy {
@@ -44,6 +77,9 @@ impl Policy {
         match self {
             Policy::Geo => "geo",
             Policy::Failover => "failover",
+            Policy::Latency => "latency",
+            Policy::Proximity => "proximity",
+            Policy::Weighted => "weighted",
         }
     }
 }
@@ -77,6 +113,8 @@ pub struct Region {
     pub location: Option<LatLon>,
     pub countries: Vec<CountryCode>,
     pub continents: Vec<Continent>,
+    /// Proximity bias as a fraction (-0.99 to 0.99): distance counts as km x (1 - bias).
+    pub bias: f64,
 }
 
 #[derive(Debug)]
@@ -90,6 +128,8 @@ pub struct Endpoint {
     pub target: Option<TargetId>,
     /// The A or AAAA record answered for this endpoint, built at load time.
     pub record: Record,
+    /// Weighted policy: relative share; 0 = only when no weighted endpoint is up.
+    pub weight: u32,
 }
 
 /// A region's part in one service: its endpoints split by family.
@@ -98,6 +138,9 @@ pub struct ServiceRegion {
     pub region: RegionId,
     /// Position in the service's default order (lower comes first).
     pub rank: u16,
+    /// Index of this (service, region) pair across all services, for per-pair tables such as
+    /// the measured latency penalty.
+    pub slot: u32,
     pub v4: Box<[EndpointId]>,
     pub v6: Box<[EndpointId]>,
 }
@@ -122,6 +165,13 @@ pub struct Service {
     pub on_all_down: AllDown,
     /// The regions this service has endpoints in, in default order (failover: its order).
     pub regions: Box<[ServiceRegion]>,
+    /// Latency policy: a region must be this much faster (ms) to take a client network over.
+    pub latency_margin_ms: f32,
+    pub weight_mode: WeightMode,
+    /// First rule that applies to a client restricts its regions.
+    pub residency: Box<[Residency]>,
+    /// Index into `Compiled::cidr_maps`.
+    pub cidr_map: Option<usize>,
 }
 
 /// What a service answers when no region has enough healthy endpoints.
@@ -216,6 +266,16 @@ pub struct Compiled {
     pub endpoints: Vec<Endpoint>,
     pub checks: Vec<CheckSpec>,
     pub targets: Vec<Target>,
+    /// Named CIDR overrides (network -> region), longest prefix wins.
+    pub cidr_maps: Vec<PrefixTable<RegionId>>,
+    /// The latency map read with the config (the admin API can replace it live).
+    pub latency_map: Arc<LatencyMap>,
+    /// Where the latency map came from, so a reload or `PUT` can re-read it.
+    pub latency_map_path: Option<std::path::PathBuf>,
+    /// Added to distance-based RTT estimates, in ms.
+    pub latency_overhead_ms: f32,
+    /// How many (service, region) pairs exist (see `ServiceRegion::slot`).
+    pub service_region_slots: usize,
 }
 
 impl Compiled {
@@ -330,6 +390,11 @@ pub struct RoutingTable {
     pub built_for: String,
     /// Every probe target has been probed at least once.
     pub probes_complete: bool,
+    /// The latency map in force (the config's, or one put through the admin API).
+    pub latency_map: Arc<LatencyMap>,
+    /// Measured service latency per (service, region) slot in ms, published with a deadband
+    /// of the service's `latency_margin_ms` so noise never moves an answer.
+    pub penalty_ms: Arc<[Option<f32>]>,
 }
 
 impl RoutingTable {
@@ -339,6 +404,8 @@ impl RoutingTable {
             health: Arc::new(HealthView::unknown(compiled.targets.len())),
             admin: Arc::new(AdminView::new(&compiled, Default::default())),
             counters: Arc::new(DnsCounters::new(&compiled)),
+            latency_map: compiled.latency_map.clone(),
+            penalty_ms: vec![None; compiled.service_region_slots].into(),
             compiled,
             generation: 1,
             built_at: std::time::SystemTime::now(),

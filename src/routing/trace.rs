@@ -17,6 +17,29 @@ pub enum Rank {
     DefaultOrder { position: u16 },
     /// Failover policy: position in the service's region list.
     FailoverOrder { position: u16 },
+    /// A CIDR override names this region for the client's network.
+    CidrOverride,
+    /// Proximity: distance, and distance after the region's bias.
+    Proximity { km: u32, biased_km: u32 },
+    /// Latency: expected RTT and where it came from, the measured penalty added, and whether
+    /// the region is the incumbent (it keeps clients until beaten by the margin).
+    Latency {
+        rtt_ms: f32,
+        penalty_ms: f32,
+        source: RttSource,
+        incumbent: bool,
+    },
+    /// Weighted: the total weight of the region's eligible endpoints.
+    Weight { weight: u32 },
+}
+
+/// Where an expected RTT came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RttSource {
+    /// A latency-map row, matched by CIDR, country or continent.
+    Map(super::latency::RowKind),
+    /// Great-circle distance at fibre speed plus overhead.
+    Estimate,
 }
 
 /// What became of a candidate region.
@@ -32,6 +55,8 @@ pub enum Outcome {
     },
     /// An operator evacuated the region.
     Evacuated,
+    /// The client's residency rule does not allow the region.
+    Residency,
     /// An earlier region was chosen.
     NotNeeded,
 }

@@ -94,7 +94,9 @@ endpoints = [{ region = "mars", address = "192.0.2.300" }]
         ),
         format!("{file}:7:68: SOA minimum -5 is out of range (0 to 2147483647 seconds)"),
         format!("{file}:11:14: \"USA\" is not a two-letter ISO 3166 country code"),
-        format!("{file}:13:1: geo services need a [geoip] database to place clients"),
+        format!(
+            "{file}:14:8: service www.example.com. uses policy geo, which needs a [geoip] database to place clients"
+        ),
         format!("{file}:15:11: answers must be 1 to 16"),
         format!("{file}:16:25: endpoint names undefined region \"mars\""),
         format!("{file}:16:43: \"192.0.2.300\" is not an IP address"),
