@@ -349,6 +349,9 @@ impl Explanation {
                 let _ = writeln!(s, "           subdivision {sub}");
             }
         }
+        if self.geoip.is_none() && self.service.is_some() {
+            let _ = writeln!(s, "geoip      not consulted (the policy does not depend on location)");
+        }
         if let Some(svc) = &self.service {
             let _ = writeln!(
                 s,

@@ -161,10 +161,13 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
         Policy::Geo | Policy::Latency | Policy::Proximity
     ) || !svc.residency.is_empty();
     let geo = match &compiled.geo {
-        Some(db) if uses_geo => db.lookup(q.client.addr),
+        Some(db) if uses_geo => {
+            let geo = db.lookup(q.client.addr);
+            trace.geo(&q.client, &geo);
+            geo
+        }
         _ => GeoInfo::default(),
     };
-    trace.geo(&q.client, &geo);
 
     let over = svc
         .cidr_map
