@@ -345,3 +345,18 @@ fn geoip_build_reproduces_the_committed_fixtures() {
         );
     }
 }
+
+#[test]
+fn every_example_config_passes_check() {
+    let dir = repo().join("config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = meridian(&["check", "--config", &path.display().to_string()]);
+            assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "config/ holds the example configs ({checked} found)");
+}
