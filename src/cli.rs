@@ -204,12 +204,28 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
 
     let (publisher, table) = Publisher::new(compiled, &health, evacuations, metrics.clone());
     let mut publisher = publisher.with_config_path(path.to_owned());
+    let (command_tx, command_rx) = tokio::sync::mpsc::channel(64);
+    let cluster_status = settings
+        .cluster
+        .as_ref()
+        .map(|_| Arc::new(crate::cluster::SharedStatus::default()));
+    #[cfg(feature = "etcd")]
+    if let (Some(cluster), Some(status)) = (&settings.cluster, &cluster_status) {
+        let store = crate::cluster::etcd::start(
+            cluster.clone(),
+            settings.config_hash.clone(),
+            status.clone(),
+            metrics.clone(),
+            command_tx.clone(),
+        );
+        publisher = publisher.with_cluster(store, cluster.quorum);
+        info!(name = %cluster.name, endpoints = ?cluster.endpoints, "fleet mode");
+    }
     let (probe_tx, probe_rx) = tokio::sync::mpsc::channel(1024);
-    let probe = Arc::new(NetProbe::new());
+    let probe = Arc::new(NetProbe::new().with_source(settings.probe_source));
     publisher.start_probers(Box::new(move |compiled, generation| {
         prober::spawn(compiled, generation, probe.clone(), probe_tx.clone())
     }));
-    let (command_tx, command_rx) = tokio::sync::mpsc::channel(64);
 
     let mut listeners = listen(
         &settings.dns_listen,
@@ -232,6 +248,7 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
             commands: command_tx.clone(),
             metrics,
             token,
+            cluster: cluster_status,
         });
         tokio::spawn(admin::serve(listener, admin));
         println!("meridian: admin API on http://{addr}");

@@ -74,6 +74,9 @@ pub struct EndpointStep {
     pub address: String,
     /// up, down, unknown (no verdict yet, served) or unmonitored (no check).
     pub health: &'static str,
+    /// Fleet mode: how many instances observe it and how many see it down.
+    pub observers: Option<u8>,
+    pub seen_down_by: Option<u8>,
 }
 
 /// Parses `IP` or `IP/PREFIX`. With a prefix the client is treated as an ECS subnet.
@@ -312,9 +315,15 @@ fn step_endpoints(
         .iter()
         .filter(|sr| sr.region == region)
         .flat_map(|sr| sr.endpoints(family).iter())
-        .map(|id| EndpointStep {
-            address: rt.compiled.endpoint(*id).address.to_string(),
-            health: rt.endpoint_health(*id).map_or("unmonitored", |h| h.name()),
+        .map(|id| {
+            let e = rt.compiled.endpoint(*id);
+            let votes = e.target.and_then(|t| rt.health.targets.get(t.index()));
+            EndpointStep {
+                address: e.address.to_string(),
+                health: rt.endpoint_health(*id).map_or("unmonitored", |h| h.name()),
+                observers: votes.map(|v| v.observers),
+                seen_down_by: votes.map(|v| v.down_votes),
+            }
         })
         .collect()
 }
@@ -350,7 +359,10 @@ impl Explanation {
             }
         }
         if self.geoip.is_none() && self.service.is_some() {
-            let _ = writeln!(s, "geoip      not consulted (the policy does not depend on location)");
+            let _ = writeln!(
+                s,
+                "geoip      not consulted (the policy does not depend on location)"
+            );
         }
         if let Some(svc) = &self.service {
             let _ = writeln!(
@@ -371,7 +383,12 @@ impl Explanation {
                 let health = c
                     .endpoints
                     .iter()
-                    .map(|e| format!("{} {}", e.address, e.health))
+                    .map(|e| match (e.observers, e.seen_down_by) {
+                        (Some(n), Some(d)) if n > 1 => {
+                            format!("{} {} (down from {d} of {n})", e.address, e.health)
+                        }
+                        _ => format!("{} {}", e.address, e.health),
+                    })
                     .collect::<Vec<_>>()
                     .join(", ");
                 let _ = writeln!(

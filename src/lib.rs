@@ -1,6 +1,7 @@
 //! Meridian: an authoritative GeoDNS traffic manager.
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod explain;

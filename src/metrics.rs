@@ -188,6 +188,11 @@ pub struct Metrics {
     pub all_down_total: IntCounterVec,
     pub generation: IntGauge,
     pub reloads: IntCounterVec,
+    pub cluster_connected: IntGauge,
+    pub cluster_applied_revision: IntGauge,
+    pub cluster_store_revision: IntGauge,
+    pub cluster_peers: IntGauge,
+    pub cluster_config_drift: IntGauge,
     /// DNS counts of configs replaced by a reload, so counters never go backwards.
     carried: Mutex<BTreeMap<(&'static str, Vec<String>), u64>>,
 }
@@ -240,6 +245,30 @@ impl Metrics {
         registry
             .register(Box::new(generation.clone()))
             .unwrap_or_else(|e| panic!("generation: {e}"));
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+            registry
+                .register(Box::new(g.clone()))
+                .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+            g
+        };
+        let cluster_connected = gauge(
+            "meridian_cluster_connected",
+            "Fleet mode: 1 while connected to etcd.",
+        );
+        let cluster_applied_revision = gauge(
+            "meridian_cluster_applied_revision",
+            "Fleet mode: etcd revision of the admin state applied here.",
+        );
+        let cluster_store_revision = gauge(
+            "meridian_cluster_store_revision",
+            "Fleet mode: etcd's current revision at the last check (minus applied = watch lag).",
+        );
+        let cluster_peers = gauge("meridian_cluster_peers", "Fleet mode: live peer instances.");
+        let cluster_config_drift = gauge(
+            "meridian_cluster_config_drift_peers",
+            "Fleet mode: live peers whose config differs from this instance's.",
+        );
         let build = gauge_vec(
             "meridian_build_info",
             "Meridian build information.",
@@ -306,6 +335,11 @@ impl Metrics {
                 "Config reloads by result.",
                 &["result"],
             ),
+            cluster_connected,
+            cluster_applied_revision,
+            cluster_store_revision,
+            cluster_peers,
+            cluster_config_drift,
             registry,
             carried: Mutex::new(BTreeMap::new()),
         }

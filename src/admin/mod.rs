@@ -40,6 +40,8 @@ pub struct Admin {
     pub commands: mpsc::Sender<Command>,
     pub metrics: Arc<Metrics>,
     pub token: Option<Token>,
+    /// Fleet mode status, when configured.
+    pub cluster: Option<Arc<crate::cluster::SharedStatus>>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -139,6 +141,19 @@ impl Admin {
                 views::routing_table(&self.table.load_full()),
             ),
             (&Method::GET, ["v1", "explain"]) => self.explain(&query),
+            (&Method::GET, ["v1", "cluster"]) => match &self.cluster {
+                Some(status) => {
+                    let st = status.get();
+                    json_reply(
+                        StatusCode::OK,
+                        json!({ "drifted": st.drifted(), "status": st }),
+                    )
+                }
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "fleet mode is not configured (no [cluster] section)",
+                ),
+            },
             (&Method::POST, ["v1", "regions", region, "evacuate"]) => {
                 let body: EvacuateBody = if body.is_empty() {
                     EvacuateBody::default()
@@ -196,12 +211,16 @@ impl Admin {
     fn readyz(&self) -> Reply {
         let table = self.table.load_full();
         let ready = table.probes_complete || table.compiled.targets.is_empty();
+        // Losing etcd degrades fleet features but DNS keeps serving: still ready, and said.
+        let cluster = self.cluster.as_ref().map(|c| c.get());
         let body = json!({
             "ready": ready,
             "config_loaded": true,
             "listeners_bound": true,
             "first_probe_round_complete": ready,
             "generation": table.generation,
+            "degraded": cluster.as_ref().is_some_and(|c| !c.connected),
+            "cluster": cluster,
         });
         json_reply(
             if ready {
@@ -260,6 +279,12 @@ impl Admin {
                     | AdminError::AlreadyEvacuated(_)
                     | AdminError::WouldEmpty { .. } => StatusCode::CONFLICT,
                     AdminError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                    AdminError::Cluster(crate::cluster::ClusterError::Conflict { .. }) => {
+                        StatusCode::CONFLICT
+                    }
+                    AdminError::Cluster(crate::cluster::ClusterError::Unavailable(_)) => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
                 };
                 let mut body = json!({ "error": e.to_string() });
                 if let AdminError::WouldEmpty { services, .. } = &e {

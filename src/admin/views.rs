@@ -36,9 +36,12 @@ pub fn regions(t: &RoutingTable) -> Value {
                                 .and_then(|tid| t.health.targets.get(tid.index()))
                                 .and_then(|h| h.latency_us)
                                 .map(|us| us / 1000.0);
+                            let votes = e.target.and_then(|tid| t.health.targets.get(tid.index()));
                             json!({
                                 "address": e.address.to_string(),
                                 "health": t.endpoint_health(*id).map_or("unmonitored", |h| h.name()),
+                                "observers": votes.map(|v| v.observers),
+                                "seen_down_by": votes.map(|v| v.down_votes),
                                 "serving": t.serving(*id),
                                 "probe_target": e.target.map(|tid| c.targets[tid.index()].key.clone()),
                                 "latency_ms": latency,

@@ -108,7 +108,9 @@ pub fn load_str(text: &str, path: &Path) -> Result<Compiled, ConfigErrors> {
             return Err(positioned(problems));
         }
     };
-    compile::compile(checked).map_err(positioned)
+    let mut compiled = compile::compile(checked).map_err(positioned)?;
+    compiled.settings.config_hash = crate::cluster::config_hash(text);
+    Ok(compiled)
 }
 
 fn position(text: &str, path: &Path, mut problems: Vec<Problem>) -> Vec<ConfigError> {

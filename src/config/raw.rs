@@ -25,6 +25,29 @@ pub struct RawConfig {
     pub checks: BTreeMap<String, S<RawCheck>>,
     #[serde(default)]
     pub cidr_maps: BTreeMap<String, S<RawCidrMap>>,
+    pub cluster: Option<S<RawCluster>>,
+}
+
+/// Fleet mode: evacuations and health shared through etcd.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub backend: S<String>,
+    pub endpoints: S<Vec<S<String>>>,
+    pub prefix: Option<S<String>>,
+    /// This instance's name, unique in the fleet.
+    pub name: S<String>,
+    pub dial_timeout: Option<S<String>>,
+    pub request_timeout: Option<S<String>>,
+    /// How long an instance's health observations outlive its last contact with etcd.
+    pub lease_ttl: Option<S<String>>,
+    /// "majority" or a number of observers that must see an endpoint down.
+    pub quorum: Option<S<toml::Value>>,
+    pub username: Option<S<String>>,
+    pub password_file: Option<S<String>>,
+    pub ca_file: Option<S<String>>,
+    pub cert_file: Option<S<String>>,
+    pub key_file: Option<S<String>>,
 }
 
 /// Networks sent to a region whatever GeoIP says: inline, from a file, or both.
@@ -66,6 +89,8 @@ pub struct RawServer {
     pub tcp_idle_timeout: Option<S<String>>,
     pub state_dir: Option<S<String>>,
     pub admin_token_file: Option<S<String>>,
+    /// Source address for health probes (multi-homed hosts).
+    pub probe_source: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,7 +13,8 @@ use hickory_proto::serialize::txt::Parser;
 
 use super::Problem;
 use super::duration;
-use super::raw::{RawCheck, RawConfig, RawEndpoint, RawService, RawZone, S};
+use super::raw::{RawCheck, RawCluster, RawConfig, RawEndpoint, RawService, RawZone, S};
+use crate::cluster::{ClusterSettings, Quorum};
 use crate::geo::{Continent, CountryCode, LatLon};
 use crate::health::{self, CheckKind, CheckSpec, StatusMatch, TlsVerify};
 use crate::routing::table::{
@@ -364,6 +365,21 @@ fn server_settings(cx: &mut Ctx, raw: &RawConfig, base: &Path) -> Settings {
         tcp_idle_timeout,
         state_dir: s.state_dir.as_ref().map(|d| base.join(d.get_ref())),
         admin_token_file: s.admin_token_file.as_ref().map(|f| base.join(f.get_ref())),
+        probe_source: s
+            .probe_source
+            .as_ref()
+            .and_then(|a| match a.get_ref().parse() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    cx.err(
+                        a.span(),
+                        format!("probe_source {:?} is not an IP address", a.get_ref()),
+                    );
+                    None
+                }
+            }),
+        cluster: raw.cluster.as_ref().and_then(|c| cluster(cx, c, base)),
+        config_hash: String::new(),
     }
 }
 
@@ -830,6 +846,125 @@ fn checks(cx: &mut Ctx, raw: &BTreeMap<String, S<RawCheck>>) -> Vec<CheckSpec> {
         });
     }
     out
+}
+
+/// The `[cluster]` section (fleet mode).
+fn cluster(cx: &mut Ctx, c: &S<RawCluster>, base: &Path) -> Option<ClusterSettings> {
+    let span = c.span();
+    let c = c.get_ref();
+    if c.backend.get_ref() != "etcd" {
+        cx.err(
+            c.backend.span(),
+            format!(
+                "cluster backend {:?} is not supported (etcd)",
+                c.backend.get_ref()
+            ),
+        );
+    }
+    if !cfg!(feature = "etcd") {
+        cx.err(span.clone(), "this meridian was built without etcd support: build with `--features etcd` (needs protoc)");
+    }
+    if c.endpoints.get_ref().is_empty() {
+        cx.err(c.endpoints.span(), "cluster endpoints is empty");
+    }
+    let mut endpoints = Vec::new();
+    for e in c.endpoints.get_ref() {
+        let v = e.get_ref().trim();
+        let hostport = v
+            .strip_prefix("http://")
+            .or_else(|| v.strip_prefix("https://"))
+            .unwrap_or(v);
+        if hostport
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
+            cx.err(
+                e.span(),
+                format!("etcd endpoint {v:?} must be host:port (optionally http:// or https://)"),
+            );
+        }
+        endpoints.push(v.to_string());
+    }
+    let name = c.name.get_ref().clone();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+    {
+        cx.err(
+            c.name.span(),
+            "cluster name must be letters, digits, '-', '_' or '.'",
+        );
+    }
+    let mut prefix = c
+        .prefix
+        .as_ref()
+        .map_or("/meridian/".to_string(), |p| p.get_ref().clone());
+    if !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    let mut dur = |v: &Option<S<String>>, default: Duration, min: Duration| match v {
+        None => default,
+        Some(v) => match duration::parse(v.get_ref()) {
+            Ok(d) if d >= min => d,
+            Ok(_) => {
+                cx.err(v.span(), format!("must be at least {min:?}"));
+                default
+            }
+            Err(e) => {
+                cx.err(v.span(), e);
+                default
+            }
+        },
+    };
+    let dial_timeout = dur(
+        &c.dial_timeout,
+        Duration::from_secs(2),
+        Duration::from_millis(100),
+    );
+    let request_timeout = dur(
+        &c.request_timeout,
+        Duration::from_secs(2),
+        Duration::from_millis(100),
+    );
+    let lease_ttl = dur(
+        &c.lease_ttl,
+        Duration::from_secs(10),
+        Duration::from_secs(2),
+    );
+    let quorum = match c.quorum.as_ref().map(|q| (q.get_ref(), q.span())) {
+        None => Quorum::Majority,
+        Some((toml::Value::String(s), _)) if s == "majority" => Quorum::Majority,
+        Some((toml::Value::Integer(n), _)) if (1..=255).contains(n) => Quorum::AtLeast(*n as u8),
+        Some((_, span)) => {
+            cx.err(
+                span,
+                "quorum is \"majority\" or a number of observers (1 to 255)",
+            );
+            Quorum::Majority
+        }
+    };
+    let path = |v: &Option<S<String>>| v.as_ref().map(|p| base.join(p.get_ref()));
+    if c.password_file.is_some() != c.username.is_some() {
+        cx.err(span.clone(), "username and password_file go together");
+    }
+    if c.cert_file.is_some() != c.key_file.is_some() {
+        cx.err(span, "cert_file and key_file go together");
+    }
+    Some(ClusterSettings {
+        endpoints,
+        prefix,
+        name,
+        dial_timeout,
+        request_timeout,
+        lease_ttl,
+        quorum,
+        username: c.username.as_ref().map(|u| u.get_ref().clone()),
+        password_file: path(&c.password_file),
+        ca_file: path(&c.ca_file),
+        cert_file: path(&c.cert_file),
+        key_file: path(&c.key_file),
+    })
 }
 
 /// What a service may refer to, by name.

@@ -57,6 +57,8 @@ pub trait Probe: Send + Sync + 'static {
 pub struct NetProbe {
     verify: TlsConnector,
     insecure: TlsConnector,
+    /// Address probes connect from (multi-homed hosts), else the kernel's choice.
+    source: Option<std::net::IpAddr>,
 }
 
 impl NetProbe {
@@ -82,7 +84,27 @@ impl NetProbe {
         NetProbe {
             verify: TlsConnector::from(Arc::new(verify)),
             insecure: TlsConnector::from(Arc::new(insecure)),
+            source: None,
         }
+    }
+
+    /// Probes connect from `source` when given.
+    pub fn with_source(mut self, source: Option<std::net::IpAddr>) -> Self {
+        self.source = source;
+        self
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        let Some(src) = self.source else {
+            return TcpStream::connect(addr).await;
+        };
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(src, 0))?;
+        socket.connect(addr).await
     }
 }
 
@@ -95,7 +117,7 @@ impl Default for NetProbe {
 impl Probe for NetProbe {
     async fn probe(&self, addr: SocketAddr, check: &CheckSpec) -> ProbeOutcome {
         let start = Instant::now();
-        let tcp = match TcpStream::connect(addr).await {
+        let tcp = match self.connect(addr).await {
             Ok(s) => s,
             Err(e) => return ProbeOutcome::fail(format!("connect: {e}"), None),
         };

@@ -690,3 +690,7 @@ fn network_hash(addr: IpAddr, prefix: u8, salt: u64) -> u64 {
 #[cfg(test)]
 #[path = "decide_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod policy_tests;

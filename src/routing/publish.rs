@@ -17,6 +17,7 @@ use super::latency::{Format, LatencyMap, MapError};
 use super::table::{
     AdminView, Compiled, Evacuation, Family, HealthView, RoutingTable, ServiceId, TargetHealth,
 };
+use crate::cluster::{AdminDoc, ClusterError, ClusterStore, Quorum, consensus};
 use crate::config::ConfigErrors;
 use crate::health::prober::ProbeEvent;
 use crate::health::state::{Ewma, Health, Tracker};
@@ -44,6 +45,10 @@ pub enum Command {
     Reload {
         reply: Option<oneshot::Sender<Result<u64, ConfigErrors>>>,
     },
+    /// The fleet's admin document changed (from the cluster watch).
+    ClusterAdmin { doc: AdminDoc, revision: i64 },
+    /// The live peers' own health verdicts (fleet mode), by instance name.
+    PeerViews(BTreeMap<String, BTreeMap<String, Health>>),
     /// Replace the latency map (validated against the current regions) atomically.
     SetLatencyMap {
         text: String,
@@ -70,6 +75,8 @@ pub enum AdminError {
     },
     #[error("cannot save the evacuation state, nothing changed: {0}")]
     State(#[from] StateError),
+    #[error("{0}")]
+    Cluster(#[from] ClusterError),
 }
 
 pub struct Publisher {
@@ -93,6 +100,11 @@ pub struct Publisher {
     latency_map: Arc<LatencyMap>,
     /// Latency penalty per (service, region) slot as last published (deadbanded).
     penalty: Vec<Option<f32>>,
+    /// Fleet mode: the shared store, peers' verdicts, and the admin revision applied.
+    cluster: Option<Arc<dyn ClusterStore>>,
+    quorum: Quorum,
+    peers: BTreeMap<String, BTreeMap<String, Health>>,
+    cluster_revision: i64,
 }
 
 impl Publisher {
@@ -138,11 +150,28 @@ impl Publisher {
             spawner: None,
             latency_map: Arc::new(LatencyMap::default()),
             penalty: Vec::new(),
+            cluster: None,
+            quorum: Quorum::Majority,
+            peers: BTreeMap::new(),
+            cluster_revision: 0,
         };
         p.latency_map = p.compiled.latency_map.clone();
         p.penalty = vec![None; p.compiled.service_region_slots];
         p.publish("start".into());
         (p, store)
+    }
+
+    /// Fleet mode: admin changes go through `store`, health is decided with the peers.
+    pub fn with_cluster(mut self, store: Arc<dyn ClusterStore>, quorum: Quorum) -> Self {
+        store.publish_health(self.own_view());
+        self.cluster = Some(store);
+        self.quorum = quorum;
+        self
+    }
+
+    /// This instance's own verdicts, by target key.
+    fn own_view(&self) -> BTreeMap<String, Health> {
+        self.saved().targets
     }
 
     /// Where `Reload` reads the config from.
@@ -209,6 +238,11 @@ impl Publisher {
         if completed {
             info!("first probe round complete");
         }
+        if changed.is_some()
+            && let Some(store) = &self.cluster
+        {
+            store.publish_health(self.own_view());
+        }
         if changed.is_some() || completed {
             self.publish(
                 if changed.is_some() {
@@ -244,6 +278,38 @@ impl Publisher {
                 let r = self.reload().await;
                 if let Some(reply) = reply {
                     let _ = reply.send(r);
+                }
+            }
+            Command::ClusterAdmin { doc, revision } => {
+                if revision == 0 && !self.evacuations.is_empty() {
+                    // The store has no admin state but our cache does (a wiped or new etcd):
+                    // seed it rather than forget an evacuation.
+                    if let Some(store) = self.cluster.clone() {
+                        let doc = AdminDoc {
+                            evacuations: self.evacuations.clone(),
+                        };
+                        match store.propose(&doc, 0).await {
+                            Ok(rev) => {
+                                info!(
+                                    revision = rev,
+                                    "seeded the fleet's admin state from the local cache"
+                                );
+                                self.cluster_revision = rev;
+                            }
+                            Err(e) => warn!(error = %e, "cannot seed the fleet's admin state"),
+                        }
+                    }
+                } else if revision > self.cluster_revision && doc.evacuations != self.evacuations {
+                    self.cluster_revision = revision;
+                    self.apply_evacuations(doc.evacuations, "cluster").await;
+                } else {
+                    self.cluster_revision = self.cluster_revision.max(revision);
+                }
+            }
+            Command::PeerViews(views) => {
+                if views != self.peers {
+                    self.peers = views;
+                    self.publish("peer health".into());
                 }
             }
             Command::SetLatencyMap {
@@ -314,8 +380,7 @@ impl Publisher {
         };
         let mut next = self.evacuations.clone();
         next.insert(region.clone(), evacuation.clone());
-        self.save_evacuations(&next).await?;
-        self.evacuations = next;
+        self.commit_evacuations(next).await?;
         audit(
             &evacuation.region,
             "evacuate",
@@ -332,10 +397,47 @@ impl Publisher {
         }
         let mut next = self.evacuations.clone();
         next.remove(&region);
-        self.save_evacuations(&next).await?;
-        self.evacuations = next;
+        self.commit_evacuations(next).await?;
         audit(&region, "restore", "", &by, false);
         Ok(self.publish(format!("restore {region}")))
+    }
+
+    /// Makes `next` the evacuation state: in fleet mode through the shared store first (a
+    /// compare-and-swap on the revision this instance last applied), then the local file,
+    /// then this instance's table.
+    async fn commit_evacuations(
+        &mut self,
+        next: BTreeMap<String, Evacuation>,
+    ) -> Result<(), AdminError> {
+        if let Some(store) = &self.cluster {
+            let doc = AdminDoc {
+                evacuations: next.clone(),
+            };
+            self.cluster_revision = store.propose(&doc, self.cluster_revision).await?;
+        }
+        self.save_evacuations(&next).await?;
+        self.evacuations = next;
+        Ok(())
+    }
+
+    /// Applies evacuations decided elsewhere (the fleet), caching them in `state_dir` so a
+    /// restart without the store still honours them.
+    async fn apply_evacuations(&mut self, next: BTreeMap<String, Evacuation>, from: &str) {
+        if let Err(e) = self.save_evacuations(&next).await {
+            warn!(error = %e, "cannot cache the fleet's evacuations locally");
+        }
+        for (region, e) in &next {
+            if !self.evacuations.contains_key(region) {
+                audit(region, "evacuate", &e.reason, &e.by, false);
+            }
+        }
+        for region in self.evacuations.keys() {
+            if !next.contains_key(region) {
+                audit(region, "restore", "", from, false);
+            }
+        }
+        self.evacuations = next;
+        self.publish(format!("evacuations from {from}"));
     }
 
     async fn save_evacuations(
@@ -432,12 +534,22 @@ impl Publisher {
         self.generation += 1;
         let health = HealthView {
             targets: self
-                .trackers
+                .compiled
+                .targets
                 .iter()
-                .zip(&self.latency)
-                .map(|(t, l)| TargetHealth {
-                    health: t.health,
-                    latency_us: l.get(),
+                .zip(self.trackers.iter().zip(&self.latency))
+                .map(|(target, (t, l))| {
+                    let peers = self
+                        .peers
+                        .values()
+                        .filter_map(|v| v.get(&target.key).copied());
+                    let v = consensus(t.health, peers, self.quorum);
+                    TargetHealth {
+                        health: v.health,
+                        latency_us: l.get(),
+                        observers: v.observers,
+                        down_votes: v.down,
+                    }
                 })
                 .collect(),
         };

@@ -252,6 +252,12 @@ pub struct Settings {
     pub tcp_idle_timeout: Duration,
     pub state_dir: Option<std::path::PathBuf>,
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// Source address health probes connect from.
+    pub probe_source: Option<IpAddr>,
+    /// Fleet mode, when configured.
+    pub cluster: Option<crate::cluster::ClusterSettings>,
+    /// Hash of the config text, published in fleet mode to spot drift.
+    pub config_hash: String,
 }
 
 /// One compiled config: immutable, shared by every snapshot built from it.
@@ -318,9 +324,13 @@ pub struct HealthView {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TargetHealth {
+    /// The verdict routing uses: this instance's own, or the fleet's consensus.
     pub health: Health,
     /// Smoothed probe latency in microseconds.
     pub latency_us: Option<f64>,
+    /// Instances with a view of this target (1 outside fleet mode) and how many see it down.
+    pub observers: u8,
+    pub down_votes: u8,
 }
 
 impl HealthView {
@@ -331,6 +341,8 @@ impl HealthView {
                 TargetHealth {
                     health: Health::Unknown,
                     latency_us: None,
+                    observers: 1,
+                    down_votes: 0,
                 };
                 targets
             ]

@@ -358,5 +358,8 @@ fn every_example_config_passes_check() {
             checked += 1;
         }
     }
-    assert!(checked >= 2, "config/ holds the example configs ({checked} found)");
+    assert!(
+        checked >= 2,
+        "config/ holds the example configs ({checked} found)"
+    );
 }

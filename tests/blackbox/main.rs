@@ -5,6 +5,9 @@ mod cli;
 mod dig;
 mod failover;
 mod fixtures;
+#[cfg(feature = "etcd")]
+mod fleet;
 mod harness;
+mod policies;
 mod protocol;
 mod smoke;

@@ -1,0 +1,220 @@
+//! Fleet mode: several Meridian instances share one truth through etcd.
+//! - Admin state (evacuations) lives in etcd; changes are compare-and-swap transactions and
+//!   every instance applies them from a watch. The local `state_dir` copy stays a cache.
+//! - Each instance publishes its own health verdicts under a lease; every instance computes
+//!   an endpoint's state from all live observers ([`consensus`]).
+//!
+//! This module holds what needs no etcd client (settings, consensus, status); the client
+//! itself is in `etcd.rs`, behind the `etcd` cargo feature.
+#[cfg(feature = "etcd")]
+pub mod etcd;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::health::state::Health;
+use crate::routing::table::Evacuation;
+
+/// How many observers must see an endpoint down before it is down everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quorum {
+    /// More than half of the live observers.
+    Majority,
+    /// At least this many (or every live observer, when fewer are live).
+    AtLeast(u8),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    pub name: String,
+    pub dial_timeout: Duration,
+    pub request_timeout: Duration,
+    pub lease_ttl: Duration,
+    pub quorum: Quorum,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// An endpoint's health as the fleet sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub health: Health,
+    /// Live instances with a view of this target (this one included).
+    pub observers: u8,
+    /// How many of them see it down.
+    pub down: u8,
+}
+
+/// Combines this instance's view with live peers' views of the same target. With no live
+/// peer it is this instance's view; otherwise a target is down when at least the quorum of
+/// observers sees it down, and serving otherwise (one broken path is not a failover).
+pub fn consensus(own: Health, peers: impl IntoIterator<Item = Health>, quorum: Quorum) -> Verdict {
+    let mut observers = 1u8;
+    let mut down = u8::from(own == Health::Down);
+    for h in peers {
+        observers = observers.saturating_add(1);
+        down = down.saturating_add(u8::from(h == Health::Down));
+    }
+    let needed = match quorum {
+        Quorum::Majority => observers / 2 + 1,
+        Quorum::AtLeast(n) => n.min(observers).max(1),
+    };
+    let health = if down >= needed {
+        Health::Down
+    } else if own == Health::Down {
+        Health::Up
+    } else {
+        own
+    };
+    Verdict {
+        health,
+        observers,
+        down,
+    }
+}
+
+/// What an instance publishes about itself under its lease.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct InstanceRecord {
+    pub name: String,
+    /// FNV-1a of the config file, to spot drift between instances.
+    pub config_hash: String,
+    pub version: String,
+    /// Target key (`check@addr`) -> this instance's verdict.
+    pub health: BTreeMap<String, Health>,
+}
+
+/// The shared admin document: every evacuation in the fleet.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AdminDoc {
+    pub evacuations: BTreeMap<String, Evacuation>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("the cluster store is unreachable ({0}); nothing changed")]
+    Unavailable(String),
+    #[error(
+        "another instance changed the admin state first (now at revision {current}); nothing changed, read /v1/regions and retry"
+    )]
+    Conflict { current: i64 },
+}
+
+/// The writes the publisher makes to the cluster store.
+#[async_trait::async_trait]
+pub trait ClusterStore: Send + Sync {
+    /// Writes the admin document if it is still at `base` (0: absent); returns the new
+    /// revision.
+    async fn propose(&self, doc: &AdminDoc, base: i64) -> Result<i64, ClusterError>;
+    /// Publishes this instance's own verdicts (latest wins; never blocks).
+    fn publish_health(&self, health: BTreeMap<String, Health>);
+}
+
+/// Connection state, for `/readyz`, `/v1/cluster` and metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterStatus {
+    pub name: String,
+    pub connected: bool,
+    /// Why the last session ended, while disconnected.
+    pub last_error: Option<String>,
+    /// Revision of the admin document last applied.
+    pub applied_revision: i64,
+    /// The store's revision at the last check.
+    pub store_revision: i64,
+    /// Live peers (this instance excluded) and their config hashes.
+    pub peers: BTreeMap<String, String>,
+    pub config_hash: String,
+}
+
+impl ClusterStatus {
+    /// Peers whose config differs from ours.
+    pub fn drifted(&self) -> Vec<String> {
+        self.peers
+            .iter()
+            .filter(|(_, h)| **h != self.config_hash)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+/// Shared between the cluster task (writer) and the admin API (reader); never touched by
+/// the DNS path.
+#[derive(Debug, Default)]
+pub struct SharedStatus(pub Mutex<ClusterStatus>);
+
+impl SharedStatus {
+    pub fn get(&self) -> ClusterStatus {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut ClusterStatus)) {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// FNV-1a of a config text, as hex.
+pub fn config_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Health::{Down, Unknown, Up};
+
+    #[test]
+    fn alone_an_instance_trusts_itself() {
+        assert_eq!(consensus(Down, [], Quorum::Majority).health, Down);
+        assert_eq!(consensus(Up, [], Quorum::Majority).health, Up);
+        assert_eq!(consensus(Down, [], Quorum::AtLeast(2)).health, Down);
+    }
+
+    #[test]
+    fn one_broken_path_is_not_a_failover() {
+        // Seen down by one of three: up everywhere, including on the instance that sees it down.
+        let v = consensus(Down, [Up, Up], Quorum::Majority);
+        assert_eq!((v.health, v.observers, v.down), (Up, 3, 1));
+        assert_eq!(consensus(Up, [Down, Up], Quorum::Majority).health, Up);
+        // Seen down by two of three: down everywhere.
+        let v = consensus(Up, [Down, Down], Quorum::Majority);
+        assert_eq!((v.health, v.down), (Down, 2));
+        assert_eq!(consensus(Down, [Down, Up], Quorum::Majority).health, Down);
+    }
+
+    #[test]
+    fn quorum_can_be_a_number_and_unknown_is_not_down() {
+        assert_eq!(
+            consensus(Down, [Down, Up, Up], Quorum::AtLeast(2)).health,
+            Down
+        );
+        assert_eq!(consensus(Down, [Up, Up, Up], Quorum::AtLeast(2)).health, Up);
+        // Majority of four is three.
+        assert_eq!(consensus(Down, [Down, Up, Up], Quorum::Majority).health, Up);
+        assert_eq!(consensus(Unknown, [Up], Quorum::Majority).health, Unknown);
+        assert_eq!(
+            consensus(Unknown, [Down, Down], Quorum::Majority).health,
+            Down
+        );
+    }
+
+    #[test]
+    fn config_hash_is_stable() {
+        assert_eq!(config_hash("a"), config_hash("a"));
+        assert_ne!(config_hash("a"), config_hash("b"));
+        assert_eq!(config_hash("").len(), 16);
+    }
+}
