@@ -218,9 +218,9 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
     decision
 }
 
-/// A region's place in the client's order: (tier, metric, default position, index) sorts
-/// best first; the rank says why, for the trace.
-type Key = (u8, u32, u16, u16);
+/// A region's place in the client's order: (tier, metric, challenger, default position,
+/// index) sorts best first (an incumbent wins exact ties); the rank says why, for the trace.
+type Key = (u8, u32, bool, u16, u16);
 
 fn rank_region(
     cx: &Context<'_>,
@@ -235,7 +235,7 @@ fn rank_region(
         (Some(a), Some(b)) => Some(a.distance_km(b)),
         _ => None,
     };
-    let key = |tier: u8, metric: u32| (tier, metric, sr.rank, i as u16);
+    let key = |tier: u8, metric: u32| (tier, metric, true, sr.rank, i as u16);
     let default = (key(4, 0), Rank::DefaultOrder { position: sr.rank });
     if cx.overridden == Some(sr.region) {
         return (key(0, 0), Rank::CidrOverride);
@@ -291,15 +291,15 @@ fn rank_region(
                     .unwrap_or(0.0);
                 let is_incumbent = incumbent == Some(i);
                 // The incumbent keeps its clients until another region beats it by the margin.
-                let adjusted = rtt + penalty
-                    - if is_incumbent {
-                        cx.svc.latency_margin_ms
-                    } else {
-                        0.0
-                    };
-                let metric = ((adjusted.max(-1.0e5) + 1.0e5) * 100.0) as u32;
+                let margin = if is_incumbent {
+                    cx.svc.latency_margin_ms
+                } else {
+                    0.0
+                };
+                let adjusted = f64::from(rtt) + f64::from(penalty) - f64::from(margin);
+                let metric = ((adjusted.max(-1.0e5) + 1.0e5) * 1000.0) as u32;
                 (
-                    key(3, metric),
+                    (3, metric, !is_incumbent, sr.rank, i as u16),
                     Rank::Latency {
                         rtt_ms: rtt,
                         penalty_ms: penalty,
@@ -367,7 +367,7 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
                 .map(|(_, _, i)| i)
         })
         .flatten();
-    let mut order = [((0u8, 0u32, 0u16, 0u16), Rank::Country); MAX_SERVICE_REGIONS];
+    let mut order = [((0u8, 0u32, false, 0u16, 0u16), Rank::Country); MAX_SERVICE_REGIONS];
     for (i, sr) in svc.regions.iter().take(n).enumerate() {
         order[i] = rank_region(cx, sr, row.as_ref(), incumbent, i);
     }
@@ -376,15 +376,15 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
 
     let mut skipped: Option<Reason> = None;
     let mut first_with_family = None;
-    for &((_, _, _, i), rank) in order.iter() {
+    for &((_, _, _, _, i), rank) in order.iter() {
         let sr = &svc.regions[i as usize];
         let endpoints = sr.endpoints(q.family);
-        let outcome = if decision.region.is_some() {
-            Outcome::NotNeeded
-        } else if endpoints.is_empty() {
+        let outcome = if endpoints.is_empty() {
             Outcome::NoEndpointsOfFamily
         } else if cx.allowed & (1 << i) == 0 {
             Outcome::Residency
+        } else if decision.region.is_some() {
+            Outcome::NotNeeded
         } else if table.evacuated(sr.region) {
             skipped.get_or_insert(Reason::Evacuated);
             Outcome::Evacuated
@@ -421,7 +421,7 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
         let fallback_region = first_with_family.or_else(|| {
             order
                 .iter()
-                .map(|(k, _)| (k.3 as usize, &svc.regions[k.3 as usize]))
+                .map(|(k, _)| (k.4 as usize, &svc.regions[k.4 as usize]))
                 .find(|(i, sr)| cx.allowed & (1 << i) != 0 && !sr.endpoints(q.family).is_empty())
                 .map(|(_, sr)| sr)
         });
@@ -467,11 +467,20 @@ fn weighted(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
         ttl: svc.ttl,
         reason: Reason::Weighted,
     };
-    let region_ok =
-        |i: usize, sr: &ServiceRegion| cx.allowed & (1 << i) != 0 && !table.evacuated(sr.region);
+    // Fail-open (`Healthy::Any`) ignores health, and evacuations too when every allowed
+    // region is evacuated (an operator forced it): something must still answer.
+    let all_evacuated = svc
+        .regions
+        .iter()
+        .enumerate()
+        .filter(|(i, sr)| cx.allowed & (1 << i) != 0 && !sr.endpoints(q.family).is_empty())
+        .all(|(_, sr)| table.evacuated(sr.region));
     let eligible_in = |only: Option<RegionId>, health: Healthy| {
         move |i: usize, sr: &ServiceRegion, e: EndpointId| {
-            region_ok(i, sr)
+            let evacuated =
+                table.evacuated(sr.region) && !(health == Healthy::Any && all_evacuated);
+            cx.allowed & (1 << i) != 0
+                && !evacuated
                 && only.is_none_or(|r| r == sr.region)
                 && (health == Healthy::Any || table.serving(e))
         }

@@ -347,11 +347,12 @@ fn aaaa_skips_regions_without_ipv6() {
             ),
             ("na".to_string(), Rank::Continent, Outcome::Chosen),
             ("eu".to_string(), cands[2].1, Outcome::NotNeeded),
-            ("ap".to_string(), cands[3].1, Outcome::NotNeeded),
+            // Regions after the chosen one still say why they could not have answered.
+            ("ap".to_string(), cands[3].1, Outcome::NoEndpointsOfFamily),
             (
                 "nowhere".to_string(),
                 Rank::DefaultOrder { position: 0 },
-                Outcome::NotNeeded
+                Outcome::NoEndpointsOfFamily
             ),
         ]
     );

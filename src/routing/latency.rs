@@ -39,7 +39,7 @@ pub enum RowKind {
 }
 
 /// Measured RTTs, compiled against a config's regions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LatencyMap {
     cidr: PrefixTable<u32>,
     /// Row by country, indexed by the two letters (26 x 26).
@@ -49,6 +49,19 @@ pub struct LatencyMap {
     rows: Vec<Box<[Option<f32>]>>,
     /// How many `client, region` entries the map holds.
     pub entries: usize,
+}
+
+impl Default for LatencyMap {
+    /// The empty map: no row for anyone.
+    fn default() -> Self {
+        LatencyMap {
+            cidr: PrefixTable::default(),
+            countries: vec![NONE; 26 * 26].into(),
+            continents: [NONE; 7],
+            rows: Vec::new(),
+            entries: 0,
+        }
+    }
 }
 
 /// A row found for a client.
@@ -182,11 +195,7 @@ impl LatencyMap {
                 }
             },
         }
-        let mut map = LatencyMap {
-            countries: vec![NONE; 26 * 26].into(),
-            continents: [NONE; 7],
-            ..Default::default()
-        };
+        let mut map = LatencyMap::default();
         let mut cidr_rows: Vec<(IpNet, u32)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (line, client, region, rtt) in rows {
