@@ -55,6 +55,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a synthetic world-sized GeoIP2 City database (for benchmarks).
+    GeoipSynth {
+        #[arg(long, default_value_t = 1_000_000)]
+        networks: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Build MaxMind-format databases from a readable source file (see geoip-fixtures/).
     GeoipBuild {
         #[arg(long)]
@@ -77,6 +86,18 @@ pub fn run() -> ExitCode {
             json,
         } => explain_cmd(&config, &name, &qtype, &client, json),
         Command::GeoipBuild { source, out_dir } => geoip_build(&source, &out_dir),
+        Command::GeoipSynth {
+            networks,
+            seed,
+            out,
+        } => crate::geo::synthetic::synthetic(networks, seed)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| {
+                std::fs::write(&out, &bytes)
+                    .with_context(|| format!("writing {}", out.display()))?;
+                println!("wrote {} ({} bytes)", out.display(), bytes.len());
+                Ok(())
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -227,11 +248,12 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
         prober::spawn(compiled, generation, probe.clone(), probe_tx.clone())
     }));
 
-    let mut listeners = listen(
+    let listeners = listen(
         &settings.dns_listen,
         table.clone(),
         metrics.clone(),
         settings.tcp_idle_timeout,
+        settings.workers,
     )
     .await?;
     tokio::spawn(publisher.run(probe_rx, command_rx));
@@ -274,8 +296,7 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
     shutdown_signal().await?;
     info!("shutting down");
     listeners
-        .server
-        .shutdown_gracefully()
+        .shutdown()
         .await
         .context("shutting down the DNS server")?;
     Ok(())

@@ -16,7 +16,7 @@ use crate::routing::latency::{Format, LatencyMap};
 use crate::routing::prefix::PrefixTable;
 use crate::routing::table::{
     AllDown, CheckId, Compiled, Endpoint, EndpointId, Family, Node, Region, RegionId, Residency,
-    Service, ServiceId, ServiceRegion, Target, TargetId, Zone, ZoneId,
+    Service, ServiceId, ServiceRegion, Target, TargetId, Zone, ZoneId, wire_name,
 };
 
 pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
@@ -62,6 +62,7 @@ pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
     let mut targets: Vec<Target> = Vec::new();
     let mut target_ids: HashMap<(usize, SocketAddr), TargetId> = HashMap::new();
     let mut slots = 0u32;
+    let checked_zones: Vec<usize> = checked.services.iter().map(|s| s.zone).collect();
     for (i, svc) in checked.services.into_iter().enumerate() {
         let id = ServiceId(i as u32);
         let mut regions: Vec<ServiceRegion> = Vec::new();
@@ -154,6 +155,17 @@ pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
         });
     }
 
+    let service_names = services
+        .iter()
+        .enumerate()
+        .map(|(i, svc)| {
+            let zone = checked_zones[i];
+            (
+                wire_name(&svc.name),
+                (ServiceId(i as u32), ZoneId(zone as u32)),
+            )
+        })
+        .collect();
     let zone_by_origin = zones
         .iter()
         .enumerate()
@@ -174,6 +186,7 @@ pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
         latency_map_path: checked.latency_map.map(|(p, _)| p),
         latency_overhead_ms: checked.latency_overhead_ms,
         service_region_slots: slots as usize,
+        service_names,
     })
 }
 

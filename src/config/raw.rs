@@ -89,6 +89,8 @@ pub struct RawServer {
     pub tcp_idle_timeout: Option<S<String>>,
     pub state_dir: Option<S<String>>,
     pub admin_token_file: Option<S<String>>,
+    /// UDP worker threads per listen address; 0 or absent = one per core.
+    pub workers: Option<S<i64>>,
     /// Source address for health probes (multi-homed hosts).
     pub probe_source: Option<S<String>>,
 }

@@ -379,6 +379,14 @@ fn server_settings(cx: &mut Ctx, raw: &RawConfig, base: &Path) -> Settings {
                 }
             }),
         cluster: raw.cluster.as_ref().and_then(|c| cluster(cx, c, base)),
+        workers: match &s.workers {
+            None => 0,
+            Some(w) if (0..=256).contains(w.get_ref()) => *w.get_ref() as usize,
+            Some(w) => {
+                cx.err(w.span(), "workers must be 0 (one per core) to 256");
+                0
+            }
+        },
         config_hash: String::new(),
     }
 }

@@ -1,6 +1,7 @@
 //! The DNS request handler: one snapshot load per query, protocol checks, [`answer`], and the
 //! response with EDNS, ECS scope and UDP truncation.
-use std::net::IpAddr;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -47,7 +48,7 @@ pub fn client_of(src: IpAddr, scanned: &Scanned) -> Client {
 
 /// The UDP size limit for a response (RFC 6891 6.2.5): 512 without EDNS, else the smaller of
 /// the requestor's size and ours.
-fn udp_limit(scanned: &Scanned, ours: u16) -> usize {
+pub fn udp_limit(scanned: &Scanned, ours: u16) -> usize {
     scanned.edns.map_or(512, |e| e.payload.min(ours)) as usize
 }
 
@@ -58,37 +59,116 @@ impl RequestHandler for DnsHandler {
         request: &Request,
         response: R,
     ) -> ResponseInfo {
-        let start = Instant::now();
         let table = self.table.load_full();
-        let (info, zone, decision) = respond(&table, request, response).await;
-        let transport = match request.protocol() {
-            Protocol::Udp => Transport::Udp,
-            _ => Transport::Tcp,
-        };
-        let qtype = request
-            .queries
-            .queries()
-            .first()
-            .map_or(RecordType::NULL, |q| q.query_type());
-        table
-            .counters
-            .count_query(zone, qtype, info.response_code, transport);
-        if let Some(d) = &decision {
-            table.counters.count_answer(d);
+        serve(&table, request, response, &self.metrics).await
+    }
+}
+
+/// Answers one parsed request and counts it: the full handler, for TCP (through hickory's
+/// server) and for UDP queries the fast path passes on.
+pub async fn serve<R: ResponseHandler>(
+    table: &RoutingTable,
+    request: &Request,
+    response: R,
+    metrics: &Metrics,
+) -> ResponseInfo {
+    let start = Instant::now();
+    let (info, zone, decision) = respond(table, request, response).await;
+    let transport = match request.protocol() {
+        Protocol::Udp => Transport::Udp,
+        _ => Transport::Tcp,
+    };
+    let qtype = request
+        .queries
+        .queries()
+        .first()
+        .map_or(RecordType::NULL, |q| q.query_type());
+    table
+        .counters
+        .count_query(zone, qtype, info.response_code, transport);
+    if let Some(d) = &decision {
+        table.counters.count_answer(d);
+    }
+    if request
+        .edns
+        .as_ref()
+        .is_some_and(|e| e.option(EdnsCode::Subnet).is_some())
+    {
+        metrics.ecs_queries.inc();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    match transport {
+        Transport::Udp => metrics.udp_duration.observe(elapsed),
+        Transport::Tcp => metrics.tcp_duration.observe(elapsed),
+    }
+    info
+}
+
+/// The full handler for one UDP datagram, outside hickory's server: the same checks
+/// hickory's server makes before its handler (drop what has no header or is a response,
+/// FORMERR what does not parse), then [`serve`]. Returns the bytes to send, or `None` to drop.
+pub fn respond_udp(
+    table: &RoutingTable,
+    raw: &[u8],
+    src: SocketAddr,
+    metrics: &Metrics,
+) -> Option<Vec<u8>> {
+    if raw.len() < 12 || raw[2] & 0x80 != 0 {
+        return None;
+    }
+    let request = match Request::from_bytes(raw.to_vec(), src, Protocol::Udp) {
+        Ok(r) => r,
+        Err(_) => {
+            table.counters.count_query(
+                None,
+                RecordType::NULL,
+                ResponseCode::FormErr,
+                Transport::Udp,
+            );
+            // Header only: ID, opcode and RD echoed, QR set, FORMERR.
+            let mut out = raw[..12].to_vec();
+            out[2] = 0x80 | (raw[2] & 0x79);
+            out[3] = 0x01;
+            out[4..12].fill(0);
+            return Some(out);
         }
-        if request
-            .edns
-            .as_ref()
-            .is_some_and(|e| e.option(EdnsCode::Subnet).is_some())
-        {
-            self.metrics.ecs_queries.inc();
-        }
-        let elapsed = start.elapsed().as_secs_f64();
-        match transport {
-            Transport::Udp => self.metrics.udp_duration.observe(elapsed),
-            Transport::Tcp => self.metrics.tcp_duration.observe(elapsed),
-        }
-        info
+    };
+    let capture = Capture::default();
+    let mut fut = std::pin::pin!(serve(table, &request, capture.clone(), metrics));
+    // Nothing in `serve` waits on I/O (the capture never blocks): one poll completes it.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(_) => capture.0.get().cloned(),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// A [`ResponseHandler`] that keeps the encoded response instead of sending it.
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::OnceLock<Vec<u8>>>);
+
+#[async_trait::async_trait]
+impl ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: hickory_server::zone_handler::MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, hickory_server::net::NetError> {
+        let mut buf = Vec::with_capacity(512);
+        let mut enc = BinEncoder::new(&mut buf);
+        // As hickory's UDP path: the limit is our OPT's size, or 512 without one.
+        enc.set_max_size(response.edns().map_or(512, |e| e.max_payload()));
+        let info = response
+            .destructive_emit(&mut enc)
+            .map_err(|e| hickory_server::net::NetError::from(e.to_string()))?;
+        let _ = self.0.set(buf);
+        Ok(info)
     }
 }
 
@@ -280,6 +360,9 @@ mod tests {
                 version: 0,
                 ecs,
             }),
+            question_end: 0,
+            qtype: 1,
+            qclass: 1,
         }
     }
 
@@ -307,7 +390,9 @@ mod tests {
 
     #[test]
     fn udp_limit_is_the_smaller_size() {
-        assert_eq!(udp_limit(&Scanned { edns: None }, 1232), 512);
+        let mut none = scanned(None);
+        none.edns = None;
+        assert_eq!(udp_limit(&none, 1232), 512);
         assert_eq!(udp_limit(&scanned(None), 1232), 1232);
         let mut small = scanned(None);
         small.edns = small.edns.map(|e| Edns { payload: 700, ..e });

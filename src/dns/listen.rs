@@ -1,15 +1,19 @@
 //! Binds UDP and TCP on each configured address (the same port for both, even when the
-//! config asks for port 0) and runs the hickory server until shutdown.
+//! config asks for port 0). UDP is served by our batched workers (`udp.rs`), TCP by hickory's
+//! server with the same full handler.
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hickory_server::Server;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 use super::handler::DnsHandler;
+use super::udp;
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 
@@ -26,9 +30,29 @@ pub struct ListenError {
 }
 
 pub struct Listeners {
+    /// hickory's server, serving TCP.
     pub server: Server<DnsHandler>,
     /// The addresses actually bound (port 0 resolved), one per configured address.
     pub bound: Vec<SocketAddr>,
+    udp_workers: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Listeners {
+    /// Stops accepting, lets in-flight work finish, and joins the UDP workers.
+    pub async fn shutdown(mut self) -> Result<(), hickory_server::net::NetError> {
+        self.stop.store(true, Ordering::SeqCst);
+        let result = self.server.shutdown_gracefully().await;
+        for w in self.udp_workers.drain(..) {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+        result
+    }
+}
+
+/// The number of UDP workers `workers = 0` means: one per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Binds every address and starts serving. Fails if any address cannot be bound.
@@ -37,30 +61,47 @@ pub async fn listen(
     table: Arc<ArcSwap<RoutingTable>>,
     metrics: Arc<Metrics>,
     tcp_idle_timeout: Duration,
+    workers: usize,
 ) -> Result<Listeners, ListenError> {
-    let mut server = Server::new(DnsHandler { table, metrics });
+    let workers = if workers == 0 {
+        default_workers()
+    } else {
+        workers
+    };
+    let mut server = Server::new(DnsHandler {
+        table: table.clone(),
+        metrics: metrics.clone(),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
     let mut bound = Vec::new();
+    let mut udp_workers = Vec::new();
     for &addr in addrs {
-        let (udp, tcp) = bind_pair(addr)
-            .await
-            .map_err(|source| ListenError { addr, source })?;
-        bound.push(
-            udp.local_addr()
-                .map_err(|source| ListenError { addr, source })?,
-        );
-        server.register_socket(udp);
+        let err = |source| ListenError { addr, source };
+        let (sockets, tcp) = bind_pair(addr, workers).await.map_err(err)?;
+        bound.push(tcp.local_addr().map_err(err)?);
         server.register_listener(tcp, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
+        udp_workers.extend(
+            udp::spawn(sockets, table.clone(), metrics.clone(), stop.clone()).map_err(err)?,
+        );
     }
-    Ok(Listeners { server, bound })
+    Ok(Listeners {
+        server,
+        bound,
+        udp_workers,
+        stop,
+    })
 }
 
-async fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+async fn bind_pair(
+    addr: SocketAddr,
+    workers: usize,
+) -> io::Result<(Vec<std::net::UdpSocket>, TcpListener)> {
     let mut last_err = None;
     for _ in 0..BIND_ATTEMPTS {
-        let udp = UdpSocket::bind(addr).await?;
-        let port = udp.local_addr()?.port();
+        let sockets = udp::bind(addr, workers)?;
+        let port = sockets[0].local_addr()?.port();
         match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
-            Ok(tcp) => return Ok((udp, tcp)),
+            Ok(tcp) => return Ok((sockets, tcp)),
             Err(e) if addr.port() == 0 && e.kind() == io::ErrorKind::AddrInUse => {
                 last_err = Some(e)
             }

@@ -1,4 +1,6 @@
 //! The DNS side: wire checks, the request handler, and the listeners.
+pub mod fast;
 pub mod handler;
 pub mod listen;
+pub mod udp;
 pub mod wire;

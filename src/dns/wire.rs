@@ -54,6 +54,10 @@ pub struct Edns {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Scanned {
     pub edns: Option<Edns>,
+    /// Offset just past the question (name, type, class).
+    pub question_end: usize,
+    pub qtype: u16,
+    pub qclass: u16,
 }
 
 struct Cursor<'a> {
@@ -120,7 +124,9 @@ pub fn scan(buf: &[u8]) -> Result<Scanned, Malformed> {
         pos: HEADER_LEN,
     };
     c.skip_name()?;
-    c.take(4)?;
+    let qtype = c.u16()?;
+    let qclass = c.u16()?;
+    let question_end = c.pos;
     for _ in 0..u32::from(an) + u32::from(ns) {
         c.skip_name()?;
         c.take(8)?;
@@ -153,7 +159,12 @@ pub fn scan(buf: &[u8]) -> Result<Scanned, Malformed> {
     if c.pos != buf.len() {
         return Err(Malformed::TrailingBytes);
     }
-    Ok(Scanned { edns })
+    Ok(Scanned {
+        edns,
+        question_end,
+        qtype,
+        qclass,
+    })
 }
 
 fn options(rdata: &[u8]) -> Result<Option<Ecs>, Malformed> {
@@ -240,7 +251,11 @@ mod tests {
 
     #[test]
     fn plain_query_has_no_edns() {
-        assert_eq!(scan(&query(&[], 0)), Ok(Scanned { edns: None }));
+        let s = scan(&query(&[], 0)).unwrap();
+        assert_eq!(
+            (s.edns, s.question_end, s.qtype, s.qclass),
+            (None, 33, 1, 1)
+        );
     }
 
     #[test]

@@ -123,6 +123,14 @@ const CONTINENT_COUNTRIES: [(Continent, &str); 7] = [
     ),
 ];
 
+/// Every country the continent table knows, with its continent.
+pub fn all_countries() -> impl Iterator<Item = (CountryCode, Continent)> {
+    CONTINENT_COUNTRIES.iter().flat_map(|(continent, list)| {
+        list.split_ascii_whitespace()
+            .filter_map(move |c| c.parse().ok().map(|cc| (cc, *continent)))
+    })
+}
+
 /// The continent a country belongs to, or `None` for a code the table does not know
 /// (for example MaxMind's "EU" and "AP" pseudo-countries).
 pub fn continent_of(country: CountryCode) -> Option<Continent> {

@@ -1,5 +1,7 @@
 //! Reading MaxMind-format databases: GeoIP2/GeoLite2 City and Country, and the flat schema of
 //! ip-location-db / DB-IP lite files (`country_code`, optional `latitude`/`longitude`).
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -80,6 +82,37 @@ pub struct GeoDb {
     reader: Reader<Vec<u8>>,
     schema: Schema,
     path: PathBuf,
+    /// Every distinct record, decoded once at load and keyed by its data offset: a lookup on
+    /// the DNS path walks the tree and reads this map, never the decoder.
+    records: HashMap<usize, Place, BuildHasherDefault<OffsetHasher>>,
+}
+
+/// The decoded part of a record (everything in [`GeoInfo`] but the network).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Place {
+    country: Option<CountryCode>,
+    continent: Option<Continent>,
+    location: Option<LatLon>,
+}
+
+/// Hashes a data offset with one multiply (offsets are already well spread).
+#[derive(Default)]
+struct OffsetHasher(u64);
+
+impl Hasher for OffsetHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 impl std::fmt::Debug for GeoDb {
@@ -151,10 +184,21 @@ impl GeoDb {
         let schema = detect_schema(&reader).ok_or_else(|| GeoError::UnknownSchema {
             path: path.to_owned(),
         })?;
+        let mut records = HashMap::default();
+        if let Ok(networks) = reader.networks(WithinOptions::default()) {
+            for item in networks.flatten() {
+                if let Some(offset) = item.offset()
+                    && !records.contains_key(&offset)
+                {
+                    records.insert(offset, decode_place(&item, schema));
+                }
+            }
+        }
         Ok(GeoDb {
             reader,
             schema,
             path: path.to_owned(),
+            records,
         })
     }
 
@@ -177,44 +221,69 @@ impl GeoDb {
             return GeoInfo::default();
         };
         let network_prefix = result.network().map(|n| n.prefix()).unwrap_or(0);
-        let mut info = GeoInfo {
-            network_prefix,
-            ..GeoInfo::default()
+        let Some(offset) = result.offset() else {
+            return GeoInfo {
+                network_prefix,
+                ..GeoInfo::default()
+            };
         };
-        match self.schema {
-            Schema::MaxMindCity | Schema::MaxMindCountry => {
-                if let Ok(Some(rec)) = result.decode::<MaxMindRecord<'_>>() {
-                    info.found = true;
-                    info.country = rec
-                        .country
-                        .and_then(|c| c.iso_code)
-                        .or(rec.registered_country.and_then(|c| c.iso_code))
-                        .and_then(|c| c.parse().ok());
-                    info.continent = rec
-                        .continent
-                        .and_then(|c| c.code)
-                        .and_then(|c| c.parse().ok());
-                    info.location = rec.location.and_then(|l| lat_lon(l.latitude, l.longitude));
-                }
-            }
-            Schema::Flat => {
-                if let Ok(Some(rec)) = result.decode::<FlatRecord<'_>>() {
-                    info.found = true;
-                    info.country = rec.country_code.and_then(|c| c.parse().ok());
-                    info.location = lat_lon(rec.latitude, rec.longitude);
-                }
-            }
+        let place = match self.records.get(&offset) {
+            Some(p) => *p,
+            None => decode_place(&result, self.schema),
+        };
+        GeoInfo {
+            country: place.country,
+            continent: place.continent,
+            location: place.location,
+            network_prefix,
+            found: true,
         }
-        if info.continent.is_none() {
-            info.continent = info.country.and_then(continent_of);
-        }
-        info
+    }
+
+    /// How many distinct records the database holds.
+    pub fn record_count(&self) -> usize {
+        self.records.len()
     }
 
     /// The whole record for an address, for `explain`; `None` when there is none.
     pub fn describe(&self, ip: IpAddr) -> Option<serde_json::Value> {
         self.reader.lookup(ip).ok()?.decode().ok().flatten()
     }
+}
+
+/// Decodes the fields routing needs from one record.
+fn decode_place<S: AsRef<[u8]>>(result: &maxminddb::LookupResult<'_, S>, schema: Schema) -> Place {
+    let mut place = Place {
+        country: None,
+        continent: None,
+        location: None,
+    };
+    match schema {
+        Schema::MaxMindCity | Schema::MaxMindCountry => {
+            if let Ok(Some(rec)) = result.decode::<MaxMindRecord<'_>>() {
+                place.country = rec
+                    .country
+                    .and_then(|c| c.iso_code)
+                    .or(rec.registered_country.and_then(|c| c.iso_code))
+                    .and_then(|c| c.parse().ok());
+                place.continent = rec
+                    .continent
+                    .and_then(|c| c.code)
+                    .and_then(|c| c.parse().ok());
+                place.location = rec.location.and_then(|l| lat_lon(l.latitude, l.longitude));
+            }
+        }
+        Schema::Flat => {
+            if let Ok(Some(rec)) = result.decode::<FlatRecord<'_>>() {
+                place.country = rec.country_code.and_then(|c| c.parse().ok());
+                place.location = lat_lon(rec.latitude, rec.longitude);
+            }
+        }
+    }
+    if place.continent.is_none() {
+        place.continent = place.country.and_then(continent_of);
+    }
+    place
 }
 
 fn lat_lon(lat: Option<f64>, lon: Option<f64>) -> Option<LatLon> {

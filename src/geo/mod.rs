@@ -5,7 +5,8 @@
 mod codes;
 mod lookup;
 pub mod source;
+pub mod synthetic;
 pub mod writer;
 
-pub use codes::{Continent, CountryCode, continent_of};
+pub use codes::{Continent, CountryCode, all_countries, continent_of};
 pub use lookup::{GeoDb, GeoError, GeoInfo, LatLon, Schema};

@@ -252,6 +252,8 @@ pub struct Settings {
     pub tcp_idle_timeout: Duration,
     pub state_dir: Option<std::path::PathBuf>,
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// UDP worker threads per listen address (0: one per core).
+    pub workers: usize,
     /// Source address health probes connect from.
     pub probe_source: Option<IpAddr>,
     /// Fleet mode, when configured.
@@ -282,6 +284,46 @@ pub struct Compiled {
     pub latency_overhead_ms: f32,
     /// How many (service, region) pairs exist (see `ServiceRegion::slot`).
     pub service_region_slots: usize,
+    /// Traffic-managed names in lower-case wire form, for the UDP fast path.
+    pub service_names: NameMap,
+}
+
+/// Lower-case wire-form names -> (service, zone).
+pub type NameMap =
+    HashMap<Box<[u8]>, (ServiceId, ZoneId), std::hash::BuildHasherDefault<NameHasher>>;
+
+/// FNV-1a over a short name: no allocation, no random state, a few ns per name.
+#[derive(Default)]
+pub struct NameHasher(u64);
+
+impl std::hash::Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+/// A name's lower-case wire form (length-prefixed labels, ending with the root).
+pub fn wire_name(name: &Name) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(name.len() + 2);
+    for label in name.iter() {
+        out.push(label.len() as u8);
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    out.push(0);
+    out.into()
 }
 
 impl Compiled {

@@ -1,0 +1,174 @@
+//! The UDP fast path: the common query (one question for A or AAAA at a traffic-managed
+//! name, QUERY opcode, at most an OPT with ECS) answered straight from the wire bytes, with
+//! no allocation: parse the question and EDNS in place, look the name up, run [`decide`], and
+//! write the response from a fixed layout (ID, flags and the question copied from the query,
+//! answers as pointers to the question name). Anything else returns `None` and goes to the
+//! full handler, which answers every case the same way this does (the differential test
+//! holds them to it).
+use std::net::IpAddr;
+
+use super::handler::{client_of, udp_limit};
+use super::wire;
+use crate::metrics::{Metrics, Transport};
+use crate::routing::RoutingTable;
+use crate::routing::decide::{Query, decide};
+use crate::routing::table::Family;
+use crate::routing::trace::NoTrace;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
+const CLASS_IN: u16 = 1;
+/// Longest wire-form name.
+const MAX_NAME: usize = 255;
+
+/// Answers `req` into `out` (cleared first) when the fast path can; `None` sends it to the
+/// full handler.
+pub fn answer(
+    table: &RoutingTable,
+    req: &[u8],
+    src: IpAddr,
+    metrics: &Metrics,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    if req.len() < 12 {
+        return None;
+    }
+    let flags = req[2];
+    // QR clear, opcode QUERY; exactly one question, nothing in answer/authority, at most
+    // one additional record (the OPT).
+    if flags & 0xF8 != 0 || req[4..10] != [0, 1, 0, 0, 0, 0] || req[10] != 0 || req[11] > 1 {
+        return None;
+    }
+    let scanned = wire::scan(req).ok()?;
+    if scanned.qclass != CLASS_IN || (req[11] == 1) != scanned.edns.is_some() {
+        return None;
+    }
+    let family = match scanned.qtype {
+        TYPE_A => Family::V4,
+        TYPE_AAAA => Family::V6,
+        _ => return None,
+    };
+    if scanned.edns.is_some_and(|e| e.version != 0) {
+        return None;
+    }
+    let mut name = [0u8; MAX_NAME];
+    let len = lower_name(&req[12..scanned.question_end - 4], &mut name)?;
+    let &(service, zone) = table.compiled.service_names.get(&name[..len])?;
+    let client = client_of(src, &scanned);
+    let d = decide(
+        table,
+        &Query {
+            service,
+            family,
+            client,
+        },
+        &mut NoTrace,
+    );
+    let endpoints = d.endpoints.as_slice();
+    if endpoints.is_empty() {
+        return None; // NODATA, SERVFAIL or static fallback: the full handler's business
+    }
+
+    out.clear();
+    out.extend_from_slice(&req[0..2]);
+    // QR, opcode and RD copied, AA set; RA, AD clear, CD copied; rcode NOERROR.
+    out.push(0x80 | (flags & 0x79) | 0x04);
+    out.push(req[3] & 0x10);
+    out.extend_from_slice(&[
+        0,
+        1,
+        0,
+        endpoints.len() as u8,
+        0,
+        0,
+        0,
+        u8::from(scanned.edns.is_some()),
+    ]);
+    out.extend_from_slice(&req[12..scanned.question_end]);
+    for id in endpoints {
+        let e = table.compiled.endpoint(*id);
+        out.extend_from_slice(&[0xC0, 0x0C]);
+        out.extend_from_slice(&scanned.qtype.to_be_bytes());
+        out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        out.extend_from_slice(&d.ttl.to_be_bytes());
+        match e.address {
+            IpAddr::V4(a) => {
+                out.extend_from_slice(&4u16.to_be_bytes());
+                out.extend_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                out.extend_from_slice(&16u16.to_be_bytes());
+                out.extend_from_slice(&a.octets());
+            }
+        }
+    }
+    if let Some(edns) = scanned.edns {
+        out.extend_from_slice(&[0, 0, 41]);
+        out.extend_from_slice(&table.compiled.settings.max_udp_payload.to_be_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        match edns.ecs {
+            Some(ecs) => {
+                let addr_len = usize::from(ecs.source_prefix.div_ceil(8));
+                let scope = if ecs.source_prefix == 0 {
+                    0
+                } else {
+                    d.scope.min(ecs.source_prefix)
+                };
+                out.extend_from_slice(&(8 + addr_len as u16).to_be_bytes());
+                out.extend_from_slice(&[0, 8]);
+                out.extend_from_slice(&(4 + addr_len as u16).to_be_bytes());
+                let (family, bytes): (u16, [u8; 16]) = match ecs.addr {
+                    IpAddr::V4(a) => {
+                        let mut b = [0u8; 16];
+                        b[..4].copy_from_slice(&a.octets());
+                        (1, b)
+                    }
+                    IpAddr::V6(a) => (2, a.octets()),
+                };
+                out.extend_from_slice(&family.to_be_bytes());
+                out.extend_from_slice(&[ecs.source_prefix, scope]);
+                out.extend_from_slice(&bytes[..addr_len]);
+            }
+            None => out.extend_from_slice(&[0, 0]),
+        }
+    }
+    if out.len() > udp_limit(&scanned, table.compiled.settings.max_udp_payload) {
+        return None; // the full handler truncates
+    }
+    let qtype = if family == Family::V4 {
+        RecordType::A
+    } else {
+        RecordType::AAAA
+    };
+    table
+        .counters
+        .count_query(Some(zone), qtype, ResponseCode::NoError, Transport::Udp);
+    table.counters.count_answer(&d);
+    if scanned.edns.is_some_and(|e| e.ecs.is_some()) {
+        metrics.ecs_queries.inc();
+    }
+    Some(())
+}
+
+/// Copies an uncompressed wire name, lower-cased, into `out`; `None` for a compressed or
+/// oversized one.
+fn lower_name(wire: &[u8], out: &mut [u8; MAX_NAME]) -> Option<usize> {
+    if wire.len() > MAX_NAME || wire.last() != Some(&0) {
+        return None;
+    }
+    let mut i = 0;
+    while i < wire.len() {
+        let len = usize::from(wire[i]);
+        if len & 0xC0 != 0 {
+            return None;
+        }
+        out[i] = wire[i];
+        for j in i + 1..=(i + len).min(wire.len() - 1) {
+            out[j] = wire[j].to_ascii_lowercase();
+        }
+        i += len + 1;
+    }
+    (i == wire.len()).then_some(wire.len())
+}

@@ -1,0 +1,220 @@
+//! UDP serving: one `SO_REUSEPORT` socket per worker thread, each reading and writing in
+//! batches (`recvmmsg`/`sendmmsg`: one system call for up to [`BATCH`] packets each way).
+//! Each packet goes to the fast path, else to the full handler. Workers load the routing
+//! table once per batch and never wait on anything but their socket.
+use std::io;
+use std::mem::{MaybeUninit, size_of};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tracing::warn;
+
+use super::{fast, handler};
+use crate::metrics::Metrics;
+use crate::routing::RoutingTable;
+
+/// Packets per system call.
+pub const BATCH: usize = 64;
+/// Largest query read (EDNS queries are far smaller; a larger one is dropped as truncated).
+const RECV_SIZE: usize = 4096;
+/// How often a blocked worker looks at the shutdown flag.
+const WAKE: Duration = Duration::from_millis(200);
+
+/// Binds `workers` sockets on `addr` (all on the same port, which port 0 picks once).
+pub fn bind(addr: SocketAddr, workers: usize) -> io::Result<Vec<UdpSocket>> {
+    let mut sockets = Vec::with_capacity(workers);
+    let mut addr = addr;
+    for _ in 0..workers.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_port(true)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        // Room for bursts while a worker is busy.
+        let _ = socket.set_recv_buffer_size(4 << 20);
+        let _ = socket.set_send_buffer_size(4 << 20);
+        socket.set_read_timeout(Some(WAKE))?;
+        socket.bind(&SockAddr::from(addr))?;
+        if addr.port() == 0 {
+            addr = socket.local_addr()?.as_socket().unwrap_or(addr);
+        }
+        sockets.push(socket.into());
+    }
+    Ok(sockets)
+}
+
+/// Starts one worker thread per socket.
+pub fn spawn(
+    sockets: Vec<UdpSocket>,
+    table: Arc<ArcSwap<RoutingTable>>,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<Vec<JoinHandle<()>>> {
+    sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, socket)| {
+            let (table, metrics, stop) = (table.clone(), metrics.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("meridian-udp-{i}"))
+                .spawn(move || Worker::new(socket).run(&table, &metrics, &stop))
+        })
+        .collect()
+}
+
+/// A worker's buffers, allocated once.
+struct Worker {
+    socket: UdpSocket,
+    bufs: Vec<[u8; RECV_SIZE]>,
+    addrs: Vec<libc::sockaddr_storage>,
+    iov: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+    out: Vec<Vec<u8>>,
+    out_iov: Vec<libc::iovec>,
+    out_msgs: Vec<libc::mmsghdr>,
+}
+
+// The raw pointers in the iovec/mmsghdr arrays point into the worker's own buffers.
+unsafe impl Send for Worker {}
+
+impl Worker {
+    fn new(socket: UdpSocket) -> Worker {
+        // SAFETY: zeroed sockaddr_storage, iovec and mmsghdr are valid (empty) values.
+        let zero_addr: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
+        let zero_iov: libc::iovec = unsafe { MaybeUninit::zeroed().assume_init() };
+        let zero_msg: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+        Worker {
+            socket,
+            bufs: vec![[0u8; RECV_SIZE]; BATCH],
+            addrs: vec![zero_addr; BATCH],
+            iov: vec![zero_iov; BATCH],
+            msgs: vec![zero_msg; BATCH],
+            out: (0..BATCH).map(|_| Vec::with_capacity(1500)).collect(),
+            out_iov: vec![zero_iov; BATCH],
+            out_msgs: vec![zero_msg; BATCH],
+        }
+    }
+
+    fn run(mut self, table: &ArcSwap<RoutingTable>, metrics: &Metrics, stop: &AtomicBool) {
+        let fd = self.socket.as_raw_fd();
+        while !stop.load(Ordering::Relaxed) {
+            for i in 0..BATCH {
+                self.iov[i] = libc::iovec {
+                    iov_base: self.bufs[i].as_mut_ptr().cast(),
+                    iov_len: RECV_SIZE,
+                };
+                let hdr = &mut self.msgs[i].msg_hdr;
+                hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+                hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+                hdr.msg_iov = &mut self.iov[i];
+                hdr.msg_iovlen = 1;
+                hdr.msg_control = std::ptr::null_mut();
+                hdr.msg_controllen = 0;
+                hdr.msg_flags = 0;
+            }
+            // SAFETY: every header points at live buffers owned by `self`, sized as declared.
+            let n = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    self.msgs.as_mut_ptr(),
+                    BATCH as u32,
+                    libc::MSG_WAITFORONE,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n <= 0 {
+                let err = io::Error::last_os_error();
+                if !matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) {
+                    warn!(error = %err, "UDP receive failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            let table = table.load();
+            let mut replies = 0;
+            for i in 0..n as usize {
+                let len = self.msgs[i].msg_len as usize;
+                if self.msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                    continue;
+                }
+                let Some(src) = sockaddr(&self.addrs[i]) else {
+                    continue;
+                };
+                let req = &self.bufs[i][..len];
+                let out = &mut self.out[replies];
+                if fast::answer(&table, req, src.ip(), metrics, out).is_none() {
+                    match handler::respond_udp(&table, req, src, metrics) {
+                        Some(bytes) => *out = bytes,
+                        None => continue,
+                    }
+                }
+                self.out_iov[replies] = libc::iovec {
+                    iov_base: out.as_mut_ptr().cast(),
+                    iov_len: out.len(),
+                };
+                let hdr = &mut self.out_msgs[replies].msg_hdr;
+                hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+                hdr.msg_namelen = self.msgs[i].msg_hdr.msg_namelen;
+                hdr.msg_iov = &mut self.out_iov[replies];
+                hdr.msg_iovlen = 1;
+                hdr.msg_control = std::ptr::null_mut();
+                hdr.msg_controllen = 0;
+                hdr.msg_flags = 0;
+                replies += 1;
+            }
+            drop(table);
+            let mut sent = 0;
+            while sent < replies {
+                // SAFETY: as above, for the reply headers and buffers.
+                let r = unsafe {
+                    libc::sendmmsg(
+                        fd,
+                        self.out_msgs[sent..].as_mut_ptr(),
+                        (replies - sent) as u32,
+                        0,
+                    )
+                };
+                if r <= 0 {
+                    let err = io::Error::last_os_error();
+                    if err.kind() != io::ErrorKind::Interrupted {
+                        // A full socket buffer or an unreachable client: drop the rest, as
+                        // a single sendto would.
+                        break;
+                    }
+                    continue;
+                }
+                sent += r as usize;
+            }
+        }
+    }
+}
+
+fn sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    // SAFETY: the kernel filled `storage` with a sockaddr of the family it names.
+    unsafe {
+        match i32::from(storage.ss_family) {
+            libc::AF_INET => {
+                let a = &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+                let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+                Some(SocketAddr::from((ip, u16::from_be(a.sin_port))))
+            }
+            libc::AF_INET6 => {
+                let a = &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+                let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+                Some(SocketAddr::from((ip, u16::from_be(a.sin6_port))))
+            }
+            _ => None,
+        }
+    }
+}
