@@ -172,3 +172,7 @@ fn lower_name(wire: &[u8], out: &mut [u8; MAX_NAME]) -> Option<usize> {
     }
     (i == wire.len()).then_some(wire.len())
 }
+
+#[cfg(test)]
+#[path = "fast_tests.rs"]
+mod tests;

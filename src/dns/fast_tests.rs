@@ -1,0 +1,230 @@
+//! The fast path and the full handler must give the same answer: a corpus of queries (random
+//! ECS prefixes of both families, mixed-case names, with and without EDNS, small payloads,
+//! unknown options, names and types the fast path passes on) goes through both, and every
+//! response the fast path produces must parse to the same message as the full handler's.
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::{Name, RecordType};
+
+use crate::dns::{fast, handler};
+use crate::metrics::Metrics;
+use crate::routing::RoutingTable;
+
+fn table() -> RoutingTable {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/meridian.toml"))
+            .unwrap()
+            .replace(
+                "../geoip-fixtures",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/geoip-fixtures"),
+            );
+    let compiled = crate::config::load_str(&text, Path::new("/t/meridian.toml")).unwrap();
+    RoutingTable::cold(Arc::new(compiled))
+}
+
+/// A small deterministic generator (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+fn mixed_case(name: &str, rng: &mut Rng) -> String {
+    name.chars()
+        .map(|c| {
+            if rng.next() % 2 == 0 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+fn masked(addr: IpAddr, prefix: u8) -> IpAddr {
+    crate::explain::mask(addr, prefix)
+}
+
+fn corpus(n: usize) -> Vec<Vec<u8>> {
+    let mut rng = Rng(42);
+    let names = [
+        "www.example.com.",
+        "www.example.com.",
+        "www.example.com.",
+        "api.example.com.",
+        "api.example.com.",
+        "shop.example.com.",
+        "example.com.",
+        "nope.example.com.",
+        "www.other.org.",
+    ];
+    let types = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::A,
+        RecordType::MX,
+        RecordType::ANY,
+    ];
+    let v4 = [
+        "11.0.130.7",
+        "12.0.0.1",
+        "13.1.0.9",
+        "14.0.3.3",
+        "15.0.0.1",
+        "16.1.2.3",
+        "18.0.0.5",
+        "20.1.2.3",
+    ];
+    let v6 = [
+        "2001:db8:1::7",
+        "2001:db8:3::1",
+        "2001:db8:5::9",
+        "2001:db8:99::1",
+    ];
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut m = Message::new(
+            (rng.next() & 0xffff) as u16,
+            MessageType::Query,
+            OpCode::Query,
+        );
+        m.metadata.recursion_desired = rng.next() % 2 == 0;
+        m.metadata.checking_disabled = rng.next() % 5 == 0;
+        let name = mixed_case(*rng.pick(&names[..]), &mut rng);
+        m.add_query(Query::query(
+            Name::from_ascii(&name).unwrap(),
+            *rng.pick(&types),
+        ));
+        match i % 4 {
+            0 => {} // no EDNS
+            _ => {
+                let mut e = Edns::new();
+                e.set_max_payload(*rng.pick(&[512u16, 700, 1232, 4096]));
+                if i % 4 != 1 {
+                    let (addr, width) = if rng.next() % 4 == 0 {
+                        (rng.pick(&v6).parse::<IpAddr>().unwrap(), 128)
+                    } else {
+                        (rng.pick(&v4).parse::<IpAddr>().unwrap(), 32)
+                    };
+                    let prefix = (rng.next() % (width as u64 + 1)) as u8;
+                    e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+                        masked(addr, prefix),
+                        prefix,
+                        0,
+                    )));
+                }
+                if i % 7 == 0 {
+                    e.options_mut()
+                        .insert(EdnsOption::Unknown(65001, vec![1, 2, 3]));
+                }
+                m.set_edns(e);
+            }
+        }
+        out.push(m.to_vec().unwrap());
+    }
+    out
+}
+
+#[test]
+fn fast_path_answers_as_the_full_handler_does() {
+    let table = table();
+    let metrics = Metrics::new();
+    let src: SocketAddr = "127.0.0.1:5300".parse().unwrap();
+    let queries = corpus(4000);
+    let mut out = Vec::with_capacity(1500);
+    let mut fast_count = 0;
+    for (i, q) in queries.iter().enumerate() {
+        let full =
+            handler::respond_udp(&table, q, src, &metrics).expect("the full handler answers");
+        if fast::answer(&table, q, src.ip(), &metrics, &mut out).is_none() {
+            continue;
+        }
+        fast_count += 1;
+        let (f, g) = (
+            Message::from_vec(&out).unwrap(),
+            Message::from_vec(&full).unwrap(),
+        );
+        assert_eq!(
+            f,
+            g,
+            "query {i} answered differently:\nquery {:?}",
+            Message::from_vec(q).unwrap()
+        );
+        // The ECS option, with its scope, is part of the comparison.
+        let ecs = |m: &Message| {
+            m.edns
+                .as_ref()
+                .and_then(|e| e.option(EdnsCode::Subnet).cloned())
+        };
+        assert_eq!(ecs(&f), ecs(&g));
+        assert!(
+            out.len() <= full.len() + 16,
+            "query {i}: the fast path should not be larger"
+        );
+    }
+    // Most of the corpus is A/AAAA at traffic-managed names: the comparison is not vacuous.
+    assert!(
+        fast_count > 1000,
+        "only {fast_count} of {} went through the fast path",
+        queries.len()
+    );
+}
+
+#[test]
+fn fast_path_passes_on_what_it_does_not_handle() {
+    let table = table();
+    let metrics = Metrics::new();
+    let src: IpAddr = "127.0.0.1".parse().unwrap();
+    let mut out = Vec::new();
+    let build = |name: &str, t: RecordType| {
+        let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+        m
+    };
+    // Static data, negative answers, other types and classes, other opcodes, EDNS versions.
+    for (name, t) in [
+        ("example.com.", RecordType::SOA),
+        ("nope.example.com.", RecordType::A),
+        ("shop.example.com.", RecordType::A),
+        ("www.example.com.", RecordType::MX),
+        ("www.example.com.", RecordType::ANY),
+        ("api.example.com.", RecordType::AAAA),
+    ] {
+        let q = build(name, t).to_vec().unwrap();
+        assert!(
+            fast::answer(&table, &q, src, &metrics, &mut out).is_none(),
+            "{name} {t}"
+        );
+    }
+    let mut notify = build("www.example.com.", RecordType::A);
+    notify.metadata.op_code = OpCode::Notify;
+    assert!(fast::answer(&table, &notify.to_vec().unwrap(), src, &metrics, &mut out).is_none());
+    let mut v1 = build("www.example.com.", RecordType::A);
+    let mut e = Edns::new();
+    e.set_version(1);
+    v1.set_edns(e);
+    assert!(fast::answer(&table, &v1.to_vec().unwrap(), src, &metrics, &mut out).is_none());
+    // Trailing garbage and malformed ECS are the full handler's FORMERR.
+    let mut bytes = build("www.example.com.", RecordType::A).to_vec().unwrap();
+    bytes.push(0);
+    assert!(fast::answer(&table, &bytes, src, &metrics, &mut out).is_none());
+    // The common case does go fast.
+    let q = build("wWw.example.COM.", RecordType::A).to_vec().unwrap();
+    assert!(fast::answer(&table, &q, src, &metrics, &mut out).is_some());
+}
