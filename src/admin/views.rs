@@ -53,7 +53,7 @@ pub fn regions(t: &RoutingTable) -> Value {
                     let latency = (!latencies.is_empty()).then(|| latencies.iter().sum::<f64>() / latencies.len() as f64);
                     Some(json!({
                         "service": svc.name.to_ascii(),
-                        "up": up > 0 && up >= svc.min_healthy.min(endpoints.len()),
+                        "up": svc.enough_healthy(up, endpoints.len()),
                         "endpoints_up": up,
                         "endpoints_total": endpoints.len(),
                         "latency_ms": latency,

@@ -390,8 +390,8 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
             Outcome::Evacuated
         } else {
             first_with_family.get_or_insert(sr);
-            let up = endpoints.iter().filter(|e| table.serving(**e)).count();
-            if up == 0 || up < svc.min_healthy.min(endpoints.len()) {
+            let up = table.serving_count(endpoints);
+            if !svc.enough_healthy(up, endpoints.len()) {
                 skipped.get_or_insert(Reason::Failover);
                 Outcome::Unhealthy {
                     up: up as u16,
@@ -577,7 +577,7 @@ fn weighted(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
         {
             Outcome::Chosen
         } else if weight == 0 {
-            let up = endpoints.iter().filter(|e| table.serving(**e)).count();
+            let up = table.serving_count(endpoints);
             Outcome::Unhealthy {
                 up: up as u16,
                 total: endpoints.len() as u16,

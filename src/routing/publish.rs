@@ -15,7 +15,8 @@ use tracing::{info, warn};
 
 use super::latency::{Format, LatencyMap, MapError};
 use super::table::{
-    AdminView, Compiled, Evacuation, Family, HealthView, RoutingTable, ServiceId, TargetHealth,
+    AdminView, Compiled, EndpointId, Evacuation, Family, HealthView, RoutingTable, ServiceId,
+    TargetHealth,
 };
 use crate::cluster::{AdminDoc, ClusterError, ClusterStore, Quorum, consensus};
 use crate::config::ConfigErrors;
@@ -23,6 +24,7 @@ use crate::health::prober::ProbeEvent;
 use crate::health::state::{Ewma, Health, Tracker};
 use crate::metrics::{DnsCounters, Metrics};
 use crate::state::{SavedEvacuations, SavedHealth, StateError};
+use prometheus::IntGauge;
 
 /// Starts the probers for a compiled config; returns their task set (dropping it stops them).
 pub type ProberSpawner = Box<dyn Fn(Arc<Compiled>, u64) -> JoinSet<()> + Send + Sync>;
@@ -79,6 +81,70 @@ pub enum AdminError {
     Cluster(#[from] ClusterError),
 }
 
+/// Gauge handles for one compiled config, resolved once (a label lookup hashes and locks).
+struct Gauges {
+    endpoint_up: Vec<IntGauge>,
+    /// By (service, region) slot.
+    region_up: Vec<IntGauge>,
+    /// By region: (evacuated, evacuated since).
+    evacuated: Vec<(IntGauge, IntGauge)>,
+    /// By service: [IPv4, IPv6], for the families the service has.
+    all_down: Vec<[Option<IntGauge>; 2]>,
+}
+
+impl Gauges {
+    /// Drops the series of any previous config and resolves this one's.
+    fn new(m: &Metrics, c: &Compiled) -> Gauges {
+        m.endpoint_up.reset();
+        m.region_up.reset();
+        m.region_evacuated.reset();
+        m.evacuated_since.reset();
+        m.service_all_down.reset();
+        let mut region_up = vec![None; c.service_region_slots];
+        let mut all_down = Vec::new();
+        for svc in &c.services {
+            let name = svc.name.to_ascii();
+            for sr in svc.regions.iter() {
+                let region = &c.region(sr.region).name;
+                region_up[sr.slot as usize] = Some(m.region_up.with_label_values(&[&name, region]));
+            }
+            let family = |f: Family, label: &str| {
+                svc.regions
+                    .iter()
+                    .any(|sr| !sr.endpoints(f).is_empty())
+                    .then(|| m.service_all_down.with_label_values(&[&name, label]))
+            };
+            all_down.push([family(Family::V4, "ipv4"), family(Family::V6, "ipv6")]);
+        }
+        Gauges {
+            endpoint_up: c
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let svc = c.service(e.service).name.to_ascii();
+                    m.endpoint_up.with_label_values(&[
+                        &svc,
+                        &c.region(e.region).name,
+                        &e.address.to_string(),
+                    ])
+                })
+                .collect(),
+            region_up: region_up.into_iter().flatten().collect(),
+            evacuated: c
+                .regions
+                .iter()
+                .map(|r| {
+                    (
+                        m.region_evacuated.with_label_values(&[&r.name]),
+                        m.evacuated_since.with_label_values(&[&r.name]),
+                    )
+                })
+                .collect(),
+            all_down,
+        }
+    }
+}
+
 pub struct Publisher {
     store: Arc<ArcSwap<RoutingTable>>,
     compiled: Arc<Compiled>,
@@ -96,6 +162,7 @@ pub struct Publisher {
     all_down: HashSet<(ServiceId, Family)>,
     probers: JoinSet<()>,
     spawner: Option<ProberSpawner>,
+    gauges: Gauges,
     /// The latency map in force: the config's, or one put through the admin API.
     latency_map: Arc<LatencyMap>,
     /// Latency penalty per (service, region) slot as last published (deadbanded).
@@ -118,6 +185,7 @@ impl Publisher {
     ) -> (Publisher, Arc<ArcSwap<RoutingTable>>) {
         let table = RoutingTable::cold(compiled.clone());
         let counters = table.counters.clone();
+        let gauges = Gauges::new(&metrics, &compiled);
         let store = Arc::new(ArcSwap::from_pointee(table));
         let n = compiled.targets.len();
         let mut p = Publisher {
@@ -148,6 +216,7 @@ impl Publisher {
             all_down: HashSet::new(),
             probers: JoinSet::new(),
             spawner: None,
+            gauges,
             latency_map: Arc::new(LatencyMap::default()),
             penalty: Vec::new(),
             cluster: None,
@@ -516,6 +585,7 @@ impl Publisher {
         self.counters = Arc::new(DnsCounters::new(&compiled));
         self.latency_map = compiled.latency_map.clone();
         self.penalty = vec![None; compiled.service_region_slots];
+        self.gauges = Gauges::new(&self.metrics, &compiled);
         self.compiled = compiled;
         self.config_generation += 1;
         self.state_dir = self.compiled.settings.state_dir.clone();
@@ -578,7 +648,7 @@ impl Publisher {
     fn update_penalties(&mut self, health: &HealthView) {
         for svc in &self.compiled.services {
             for sr in svc.regions.iter() {
-                let samples: Vec<f64> = sr
+                let (sum, n) = sr
                     .v4
                     .iter()
                     .chain(sr.v6.iter())
@@ -586,9 +656,8 @@ impl Publisher {
                     .filter_map(|t| health.targets.get(t.index()))
                     .filter(|t| t.health.serving())
                     .filter_map(|t| t.latency_us)
-                    .collect();
-                let measured = (!samples.is_empty())
-                    .then(|| (samples.iter().sum::<f64>() / samples.len() as f64 / 1000.0) as f32);
+                    .fold((0.0, 0u32), |(s, n), l| (s + l, n + 1));
+                let measured = (n > 0).then(|| (sum / f64::from(n) / 1000.0) as f32);
                 let slot = &mut self.penalty[sr.slot as usize];
                 *slot = match (*slot, measured) {
                     (Some(old), Some(new)) if (new - old).abs() <= svc.latency_margin_ms => {
@@ -600,67 +669,39 @@ impl Publisher {
         }
     }
 
-    /// Health and evacuation gauges, and the log lines for services entering and leaving
-    /// the state where no region is healthy.
+    /// Health and evacuation gauges (handles resolved once per config), and the log lines
+    /// for services entering and leaving the state where no region is healthy.
     fn update_gauges(&mut self, table: &RoutingTable) {
         let m = &self.metrics;
         m.generation.set(table.generation as i64);
-        m.endpoint_up.reset();
-        m.region_up.reset();
-        m.region_evacuated.reset();
-        m.evacuated_since.reset();
-        m.service_all_down.reset();
-        for (i, region) in self.compiled.regions.iter().enumerate() {
-            let since = self
-                .evacuations
-                .get(&region.name)
-                .map_or(0, |e| e.since as i64);
-            m.region_evacuated
-                .with_label_values(&[&region.name])
-                .set(i64::from(table.admin.evacuated[i]));
-            m.evacuated_since
-                .with_label_values(&[&region.name])
-                .set(since);
+        let g = &self.gauges;
+        for (i, (evacuated, since)) in g.evacuated.iter().enumerate() {
+            evacuated.set(i64::from(table.admin.evacuated[i]));
+            let region = &self.compiled.regions[i].name;
+            since.set(self.evacuations.get(region).map_or(0, |e| e.since as i64));
+        }
+        for (i, e) in g.endpoint_up.iter().enumerate() {
+            e.set(i64::from(table.serving(EndpointId(i as u32))));
         }
         let mut now = HashSet::new();
         for (i, svc) in self.compiled.services.iter().enumerate() {
-            let name = svc.name.to_ascii();
             for sr in svc.regions.iter() {
-                let region = &self.compiled.region(sr.region).name;
-                let mut up_any = false;
-                for family in [Family::V4, Family::V6] {
-                    let eps = sr.endpoints(family);
-                    let up = eps.iter().filter(|e| table.serving(**e)).count();
-                    up_any |= !eps.is_empty() && up > 0 && up >= svc.min_healthy.min(eps.len());
-                    for e in eps {
-                        let addr = self.compiled.endpoint(*e).address.to_string();
-                        m.endpoint_up
-                            .with_label_values(&[&name, region, &addr])
-                            .set(i64::from(table.serving(*e)));
-                    }
-                }
-                m.region_up
-                    .with_label_values(&[&name, region])
-                    .set(i64::from(up_any));
+                let up = [Family::V4, Family::V6]
+                    .into_iter()
+                    .any(|f| !sr.endpoints(f).is_empty() && table.region_healthy(svc, sr, f));
+                g.region_up[sr.slot as usize].set(i64::from(up));
             }
-            for family in [Family::V4, Family::V6] {
-                let mut any = false;
-                let mut healthy = false;
-                for sr in svc.regions.iter() {
-                    let eps = sr.endpoints(family);
-                    any |= !eps.is_empty();
-                    let up = eps.iter().filter(|e| table.serving(**e)).count();
-                    healthy |= !table.evacuated(sr.region)
-                        && up > 0
-                        && up >= svc.min_healthy.min(eps.len());
-                }
-                let family_label = if family == Family::V4 { "ipv4" } else { "ipv6" };
-                if any {
-                    m.service_all_down
-                        .with_label_values(&[&name, family_label])
-                        .set(i64::from(!healthy));
-                }
-                if any && !healthy {
+            for (f, family) in [Family::V4, Family::V6].into_iter().enumerate() {
+                let Some(gauge) = &g.all_down[i][f] else {
+                    continue;
+                };
+                let healthy = svc.regions.iter().any(|sr| {
+                    !sr.endpoints(family).is_empty()
+                        && !table.evacuated(sr.region)
+                        && table.region_healthy(svc, sr, family)
+                });
+                gauge.set(i64::from(!healthy));
+                if !healthy {
                     now.insert((ServiceId(i as u32), family));
                 }
             }

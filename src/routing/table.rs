@@ -174,6 +174,13 @@ pub struct Service {
     pub cidr_map: Option<usize>,
 }
 
+impl Service {
+    /// Whether `up` of a region's `total` endpoints (of one family) are enough for it to serve.
+    pub fn enough_healthy(&self, up: usize, total: usize) -> bool {
+        up > 0 && up >= self.min_healthy.min(total)
+    }
+}
+
 /// What a service answers when no region has enough healthy endpoints.
 #[derive(Debug)]
 pub enum AllDown {
@@ -481,6 +488,18 @@ impl RoutingTable {
     pub fn endpoint_health(&self, id: EndpointId) -> Option<Health> {
         let target = self.compiled.endpoint(id).target?;
         self.health.targets.get(target.index()).map(|t| t.health)
+    }
+
+    /// How many of `endpoints` serve.
+    pub fn serving_count(&self, endpoints: &[EndpointId]) -> usize {
+        endpoints.iter().filter(|e| self.serving(**e)).count()
+    }
+
+    /// Whether a region has enough serving endpoints of a family for a service (health only;
+    /// evacuation and residency are separate).
+    pub fn region_healthy(&self, svc: &Service, sr: &ServiceRegion, family: Family) -> bool {
+        let eps = sr.endpoints(family);
+        svc.enough_healthy(self.serving_count(eps), eps.len())
     }
 
     /// Whether an endpoint may be answered: unprobed, unknown and up endpoints serve.
