@@ -26,6 +26,7 @@ CLIENT_CPUS=${CLIENT_CPUS:-1}     # taskset list for dnsperf (one dnsperf thread
 SKIP_APT=${SKIP_APT:-0}           # 1: never call apt-get (fail if something is missing)
 SKIP_BUILD=${SKIP_BUILD:-0}       # 1: use the existing target/release/meridian
 START_TIMEOUT=${START_TIMEOUT:-180} # seconds a server may take to answer after start
+QUIET_WAIT=${QUIET_WAIT:-20}      # seconds to wait for idle CPUs before each throughput run
 
 # ---- small helpers ----------------------------------------------------------------------
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -37,7 +38,7 @@ need_int() { # name value
 
 check_knobs() {
   local k
-  for k in RUNS DURATION LAT_QPS LAT_DURATION NETWORKS SEED QUERIES WORKERS CLIENTS OUTSTANDING START_TIMEOUT; do
+  for k in RUNS DURATION LAT_QPS LAT_DURATION NETWORKS SEED QUERIES WORKERS CLIENTS OUTSTANDING START_TIMEOUT QUIET_WAIT; do
     need_int "$k" "${!k}"
   done
   if [ "$RUNS" -lt 1 ] || [ "$DURATION" -lt 1 ] || [ "$WORKERS" -lt 1 ]; then
@@ -429,4 +430,31 @@ dnsperf_fields() {
     /Average packet size:/ { resp = $NF }
     /Response codes:/ { r = $0; sub(/.*Response codes: */, "", r); gsub(/ \([0-9.]+%\)/, "", r); gsub(/, /, ",", r); gsub(/ /, "=", r); rc = r }
     END { printf "%s %s %s %s %s %s %s\n", (sent==""?0:sent), (done==""?0:done), (lost==""?0:lost), (qps==""?0:qps), (avg==""?0:avg), (resp==""?0:resp), (rc==""?"-":rc) }' "$1"
+}
+
+# "busy softirq total" ticks of the server's CPU, then "busy total" of the client's CPU, from
+# /proc/stat (the first CPU of SERVER_CPUS / CLIENT_CPUS). busy counts user, nice, system,
+# irq, softirq and steal; softirq is where loopback packet delivery is mostly accounted.
+cpu_snap() {
+  awk -v a="cpu${SERVER_CPUS%%[,-]*}" -v b="cpu${CLIENT_CPUS%%[,-]*}" '
+    $1 == a { sb = $2 + $3 + $4 + $7 + $8 + $9; ss = $8; st = sb + $5 + $6 }
+    $1 == b { cb = $2 + $3 + $4 + $7 + $8 + $9; ct = cb + $5 + $6 }
+    END { print sb + 0, ss + 0, st + 0, cb + 0, ct + 0 }' /proc/stat
+}
+
+# Wait (at most QUIET_WAIT seconds) until neither benchmark CPU is more than 15% busy, so a
+# run does not start on top of someone's build. Logs when the machine stays busy.
+wait_quiet() {
+  local i a b
+  for i in $(seq 1 "$QUIET_WAIT"); do
+    a=$(cpu_snap); sleep 1; b=$(cpu_snap)
+    if awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+         s = (y[3] - x[3]) > 0 ? (y[1] - x[1]) / (y[3] - x[3]) : 0;
+         c = (y[5] - x[5]) > 0 ? (y[4] - x[4]) / (y[5] - x[5]) : 0;
+         exit !(s < 0.15 && c < 0.15) }'; then
+      return 0
+    fi
+  done
+  [ "$QUIET_WAIT" -gt 0 ] && log "warning: the benchmark CPUs are still busy after ${QUIET_WAIT}s of waiting; measuring anyway"
+  return 0
 }

@@ -690,6 +690,7 @@ fn regions(cx: &mut Ctx, raw: &RawConfig) -> (Vec<Region>, HashMap<String, Regio
         ids.insert(name.clone(), RegionId(out.len() as u32));
         out.push(Region {
             name,
+            point: location.map(LatLon::point),
             location,
             countries,
             continents,

@@ -9,4 +9,4 @@ pub mod synthetic;
 pub mod writer;
 
 pub use codes::{Continent, CountryCode, all_countries, continent_of};
-pub use lookup::{GeoDb, GeoError, GeoInfo, LatLon, Schema};
+pub use lookup::{GeoDb, GeoError, GeoInfo, LatLon, Point, Schema};

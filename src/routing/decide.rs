@@ -8,7 +8,7 @@ use super::table::{
     Service, ServiceId, ServiceRegion, WeightMode,
 };
 use super::trace::{Outcome, Rank, RttSource, Trace};
-use crate::geo::GeoInfo;
+use crate::geo::{GeoInfo, Point};
 
 /// Who is asking: the ECS subnet when the query carried one, else the packet's source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +150,8 @@ struct Context<'a> {
     /// Bit i: the service's i-th region is allowed by residency.
     allowed: u64,
     scope: u8,
+    /// The trace shows details (distances): compute them.
+    detailed: bool,
 }
 
 /// Decides the answer for one query. The same function serves DNS and `explain`.
@@ -209,6 +211,7 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
         overridden: over.and_then(|m| m.value.copied()),
         allowed,
         scope,
+        detailed: trace.detailed(),
     };
     let decision = match svc.policy {
         Policy::Weighted => weighted(&cx, trace),
@@ -231,9 +234,18 @@ fn rank_region(
 ) -> (Key, Rank) {
     let compiled = &*cx.table.compiled;
     let region = compiled.region(sr.region);
-    let km = match (region.location, cx.geo.location) {
-        (Some(a), Some(b)) => Some(a.distance_km(b)),
+    let chord = match (region.point, cx.geo.point) {
+        (Some(a), Some(b)) => Some(a.chord(b)),
         _ => None,
+    };
+    // Rank by chord length (same order as distance, no trigonometry); km only when shown.
+    let chord_key = |c: f64| (c * 1.0e9) as u32;
+    let shown_km = |c: f64| {
+        if cx.detailed {
+            Point::km(c).round() as u32
+        } else {
+            0
+        }
     };
     let key = |tier: u8, metric: u32| (tier, metric, true, sr.rank, i as u16);
     let default = (key(4, 0), Rank::DefaultOrder { position: sr.rank });
@@ -243,7 +255,7 @@ fn rank_region(
     match cx.svc.policy {
         Policy::Failover => (key(5, 0), Rank::FailoverOrder { position: sr.rank }),
         Policy::Geo => {
-            let km_key = km.map_or(u32::MAX, |k| k.round() as u32);
+            let km_key = chord.map_or(u32::MAX, chord_key);
             if cx
                 .geo
                 .country
@@ -256,18 +268,13 @@ fn rank_region(
                 .is_some_and(|c| region.continents.contains(&c))
             {
                 (key(2, km_key), Rank::Continent)
-            } else if let Some(k) = km {
-                (
-                    key(3, k.round() as u32),
-                    Rank::Distance {
-                        km: k.round() as u32,
-                    },
-                )
+            } else if let Some(c) = chord {
+                (key(3, chord_key(c)), Rank::Distance { km: shown_km(c) })
             } else {
                 default
             }
         }
-        Policy::Proximity => match km {
+        Policy::Proximity => match chord.map(Point::km) {
             Some(k) => {
                 let biased = k * (1.0 - region.bias);
                 (
@@ -280,7 +287,7 @@ fn rank_region(
             }
             None => default,
         },
-        Policy::Latency => match expected_rtt(cx, sr, row, km) {
+        Policy::Latency => match expected_rtt(cx, sr, row, chord) {
             Some((rtt, source)) => {
                 let penalty = cx
                     .table
@@ -320,12 +327,12 @@ fn expected_rtt(
     cx: &Context<'_>,
     sr: &ServiceRegion,
     row: Option<&Row<'_>>,
-    km: Option<f64>,
+    chord: Option<f64>,
 ) -> Option<(f32, RttSource)> {
     if let Some(rtt) = row.and_then(|r| r.rtt(sr.region.index())) {
         return Some((rtt, RttSource::Map(row.map_or(RowKind::Cidr, |r| r.kind))));
     }
-    km.map(|k| {
+    chord.map(Point::km).map(|k| {
         (
             (2.0 * k / 200.0) as f32 + cx.table.compiled.latency_overhead_ms,
             RttSource::Estimate,
@@ -357,11 +364,11 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
                 .filter_map(|i| {
                     let sr = &svc.regions[i];
                     let region = table.compiled.region(sr.region);
-                    let km = match (region.location, cx.geo.location) {
-                        (Some(a), Some(b)) => Some(a.distance_km(b)),
+                    let chord = match (region.point, cx.geo.point) {
+                        (Some(a), Some(b)) => Some(a.chord(b)),
                         _ => None,
                     };
-                    expected_rtt(cx, sr, row.as_ref(), km).map(|(rtt, _)| (rtt, sr.rank, i))
+                    expected_rtt(cx, sr, row.as_ref(), chord).map(|(rtt, _)| (rtt, sr.rank, i))
                 })
                 .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
                 .map(|(_, _, i)| i)

@@ -299,6 +299,7 @@ mod tests {
                 countries: vec![],
                 continents: vec![],
                 bias: 0.0,
+                point: None,
             })
             .collect()
     }

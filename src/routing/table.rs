@@ -9,7 +9,7 @@ use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 
 use super::latency::LatencyMap;
 use super::prefix::PrefixTable;
-use crate::geo::{Continent, CountryCode, GeoDb, LatLon};
+use crate::geo::{Continent, CountryCode, GeoDb, LatLon, Point};
 use crate::health::CheckSpec;
 use crate::health::state::Health;
 use crate::metrics::DnsCounters;
@@ -115,6 +115,8 @@ pub struct Region {
     pub continents: Vec<Continent>,
     /// Proximity bias as a fraction (-0.99 to 0.99): distance counts as km x (1 - bias).
     pub bias: f64,
+    /// `location` as a unit vector.
+    pub point: Option<Point>,
 }
 
 #[derive(Debug)]

@@ -62,6 +62,10 @@ pub enum Outcome {
 }
 
 pub trait Trace {
+    /// Whether this trace shows details (distances in km) worth extra work to compute.
+    fn detailed(&self) -> bool {
+        false
+    }
     fn geo(&mut self, _client: &Client, _geo: &GeoInfo) {}
     fn candidate(&mut self, _region: RegionId, _rank: Rank, _outcome: Outcome) {}
     /// No region was healthy; `action` is what `on_all_down` did.
@@ -95,6 +99,10 @@ pub struct Recorder {
 }
 
 impl Trace for Recorder {
+    fn detailed(&self) -> bool {
+        true
+    }
+
     fn geo(&mut self, client: &Client, geo: &GeoInfo) {
         self.steps.push(Step::Geo {
             client: *client,
