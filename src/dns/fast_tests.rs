@@ -46,7 +46,7 @@ impl Rng {
 fn mixed_case(name: &str, rng: &mut Rng) -> String {
     name.chars()
         .map(|c| {
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 c.to_ascii_uppercase()
             } else {
                 c
@@ -104,8 +104,8 @@ fn corpus(n: usize) -> Vec<Vec<u8>> {
             MessageType::Query,
             OpCode::Query,
         );
-        m.metadata.recursion_desired = rng.next() % 2 == 0;
-        m.metadata.checking_disabled = rng.next() % 5 == 0;
+        m.metadata.recursion_desired = rng.next().is_multiple_of(2);
+        m.metadata.checking_disabled = rng.next().is_multiple_of(5);
         let name = mixed_case(*rng.pick(&names[..]), &mut rng);
         m.add_query(Query::query(
             Name::from_ascii(&name).unwrap(),
@@ -117,7 +117,7 @@ fn corpus(n: usize) -> Vec<Vec<u8>> {
                 let mut e = Edns::new();
                 e.set_max_payload(*rng.pick(&[512u16, 700, 1232, 4096]));
                 if i % 4 != 1 {
-                    let (addr, width) = if rng.next() % 4 == 0 {
+                    let (addr, width) = if rng.next().is_multiple_of(4) {
                         (rng.pick(&v6).parse::<IpAddr>().unwrap(), 128)
                     } else {
                         (rng.pick(&v4).parse::<IpAddr>().unwrap(), 32)
