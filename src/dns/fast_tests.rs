@@ -106,7 +106,8 @@ fn corpus(n: usize) -> Vec<Vec<u8>> {
         );
         m.metadata.recursion_desired = rng.next().is_multiple_of(2);
         m.metadata.checking_disabled = rng.next().is_multiple_of(5);
-        let name = mixed_case(rng.pick(&names[..]), &mut rng);
+        let picked: &&str = rng.pick(&names[..]);
+        let name = mixed_case(picked, &mut rng);
         m.add_query(Query::query(
             Name::from_ascii(&name).unwrap(),
             *rng.pick(&types),
