@@ -252,7 +252,7 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
         &settings.dns_listen,
         table.clone(),
         metrics.clone(),
-        settings.tcp_idle_timeout,
+        settings.tcp,
         settings.workers,
     )
     .await?;
@@ -295,10 +295,7 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
 
     shutdown_signal().await?;
     info!("shutting down");
-    listeners
-        .shutdown()
-        .await
-        .context("shutting down the DNS server")?;
+    listeners.shutdown().await;
     Ok(())
 }
 

@@ -41,7 +41,7 @@ const RCODES: [&str; 8] = [
 const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
 const REASONS: [Reason; 13] = Reason::ALL;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {
     Udp,
     Tcp,
@@ -188,6 +188,10 @@ pub struct Metrics {
     pub all_down_total: IntCounterVec,
     pub generation: IntGauge,
     pub reloads: IntCounterVec,
+    pub tcp_connections: IntGauge,
+    pub tcp_rejected: IntCounter,
+    pub tcp_query_limit: IntCounter,
+    pub rrl: IntCounterVec,
     pub cluster_connected: IntGauge,
     pub cluster_applied_revision: IntGauge,
     pub cluster_store_revision: IntGauge,
@@ -334,6 +338,20 @@ impl Metrics {
                 "meridian_config_reloads_total",
                 "Config reloads by result.",
                 &["result"],
+            ),
+            tcp_connections: gauge("meridian_tcp_connections", "Open DNS-over-TCP connections."),
+            tcp_rejected: counter(
+                "meridian_tcp_rejected_total",
+                "TCP connections closed at once because the connection cap was reached.",
+            ),
+            tcp_query_limit: counter(
+                "meridian_tcp_query_limit_total",
+                "TCP connections closed after their maximum number of queries.",
+            ),
+            rrl: counter_vec(
+                "meridian_rrl_responses_total",
+                "UDP responses held back by response rate limiting, by action.",
+                &["action"],
             ),
             cluster_connected,
             cluster_applied_revision,

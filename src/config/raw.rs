@@ -85,8 +85,12 @@ pub struct RawServer {
     pub admin_listen: Option<S<String>>,
     /// Largest UDP response we send and the payload size our OPT advertises.
     pub max_udp_payload: Option<S<i64>>,
-    /// How long a TCP connection may sit idle between queries.
+    /// How long a TCP connection may sit idle between queries (or stall inside one).
     pub tcp_idle_timeout: Option<S<String>>,
+    /// Longest lifetime of a TCP connection.
+    pub tcp_total_timeout: Option<S<String>>,
+    pub tcp_max_connections: Option<S<i64>>,
+    pub tcp_max_queries: Option<S<i64>>,
     pub state_dir: Option<S<String>>,
     pub admin_token_file: Option<S<String>>,
     /// UDP worker threads per listen address; 0 or absent = one per core.

@@ -15,6 +15,7 @@ use super::Problem;
 use super::duration;
 use super::raw::{RawCheck, RawCluster, RawConfig, RawEndpoint, RawService, RawZone, S};
 use crate::cluster::{ClusterSettings, Quorum};
+use crate::dns::tcp::TcpLimits;
 use crate::geo::{Continent, CountryCode, LatLon};
 use crate::health::{self, CheckKind, CheckSpec, StatusMatch, TlsVerify};
 use crate::routing::table::{
@@ -27,6 +28,9 @@ const DEFAULT_ZONE_TTL: u32 = 3600;
 const DEFAULT_SERVICE_TTL: u32 = 30;
 const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
 const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(10);
+const DEFAULT_TCP_TOTAL: Duration = Duration::from_secs(120);
+const DEFAULT_TCP_CONNECTIONS: usize = 1024;
+const DEFAULT_TCP_QUERIES: usize = 1000;
 const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
 const DEFAULT_LATENCY_OVERHEAD_MS: f32 = 5.0;
 const DEFAULT_LATENCY_MARGIN_MS: f32 = 10.0;
@@ -344,25 +348,51 @@ fn server_settings(cx: &mut Ctx, raw: &RawConfig, base: &Path) -> Settings {
             }
         },
     };
-    let tcp_idle_timeout = match &s.tcp_idle_timeout {
-        None => DEFAULT_TCP_IDLE,
+    let mut positive = |v: &Option<S<String>>, default: Duration, what: &str| match v {
+        None => default,
         Some(v) => match duration::parse(v.get_ref()) {
             Ok(d) if !d.is_zero() => d,
             Ok(_) => {
-                cx.err(v.span(), "tcp_idle_timeout must be above zero");
-                DEFAULT_TCP_IDLE
+                cx.err(v.span(), format!("{what} must be above zero"));
+                default
             }
             Err(e) => {
                 cx.err(v.span(), e);
-                DEFAULT_TCP_IDLE
+                default
             }
         },
+    };
+    let idle_timeout = positive(&s.tcp_idle_timeout, DEFAULT_TCP_IDLE, "tcp_idle_timeout");
+    let total_timeout = positive(&s.tcp_total_timeout, DEFAULT_TCP_TOTAL, "tcp_total_timeout");
+    let mut count = |v: &Option<S<i64>>, default: usize, max: i64, what: &str| match v {
+        None => default,
+        Some(v) if (1..=max).contains(v.get_ref()) => *v.get_ref() as usize,
+        Some(v) => {
+            cx.err(v.span(), format!("{what} must be 1 to {max}"));
+            default
+        }
+    };
+    let tcp = TcpLimits {
+        max_connections: count(
+            &s.tcp_max_connections,
+            DEFAULT_TCP_CONNECTIONS,
+            1_000_000,
+            "tcp_max_connections",
+        ),
+        idle_timeout,
+        total_timeout,
+        max_queries: count(
+            &s.tcp_max_queries,
+            DEFAULT_TCP_QUERIES,
+            1_000_000,
+            "tcp_max_queries",
+        ) as u32,
     };
     Settings {
         dns_listen,
         admin_listen,
         max_udp_payload,
-        tcp_idle_timeout,
+        tcp,
         state_dir: s.state_dir.as_ref().map(|d| base.join(d.get_ref())),
         admin_token_file: s.admin_token_file.as_ref().map(|f| base.join(f.get_ref())),
         probe_source: s

@@ -4,14 +4,12 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncoder;
-use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::debug;
 
@@ -24,12 +22,6 @@ use crate::routing::decide::Decision;
 use crate::routing::table::ZoneId;
 use crate::routing::trace::NoTrace;
 use tokio::time::Instant;
-
-/// Serves DNS from whatever table the publisher last stored.
-pub struct DnsHandler {
-    pub table: Arc<ArcSwap<RoutingTable>>,
-    pub metrics: Arc<Metrics>,
-}
 
 /// The client a query is routed for: its ECS subnet when it sent one with a non-zero source
 /// prefix, else the packet's source (IPv4-mapped IPv6 taken as IPv4).
@@ -52,20 +44,8 @@ pub fn udp_limit(scanned: &Scanned, ours: u16) -> usize {
     scanned.edns.map_or(512, |e| e.payload.min(ours)) as usize
 }
 
-#[async_trait::async_trait]
-impl RequestHandler for DnsHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        response: R,
-    ) -> ResponseInfo {
-        let table = self.table.load_full();
-        serve(&table, request, response, &self.metrics).await
-    }
-}
-
-/// Answers one parsed request and counts it: the full handler, for TCP (through hickory's
-/// server) and for UDP queries the fast path passes on.
+/// Answers one parsed request and counts it: the full handler, for TCP and for the UDP
+/// queries the fast path passes on.
 pub async fn serve<R: ResponseHandler>(
     table: &RoutingTable,
     request: &Request,
@@ -104,27 +84,39 @@ pub async fn serve<R: ResponseHandler>(
     info
 }
 
-/// The full handler for one UDP datagram, outside hickory's server: the same checks
-/// hickory's server makes before its handler (drop what has no header or is a response,
-/// FORMERR what does not parse), then [`serve`]. Returns the bytes to send, or `None` to drop.
+/// The full handler for one UDP datagram (see [`respond`]).
 pub fn respond_udp(
     table: &RoutingTable,
     raw: &[u8],
     src: SocketAddr,
     metrics: &Metrics,
 ) -> Option<Vec<u8>> {
+    respond_message(table, raw, src, Transport::Udp, metrics)
+}
+
+/// The full handler for one message off the wire: the checks a server makes before its
+/// handler (drop what has no header or is a response, FORMERR what does not parse), then
+/// [`serve`]. Returns the bytes to send, or `None` to drop.
+pub fn respond_message(
+    table: &RoutingTable,
+    raw: &[u8],
+    src: SocketAddr,
+    transport: Transport,
+    metrics: &Metrics,
+) -> Option<Vec<u8>> {
     if raw.len() < 12 || raw[2] & 0x80 != 0 {
         return None;
     }
-    let request = match Request::from_bytes(raw.to_vec(), src, Protocol::Udp) {
+    let protocol = match transport {
+        Transport::Udp => Protocol::Udp,
+        Transport::Tcp => Protocol::Tcp,
+    };
+    let request = match Request::from_bytes(raw.to_vec(), src, protocol) {
         Ok(r) => r,
         Err(_) => {
-            table.counters.count_query(
-                None,
-                RecordType::NULL,
-                ResponseCode::FormErr,
-                Transport::Udp,
-            );
+            table
+                .counters
+                .count_query(None, RecordType::NULL, ResponseCode::FormErr, transport);
             // Header only: ID, opcode and RD echoed, QR set, FORMERR.
             let mut out = raw[..12].to_vec();
             out[2] = 0x80 | (raw[2] & 0x79);
@@ -133,7 +125,7 @@ pub fn respond_udp(
             return Some(out);
         }
     };
-    let capture = Capture::default();
+    let capture = Capture(Arc::default(), transport);
     let mut fut = std::pin::pin!(serve(table, &request, capture.clone(), metrics));
     // Nothing in `serve` waits on I/O (the capture never blocks): one poll completes it.
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -144,8 +136,8 @@ pub fn respond_udp(
 }
 
 /// A [`ResponseHandler`] that keeps the encoded response instead of sending it.
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::OnceLock<Vec<u8>>>);
+#[derive(Clone)]
+struct Capture(Arc<std::sync::OnceLock<Vec<u8>>>, Transport);
 
 #[async_trait::async_trait]
 impl ResponseHandler for Capture {
@@ -162,8 +154,12 @@ impl ResponseHandler for Capture {
     ) -> Result<ResponseInfo, hickory_server::net::NetError> {
         let mut buf = Vec::with_capacity(512);
         let mut enc = BinEncoder::new(&mut buf);
-        // As hickory's UDP path: the limit is our OPT's size, or 512 without one.
-        enc.set_max_size(response.edns().map_or(512, |e| e.max_payload()));
+        // As hickory's UDP path: the limit is our OPT's size, or 512 without one. TCP: the
+        // frame's limit.
+        enc.set_max_size(match self.1 {
+            Transport::Udp => response.edns().map_or(512, |e| e.max_payload()),
+            Transport::Tcp => u16::MAX,
+        });
         let info = response
             .destructive_emit(&mut enc)
             .map_err(|e| hickory_server::net::NetError::from(e.to_string()))?;

@@ -1,24 +1,24 @@
 //! Binds UDP and TCP on each configured address (the same port for both, even when the
-//! config asks for port 0). UDP is served by our batched workers (`udp.rs`), TCP by hickory's
-//! server with the same full handler.
+//! config asks for port 0). UDP is served by batched worker threads (`udp.rs`), TCP by
+//! `tcp.rs`; both answer through the same handler. (hickory's `Server` loop has no
+//! connection cap, lifetime or per-connection query limit, so TCP has its own loop around
+//! hickory's request parsing and response building.)
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hickory_server::Server;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use super::handler::DnsHandler;
+use super::tcp::{self, TcpLimits};
 use super::udp;
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 
-/// Per-connection buffer for TCP responses waiting to be written.
-const TCP_RESPONSE_BUFFER: usize = 64;
 /// How often to retry when port 0 gave UDP a port whose TCP twin is taken.
 const BIND_ATTEMPTS: usize = 16;
 
@@ -30,8 +30,8 @@ pub struct ListenError {
 }
 
 pub struct Listeners {
-    /// hickory's server, serving TCP.
-    pub server: Server<DnsHandler>,
+    tcp: JoinSet<()>,
+    cancel: CancellationToken,
     /// The addresses actually bound (port 0 resolved), one per configured address.
     pub bound: Vec<SocketAddr>,
     udp_workers: Vec<JoinHandle<()>>,
@@ -40,13 +40,13 @@ pub struct Listeners {
 
 impl Listeners {
     /// Stops accepting, lets in-flight work finish, and joins the UDP workers.
-    pub async fn shutdown(mut self) -> Result<(), hickory_server::net::NetError> {
+    pub async fn shutdown(mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let result = self.server.shutdown_gracefully().await;
+        self.cancel.cancel();
+        while self.tcp.join_next().await.is_some() {}
         for w in self.udp_workers.drain(..) {
             let _ = tokio::task::spawn_blocking(move || w.join()).await;
         }
-        result
     }
 }
 
@@ -60,7 +60,7 @@ pub async fn listen(
     addrs: &[SocketAddr],
     table: Arc<ArcSwap<RoutingTable>>,
     metrics: Arc<Metrics>,
-    tcp_idle_timeout: Duration,
+    limits: TcpLimits,
     workers: usize,
 ) -> Result<Listeners, ListenError> {
     let workers = if workers == 0 {
@@ -68,10 +68,8 @@ pub async fn listen(
     } else {
         workers
     };
-    let mut server = Server::new(DnsHandler {
-        table: table.clone(),
-        metrics: metrics.clone(),
-    });
+    let cancel = CancellationToken::new();
+    let mut tcp_tasks = JoinSet::new();
     let stop = Arc::new(AtomicBool::new(false));
     let mut bound = Vec::new();
     let mut udp_workers = Vec::new();
@@ -79,13 +77,20 @@ pub async fn listen(
         let err = |source| ListenError { addr, source };
         let (sockets, tcp) = bind_pair(addr, workers).await.map_err(err)?;
         bound.push(tcp.local_addr().map_err(err)?);
-        server.register_listener(tcp, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
+        tcp_tasks.spawn(tcp::serve(
+            tcp,
+            table.clone(),
+            metrics.clone(),
+            limits,
+            cancel.clone(),
+        ));
         udp_workers.extend(
             udp::spawn(sockets, table.clone(), metrics.clone(), stop.clone()).map_err(err)?,
         );
     }
     Ok(Listeners {
-        server,
+        tcp: tcp_tasks,
+        cancel,
         bound,
         udp_workers,
         stop,

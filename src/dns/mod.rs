@@ -2,5 +2,6 @@
 pub mod fast;
 pub mod handler;
 pub mod listen;
+pub mod tcp;
 pub mod udp;
 pub mod wire;

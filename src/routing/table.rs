@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 
@@ -258,7 +257,7 @@ pub struct Settings {
     pub dns_listen: Vec<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
     pub max_udp_payload: u16,
-    pub tcp_idle_timeout: Duration,
+    pub tcp: crate::dns::tcp::TcpLimits,
     pub state_dir: Option<std::path::PathBuf>,
     pub admin_token_file: Option<std::path::PathBuf>,
     /// UDP worker threads per listen address (0: one per core).

@@ -1,0 +1,119 @@
+//! DNS over TCP (RFC 7766): two-byte length framing, several queries per connection answered
+//! in order, and the limits an Internet-facing server needs: a cap on concurrent
+//! connections, an idle timeout that also cuts off a half-sent message, a total lifetime and a
+//! query count per connection, and no buffering beyond one message. Each message goes
+//! through the same full handler as UDP.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, timeout_at};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::handler::respond_message;
+use crate::metrics::{Metrics, Transport};
+use crate::routing::RoutingTable;
+
+/// Limits on TCP clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    pub max_connections: usize,
+    /// Longest wait for the next query, or for the rest of one that has started.
+    pub idle_timeout: Duration,
+    /// Longest a connection may live.
+    pub total_timeout: Duration,
+    pub max_queries: u32,
+}
+
+/// Accepts connections until `stop` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    table: Arc<ArcSwap<RoutingTable>>,
+    metrics: Arc<Metrics>,
+    limits: TcpLimits,
+    stop: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    debug!(error = %e, "TCP accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // At the cap: close at once rather than queue (the client retries elsewhere).
+            metrics.tcp_rejected.inc();
+            continue;
+        };
+        let (table, metrics, stop) = (table.clone(), metrics.clone(), stop.clone());
+        tokio::spawn(async move {
+            metrics.tcp_connections.inc();
+            tokio::select! {
+                _ = connection(stream, peer, &table, &metrics, limits) => {}
+                _ = stop.cancelled() => {}
+            }
+            metrics.tcp_connections.dec();
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    table: &ArcSwap<RoutingTable>,
+    metrics: &Metrics,
+    limits: TcpLimits,
+) {
+    let _ = stream.set_nodelay(true);
+    let end = Instant::now() + limits.total_timeout;
+    let mut buf = Vec::with_capacity(512);
+    for _ in 0..limits.max_queries {
+        let deadline = (Instant::now() + limits.idle_timeout).min(end);
+        let mut len = [0u8; 2];
+        if !matches!(
+            timeout_at(deadline, stream.read_exact(&mut len)).await,
+            Ok(Ok(_))
+        ) {
+            return; // idle, closed, or a half-sent length
+        }
+        let len = usize::from(u16::from_be_bytes(len));
+        buf.resize(len, 0);
+        let deadline = (Instant::now() + limits.idle_timeout).min(end);
+        if !matches!(
+            timeout_at(deadline, stream.read_exact(&mut buf)).await,
+            Ok(Ok(_))
+        ) {
+            return; // a message that stalled half-way
+        }
+        let table = table.load_full();
+        let Some(reply) = respond_message(&table, &buf, peer, Transport::Tcp, metrics) else {
+            continue;
+        };
+        let Ok(len) = u16::try_from(reply.len()) else {
+            return;
+        };
+        let mut frame = Vec::with_capacity(reply.len() + 2);
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(&reply);
+        let deadline = (Instant::now() + limits.idle_timeout).min(end);
+        if !matches!(
+            timeout_at(deadline, stream.write_all(&frame)).await,
+            Ok(Ok(_))
+        ) {
+            return;
+        }
+    }
+    metrics.tcp_query_limit.inc();
+}
