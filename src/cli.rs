@@ -253,6 +253,7 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
         table.clone(),
         metrics.clone(),
         settings.tcp,
+        &settings.rrl,
         settings.workers,
     )
     .await?;

@@ -26,6 +26,18 @@ pub struct RawConfig {
     #[serde(default)]
     pub cidr_maps: BTreeMap<String, S<RawCidrMap>>,
     pub cluster: Option<S<RawCluster>>,
+    pub rrl: Option<S<RawRrl>>,
+}
+
+/// Response rate limiting (UDP).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRrl {
+    pub responses_per_second: Option<S<i64>>,
+    pub slip: Option<S<i64>>,
+    pub ipv4_prefix: Option<S<i64>>,
+    pub ipv6_prefix: Option<S<i64>>,
+    pub exempt: Option<S<Vec<S<String>>>>,
 }
 
 /// Fleet mode: evacuations and health shared through etcd.

@@ -13,8 +13,9 @@ use hickory_proto::serialize::txt::Parser;
 
 use super::Problem;
 use super::duration;
-use super::raw::{RawCheck, RawCluster, RawConfig, RawEndpoint, RawService, RawZone, S};
+use super::raw::{RawCheck, RawCluster, RawConfig, RawEndpoint, RawRrl, RawService, RawZone, S};
 use crate::cluster::{ClusterSettings, Quorum};
+use crate::dns::rrl::RrlSettings;
 use crate::dns::tcp::TcpLimits;
 use crate::geo::{Continent, CountryCode, LatLon};
 use crate::health::{self, CheckKind, CheckSpec, StatusMatch, TlsVerify};
@@ -393,6 +394,10 @@ fn server_settings(cx: &mut Ctx, raw: &RawConfig, base: &Path) -> Settings {
         admin_listen,
         max_udp_payload,
         tcp,
+        rrl: raw
+            .rrl
+            .as_ref()
+            .map_or_else(RrlSettings::default, |r| rrl(cx, r.get_ref())),
         state_dir: s.state_dir.as_ref().map(|d| base.join(d.get_ref())),
         admin_token_file: s.admin_token_file.as_ref().map(|f| base.join(f.get_ref())),
         probe_source: s
@@ -883,6 +888,49 @@ fn checks(cx: &mut Ctx, raw: &BTreeMap<String, S<RawCheck>>) -> Vec<CheckSpec> {
                 TlsVerify::Verify
             },
         });
+    }
+    out
+}
+
+/// The `[rrl]` section.
+fn rrl(cx: &mut Ctx, r: &RawRrl) -> RrlSettings {
+    let mut out = RrlSettings::default();
+    let mut num = |v: &Option<S<i64>>, max: i64, what: &str| -> Option<i64> {
+        let v = v.as_ref()?;
+        if (0..=max).contains(v.get_ref()) {
+            Some(*v.get_ref())
+        } else {
+            cx.err(v.span(), format!("{what} must be 0 to {max}"));
+            None
+        }
+    };
+    if let Some(n) = num(&r.responses_per_second, 1_000_000, "responses_per_second") {
+        out.responses_per_second = n as u32;
+    }
+    if let Some(n) = num(&r.slip, 100, "slip") {
+        out.slip = n as u32;
+    }
+    if let Some(n) = num(&r.ipv4_prefix, 32, "ipv4_prefix") {
+        out.ipv4_prefix = n as u8;
+    }
+    if let Some(n) = num(&r.ipv6_prefix, 128, "ipv6_prefix") {
+        out.ipv6_prefix = n as u8;
+    }
+    if let Some(list) = &r.exempt {
+        out.exempt = list
+            .get_ref()
+            .iter()
+            .filter_map(|n| match n.get_ref().parse::<ipnet::IpNet>() {
+                Ok(net) => Some(net.trunc()),
+                Err(_) => {
+                    cx.err(
+                        n.span(),
+                        format!("{:?} is not a network (CIDR)", n.get_ref()),
+                    );
+                    None
+                }
+            })
+            .collect();
     }
     out
 }

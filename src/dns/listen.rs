@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::rrl::RrlSettings;
 use super::tcp::{self, TcpLimits};
 use super::udp;
 use crate::metrics::Metrics;
@@ -61,6 +62,7 @@ pub async fn listen(
     table: Arc<ArcSwap<RoutingTable>>,
     metrics: Arc<Metrics>,
     limits: TcpLimits,
+    rrl: &RrlSettings,
     workers: usize,
 ) -> Result<Listeners, ListenError> {
     let workers = if workers == 0 {
@@ -85,7 +87,7 @@ pub async fn listen(
             cancel.clone(),
         ));
         udp_workers.extend(
-            udp::spawn(sockets, table.clone(), metrics.clone(), stop.clone()).map_err(err)?,
+            udp::spawn(sockets, table.clone(), metrics.clone(), rrl, stop.clone()).map_err(err)?,
         );
     }
     Ok(Listeners {

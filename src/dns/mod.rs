@@ -2,6 +2,7 @@
 pub mod fast;
 pub mod handler;
 pub mod listen;
+pub mod rrl;
 pub mod tcp;
 pub mod udp;
 pub mod wire;

@@ -9,12 +9,13 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tracing::warn;
 
+use super::rrl::{self, Limiter, RrlSettings, Verdict};
 use super::{fast, handler};
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
@@ -54,16 +55,19 @@ pub fn spawn(
     sockets: Vec<UdpSocket>,
     table: Arc<ArcSwap<RoutingTable>>,
     metrics: Arc<Metrics>,
+    rrl: &RrlSettings,
     stop: Arc<AtomicBool>,
 ) -> io::Result<Vec<JoinHandle<()>>> {
+    let workers = sockets.len();
     sockets
         .into_iter()
         .enumerate()
         .map(|(i, socket)| {
             let (table, metrics, stop) = (table.clone(), metrics.clone(), stop.clone());
+            let limiter = Limiter::new(rrl, workers);
             std::thread::Builder::new()
                 .name(format!("meridian-udp-{i}"))
-                .spawn(move || Worker::new(socket).run(&table, &metrics, &stop))
+                .spawn(move || Worker::new(socket, limiter).run(&table, &metrics, &stop))
         })
         .collect()
 }
@@ -78,13 +82,15 @@ struct Worker {
     out: Vec<Vec<u8>>,
     out_iov: Vec<libc::iovec>,
     out_msgs: Vec<libc::mmsghdr>,
+    limiter: Option<Limiter>,
+    scratch: Vec<u8>,
 }
 
 // The raw pointers in the iovec/mmsghdr arrays point into the worker's own buffers.
 unsafe impl Send for Worker {}
 
 impl Worker {
-    fn new(socket: UdpSocket) -> Worker {
+    fn new(socket: UdpSocket, limiter: Option<Limiter>) -> Worker {
         // SAFETY: zeroed sockaddr_storage, iovec and mmsghdr are valid (empty) values.
         let zero_addr: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
         let zero_iov: libc::iovec = unsafe { MaybeUninit::zeroed().assume_init() };
@@ -98,11 +104,16 @@ impl Worker {
             out: (0..BATCH).map(|_| Vec::with_capacity(1500)).collect(),
             out_iov: vec![zero_iov; BATCH],
             out_msgs: vec![zero_msg; BATCH],
+            limiter,
+            scratch: Vec::with_capacity(512),
         }
     }
 
     fn run(mut self, table: &ArcSwap<RoutingTable>, metrics: &Metrics, stop: &AtomicBool) {
         let fd = self.socket.as_raw_fd();
+        let started = Instant::now();
+        let slipped = metrics.rrl.with_label_values(&["slipped"]);
+        let dropped = metrics.rrl.with_label_values(&["dropped"]);
         while !stop.load(Ordering::Relaxed) {
             for i in 0..BATCH {
                 self.iov[i] = libc::iovec {
@@ -142,6 +153,7 @@ impl Worker {
                 continue;
             }
             let table = table.load();
+            let second = started.elapsed().as_secs();
             let mut replies = 0;
             for i in 0..n as usize {
                 let len = self.msgs[i].msg_len as usize;
@@ -157,6 +169,20 @@ impl Worker {
                     match handler::respond_udp(&table, req, src, metrics) {
                         Some(bytes) => *out = bytes,
                         None => continue,
+                    }
+                }
+                if let Some(limiter) = &mut self.limiter {
+                    match limiter.check(src.ip(), out, second) {
+                        Verdict::Send => {}
+                        Verdict::Slip => {
+                            slipped.inc();
+                            rrl::slip(out, &mut self.scratch);
+                            std::mem::swap(out, &mut self.scratch);
+                        }
+                        Verdict::Drop => {
+                            dropped.inc();
+                            continue;
+                        }
                     }
                 }
                 self.out_iov[replies] = libc::iovec {

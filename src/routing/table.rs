@@ -258,6 +258,7 @@ pub struct Settings {
     pub admin_listen: Option<SocketAddr>,
     pub max_udp_payload: u16,
     pub tcp: crate::dns::tcp::TcpLimits,
+    pub rrl: crate::dns::rrl::RrlSettings,
     pub state_dir: Option<std::path::PathBuf>,
     pub admin_token_file: Option<std::path::PathBuf>,
     /// UDP worker threads per listen address (0: one per core).

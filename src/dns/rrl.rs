@@ -1,0 +1,246 @@
+//! Response rate limiting for UDP, in the spirit of BIND's and Knot's RRL: identical
+//! responses (same question name, type and rcode) to one client network are limited to a
+//! rate per second; past it, every `slip`-th response goes out truncated (TC set, so a real
+//! client retries over TCP, which spoofers cannot) and the rest are dropped. This blunts
+//! reflection attacks that aim Meridian's answers at a victim. TCP is never limited.
+//!
+//! Each UDP worker keeps its own table (no locks); the kernel spreads a client's queries
+//! over the workers, so each enforces its share of the rate.
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// Table slots per worker (direct-mapped: a colliding key takes the slot over).
+const SLOTS: usize = 1 << 16;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RrlSettings {
+    /// Identical responses per second to one client network; 0 turns RRL off.
+    pub responses_per_second: u32,
+    /// Every n-th limited response is sent truncated; 0 drops them all.
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Networks never limited (monitoring, loopback).
+    pub exempt: Vec<IpNet>,
+}
+
+impl Default for RrlSettings {
+    fn default() -> Self {
+        RrlSettings {
+            responses_per_second: 20,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            exempt: vec![
+                "127.0.0.0/8".parse().unwrap_or_else(|_| unreachable!()),
+                "::1/128".parse().unwrap_or_else(|_| unreachable!()),
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Send,
+    /// Send a truncated response instead.
+    Slip,
+    Drop,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    key: u64,
+    second: u64,
+    sent: u32,
+    limited: u32,
+}
+
+pub struct Limiter {
+    settings: RrlSettings,
+    /// This worker's share of the rate.
+    rate: u32,
+    slots: Box<[Slot]>,
+}
+
+impl Limiter {
+    /// A limiter for one of `workers` workers; `None` when RRL is off.
+    pub fn new(settings: &RrlSettings, workers: usize) -> Option<Limiter> {
+        if settings.responses_per_second == 0 {
+            return None;
+        }
+        Some(Limiter {
+            rate: settings
+                .responses_per_second
+                .div_ceil(workers.max(1) as u32)
+                .max(1),
+            settings: settings.clone(),
+            slots: vec![Slot::default(); SLOTS].into(),
+        })
+    }
+
+    /// Decides whether `response` (the encoded answer to `client`) goes out, at `second`
+    /// (any monotonic count of seconds).
+    pub fn check(&mut self, client: IpAddr, response: &[u8], second: u64) -> Verdict {
+        let client = client.to_canonical();
+        if self.settings.exempt.iter().any(|n| n.contains(&client)) {
+            return Verdict::Send;
+        }
+        let key = self.key(client, response);
+        let slot = &mut self.slots[(key as usize) & (SLOTS - 1)];
+        if slot.key != key || slot.second != second {
+            if slot.key != key {
+                slot.limited = 0;
+            }
+            *slot = Slot {
+                key,
+                second,
+                sent: 0,
+                limited: slot.limited,
+            };
+        }
+        if slot.sent < self.rate {
+            slot.sent += 1;
+            return Verdict::Send;
+        }
+        slot.limited = slot.limited.wrapping_add(1);
+        if self.settings.slip > 0 && slot.limited % self.settings.slip == 0 {
+            Verdict::Slip
+        } else {
+            Verdict::Drop
+        }
+    }
+
+    /// FNV-1a over the client network, the question name (case-folded), type and rcode.
+    fn key(&self, client: IpAddr, response: &[u8]) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |b: u8| {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        };
+        match client {
+            IpAddr::V4(a) => {
+                let net = crate::explain::mask(IpAddr::V4(a), self.settings.ipv4_prefix);
+                if let IpAddr::V4(n) = net {
+                    n.octets().into_iter().for_each(&mut eat);
+                }
+            }
+            IpAddr::V6(a) => {
+                let net = crate::explain::mask(IpAddr::V6(a), self.settings.ipv6_prefix);
+                if let IpAddr::V6(n) = net {
+                    n.octets().into_iter().for_each(&mut eat);
+                }
+            }
+        }
+        if response.len() >= 12 {
+            eat(response[3] & 0x0F);
+            // The question: name (up to its end or 255 bytes), then type.
+            let q = &response[12..];
+            let end = q
+                .iter()
+                .position(|b| *b == 0)
+                .map_or(q.len(), |p| p + 1)
+                .min(255);
+            q[..end].iter().for_each(|b| eat(b.to_ascii_lowercase()));
+            q.get(end..end + 2)
+                .unwrap_or(&[])
+                .iter()
+                .for_each(|b| eat(*b));
+        }
+        h
+    }
+}
+
+/// The truncated form of a response: header and question only, TC set.
+pub fn slip(response: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    if response.len() < 12 {
+        return;
+    }
+    let q = &response[12..];
+    let name_end = q.iter().position(|b| *b == 0).map_or(q.len(), |p| p + 1);
+    let question = &q[..(name_end + 4).min(q.len())];
+    out.extend_from_slice(&response[..12]);
+    out[2] |= 0x02; // TC
+    out[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(question);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(name: &[u8], rcode: u8) -> Vec<u8> {
+        let mut r = vec![0x12, 0x34, 0x84, rcode, 0, 1, 0, 1, 0, 0, 0, 0];
+        r.extend_from_slice(name);
+        r.extend_from_slice(&[0, 1, 0, 1]);
+        r.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 192, 0, 2, 1]);
+        r
+    }
+
+    fn limiter(rate: u32, slip: u32) -> Limiter {
+        let settings = RrlSettings {
+            responses_per_second: rate,
+            slip,
+            exempt: vec![],
+            ..RrlSettings::default()
+        };
+        Limiter::new(&settings, 1).unwrap()
+    }
+
+    #[test]
+    fn limits_identical_responses_per_network_and_second() {
+        let mut l = limiter(3, 2);
+        let r = response(b"\x03www\x07example\x03com\x00", 0);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let verdicts: Vec<Verdict> = (0..7).map(|_| l.check(a, &r, 100)).collect();
+        use Verdict::*;
+        assert_eq!(verdicts, [Send, Send, Send, Drop, Slip, Drop, Slip]);
+        // The same /24 shares the budget; another /24 and another name do not.
+        assert_eq!(l.check("192.0.2.200".parse().unwrap(), &r, 100), Drop);
+        assert_eq!(l.check("198.51.100.1".parse().unwrap(), &r, 100), Send);
+        let other = response(b"\x03api\x07example\x03com\x00", 0);
+        assert_eq!(l.check(a, &other, 100), Send);
+        // Letter case does not make a response different.
+        assert_eq!(
+            l.check(a, &response(b"\x03WWW\x07example\x03com\x00", 0), 100),
+            Slip
+        );
+        // A new second refills.
+        assert_eq!(l.check(a, &r, 101), Send);
+    }
+
+    #[test]
+    fn exempt_networks_and_off() {
+        let mut l = Limiter::new(&RrlSettings::default(), 1).unwrap();
+        let r = response(b"\x01a\x00", 0);
+        for _ in 0..100 {
+            assert_eq!(l.check("127.0.0.1".parse().unwrap(), &r, 1), Verdict::Send);
+        }
+        let off = RrlSettings {
+            responses_per_second: 0,
+            ..RrlSettings::default()
+        };
+        assert!(Limiter::new(&off, 1).is_none());
+    }
+
+    #[test]
+    fn workers_share_the_rate() {
+        let s = RrlSettings {
+            responses_per_second: 20,
+            ..RrlSettings::default()
+        };
+        assert_eq!(Limiter::new(&s, 4).unwrap().rate, 5);
+    }
+
+    #[test]
+    fn slipped_responses_keep_header_and_question() {
+        let r = response(b"\x03www\x07example\x03com\x00", 0);
+        let mut out = Vec::new();
+        slip(&r, &mut out);
+        assert_eq!(out.len(), 12 + 17 + 4);
+        assert_eq!(out[2] & 0x02, 0x02);
+        assert_eq!(&out[4..12], &[0, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&out[12..], &r[12..12 + 21]);
+    }
+}
