@@ -218,8 +218,8 @@ meridian_setup() { # dir port aport
   mkdir -p "$dir/state"
   meridian_config "$dir" "$2" "$3" yes
   if ! out=$("$MERIDIAN" check --config "$dir/meridian.toml" 2>&1); then
-    if grep -q "workers" <<<"$out"; then
-      MERIDIAN_WORKERS_NOTE="this Meridian build has no [server] workers key: ran with the default (tokio runtime, one worker per allowed CPU)"
+    if grep -q 'unknown field .workers.' <<<"$out"; then
+      MERIDIAN_WORKERS_NOTE="this Meridian build has no [server] workers key: ran without it (the build's own default threading)"
       meridian_config "$dir" "$2" "$3" no
       out=$("$MERIDIAN" check --config "$dir/meridian.toml" 2>&1) || die "meridian check failed:"$'\n'"$out"
     else
@@ -336,7 +336,9 @@ start_server() {
   esac
   SRV_PID=$!
   for i in $(seq 1 $((START_TIMEOUT * 5))); do
-    if [ -n "$(dig_short "$port" www-static.example.com A)" ]; then
+    # Ready when both a static and the geo name answer (gdnsd loads its map at start).
+    if [ -n "$(dig_short "$port" www-static.example.com A)" ] \
+      && [ -n "$(dig_short "$port" geo.example.com A 192.0.2.0/24)" ]; then
       log "$name is answering on 127.0.0.1:$port (pid $SRV_PID)"
       return 0
     fi
@@ -354,17 +356,17 @@ start_server() {
 }
 
 # The server and its descendants (NSD forks its serving processes).
-tree_pids() {
+proc_tree() {
   local p=$1 c
   [ -d "/proc/$p" ] || return 0
   echo "$p"
-  for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do tree_pids "$c"; done
+  for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do proc_tree "$c"; done
 }
 
 stop_server() {
   [ -n "$SRV_PID" ] || return 0
   local pids i p
-  pids=$(tree_pids "$SRV_PID")
+  pids=$(proc_tree "$SRV_PID")
   kill -TERM "$SRV_PID" 2>/dev/null || true
   for i in $(seq 1 50); do
     kill -0 "$SRV_PID" 2>/dev/null || break
@@ -376,9 +378,9 @@ stop_server() {
 }
 
 # "utime stime" in clock ticks, summed over the server's process tree (all threads).
-srv_ticks() {
+server_ticks() {
   local u=0 s=0 p a b
-  for p in $(tree_pids "$SRV_PID"); do
+  for p in $(proc_tree "$SRV_PID"); do
     # Fields after "pid (comm) ": state is 1st, utime the 12th, stime the 13th.
     if read -r a b < <(sed -e 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12, $13}'); then
       u=$((u + ${a:-0})); s=$((s + ${b:-0}))
@@ -388,25 +390,33 @@ srv_ticks() {
 }
 
 # VmRSS in kB summed over the server's process tree.
-srv_rss_kb() {
+server_rss_kb() {
   local t=0 p r
-  for p in $(tree_pids "$SRV_PID"); do
+  for p in $(proc_tree "$SRV_PID"); do
     r=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
     t=$((t + ${r:-0}))
   done
   echo "$t"
 }
 
-# dig helpers (+norec, one try, 2 s): first answer line's data.
-dig_short() { # port name type [subnet]
-  local e=()
+# dig helpers (+norec, 2 s). dig prints its errors on stdout, as ";;" lines: drop those.
+dig_short() { # port name type [subnet] -> first answer's data, or nothing
+  local e=() out
   [ -n "${4:-}" ] && e=("+subnet=$4")
-  dig +norec +tries=1 +time=2 @127.0.0.1 -p "$1" "$2" "$3" "${e[@]}" +short 2>/dev/null | head -n 1 || true
+  out=$(dig +norec +tries=1 +time=2 @127.0.0.1 -p "$1" "$2" "$3" "${e[@]}" +short 2>/dev/null || true)
+  grep -v '^;' <<<"$out" | grep -m 1 . || true
+}
+
+dig_rcode() { # port name type -> RCODE, or "timeout"
+  local out
+  out=$(dig +norec +tries=2 +time=2 @127.0.0.1 -p "$1" "$2" "$3" 2>/dev/null || true)
+  out=$(sed -n 's/.*status: \([A-Z]*\).*/\1/p' <<<"$out" | head -n 1)
+  echo "${out:-timeout}"
 }
 
 # "ANSWER SCOPE RCODE" for geo.example.com A with ECS $2 (scope "-" when no ECS came back).
 dig_geo() { # port subnet
-  dig +norec +tries=1 +time=2 @127.0.0.1 -p "$1" geo.example.com A "+subnet=$2" 2>/dev/null | awk '
+  { dig +norec +tries=2 +time=2 @127.0.0.1 -p "$1" geo.example.com A "+subnet=$2" 2>/dev/null || true; } | awk '
     /status:/ { s = $0; sub(/.*status: /, "", s); sub(/,.*/, "", s); rcode = s }
     /CLIENT-SUBNET:/ { n = split($NF, f, "/"); scope = f[n] }
     $4 == "A" && $1 ~ /^geo\./ && ans == "" { ans = $5 }
@@ -435,7 +445,7 @@ dnsperf_fields() {
 # "busy softirq total" ticks of the server's CPU, then "busy total" of the client's CPU, from
 # /proc/stat (the first CPU of SERVER_CPUS / CLIENT_CPUS). busy counts user, nice, system,
 # irq, softirq and steal; softirq is where loopback packet delivery is mostly accounted.
-cpu_snap() {
+cpu_sample() {
   awk -v a="cpu${SERVER_CPUS%%[,-]*}" -v b="cpu${CLIENT_CPUS%%[,-]*}" '
     $1 == a { sb = $2 + $3 + $4 + $7 + $8 + $9; ss = $8; st = sb + $5 + $6 }
     $1 == b { cb = $2 + $3 + $4 + $7 + $8 + $9; ct = cb + $5 + $6 }
@@ -447,7 +457,7 @@ cpu_snap() {
 wait_quiet() {
   local i a b
   for i in $(seq 1 "$QUIET_WAIT"); do
-    a=$(cpu_snap); sleep 1; b=$(cpu_snap)
+    a=$(cpu_sample); sleep 1; b=$(cpu_sample)
     if awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
          s = (y[3] - x[3]) > 0 ? (y[1] - x[1]) / (y[3] - x[3]) : 0;
          c = (y[5] - x[5]) > 0 ? (y[4] - x[4]) / (y[5] - x[5]) : 0;

@@ -63,8 +63,7 @@ verify_layout() {
 # Sanity answers of the running server, and the spot-check answers used for comparison.
 sanity() { # name port
   local name=$1 port=$2 nx line s want
-  nx=$(dig +norec +tries=1 +time=2 @127.0.0.1 -p "$port" nx-sanity.example.com A 2>/dev/null \
-    | sed -n 's/.*status: \([A-Z]*\).*/\1/p' | head -n 1)
+  nx=$(dig_rcode "$port" nx-sanity.example.com A)
   line="$name: www-static=$(dig_short "$port" www-static.example.com A) ns1=$(dig_short "$port" ns1.example.com A)"
   line+=" NS=$(dig_short "$port" example.com NS) s42=$(dig_short "$port" s42.example.com A) nx=${nx:-none}"
   line+=" geo(no ECS)=$(dig_short "$port" geo.example.com A)"
@@ -95,12 +94,12 @@ measure() { # name port workload round
   out=$RES/logs/$name-$wl-$round.txt
   lat=$RES/logs/$name-$wl-$round-latency.txt
   wait_quiet
-  c0=$(cpu_snap)
-  t0=$(srv_ticks)
+  c0=$(cpu_sample)
+  t0=$(server_ticks)
   dnsperf_full "$port" "$f" "$DURATION" "$out"
-  t1=$(srv_ticks)
-  c1=$(cpu_snap)
-  rss=$(srv_rss_kb)
+  t1=$(server_ticks)
+  c1=$(cpu_sample)
+  rss=$(server_rss_kb)
   fields=$(dnsperf_fields "$out")
   taskset -c "$CLIENT_CPUS" dnsperf -B -d "$f" -s 127.0.0.1 -p "$port" -l "$LAT_DURATION" \
     -c "$CLIENTS" -q "$OUTSTANDING" -T 1 -t 2 -Q "$LAT_QPS" -v > "$lat" 2>&1 || true
@@ -117,7 +116,7 @@ measure() { # name port workload round
   fi
   latlost=$(dnsperf_fields "$lat" | awk '{print $3}')
   # round server workload sent completed lost qps avg_s resp_bytes rcodes utime stime hz rss_kb
-  # p50_s p99_s lat_source(pct|avg) lat_lost, then /proc/stat deltas (see cpu_snap)
+  # p50_s p99_s lat_source(pct|avg) lat_lost, then /proc/stat deltas (see cpu_sample)
   read -r sent completed lost qps avg resp rc <<<"$fields"
   read -r u0 s0 <<<"$t0"
   read -r u1 s1 <<<"$t1"
@@ -199,7 +198,7 @@ hdr = (f"{'server':9} {'workload':10} {'QPS':>8} {'min-max':>15} {'lost':>5} {'u
        f"{'cpu µs/q':>8} {'p50 ms':>7} {'p99 ms':>7} {'RSS MiB':>7} {'resp B':>6} {'cpu0%':>5} {'si0%':>4} {'cpu1%':>5}  rcodes")
 print(hdr)
 print("-" * len(hdr))
-noisy = False
+noisy = client_bound = False
 for wl in wls:
     for srv in servers:
         s = stats.get((srv, wl))
@@ -208,12 +207,17 @@ for wl in wls:
         flag = ""
         if s["other"] > 10:
             flag, noisy = " !", True
+        if (s["ccpu"] or 0) >= 95 and (s["scpu"] or 0) < 95:
+            flag, client_bound = flag + " c", True
         print(f"{srv:9} {names.get(wl, wl):10} {f(s['qps'], '.0f'):>8} {f(s['qmin'], '.0f') + '-' + f(s['qmax'], '.0f'):>15} "
               f"{s['lost']:>5} {f(s['usr'], '.2f'):>8} {f(s['sys'], '.2f'):>8} {f(s['tot'], '.2f'):>8} "
               f"{f(s['p50'], '.3f'):>7} {f(s['p99'], '.3f'):>7} {f(s['rss'], '.1f'):>7} {s['resp']:>6} "
               f"{f(s['scpu'], '.0f'):>5} {f(s['si'], '.0f'):>4} {f(s['ccpu'], '.0f'):>5}  {s['rc']}{flag}")
 print("cpu0% / si0% / cpu1%: busy share of the server's CPU, the softirq part of it (loopback delivery),"
       " and the busy share of dnsperf's CPU, from /proc/stat over the throughput run.")
+if client_bound:
+    print("c = dnsperf's CPU was saturated while the server's was not: QPS there is the load generator's"
+          " limit, not the server's; compare CPU per query instead.")
 if noisy:
     print("! = more than 10% of the server's CPU went to something other than the server and softirq"
           " (other processes on the machine): treat that row as noisy.")

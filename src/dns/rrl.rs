@@ -4,8 +4,9 @@
 //! client retries over TCP, which spoofers cannot) and the rest are dropped. This blunts
 //! reflection attacks that aim Meridian's answers at a victim. TCP is never limited.
 //!
-//! Each UDP worker keeps its own table (no locks); the kernel spreads a client's queries
-//! over the workers, so each enforces its share of the rate.
+//! Each UDP worker keeps its own table (no locks). The kernel sends all of one client socket's
+//! queries to one worker, so each worker enforces the full rate: a client spreading queries
+//! over many source ports can get up to `workers` times the rate, never less than it.
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -58,22 +59,18 @@ struct Slot {
 
 pub struct Limiter {
     settings: RrlSettings,
-    /// This worker's share of the rate.
     rate: u32,
     slots: Box<[Slot]>,
 }
 
 impl Limiter {
-    /// A limiter for one of `workers` workers; `None` when RRL is off.
-    pub fn new(settings: &RrlSettings, workers: usize) -> Option<Limiter> {
+    /// A worker's limiter; `None` when RRL is off.
+    pub fn new(settings: &RrlSettings) -> Option<Limiter> {
         if settings.responses_per_second == 0 {
             return None;
         }
         Some(Limiter {
-            rate: settings
-                .responses_per_second
-                .div_ceil(workers.max(1) as u32)
-                .max(1),
+            rate: settings.responses_per_second,
             settings: settings.clone(),
             slots: vec![Slot::default(); SLOTS].into(),
         })
@@ -185,7 +182,7 @@ mod tests {
             exempt: vec![],
             ..RrlSettings::default()
         };
-        Limiter::new(&settings, 1).unwrap()
+        Limiter::new(&settings).unwrap()
     }
 
     #[test]
@@ -212,7 +209,7 @@ mod tests {
 
     #[test]
     fn exempt_networks_and_off() {
-        let mut l = Limiter::new(&RrlSettings::default(), 1).unwrap();
+        let mut l = Limiter::new(&RrlSettings::default()).unwrap();
         let r = response(b"\x01a\x00", 0);
         for _ in 0..100 {
             assert_eq!(l.check("127.0.0.1".parse().unwrap(), &r, 1), Verdict::Send);
@@ -221,16 +218,7 @@ mod tests {
             responses_per_second: 0,
             ..RrlSettings::default()
         };
-        assert!(Limiter::new(&off, 1).is_none());
-    }
-
-    #[test]
-    fn workers_share_the_rate() {
-        let s = RrlSettings {
-            responses_per_second: 20,
-            ..RrlSettings::default()
-        };
-        assert_eq!(Limiter::new(&s, 4).unwrap().rate, 5);
+        assert!(Limiter::new(&off).is_none());
     }
 
     #[test]

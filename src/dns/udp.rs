@@ -58,13 +58,12 @@ pub fn spawn(
     rrl: &RrlSettings,
     stop: Arc<AtomicBool>,
 ) -> io::Result<Vec<JoinHandle<()>>> {
-    let workers = sockets.len();
     sockets
         .into_iter()
         .enumerate()
         .map(|(i, socket)| {
             let (table, metrics, stop) = (table.clone(), metrics.clone(), stop.clone());
-            let limiter = Limiter::new(rrl, workers);
+            let limiter = Limiter::new(rrl);
             std::thread::Builder::new()
                 .name(format!("meridian-udp-{i}"))
                 .spawn(move || Worker::new(socket, limiter).run(&table, &metrics, &stop))

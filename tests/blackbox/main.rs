@@ -8,6 +8,8 @@ mod fixtures;
 #[cfg(feature = "etcd")]
 mod fleet;
 mod harness;
+mod interop;
 mod policies;
 mod protocol;
 mod smoke;
+mod hardening;
