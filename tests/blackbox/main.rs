@@ -8,7 +8,6 @@ mod fixtures;
 #[cfg(feature = "etcd")]
 mod fleet;
 mod harness;
-mod interop;
 mod policies;
 mod protocol;
 mod smoke;
