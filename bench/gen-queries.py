@@ -62,11 +62,12 @@ def synth_layout(networks, seed):
     v4, v6 = [], []
     end, cursor = 224 << 24, 1 << 24
     while len(v4) < networks and cursor < end:
-        if cursor >> 24 == 127:
-            cursor = 128 << 24
-        prefix = 18 + rng.below(5)
+        prefix = 19 + rng.below(5)
         size = 1 << (32 - prefix)
         cursor = (cursor + size - 1) & ~(size - 1)
+        if cursor >> 24 == 127:
+            cursor = 128 << 24
+            continue
         if cursor + size > end:
             break
         rng.next()  # the record
@@ -74,7 +75,7 @@ def synth_layout(networks, seed):
         cursor += size
     for i in range(networks // 10):
         prefix = 32 + rng.below(9)
-        base = (0x2000 << 112) + (i << 92)
+        base = (0x2000 << 112) + (i << 96)
         rng.next()  # the record
         v6.append((base >> (128 - prefix) << (128 - prefix), prefix, base))
     return v4, v6

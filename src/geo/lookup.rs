@@ -123,6 +123,7 @@ struct Place {
     country: Option<CountryCode>,
     continent: Option<Continent>,
     location: Option<LatLon>,
+    point: Option<Point>,
 }
 
 /// Hashes a data offset with one multiply (offsets are already well spread).
@@ -265,7 +266,7 @@ impl GeoDb {
             country: place.country,
             continent: place.continent,
             location: place.location,
-            point: place.location.map(LatLon::point),
+            point: place.point,
             network_prefix,
             found: true,
         }
@@ -288,6 +289,7 @@ fn decode_place<S: AsRef<[u8]>>(result: &maxminddb::LookupResult<'_, S>, schema:
         country: None,
         continent: None,
         location: None,
+        point: None,
     };
     match schema {
         Schema::MaxMindCity | Schema::MaxMindCountry => {
@@ -314,6 +316,7 @@ fn decode_place<S: AsRef<[u8]>>(result: &maxminddb::LookupResult<'_, S>, schema:
     if place.continent.is_none() {
         place.continent = place.country.and_then(continent_of);
     }
+    place.point = place.location.map(LatLon::point);
     place
 }
 

@@ -38,8 +38,9 @@ impl Rng {
     }
 }
 
-/// About `networks` IPv4 networks (/18 to /22) over 1.0.0.0-223.255.255.255 (skipping
-/// 127/8), plus a tenth as many IPv6 /32-/40 networks, each with a random country.
+/// `networks` IPv4 networks (/19 to /23) over 1.0.0.0-223.255.255.255 (none in 127/8),
+/// plus a tenth as many IPv6 networks (/32 to /40, one per /32 block under 2000::/3), each
+/// with a random country.
 pub fn synthetic(networks: usize, seed: u64) -> Result<Vec<u8>, WriterError> {
     let countries: Vec<_> = all_countries().collect();
     let mut rng = Rng(seed);
@@ -86,12 +87,13 @@ pub fn synthetic(networks: usize, seed: u64) -> Result<Vec<u8>, WriterError> {
     let mut cursor: u64 = 1 << 24;
     let mut inserted = 0;
     while inserted < networks && cursor < space_end {
-        if cursor >> 24 == 127 {
-            cursor = 128 << 24;
-        }
-        let prefix = 18 + rng.below(5) as u8;
+        let prefix = 19 + rng.below(5) as u8;
         let size = 1u64 << (32 - prefix);
         cursor = (cursor + size - 1) & !(size - 1);
+        if cursor >> 24 == 127 {
+            cursor = 128 << 24; // loopback stays out of the database
+            continue;
+        }
         if cursor + size > space_end {
             break;
         }
@@ -104,7 +106,7 @@ pub fn synthetic(networks: usize, seed: u64) -> Result<Vec<u8>, WriterError> {
     }
     for i in 0..networks / 10 {
         let prefix = 32 + rng.below(9) as u8;
-        let base = 0x2000_0000_0000_0000_0000_0000_0000_0000u128 + ((i as u128) << (128 - 32 - 4));
+        let base = 0x2000_0000_0000_0000_0000_0000_0000_0000u128 + ((i as u128) << (128 - 32));
         let net =
             Ipv6Net::new(Ipv6Addr::from(base), prefix).map_err(|_| WriterError::NoDescription)?;
         let record = &records[rng.below(records.len() as u64) as usize];
@@ -130,6 +132,7 @@ mod tests {
                 && info.continent.is_some()
                 && info.location.is_some()
         );
-        assert!((18..=22).contains(&info.network_prefix));
+        assert!((19..=23).contains(&info.network_prefix));
+        assert!(!db.lookup("127.0.0.1".parse().unwrap()).found, "loopback is not in it");
     }
 }

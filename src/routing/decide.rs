@@ -374,11 +374,14 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
                 .map(|(_, _, i)| i)
         })
         .flatten();
-    let mut order = [((0u8, 0u32, false, 0u16, 0u16), Rank::Country); MAX_SERVICE_REGIONS];
+    // Only the first n slots are ever written or read: leave the rest uninitialised rather
+    // than fill 64 entries on every query.
+    let mut slots = [const { std::mem::MaybeUninit::<(Key, Rank)>::uninit() }; MAX_SERVICE_REGIONS];
     for (i, sr) in svc.regions.iter().take(n).enumerate() {
-        order[i] = rank_region(cx, sr, row.as_ref(), incumbent, i);
+        slots[i].write(rank_region(cx, sr, row.as_ref(), incumbent, i));
     }
-    let order = &mut order[..n];
+    // SAFETY: slots[..n] were all written just above; (Key, Rank) is Copy (nothing to drop).
+    let order: &mut [(Key, Rank)] = unsafe { std::slice::from_raw_parts_mut(slots.as_mut_ptr().cast(), n) };
     order.sort_unstable_by_key(|(k, _)| *k);
 
     let mut skipped: Option<Reason> = None;
