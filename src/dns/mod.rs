@@ -6,3 +6,5 @@ pub mod rrl;
 pub mod tcp;
 pub mod udp;
 pub mod wire;
+#[cfg(test)]
+mod prop_tests;
