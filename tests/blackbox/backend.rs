@@ -18,6 +18,8 @@ pub enum Mode {
     Refusing = 4,
     Garbage = 5,
     Reset = 6,
+    /// Healthy and failing on alternate requests.
+    Flapping = 7,
 }
 
 impl Mode {
@@ -29,7 +31,8 @@ impl Mode {
             3 => Mode::Hanging,
             4 => Mode::Refusing,
             5 => Mode::Garbage,
-            _ => Mode::Reset,
+            6 => Mode::Reset,
+            _ => Mode::Flapping,
         }
     }
 }
@@ -41,6 +44,10 @@ pub struct Backend {
     /// Held while refusing: the listener is closed so connects get RST.
     listener: Arc<Mutex<Option<TcpListener>>>,
 }
+
+/// Requests served in flapping mode, across backends (each alternates on its own parity
+/// well enough: what matters is that no two consecutive probes of one backend both fail).
+static FLIPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// How long a "slow" backend waits, and the longest any connection is held.
 const SLOW: Duration = Duration::from_millis(1500);
@@ -104,8 +111,14 @@ fn accept_loop(
             if let Some(l) = guard.as_ref()
                 && let Ok((stream, _)) = l.accept()
             {
-                let mode = mode.clone();
-                std::thread::spawn(move || serve(stream, Mode::from(mode.load(Ordering::SeqCst))));
+                let mode = match Mode::from(mode.load(Ordering::SeqCst)) {
+                    Mode::Flapping if FLIPS.fetch_add(1, Ordering::SeqCst) % 2 == 1 => {
+                        Mode::Failing
+                    }
+                    Mode::Flapping => Mode::Healthy,
+                    m => m,
+                };
+                std::thread::spawn(move || serve(stream, mode));
                 continue;
             }
         }
@@ -135,7 +148,7 @@ fn serve(mut stream: TcpStream, mode: Mode) {
             set_linger_zero(&stream);
             return;
         }
-        Mode::Refusing => return,
+        Mode::Refusing | Mode::Flapping => return,
     };
     let _ = stream.write_all(reply);
     let _ = stream.shutdown(Shutdown::Write);

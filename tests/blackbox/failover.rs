@@ -304,3 +304,31 @@ fn explain_shows_health() {
         "{text}"
     );
 }
+
+/// A backend that fails every other probe never reaches `fall` consecutive failures: the
+/// answer never moves and every query is answered.
+#[test]
+fn a_flapping_backend_does_not_move_answers() {
+    let (us, eu) = (Backend::start(), Backend::start());
+    let scratch = Scratch::new();
+    let m = Meridian::start(&config(
+        us.port(),
+        eu.port(),
+        &scratch.0.display().to_string(),
+        "",
+    ));
+    wait_for(m.v4(), US, Duration::from_secs(5));
+    us.set(Mode::Flapping);
+    let deadline = Instant::now() + INTERVAL * 6;
+    let mut checked = 0;
+    while Instant::now() < deadline {
+        assert_eq!(
+            ask(m.v4()),
+            Ok((ResponseCode::NoError, vec![ip(US)])),
+            "the answer moved"
+        );
+        checked += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(checked > 50);
+}
