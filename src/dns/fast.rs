@@ -107,7 +107,8 @@ pub fn answer(
     if let Some(edns) = scanned.edns {
         out.extend_from_slice(&[0, 0, 41]);
         out.extend_from_slice(&table.compiled.settings.max_udp_payload.to_be_bytes());
-        out.extend_from_slice(&[0, 0, 0, 0]);
+        // Extended rcode 0, version 0, DO copied from the query (RFC 3225 3).
+        out.extend_from_slice(&[0, 0, if edns.dnssec_ok { 0x80 } else { 0 }, 0]);
         match edns.ecs {
             Some(ecs) => {
                 let addr_len = usize::from(ecs.source_prefix.div_ceil(8));

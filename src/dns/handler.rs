@@ -209,6 +209,7 @@ async fn respond<R: ResponseHandler>(
         let mut edns = Edns::new();
         edns.set_max_payload(settings.max_udp_payload);
         edns.set_version(0);
+        edns.set_dnssec_ok(scanned.edns.is_some_and(|e| e.dnssec_ok));
         let mut builder = builder;
         if scanned.edns.is_some_and(|e| e.version > 0) {
             meta.response_code = ResponseCode::BADVERS;
@@ -220,8 +221,14 @@ async fn respond<R: ResponseHandler>(
             );
         }
 
-        if query.query_class() != DNSClass::IN {
-            meta.response_code = ResponseCode::Refused;
+        // No zone transfers: AXFR over UDP is undefined (NOTIMP, RFC 5936 4.2); a transfer
+        // over TCP is refused rather than answered as an empty query.
+        let xfr = matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR);
+        if query.query_class() != DNSClass::IN || xfr {
+            meta.response_code = match (query.query_type(), request.protocol()) {
+                (RecordType::AXFR, Protocol::Udp) => ResponseCode::NotImp,
+                _ => ResponseCode::Refused,
+            };
             if scanned.edns.is_some() {
                 builder.edns(&edns);
             }
@@ -354,6 +361,7 @@ mod tests {
             edns: Some(Edns {
                 payload: 1232,
                 version: 0,
+                dnssec_ok: false,
                 ecs,
             }),
             question_end: 0,

@@ -2,9 +2,9 @@
 pub mod fast;
 pub mod handler;
 pub mod listen;
+#[cfg(test)]
+mod prop_tests;
 pub mod rrl;
 pub mod tcp;
 pub mod udp;
 pub mod wire;
-#[cfg(test)]
-mod prop_tests;

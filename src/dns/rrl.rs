@@ -101,7 +101,7 @@ impl Limiter {
             return Verdict::Send;
         }
         slot.limited = slot.limited.wrapping_add(1);
-        if self.settings.slip > 0 && slot.limited % self.settings.slip == 0 {
+        if self.settings.slip > 0 && slot.limited.is_multiple_of(self.settings.slip) {
             Verdict::Slip
         } else {
             Verdict::Drop

@@ -48,6 +48,8 @@ pub struct Edns {
     /// The requestor's UDP payload size, raised to 512 as RFC 6891 6.2.5 asks.
     pub payload: u16,
     pub version: u8,
+    /// The DO bit, which a response copies (RFC 3225 3).
+    pub dnssec_ok: bool,
     pub ecs: Option<Ecs>,
 }
 
@@ -153,6 +155,7 @@ pub fn scan(buf: &[u8]) -> Result<Scanned, Malformed> {
         edns = Some(Edns {
             payload: class.max(512),
             version: ttl[1],
+            dnssec_ok: ttl[2] & 0x80 != 0,
             ecs: options(rdata)?,
         });
     }

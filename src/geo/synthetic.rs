@@ -133,6 +133,9 @@ mod tests {
                 && info.location.is_some()
         );
         assert!((19..=23).contains(&info.network_prefix));
-        assert!(!db.lookup("127.0.0.1".parse().unwrap()).found, "loopback is not in it");
+        assert!(
+            !db.lookup("127.0.0.1".parse().unwrap()).found,
+            "loopback is not in it"
+        );
     }
 }

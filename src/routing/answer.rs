@@ -58,8 +58,15 @@ pub fn answer<'t>(
     let mut ans = Answer::new(ResponseCode::NoError, true, Some(zid));
     let mut name = qname.clone();
     for _ in 0..MAX_CNAME_HOPS {
+        // DS lives on the parent side of a cut (RFC 4035 3.1.4.1): at the cut itself the
+        // parent answers it, so look for a cut strictly above the name.
+        let below = if qtype == RecordType::DS && name != zone.origin {
+            name.base_name()
+        } else {
+            name.clone()
+        };
         if zone.has_delegations
-            && let Some(cut) = delegation(zone, &name)
+            && let Some(cut) = delegation(zone, &below)
         {
             referral(zone, cut, &mut ans);
             return ans;

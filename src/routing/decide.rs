@@ -381,7 +381,8 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
         slots[i].write(rank_region(cx, sr, row.as_ref(), incumbent, i));
     }
     // SAFETY: slots[..n] were all written just above; (Key, Rank) is Copy (nothing to drop).
-    let order: &mut [(Key, Rank)] = unsafe { std::slice::from_raw_parts_mut(slots.as_mut_ptr().cast(), n) };
+    let order: &mut [(Key, Rank)] =
+        unsafe { std::slice::from_raw_parts_mut(slots.as_mut_ptr().cast(), n) };
     order.sort_unstable_by_key(|(k, _)| *k);
 
     let mut skipped: Option<Reason> = None;

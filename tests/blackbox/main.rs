@@ -7,8 +7,9 @@ mod failover;
 mod fixtures;
 #[cfg(feature = "etcd")]
 mod fleet;
+mod hardening;
 mod harness;
+mod interop;
 mod policies;
 mod protocol;
 mod smoke;
-mod hardening;
