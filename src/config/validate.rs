@@ -682,38 +682,18 @@ fn regions(cx: &mut Ctx, raw: &RawConfig) -> (Vec<Region>, HashMap<String, Regio
             }
             ok.then_some(LatLon { lat, lon })
         });
-        let mut countries = Vec::new();
-        for c in &r.countries {
-            match c.get_ref().parse::<CountryCode>() {
-                Ok(code) if countries.contains(&code) => {
-                    cx.err(c.span(), format!("country {code} is listed twice"))
-                }
-                Ok(code) => countries.push(code),
-                Err(()) => cx.err(
-                    c.span(),
-                    format!(
-                        "{:?} is not a two-letter ISO 3166 country code",
-                        c.get_ref()
-                    ),
-                ),
-            }
-        }
-        let mut continents = Vec::new();
-        for c in &r.continents {
-            match c.get_ref().parse::<Continent>() {
-                Ok(code) if continents.contains(&code) => {
-                    cx.err(c.span(), format!("continent {code} is listed twice"))
-                }
-                Ok(code) => continents.push(code),
-                Err(()) => cx.err(
-                    c.span(),
-                    format!(
-                        "{:?} is not a continent code (AF AN AS EU NA OC SA)",
-                        c.get_ref()
-                    ),
-                ),
-            }
-        }
+        let countries = codes::<CountryCode>(
+            cx,
+            &r.countries,
+            "country",
+            "a two-letter ISO 3166 country code",
+        );
+        let continents = codes::<Continent>(
+            cx,
+            &r.continents,
+            "continent",
+            "a continent code (AF AN AS EU NA OC SA)",
+        );
         let bias = match &r.bias {
             None => 0.0,
             Some(b) if (-99..=99).contains(b.get_ref()) => *b.get_ref() as f64 / 100.0,
@@ -733,6 +713,26 @@ fn regions(cx: &mut Ctx, raw: &RawConfig) -> (Vec<Region>, HashMap<String, Regio
         });
     }
     (out, ids)
+}
+
+/// Parses a list of country or continent codes, refusing bad and repeated ones.
+fn codes<T: FromStr<Err = ()> + PartialEq + std::fmt::Display>(
+    cx: &mut Ctx,
+    list: &[S<String>],
+    what: &str,
+    expected: &str,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for c in list {
+        match c.get_ref().parse::<T>() {
+            Ok(code) if out.contains(&code) => {
+                cx.err(c.span(), format!("{what} {code} is listed twice"))
+            }
+            Ok(code) => out.push(code),
+            Err(()) => cx.err(c.span(), format!("{:?} is not {expected}", c.get_ref())),
+        }
+    }
+    out
 }
 
 fn region_list(
@@ -1297,42 +1297,18 @@ fn service(cx: &mut Ctx, s: &S<RawService>, known: &Known<'_>) -> Option<Checked
     let mut residency = Vec::new();
     for rule in &s.residency {
         let r = rule.get_ref();
-        let countries: Vec<CountryCode> = r
-            .countries
-            .iter()
-            .filter_map(|c| {
-                c.get_ref()
-                    .parse()
-                    .map_err(|()| {
-                        cx.err(
-                            c.span(),
-                            format!(
-                                "{:?} is not a two-letter ISO 3166 country code",
-                                c.get_ref()
-                            ),
-                        )
-                    })
-                    .ok()
-            })
-            .collect();
-        let continents: Vec<Continent> = r
-            .continents
-            .iter()
-            .filter_map(|c| {
-                c.get_ref()
-                    .parse()
-                    .map_err(|()| {
-                        cx.err(
-                            c.span(),
-                            format!(
-                                "{:?} is not a continent code (AF AN AS EU NA OC SA)",
-                                c.get_ref()
-                            ),
-                        )
-                    })
-                    .ok()
-            })
-            .collect();
+        let countries = codes::<CountryCode>(
+            cx,
+            &r.countries,
+            "country",
+            "a two-letter ISO 3166 country code",
+        );
+        let continents = codes::<Continent>(
+            cx,
+            &r.continents,
+            "continent",
+            "a continent code (AF AN AS EU NA OC SA)",
+        );
         if r.countries.is_empty() && r.continents.is_empty() {
             cx.err(
                 rule.span(),

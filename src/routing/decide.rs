@@ -154,6 +154,28 @@ struct Context<'a> {
     detailed: bool,
 }
 
+impl Context<'_> {
+    /// A decision with no endpoints yet.
+    fn empty(&self, reason: Reason) -> Decision {
+        Decision {
+            service: self.q.service,
+            region: None,
+            endpoints: Picks::EMPTY,
+            scope: self.scope,
+            ttl: self.svc.ttl,
+            reason,
+        }
+    }
+
+    /// Chord length between the client and a region, when both locations are known.
+    fn chord(&self, sr: &ServiceRegion) -> Option<f64> {
+        match (self.table.compiled.region(sr.region).point, self.geo.point) {
+            (Some(a), Some(b)) => Some(a.chord(b)),
+            _ => None,
+        }
+    }
+}
+
 /// Decides the answer for one query. The same function serves DNS and `explain`.
 pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decision {
     let compiled = &*table.compiled;
@@ -234,10 +256,7 @@ fn rank_region(
 ) -> (Key, Rank) {
     let compiled = &*cx.table.compiled;
     let region = compiled.region(sr.region);
-    let chord = match (region.point, cx.geo.point) {
-        (Some(a), Some(b)) => Some(a.chord(b)),
-        _ => None,
-    };
+    let chord = cx.chord(sr);
     // Rank by chord length (same order as distance, no trigonometry); km only when shown.
     let chord_key = |c: f64| (c * 1.0e9) as u32;
     let shown_km = |c: f64| {
@@ -344,14 +363,7 @@ fn expected_rtt(
 /// one that is allowed, not evacuated and healthy.
 fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
     let (table, svc, q) = (cx.table, cx.svc, cx.q);
-    let mut decision = Decision {
-        service: q.service,
-        region: None,
-        endpoints: Picks::EMPTY,
-        scope: cx.scope,
-        ttl: svc.ttl,
-        reason: Reason::NoEndpoints,
-    };
+    let mut decision = cx.empty(Reason::NoEndpoints);
     let n = svc.regions.len().min(MAX_SERVICE_REGIONS);
     let row = (svc.policy == Policy::Latency)
         .then(|| table.latency_map.lookup(q.client.addr, &cx.geo).0)
@@ -363,12 +375,8 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
                 .filter(|i| cx.allowed & (1 << i) != 0)
                 .filter_map(|i| {
                     let sr = &svc.regions[i];
-                    let region = table.compiled.region(sr.region);
-                    let chord = match (region.point, cx.geo.point) {
-                        (Some(a), Some(b)) => Some(a.chord(b)),
-                        _ => None,
-                    };
-                    expected_rtt(cx, sr, row.as_ref(), chord).map(|(rtt, _)| (rtt, sr.rank, i))
+                    expected_rtt(cx, sr, row.as_ref(), cx.chord(sr))
+                        .map(|(rtt, _)| (rtt, sr.rank, i))
                 })
                 .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
                 .map(|(_, _, i)| i)
@@ -470,14 +478,7 @@ fn all_down(svc: &Service, trace: &mut impl Trace) -> Reason {
 /// endpoints). Weight-0 endpoints are drawn only when no weighted one is up.
 fn weighted(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
     let (table, svc, q) = (cx.table, cx.svc, cx.q);
-    let mut decision = Decision {
-        service: q.service,
-        region: None,
-        endpoints: Picks::EMPTY,
-        scope: cx.scope,
-        ttl: svc.ttl,
-        reason: Reason::Weighted,
-    };
+    let mut decision = cx.empty(Reason::Weighted);
     // Fail-open (`Healthy::Any`) ignores health, and evacuations too when every allowed
     // region is evacuated (an operator forced it): something must still answer.
     let all_evacuated = svc
