@@ -19,10 +19,13 @@ use crate::routing::table::{
     Service, ServiceId, ServiceRegion, Target, TargetId, Zone, ZoneId, wire_name,
 };
 
-pub fn compile(checked: Checked) -> Result<Compiled, Vec<Problem>> {
+/// Compiles a checked config; `reuse` is a database already open, kept when it is the same
+/// unchanged file.
+pub fn compile(checked: Checked, reuse: Option<Arc<GeoDb>>) -> Result<Compiled, Vec<Problem>> {
     let mut problems = Vec::new();
     let geo = match &checked.geoip {
         None => None,
+        Some((path, _)) if reuse.as_ref().is_some_and(|db| db.unchanged_at(path)) => reuse,
         Some((path, span)) => match GeoDb::open(path) {
             Ok(db) => Some(Arc::new(db)),
             Err(e) => {
@@ -338,5 +341,48 @@ endpoints = [
         );
         assert_eq!(c.endpoints[0].target, c.endpoints[2].target);
         assert_ne!(c.endpoints[1].target, c.endpoints[3].target);
+    }
+}
+
+#[cfg(test)]
+mod reuse_tests {
+    use std::sync::Arc;
+
+    #[test]
+    fn a_reload_keeps_an_unchanged_database_and_rereads_a_changed_one() {
+        let dir = std::env::temp_dir().join(format!("meridian-reuse-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("geo.mmdb");
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/geoip-fixtures/world-city.mmdb"
+        );
+        std::fs::copy(fixture, &db).unwrap();
+        let text = format!(
+            "[geoip]\ndatabase = \"{}\"\n[[zones]]\norigin = \"example.com.\"\nns = [\"ns1\"]\nsoa = {{ mname = \"ns1\", rname = \"h\", serial = 1, minimum = 60 }}\n",
+            db.display()
+        );
+        let config = dir.join("meridian.toml");
+        std::fs::write(&config, &text).unwrap();
+        let first = crate::config::load(&config).unwrap();
+        let second = crate::config::load_reusing(&config, Some(&first)).unwrap();
+        assert!(Arc::ptr_eq(
+            first.geo.as_ref().unwrap(),
+            second.geo.as_ref().unwrap()
+        ));
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/geoip-fixtures/world-country.mmdb"
+            ),
+            &db,
+        )
+        .unwrap();
+        let third = crate::config::load_reusing(&config, Some(&second)).unwrap();
+        assert!(!Arc::ptr_eq(
+            second.geo.as_ref().unwrap(),
+            third.geo.as_ref().unwrap()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

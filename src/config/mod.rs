@@ -70,6 +70,12 @@ impl Problem {
 /// Reads, validates and compiles a config file. Relative paths inside it (the GeoIP database,
 /// the state directory) are taken from the config file's directory.
 pub fn load(path: &Path) -> Result<Compiled, ConfigErrors> {
+    load_reusing(path, None)
+}
+
+/// Like [`load`], keeping `previous`'s GeoIP database when the file has not changed since it
+/// was read (a reload then neither reads nor holds a second copy of it).
+pub fn load_reusing(path: &Path, previous: Option<&Compiled>) -> Result<Compiled, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_owned(),
@@ -78,12 +84,20 @@ pub fn load(path: &Path) -> Result<Compiled, ConfigErrors> {
             message: format!("cannot read config file: {e}"),
         }])
     })?;
-    load_str(&text, path)
+    load_text(&text, path, previous)
 }
 
 /// Like [`load`], with the text already in hand (`path` names it in errors and anchors
 /// relative paths).
 pub fn load_str(text: &str, path: &Path) -> Result<Compiled, ConfigErrors> {
+    load_text(text, path, None)
+}
+
+fn load_text(
+    text: &str,
+    path: &Path,
+    previous: Option<&Compiled>,
+) -> Result<Compiled, ConfigErrors> {
     let base = path.parent().unwrap_or(Path::new("."));
     let positioned = |problems: Vec<Problem>| ConfigErrors(position(text, path, problems));
     let raw: raw::RawConfig = match toml::from_str(text) {
@@ -108,7 +122,8 @@ pub fn load_str(text: &str, path: &Path) -> Result<Compiled, ConfigErrors> {
             return Err(positioned(problems));
         }
     };
-    let mut compiled = compile::compile(checked).map_err(positioned)?;
+    let reuse = previous.and_then(|p| p.geo.clone());
+    let mut compiled = compile::compile(checked, reuse).map_err(positioned)?;
     compiled.settings.config_hash = crate::cluster::config_hash(text);
     Ok(compiled)
 }

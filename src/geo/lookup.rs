@@ -112,6 +112,8 @@ pub struct GeoDb {
     reader: Reader<Vec<u8>>,
     schema: Schema,
     path: PathBuf,
+    /// Size and modification time of the file when it was read, to tell an unchanged file.
+    stamp: Option<(u64, std::time::SystemTime)>,
     /// Every distinct record, decoded once at load and keyed by its data offset: a lookup on
     /// the DNS path walks the tree and reads this map, never the decoder.
     records: HashMap<usize, Place, BuildHasherDefault<OffsetHasher>>,
@@ -202,8 +204,11 @@ impl GeoDb {
             path: path.to_owned(),
             source,
         };
+        let stamp = file_stamp(path);
         let bytes = std::fs::read(path).map_err(|e| open_err(maxminddb::MaxMindDbError::Io(e)))?;
-        Self::from_bytes(bytes, path)
+        let mut db = Self::from_bytes(bytes, path)?;
+        db.stamp = stamp;
+        Ok(db)
     }
 
     pub fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<GeoDb, GeoError> {
@@ -229,8 +234,14 @@ impl GeoDb {
             reader,
             schema,
             path: path.to_owned(),
+            stamp: None,
             records,
         })
+    }
+
+    /// Whether `path` is the file this database was read from, unchanged since.
+    pub fn unchanged_at(&self, path: &Path) -> bool {
+        self.path == path && self.stamp.is_some() && file_stamp(path) == self.stamp
     }
 
     pub fn schema(&self) -> Schema {
@@ -318,6 +329,11 @@ fn decode_place<S: AsRef<[u8]>>(result: &maxminddb::LookupResult<'_, S>, schema:
     }
     place.point = place.location.map(LatLon::point);
     place
+}
+
+fn file_stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?))
 }
 
 fn lat_lon(lat: Option<f64>, lon: Option<f64>) -> Option<LatLon> {

@@ -536,7 +536,11 @@ impl Publisher {
         let Some(path) = self.config_path.clone() else {
             return Err(ConfigErrors(Vec::new()));
         };
-        let loaded = tokio::task::spawn_blocking(move || crate::config::load(&path)).await;
+        let previous = self.compiled.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            crate::config::load_reusing(&path, Some(&previous))
+        })
+        .await;
         let compiled = match loaded {
             Ok(Ok(c)) => Arc::new(c),
             Ok(Err(errors)) => {
