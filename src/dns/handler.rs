@@ -111,9 +111,13 @@ pub fn respond_message(
         Transport::Udp => Protocol::Udp,
         Transport::Tcp => Protocol::Tcp,
     };
-    let request = match Request::from_bytes(raw.to_vec(), src, protocol) {
-        Ok(r) => r,
-        Err(_) => {
+    let parsed = match wire::scan(raw) {
+        Err(wire::Malformed::CompressedQuestion) => None,
+        _ => Request::from_bytes(raw.to_vec(), src, protocol).ok(),
+    };
+    let request = match parsed {
+        Some(r) => r,
+        None => {
             table
                 .counters
                 .count_query(None, RecordType::NULL, ResponseCode::FormErr, transport);

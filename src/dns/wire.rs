@@ -16,6 +16,10 @@ pub enum Malformed {
     QuestionCount,
     #[error("bad name encoding")]
     BadName,
+    /// A question name is the first name in a message: a compression pointer in it can only
+    /// point into the header, and echoing it would make the response mean something else.
+    #[error("compression pointer in the question name")]
+    CompressedQuestion,
     #[error("bytes after the last record")]
     TrailingBytes,
     #[error("more than one OPT record")]
@@ -65,6 +69,8 @@ pub struct Scanned {
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// The last name skipped ended with a compression pointer.
+    pointer: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -102,6 +108,7 @@ impl<'a> Cursor<'a> {
                 // A compression pointer ends the name in this message.
                 0xC0 => {
                     self.u8()?;
+                    self.pointer = true;
                     return Ok(false);
                 }
                 _ => return Err(Malformed::BadName),
@@ -124,8 +131,12 @@ pub fn scan(buf: &[u8]) -> Result<Scanned, Malformed> {
     let mut c = Cursor {
         buf,
         pos: HEADER_LEN,
+        pointer: false,
     };
     c.skip_name()?;
+    if c.pointer {
+        return Err(Malformed::CompressedQuestion);
+    }
     let qtype = c.u16()?;
     let qclass = c.u16()?;
     let question_end = c.pos;
@@ -171,7 +182,11 @@ pub fn scan(buf: &[u8]) -> Result<Scanned, Malformed> {
 }
 
 fn options(rdata: &[u8]) -> Result<Option<Ecs>, Malformed> {
-    let mut c = Cursor { buf: rdata, pos: 0 };
+    let mut c = Cursor {
+        buf: rdata,
+        pos: 0,
+        pointer: false,
+    };
     let mut ecs = None;
     while c.pos < rdata.len() {
         let code = c.u16().map_err(|_| Malformed::BadOption)?;
@@ -292,6 +307,15 @@ mod tests {
         assert_eq!(scan(&q[..20]), Err(Malformed::Truncated));
         let q = query(&opt(&[0, 8, 0, 10, 0]), 1);
         assert_eq!(scan(&q), Err(Malformed::BadOption));
+    }
+
+    #[test]
+    fn refuses_a_compressed_question() {
+        // The question name is a pointer into the header (found by the fuzzer).
+        let q = [
+            0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 0x02, 0, 1, 0, 1,
+        ];
+        assert_eq!(scan(&q), Err(Malformed::CompressedQuestion));
     }
 
     #[test]
