@@ -115,6 +115,11 @@ DNS = {
             additional=[opt_record(1232, options=option(65001, b"\1\2\3") + ecs4(11, 0, 128, 0, 20))],
         ),
     ),
+    "three-long-questions": (
+        UDP | 1,
+        struct.pack(">HHHHHH", 0x1015, 0x0100, 3, 0, 0, 0)
+        + (name(".".join(c * 60 for c in "abcd")) + struct.pack(">HH", A, IN)) * 3,
+    ),
     "policies-latency-jp": (POLICIES | 3, query(0x2001, "fast.example.net.", A)),
     "policies-proximity-br-ecs": (
         POLICIES | 4,

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
-use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::serialize::binary::{BinDecoder, BinEncoder};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use tracing::debug;
 
 use super::wire::{self, Scanned};
@@ -200,6 +200,14 @@ async fn respond<R: ResponseHandler>(
             Err(why) => {
                 debug!(src = %request.src(), %why, "FORMERR");
                 meta.response_code = ResponseCode::FormErr;
+                if why == wire::Malformed::CompressedQuestion {
+                    // Echoing that question would point into our own header: leave it out.
+                    let none = Queries::read(&mut BinDecoder::new(&[]), 0).ok();
+                    if let Some(none) = &none {
+                        let reply = MessageResponseBuilder::new(none, None).build_no_records(meta);
+                        return (send(&mut response, reply).await, None, None);
+                    }
+                }
                 return (
                     send(&mut response, builder.build_no_records(meta)).await,
                     None,

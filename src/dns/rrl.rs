@@ -131,36 +131,51 @@ impl Limiter {
         }
         if response.len() >= 12 {
             eat(response[3] & 0x0F);
-            // The question: name (up to its end or 255 bytes), then type.
-            let q = &response[12..];
-            let end = q
-                .iter()
-                .position(|b| *b == 0)
-                .map_or(q.len(), |p| p + 1)
-                .min(255);
-            q[..end].iter().for_each(|b| eat(b.to_ascii_lowercase()));
-            q.get(end..end + 2)
-                .unwrap_or(&[])
-                .iter()
-                .for_each(|b| eat(*b));
+            // The question (name case-folded, then type), when there is one.
+            if let Some(end) = question_end(response) {
+                response[12..end - 2]
+                    .iter()
+                    .for_each(|b| eat(b.to_ascii_lowercase()));
+            }
         }
         h
     }
 }
 
-/// The truncated form of a response: header and question only, TC set.
+/// Offset just past the first question of a message we encoded (uncompressed name, type,
+/// class), or `None` when it has no question.
+fn question_end(msg: &[u8]) -> Option<usize> {
+    if msg.len() < 12 || msg[4..6] == [0, 0] {
+        return None;
+    }
+    let mut i = 12;
+    loop {
+        let len = usize::from(*msg.get(i)?);
+        if len == 0 {
+            break;
+        }
+        if len & 0xC0 != 0 {
+            return None;
+        }
+        i += len + 1;
+    }
+    let end = i + 1 + 4;
+    (end <= msg.len()).then_some(end)
+}
+
+/// The truncated form of a response: header and question only (none if it had none), TC set.
 pub fn slip(response: &[u8], out: &mut Vec<u8>) {
     out.clear();
     if response.len() < 12 {
         return;
     }
-    let q = &response[12..];
-    let name_end = q.iter().position(|b| *b == 0).map_or(q.len(), |p| p + 1);
-    let question = &q[..(name_end + 4).min(q.len())];
     out.extend_from_slice(&response[..12]);
     out[2] |= 0x02; // TC
-    out[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
-    out.extend_from_slice(question);
+    out[4..12].fill(0);
+    if let Some(end) = question_end(response) {
+        out[5] = 1;
+        out.extend_from_slice(&response[12..end]);
+    }
 }
 
 #[cfg(test)]
@@ -219,6 +234,20 @@ mod tests {
             ..RrlSettings::default()
         };
         assert!(Limiter::new(&off).is_none());
+    }
+
+    #[test]
+    fn slips_survive_odd_responses() {
+        // A header-only FORMERR has no question to keep.
+        let formerr = [0x12, 0x34, 0x81, 0x01, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut out = Vec::new();
+        slip(&formerr, &mut out);
+        assert_eq!(&out[4..12], &[0; 8]);
+        assert_eq!(out.len(), 12);
+        // A zero byte inside a label is not the end of the name.
+        let r = response(b"\x03a\x00b\x03com\x00", 0);
+        slip(&r, &mut out);
+        assert_eq!(&out[12..], &r[12..12 + 13]);
     }
 
     #[test]
