@@ -111,9 +111,10 @@ pub fn respond_message(
         Transport::Udp => Protocol::Udp,
         Transport::Tcp => Protocol::Tcp,
     };
-    let parsed = match wire::scan(raw) {
-        Err(wire::Malformed::CompressedQuestion) => None,
-        _ => Request::from_bytes(raw.to_vec(), src, protocol).ok(),
+    let parsed = if wire::question_compressed(raw) {
+        None
+    } else {
+        Request::from_bytes(raw.to_vec(), src, protocol).ok()
     };
     let request = match parsed {
         Some(r) => r,
@@ -200,7 +201,7 @@ async fn respond<R: ResponseHandler>(
             Err(why) => {
                 debug!(src = %request.src(), %why, "FORMERR");
                 meta.response_code = ResponseCode::FormErr;
-                if why == wire::Malformed::CompressedQuestion {
+                if wire::question_compressed(request.as_slice()) {
                     // Echoing that question would point into our own header: leave it out.
                     let none = Queries::read(&mut BinDecoder::new(&[]), 0).ok();
                     if let Some(none) = &none {

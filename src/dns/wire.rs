@@ -118,6 +118,32 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Whether any question name in the message uses a compression pointer: questions come first,
+/// so such a pointer can only point into the header, and echoing it would change its meaning.
+pub fn question_compressed(buf: &[u8]) -> bool {
+    if buf.len() < HEADER_LEN {
+        return false;
+    }
+    let qd = u16::from_be_bytes([buf[4], buf[5]]);
+    let mut c = Cursor {
+        buf,
+        pos: HEADER_LEN,
+        pointer: false,
+    };
+    for _ in 0..qd {
+        if c.skip_name().is_err() {
+            return false;
+        }
+        if c.pointer {
+            return true;
+        }
+        if c.take(4).is_err() {
+            return false;
+        }
+    }
+    false
+}
+
 /// Checks a query's structure and reads its EDNS. The header is known to be present.
 pub fn scan(buf: &[u8]) -> Result<Scanned, Malformed> {
     if buf.len() < HEADER_LEN {
@@ -316,6 +342,18 @@ mod tests {
             0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 0x02, 0, 1, 0, 1,
         ];
         assert_eq!(scan(&q), Err(Malformed::CompressedQuestion));
+    }
+
+    #[test]
+    fn finds_a_compressed_name_in_any_question() {
+        let two = [
+            0x12, 0x34, 0x01, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0xC0, 0x02, 0, 1, 0, 1, 0, 0, 1, 0, 1,
+        ];
+        assert!(question_compressed(&two));
+        let plain = [
+            0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 0, 0, 1, 0, 1,
+        ];
+        assert!(!question_compressed(&plain));
     }
 
     #[test]
