@@ -384,10 +384,6 @@ impl GeoDb {
         }
     }
 
-    /// How many distinct records the database holds.
-    pub fn record_count(&self) -> usize {
-        self.records.len()
-    }
 
     /// The whole record for an address, for `explain`; `None` when there is none.
     pub fn describe(&self, ip: IpAddr) -> Option<serde_json::Value> {
