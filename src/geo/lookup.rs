@@ -384,7 +384,6 @@ impl GeoDb {
         }
     }
 
-
     /// The whole record for an address, for `explain`; `None` when there is none.
     pub fn describe(&self, ip: IpAddr) -> Option<serde_json::Value> {
         self.reader.lookup(ip).ok()?.decode().ok().flatten()
