@@ -53,9 +53,14 @@ pub fn answer(
     if scanned.edns.is_some_and(|e| e.version != 0) {
         return None;
     }
-    let mut name = [0u8; MAX_NAME];
-    let len = lower_name(&req[12..scanned.question_end - 4], &mut name)?;
-    let &(service, zone) = table.compiled.service_names.get(&name[..len])?;
+    // `scan` has checked the name: labels only, no compression, at most 255 bytes. Its
+    // length bytes are below 64, which ASCII lower-casing leaves alone.
+    let qname = &req[12..scanned.question_end - 4];
+    let mut buf = [0u8; MAX_NAME];
+    let name = buf.get_mut(..qname.len())?;
+    name.copy_from_slice(qname);
+    name.make_ascii_lowercase();
+    let &(service, zone) = table.compiled.service_names.get(&*name)?;
     let client = client_of(src, &scanned);
     let d = decide(
         table,
@@ -71,14 +76,13 @@ pub fn answer(
         return None; // NODATA, SERVFAIL or static fallback: the full handler's business
     }
 
+    // The header and question, copied in one piece and patched: QR, opcode and RD copied,
+    // AA set; RA, AD clear, CD copied; rcode NOERROR; counts 1 / answers / 0 / OPT.
     out.clear();
-    out.extend_from_slice(&req[0..2]);
-    // QR, opcode and RD copied, AA set; RA, AD clear, CD copied; rcode NOERROR.
-    out.push(0x80 | (flags & 0x79) | 0x04);
-    out.push(req[3] & 0x10);
-    out.extend_from_slice(&[
-        0,
-        1,
+    out.extend_from_slice(&req[..scanned.question_end]);
+    out[2] = 0x80 | (flags & 0x79) | 0x04;
+    out[3] = req[3] & 0x10;
+    out[6..12].copy_from_slice(&[
         0,
         endpoints.len() as u8,
         0,
@@ -86,30 +90,35 @@ pub fn answer(
         0,
         u8::from(scanned.edns.is_some()),
     ]);
-    out.extend_from_slice(&req[12..scanned.question_end]);
+    let mut rr = [0u8; 28];
+    // Owner: a pointer to the question name; type, class and TTL as asked and decided.
+    rr[..2].copy_from_slice(&[0xC0, 0x0C]);
+    rr[2..4].copy_from_slice(&scanned.qtype.to_be_bytes());
+    rr[4..6].copy_from_slice(&CLASS_IN.to_be_bytes());
+    rr[6..10].copy_from_slice(&d.ttl.to_be_bytes());
     for id in endpoints {
-        let e = table.compiled.endpoint(*id);
-        out.extend_from_slice(&[0xC0, 0x0C]);
-        out.extend_from_slice(&scanned.qtype.to_be_bytes());
-        out.extend_from_slice(&CLASS_IN.to_be_bytes());
-        out.extend_from_slice(&d.ttl.to_be_bytes());
-        match e.address {
+        let len = match table.compiled.endpoint(*id).address {
             IpAddr::V4(a) => {
-                out.extend_from_slice(&4u16.to_be_bytes());
-                out.extend_from_slice(&a.octets());
+                rr[10..12].copy_from_slice(&4u16.to_be_bytes());
+                rr[12..16].copy_from_slice(&a.octets());
+                16
             }
             IpAddr::V6(a) => {
-                out.extend_from_slice(&16u16.to_be_bytes());
-                out.extend_from_slice(&a.octets());
+                rr[10..12].copy_from_slice(&16u16.to_be_bytes());
+                rr[12..28].copy_from_slice(&a.octets());
+                28
             }
-        }
+        };
+        out.extend_from_slice(&rr[..len]);
     }
     if let Some(edns) = scanned.edns {
-        out.extend_from_slice(&[0, 0, 41]);
-        out.extend_from_slice(&table.compiled.settings.max_udp_payload.to_be_bytes());
-        // Extended rcode 0, version 0, DO copied from the query (RFC 3225 3).
-        out.extend_from_slice(&[0, 0, if edns.dnssec_ok { 0x80 } else { 0 }, 0]);
-        match edns.ecs {
+        // Root owner, type OPT, our payload size, extended rcode 0, version 0, DO copied from
+        // the query (RFC 3225 3), then the ECS option when asked (RFC 7871 7.2.1).
+        let mut opt = [0u8; 11 + 8 + 16];
+        opt[1..3].copy_from_slice(&41u16.to_be_bytes());
+        opt[3..5].copy_from_slice(&table.compiled.settings.max_udp_payload.to_be_bytes());
+        opt[7] = if edns.dnssec_ok { 0x80 } else { 0 };
+        let len = match edns.ecs {
             Some(ecs) => {
                 let addr_len = usize::from(ecs.source_prefix.div_ceil(8));
                 let scope = if ecs.source_prefix == 0 {
@@ -117,9 +126,6 @@ pub fn answer(
                 } else {
                     d.scope.min(ecs.source_prefix)
                 };
-                out.extend_from_slice(&(8 + addr_len as u16).to_be_bytes());
-                out.extend_from_slice(&[0, 8]);
-                out.extend_from_slice(&(4 + addr_len as u16).to_be_bytes());
                 let (family, bytes): (u16, [u8; 16]) = match ecs.addr {
                     IpAddr::V4(a) => {
                         let mut b = [0u8; 16];
@@ -128,12 +134,18 @@ pub fn answer(
                     }
                     IpAddr::V6(a) => (2, a.octets()),
                 };
-                out.extend_from_slice(&family.to_be_bytes());
-                out.extend_from_slice(&[ecs.source_prefix, scope]);
-                out.extend_from_slice(&bytes[..addr_len]);
+                opt[9..11].copy_from_slice(&(8 + addr_len as u16).to_be_bytes());
+                opt[11..13].copy_from_slice(&8u16.to_be_bytes());
+                opt[13..15].copy_from_slice(&(4 + addr_len as u16).to_be_bytes());
+                opt[15..17].copy_from_slice(&family.to_be_bytes());
+                opt[17] = ecs.source_prefix;
+                opt[18] = scope;
+                opt[19..19 + addr_len].copy_from_slice(&bytes[..addr_len]);
+                19 + addr_len
             }
-            None => out.extend_from_slice(&[0, 0]),
-        }
+            None => 11,
+        };
+        out.extend_from_slice(&opt[..len]);
     }
     if out.len() > udp_limit(&scanned, table.compiled.settings.max_udp_payload) {
         return None; // the full handler truncates
@@ -151,27 +163,6 @@ pub fn answer(
         metrics.ecs_queries.inc();
     }
     Some(())
-}
-
-/// Copies an uncompressed wire name, lower-cased, into `out`; `None` for a compressed or
-/// oversized one.
-fn lower_name(wire: &[u8], out: &mut [u8; MAX_NAME]) -> Option<usize> {
-    if wire.len() > MAX_NAME || wire.last() != Some(&0) {
-        return None;
-    }
-    let mut i = 0;
-    while i < wire.len() {
-        let len = usize::from(wire[i]);
-        if len & 0xC0 != 0 {
-            return None;
-        }
-        out[i] = wire[i];
-        for j in i + 1..=(i + len).min(wire.len() - 1) {
-            out[j] = wire[j].to_ascii_lowercase();
-        }
-        i += len + 1;
-    }
-    (i == wire.len()).then_some(wire.len())
 }
 
 #[cfg(test)]

@@ -108,26 +108,30 @@ impl Worker {
         }
     }
 
+    /// Points every receive header at its buffer and address slot. The buffers are heap
+    /// allocations owned by `self` that never move, so this is done once; afterwards only the
+    /// fields the kernel writes back need resetting, and only for the headers it used.
+    fn point_headers(&mut self) {
+        for i in 0..BATCH {
+            self.iov[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
+                iov_len: RECV_SIZE,
+            };
+            let hdr = &mut self.msgs[i].msg_hdr;
+            hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+            hdr.msg_iov = &mut self.iov[i];
+            hdr.msg_iovlen = 1;
+        }
+    }
+
     fn run(mut self, table: &ArcSwap<RoutingTable>, metrics: &Metrics, stop: &AtomicBool) {
         let fd = self.socket.as_raw_fd();
         let started = Instant::now();
         let slipped = metrics.rrl.with_label_values(&["slipped"]);
         let dropped = metrics.rrl.with_label_values(&["dropped"]);
+        self.point_headers();
         while !stop.load(Ordering::Relaxed) {
-            for i in 0..BATCH {
-                self.iov[i] = libc::iovec {
-                    iov_base: self.bufs[i].as_mut_ptr().cast(),
-                    iov_len: RECV_SIZE,
-                };
-                let hdr = &mut self.msgs[i].msg_hdr;
-                hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-                hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
-                hdr.msg_iov = &mut self.iov[i];
-                hdr.msg_iovlen = 1;
-                hdr.msg_control = std::ptr::null_mut();
-                hdr.msg_controllen = 0;
-                hdr.msg_flags = 0;
-            }
             // SAFETY: every header points at live buffers owned by `self`, sized as declared.
             let n = unsafe {
                 libc::recvmmsg(
@@ -151,10 +155,15 @@ impl Worker {
                 }
                 continue;
             }
+            let n = n as usize;
             let table = table.load();
-            let second = started.elapsed().as_secs();
+            let second = if self.limiter.is_some() {
+                started.elapsed().as_secs()
+            } else {
+                0
+            };
             let mut replies = 0;
-            for i in 0..n as usize {
+            for i in 0..n {
                 let len = self.msgs[i].msg_len as usize;
                 if self.msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                     continue;
@@ -199,6 +208,10 @@ impl Worker {
                 replies += 1;
             }
             drop(table);
+            for msg in &mut self.msgs[..n] {
+                // The kernel wrote the sender's address length here: make room again.
+                msg.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+            }
             let mut sent = 0;
             while sent < replies {
                 // SAFETY: as above, for the reply headers and buffers.

@@ -9,6 +9,7 @@ use maxminddb::{Reader, WithinOptions};
 use serde::Deserialize;
 
 use super::codes::{Continent, CountryCode, continent_of};
+use super::huge::HugeSlice;
 
 /// A latitude/longitude pair in degrees.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -117,39 +118,61 @@ pub struct GeoDb {
     /// Every distinct record, decoded once at load and keyed by its data offset: a lookup on
     /// the DNS path walks the tree and reads this map, never the decoder.
     records: HashMap<usize, Place, BuildHasherDefault<OffsetHasher>>,
-    /// IPv4 as a flat, cache-friendly range table (the tree walk costs a cache miss per
-    /// level on a database of real size).
-    v4: Option<V4Table>,
+    /// The tree as flat range tables, for the DNS path.
+    ranges: RangeTables,
 }
 
-/// Every IPv4 network of the database (with data or not) as sorted, non-overlapping ranges,
-/// with an index by the top 16 bits: a lookup reads one index slot and binary-searches the
-/// few ranges of that /16.
-struct V4Table {
-    /// `index[b]`: the first range that overlaps block `b` (the /16 `b.0.0/16`).
-    index: Box<[u32]>,
-    starts: Box<[u32]>,
-    /// Per range: place id + 1 (0: no data) << 8 | network prefix.
-    info: Box<[u32]>,
+/// Per range: place id + 1 (0: no data) << 8 | network prefix.
+type Info = u32;
+/// An IPv6 range the table does not answer for: look the address up in the tree.
+const TREE: Info = u32::MAX;
+/// IPv6 ranges per entry of the sampled index.
+const SAMPLE: usize = 16;
+
+/// Sorted, non-overlapping ranges covering a key space, each with its [`Info`].
+struct Ranges<K: Copy> {
+    starts: HugeSlice<K>,
+    info: HugeSlice<Info>,
+}
+
+impl<K: Copy + Ord> Ranges<K> {
+    fn new(mut ranges: Vec<(K, Info)>) -> Ranges<K> {
+        ranges.sort_unstable_by_key(|r| r.0);
+        Ranges {
+            starts: HugeSlice::collect(ranges.len(), ranges.iter().map(|r| r.0)),
+            info: HugeSlice::collect(ranges.len(), ranges.iter().map(|r| r.1)),
+        }
+    }
+
+    /// The info of the range holding `key`, searching only `starts[lo..hi]`, whose first
+    /// start is known to be at most `key`.
+    fn find(&self, key: K, lo: usize, hi: usize) -> Info {
+        let i = lo + self.starts[lo..hi].partition_point(|s| *s <= key);
+        self.info[i.saturating_sub(1)]
+    }
+}
+
+/// Every network of the database (with data or not) as flat range tables: a lookup reads an
+/// index slot and binary-searches a few adjacent starts, instead of walking the tree, which
+/// costs a cache miss per level on a database of real size.
+struct RangeTables {
+    /// IPv4, with an index by the top 16 bits: `v4_index[b]` is the first range overlapping
+    /// the /16 `b.0.0/16`.
+    v4: Option<(Box<[u32]>, Ranges<u32>)>,
+    /// IPv6 by the top 64 bits (networks longer than /64, aliases of the IPv4 space and the
+    /// IPv4 space itself are [`TREE`] ranges), with every [`SAMPLE`]-th start as its index.
+    v6: Option<(Box<[u64]>, Ranges<u64>)>,
     places: Vec<Place>,
 }
 
-impl V4Table {
+impl RangeTables {
     fn build(
         reader: &Reader<Vec<u8>>,
         records: &HashMap<usize, Place, BuildHasherDefault<OffsetHasher>>,
-    ) -> Option<V4Table> {
-        let opts = WithinOptions::default().include_networks_without_data();
-        let within = reader.within("0.0.0.0/0".parse().ok()?, opts).ok()?;
-        let mut ranges: Vec<(u32, u32)> = Vec::new();
+    ) -> RangeTables {
         let mut ids: HashMap<usize, u32, BuildHasherDefault<OffsetHasher>> = HashMap::default();
         let mut places = Vec::new();
-        for item in within {
-            let item = item.ok()?;
-            let net = item.network().ok()?;
-            let IpAddr::V4(start) = net.network() else {
-                return None;
-            };
+        let mut info = |item: &maxminddb::LookupResult<'_, Vec<u8>>, prefix: u8| -> Info {
             let id = match item.offset() {
                 None => 0,
                 Some(offset) => *ids.entry(offset).or_insert_with(|| {
@@ -157,47 +180,127 @@ impl V4Table {
                         records
                             .get(&offset)
                             .copied()
-                            .unwrap_or_else(|| decode_place(&item, Schema::Flat)),
+                            .unwrap_or_else(|| decode_place(item, Schema::Flat)),
                     );
                     places.len() as u32
                 }),
             };
-            ranges.push((u32::from(start), id << 8 | u32::from(net.prefix())));
+            id << 8 | Info::from(prefix)
+        };
+        let opts = || WithinOptions::default().include_networks_without_data();
+
+        let mut v4: Vec<(u32, Info)> = Vec::new();
+        if let Ok(within) = reader.within("0.0.0.0/0".parse().expect("a network"), opts()) {
+            for item in within.flatten() {
+                if let Ok(net) = item.network()
+                    && let IpAddr::V4(start) = net.network()
+                {
+                    v4.push((u32::from(start), info(&item, net.prefix())));
+                }
+            }
         }
-        if ranges.is_empty() || places.len() >= 1 << 24 {
-            return None;
+        let mut v6: Vec<(u64, Info)> = Vec::new();
+        if reader.metadata().ip_version == 6
+            && let Ok(within) = reader.within("::/0".parse().expect("a network"), opts())
+        {
+            for item in within.flatten() {
+                let Ok(net) = item.network() else { continue };
+                let IpAddr::V6(start) = net.network() else {
+                    continue;
+                };
+                let start = u128::from(start);
+                if start >> 32 == 0 {
+                    continue; // the IPv4 space (::/96): left to the tree
+                }
+                let key = (start >> 64) as u64;
+                let entry = if net.prefix() > 64 {
+                    (key, TREE)
+                } else {
+                    (key, info(&item, net.prefix()))
+                };
+                if v6.last() != Some(&entry) {
+                    v6.push(entry);
+                }
+            }
         }
-        ranges.sort_unstable_by_key(|r| r.0);
-        let starts: Box<[u32]> = ranges.iter().map(|r| r.0).collect();
-        let info: Box<[u32]> = ranges.iter().map(|r| r.1).collect();
-        let index = (0..=65536u64)
-            .map(|b| {
-                let first = (b << 16).min(u64::from(u32::MAX)) as u32;
-                // The range containing the block's first address.
-                starts.partition_point(|s| *s <= first).saturating_sub(1) as u32
-            })
-            .collect();
-        Some(V4Table {
-            index,
-            starts,
-            info,
-            places,
-        })
+        if places.len() >= 1 << 24 {
+            return RangeTables {
+                v4: None,
+                v6: None,
+                places: Vec::new(),
+            };
+        }
+        let v4 = (!v4.is_empty()).then(|| {
+            let ranges = Ranges::new(v4);
+            let index = (0..=65536u64)
+                .map(|b| {
+                    let first = (b << 16).min(u64::from(u32::MAX)) as u32;
+                    // The range containing the block's first address.
+                    ranges
+                        .starts
+                        .partition_point(|s| *s <= first)
+                        .saturating_sub(1) as u32
+                })
+                .collect();
+            (index, ranges)
+        });
+        let v6 = (!v6.is_empty()).then(|| {
+            let ranges = Ranges::new(fill_gaps(v6));
+            let samples = ranges.starts.iter().step_by(SAMPLE).copied().collect();
+            (samples, ranges)
+        });
+        RangeTables { v4, v6, places }
     }
 
-    fn lookup(&self, ip: u32) -> Option<(Option<Place>, u8)> {
-        let b = (ip >> 16) as usize;
-        let lo = self.index[b] as usize;
-        let hi = (self.index[b + 1] as usize + 1).min(self.starts.len());
-        let i = lo
-            + self.starts[lo..hi]
-                .partition_point(|s| *s <= ip)
-                .checked_sub(1)?;
-        let info = self.info[i];
+    /// The place and network prefix of an address; `None` when the tree must answer.
+    fn lookup(&self, ip: IpAddr) -> Option<(Option<Place>, u8)> {
+        let info = match ip {
+            IpAddr::V4(a) => {
+                let (index, ranges) = self.v4.as_ref()?;
+                let key = u32::from(a);
+                let b = (key >> 16) as usize;
+                let lo = index[b] as usize;
+                let hi = (index[b + 1] as usize + 1).min(ranges.starts.len());
+                ranges.find(key, lo, hi)
+            }
+            IpAddr::V6(a) => {
+                let (samples, ranges) = self.v6.as_ref()?;
+                let key = (u128::from(a) >> 64) as u64;
+                let lo = samples.partition_point(|s| *s <= key).saturating_sub(1) * SAMPLE;
+                let hi = (lo + SAMPLE).min(ranges.starts.len());
+                match ranges.find(key, lo, hi) {
+                    TREE => return None,
+                    info => info,
+                }
+            }
+        };
         let id = info >> 8;
         let place = (id > 0).then(|| self.places[(id - 1) as usize]);
         Some((place, (info & 0xFF) as u8))
     }
+}
+
+/// Sorted IPv6 ranges (by /64) with every gap between them, and before and after them, filled
+/// by a [`TREE`] range, so that the table covers the whole space.
+fn fill_gaps(mut ranges: Vec<(u64, Info)>) -> Vec<(u64, Info)> {
+    ranges.sort_unstable_by_key(|r| r.0);
+    let mut out = Vec::with_capacity(ranges.len() + 16);
+    let mut next: u128 = 0;
+    for (start, info) in ranges {
+        if u128::from(start) > next {
+            out.push((next as u64, TREE));
+        }
+        let size = match info {
+            TREE => 1,
+            _ => 1u128 << (64 - (info & 0xFF)),
+        };
+        next = next.max(u128::from(start) + size);
+        out.push((start, info));
+    }
+    if next <= u128::from(u64::MAX) {
+        out.push((next as u64, TREE));
+    }
+    out
 }
 
 /// The decoded part of a record (everything in [`GeoInfo`] but the network).
@@ -311,14 +414,22 @@ impl GeoDb {
                 }
             }
         }
-        let v4 = V4Table::build(&reader, &records);
+        let ranges = RangeTables::build(&reader, &records);
+        // The build's large temporaries (the range lists) went back to the allocator, which
+        // keeps them: return the free pages to the system so a load or reload leaves only
+        // the tables resident.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases memory that is free.
+        unsafe {
+            libc::malloc_trim(0);
+        }
         Ok(GeoDb {
             reader,
             schema,
             path: path.to_owned(),
             stamp: None,
             records,
-            v4,
+            ranges,
         })
     }
 
@@ -342,9 +453,7 @@ impl GeoDb {
     /// Looks an address up. Never fails: an address the database cannot answer for is
     /// "not found", with the prefix of the empty network it fell in.
     pub fn lookup(&self, ip: IpAddr) -> GeoInfo {
-        if let (IpAddr::V4(a), Some(table)) = (ip, &self.v4)
-            && let Some((place, network_prefix)) = table.lookup(u32::from(a))
-        {
+        if let Some((place, network_prefix)) = self.ranges.lookup(ip) {
             return match place {
                 Some(place) => GeoInfo {
                     country: place.country,
@@ -468,19 +577,11 @@ fn detect_schema(reader: &Reader<Vec<u8>>) -> Option<Schema> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_v4_table_answers_as_the_tree_does() {
-        let bytes = crate::geo::synthetic::synthetic(20_000, 3).unwrap();
-        let db = GeoDb::from_bytes(bytes, Path::new("synthetic")).unwrap();
-        assert!(db.v4.is_some());
-        let mut x: u32 = 12345;
-        for _ in 0..20_000 {
-            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            let ip = IpAddr::V4(x.into());
-            let fast = db.lookup(ip);
-            // The same lookup through maxminddb's tree.
-            let slow = {
-                let r = db.reader.lookup(ip).unwrap();
+    /// `lookup` (range tables) against maxminddb's own tree walk.
+    fn assert_as_the_tree(db: &GeoDb, ip: IpAddr) {
+        let fast = db.lookup(ip);
+        let slow = match db.reader.lookup(ip) {
+            Ok(r) => {
                 let prefix = r.network().unwrap().prefix();
                 match r.offset() {
                     Some(o) => {
@@ -489,18 +590,74 @@ mod tests {
                     }
                     None => (None, None, prefix, false),
                 }
+            }
+            Err(_) => (None, None, 0, false),
+        };
+        let got = (
+            fast.country,
+            fast.continent,
+            fast.network_prefix,
+            fast.found,
+        );
+        assert_eq!(got, slow, "{ip}");
+    }
+
+    #[test]
+    fn the_range_tables_answer_as_the_tree_does() {
+        let bytes = crate::geo::synthetic::synthetic(20_000, 3).unwrap();
+        let db = GeoDb::from_bytes(bytes, Path::new("synthetic")).unwrap();
+        assert!(db.ranges.v4.is_some() && db.ranges.v6.is_some());
+        let mut x: u64 = 12345;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            x
+        };
+        for _ in 0..20_000 {
+            let r = next();
+            assert_as_the_tree(&db, IpAddr::V4(((r >> 32) as u32).into()));
+            // Mostly inside 2000::/3, where the synthetic networks are; some anywhere.
+            let hi = match r % 4 {
+                0 => next(),
+                _ => 0x2000_0000_0000_0000 | (next() >> 3),
             };
-            assert_eq!(
-                (
-                    fast.country,
-                    fast.continent,
-                    fast.network_prefix,
-                    fast.found
-                ),
-                slow,
-                "{ip}"
-            );
+            let v6 = (u128::from(hi) << 64) | u128::from(next());
+            assert_as_the_tree(&db, IpAddr::V6(v6.into()));
         }
+        // The IPv4 space inside IPv6, range edges and the ends of the space.
+        for ip in [
+            "::1.2.3.4",
+            "::ffff:1.2.3.4",
+            "::",
+            "::1",
+            "2000::",
+            "2000:0:ffff:ffff:ffff:ffff:ffff:ffff",
+            "3fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "0.0.0.0",
+            "255.255.255.255",
+        ] {
+            assert_as_the_tree(&db, ip.parse().unwrap());
+        }
+    }
+
+    #[test]
+    fn ipv6_gaps_and_long_networks_go_to_the_tree() {
+        let net = |key: u64, prefix: u8| (key, 1 << 8 | Info::from(prefix));
+        let filled = fill_gaps(vec![net(0x2000 << 48, 16), (0x3000 << 48, TREE)]);
+        assert_eq!(
+            filled,
+            vec![
+                (0, TREE),
+                net(0x2000 << 48, 16),
+                ((0x2001 << 48), TREE),
+                (0x3000 << 48, TREE),
+                ((0x3000 << 48) + 1, TREE),
+            ]
+        );
+        // A network reaching the end of the space leaves nothing after it.
+        assert_eq!(fill_gaps(vec![net(0, 0)]), vec![net(0, 0)]);
     }
 
     #[test]

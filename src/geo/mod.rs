@@ -3,6 +3,7 @@
 //! The rest of Meridian sees only [`GeoInfo`], a small `Copy` value; the maxminddb API stays
 //! inside this module.
 mod codes;
+mod huge;
 mod lookup;
 pub mod source;
 pub mod synthetic;
