@@ -53,6 +53,11 @@ pub fn answer(
     if scanned.edns.is_some_and(|e| e.version != 0) {
         return None;
     }
+    let client = client_of(src, &scanned);
+    if let Some(db) = &table.compiled.geo {
+        // The GeoIP lookup's first read misses the cache: start it now, under the name lookup.
+        db.prefetch(client.addr);
+    }
     // `scan` has checked the name: labels only, no compression, at most 255 bytes. Its
     // length bytes are below 64, which ASCII lower-casing leaves alone.
     let qname = &req[12..scanned.question_end - 4];
@@ -61,7 +66,6 @@ pub fn answer(
     name.copy_from_slice(qname);
     name.make_ascii_lowercase();
     let &(service, zone) = table.compiled.service_names.get(&*name)?;
-    let client = client_of(src, &scanned);
     let d = decide(
         table,
         &Query {

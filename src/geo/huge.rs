@@ -27,7 +27,9 @@ impl<T: Copy> HugeSlice<T> {
     /// mapping: no temporary copy of a large table on the heap.
     pub fn collect(len: usize, items: impl Iterator<Item = T>) -> HugeSlice<T> {
         let bytes = len * std::mem::size_of::<T>();
-        if bytes >= HUGE_PAGE / 2
+        // Smaller arrays stay on the heap: a huge page each would cost more memory than TLB
+        // misses on them cost time.
+        if bytes >= HUGE_PAGE / 8
             && let Some(ptr) = map_huge(bytes)
         {
             let ptr = ptr.cast::<T>();

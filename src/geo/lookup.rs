@@ -156,9 +156,8 @@ impl<K: Copy + Ord> Ranges<K> {
 /// index slot and binary-searches a few adjacent starts, instead of walking the tree, which
 /// costs a cache miss per level on a database of real size.
 struct RangeTables {
-    /// IPv4, with an index by the top 16 bits: `v4_index[b]` is the first range overlapping
-    /// the /16 `b.0.0/16`.
-    v4: Option<(Box<[u32]>, Ranges<u32>)>,
+    /// IPv4, by /16 block.
+    v4: Option<V4Blocks>,
     /// IPv6 by the top 64 bits (networks longer than /64, aliases of the IPv4 space and the
     /// IPv4 space itself are [`TREE`] ranges), with every [`SAMPLE`]-th start as its index.
     v6: Option<(Box<[u64]>, Ranges<u64>)>,
@@ -230,20 +229,7 @@ impl RangeTables {
                 places: Vec::new(),
             };
         }
-        let v4 = (!v4.is_empty()).then(|| {
-            let ranges = Ranges::new(v4);
-            let index = (0..=65536u64)
-                .map(|b| {
-                    let first = (b << 16).min(u64::from(u32::MAX)) as u32;
-                    // The range containing the block's first address.
-                    ranges
-                        .starts
-                        .partition_point(|s| *s <= first)
-                        .saturating_sub(1) as u32
-                })
-                .collect();
-            (index, ranges)
-        });
+        let v4 = (!v4.is_empty()).then(|| V4Blocks::new(v4));
         let v6 = (!v6.is_empty()).then(|| {
             let ranges = Ranges::new(fill_gaps(v6));
             let samples = ranges.starts.iter().step_by(SAMPLE).copied().collect();
@@ -255,14 +241,10 @@ impl RangeTables {
     /// The place and network prefix of an address; `None` when the tree must answer.
     fn lookup(&self, ip: IpAddr) -> Option<(Option<Place>, u8)> {
         let info = match ip {
-            IpAddr::V4(a) => {
-                let (index, ranges) = self.v4.as_ref()?;
-                let key = u32::from(a);
-                let b = (key >> 16) as usize;
-                let lo = index[b] as usize;
-                let hi = (index[b + 1] as usize + 1).min(ranges.starts.len());
-                ranges.find(key, lo, hi)
-            }
+            IpAddr::V4(a) => match self.v4.as_ref()?.find(u32::from(a)) {
+                TREE => return None,
+                info => info,
+            },
             IpAddr::V6(a) => {
                 let (samples, ranges) = self.v6.as_ref()?;
                 let key = (u128::from(a) >> 64) as u64;
@@ -278,6 +260,77 @@ impl RangeTables {
         let place = (id > 0).then(|| self.places[(id - 1) as usize]);
         Some((place, (info & 0xFF) as u8))
     }
+}
+
+/// The IPv4 ranges grouped by /16 block. A block's ranges are the one holding its first
+/// address, then those starting inside it; the block is stored as the low 16 bits of each
+/// start, then each range's info as two `u16` halves, all adjacent. A lookup reads one index
+/// slot, then one block: typically two neighbouring cache lines.
+struct V4Blocks {
+    /// `index[b]..index[b + 1]`: block `b` in `data` (3 `u16` per range).
+    index: HugeSlice<u32>,
+    data: HugeSlice<u16>,
+}
+
+impl V4Blocks {
+    fn new(mut ranges: Vec<(u32, Info)>) -> V4Blocks {
+        ranges.sort_unstable_by_key(|r| r.0);
+        if ranges.first().is_none_or(|r| r.0 != 0) {
+            ranges.insert(0, (0, TREE));
+        }
+        let mut index = Vec::with_capacity(65537);
+        let mut data: Vec<u16> = Vec::with_capacity(3 * (ranges.len() + 65536));
+        let mut block: Vec<(u16, Info)> = Vec::new();
+        let mut holding = 0;
+        for b in 0..65536u32 {
+            let first = b << 16;
+            while holding + 1 < ranges.len() && ranges[holding + 1].0 <= first {
+                holding += 1;
+            }
+            block.clear();
+            block.push((0, ranges[holding].1));
+            let inside = ranges[holding + 1..]
+                .iter()
+                .take_while(|r| r.0 >> 16 == b)
+                .map(|r| (r.0 as u16, r.1));
+            block.extend(inside);
+            index.push(data.len() as u32);
+            data.extend(block.iter().map(|e| e.0));
+            data.extend(block.iter().flat_map(|e| [e.1 as u16, (e.1 >> 16) as u16]));
+        }
+        index.push(data.len() as u32);
+        V4Blocks {
+            index: HugeSlice::collect(index.len(), index.into_iter()),
+            data: HugeSlice::collect(data.len(), data.into_iter()),
+        }
+    }
+
+    /// Asks the CPU to start loading the index slot of `ip`'s block.
+    fn prefetch(&self, ip: u32) {
+        prefetch(&self.index[(ip >> 16) as usize]);
+    }
+
+    fn find(&self, ip: u32) -> Info {
+        let b = (ip >> 16) as usize;
+        let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
+        let block = &self.data[lo..hi];
+        let (lows, info) = block.split_at(block.len() / 3);
+        // The block's first range starts at 0: the search finds at least that one.
+        let i = lows.partition_point(|s| *s <= ip as u16) - 1;
+        Info::from(info[2 * i]) | Info::from(info[2 * i + 1]) << 16
+    }
+}
+
+/// A hint to load `item`'s cache line, so that the load overlaps other work.
+fn prefetch<T>(item: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and has no effect a program can observe.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>((item as *const T).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = item;
 }
 
 /// Sorted IPv6 ranges (by /64) with every gap between them, and before and after them, filled
@@ -448,6 +501,14 @@ impl GeoDb {
 
     pub fn database_type(&self) -> &str {
         &self.reader.metadata().database_type
+    }
+
+    /// Starts loading what [`GeoDb::lookup`] of `ip` will read first, so that the wait
+    /// overlaps the work before it.
+    pub fn prefetch(&self, ip: IpAddr) {
+        if let (IpAddr::V4(a), Some(v4)) = (ip, &self.ranges.v4) {
+            v4.prefetch(u32::from(a));
+        }
     }
 
     /// Looks an address up. Never fails: an address the database cannot answer for is
