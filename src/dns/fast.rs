@@ -8,10 +8,10 @@
 use std::net::IpAddr;
 
 use super::handler::{client_of, udp_limit};
-use super::wire;
+use super::wire::{self, Scanned};
 use crate::metrics::{Metrics, Transport};
 use crate::routing::RoutingTable;
-use crate::routing::decide::{Query, decide};
+use crate::routing::decide::{Client, Query, decide};
 use crate::routing::table::Family;
 use crate::routing::trace::NoTrace;
 use hickory_proto::op::ResponseCode;
@@ -23,6 +23,14 @@ const CLASS_IN: u16 = 1;
 /// Longest wire-form name.
 const MAX_NAME: usize = 255;
 
+/// A query the fast path takes, after its first look at it.
+#[derive(Clone, Copy, Debug)]
+pub struct Parsed {
+    scanned: Scanned,
+    family: Family,
+    client: Client,
+}
+
 /// Answers `req` into `out` (cleared first) when the fast path can; `None` sends it to the
 /// full handler.
 pub fn answer(
@@ -32,6 +40,14 @@ pub fn answer(
     metrics: &Metrics,
     out: &mut Vec<u8>,
 ) -> Option<()> {
+    let parsed = parse(table, req, src)?;
+    respond(table, req, &parsed, metrics, out)
+}
+
+/// The first half of [`answer`]: whether the fast path takes `req`, and who asks. It starts
+/// loading the client's GeoIP data, so that a caller with several queries can parse them
+/// all first and have those loads overlap (see [`prefetch`]).
+pub fn parse(table: &RoutingTable, req: &[u8], src: IpAddr) -> Option<Parsed> {
     if req.len() < 12 {
         return None;
     }
@@ -55,9 +71,37 @@ pub fn answer(
     }
     let client = client_of(src, &scanned);
     if let Some(db) = &table.compiled.geo {
-        // The GeoIP lookup's first read misses the cache: start it now, under the name lookup.
-        db.prefetch(client.addr);
+        db.prefetch(client.addr, false);
     }
+    Some(Parsed {
+        scanned,
+        family,
+        client,
+    })
+}
+
+/// Starts loading the second part of the client's GeoIP data, once the first (started by
+/// [`parse`]) has had time to arrive.
+pub fn prefetch(table: &RoutingTable, parsed: &Parsed) {
+    if let Some(db) = &table.compiled.geo {
+        db.prefetch(parsed.client.addr, true);
+    }
+}
+
+/// The second half of [`answer`], for a query [`parse`] took.
+pub fn respond(
+    table: &RoutingTable,
+    req: &[u8],
+    parsed: &Parsed,
+    metrics: &Metrics,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    let Parsed {
+        scanned,
+        family,
+        client,
+    } = *parsed;
+    let flags = req[2];
     // `scan` has checked the name: labels only, no compression, at most 255 bytes. Its
     // length bytes are below 64, which ASCII lower-casing leaves alone.
     let qname = &req[12..scanned.question_end - 4];

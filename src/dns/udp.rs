@@ -83,6 +83,9 @@ struct Worker {
     out_msgs: Vec<libc::mmsghdr>,
     limiter: Option<Limiter>,
     scratch: Vec<u8>,
+    /// Per received packet: its sender, and what the fast path made of it.
+    srcs: Vec<Option<SocketAddr>>,
+    parsed: Vec<Option<fast::Parsed>>,
 }
 
 // The raw pointers in the iovec/mmsghdr arrays point into the worker's own buffers.
@@ -105,6 +108,8 @@ impl Worker {
             out_msgs: vec![zero_msg; BATCH],
             limiter,
             scratch: Vec::with_capacity(512),
+            srcs: vec![None; BATCH],
+            parsed: vec![None; BATCH],
         }
     }
 
@@ -162,18 +167,35 @@ impl Worker {
             } else {
                 0
             };
-            let mut replies = 0;
+            // Three passes over the batch, so that the GeoIP lookups' cache misses overlap
+            // instead of coming one after another: parse every query (which starts loading
+            // its GeoIP index slot), start loading the ranges those slots point to, answer.
             for i in 0..n {
-                let len = self.msgs[i].msg_len as usize;
+                self.srcs[i] = None;
+                self.parsed[i] = None;
                 if self.msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                     continue;
                 }
                 let Some(src) = sockaddr(&self.addrs[i]) else {
                     continue;
                 };
-                let req = &self.bufs[i][..len];
+                self.srcs[i] = Some(src);
+                let req = &self.bufs[i][..self.msgs[i].msg_len as usize];
+                self.parsed[i] = fast::parse(&table, req, src.ip());
+            }
+            for parsed in self.parsed[..n].iter().flatten() {
+                fast::prefetch(&table, parsed);
+            }
+            let mut replies = 0;
+            for i in 0..n {
+                let Some(src) = self.srcs[i] else {
+                    continue;
+                };
+                let req = &self.bufs[i][..self.msgs[i].msg_len as usize];
                 let out = &mut self.out[replies];
-                if fast::answer(&table, req, src.ip(), metrics, out).is_none() {
+                let fast = self.parsed[i]
+                    .and_then(|parsed| fast::respond(&table, req, &parsed, metrics, out));
+                if fast.is_none() {
                     match handler::respond_udp(&table, req, src, metrics) {
                         Some(bytes) => *out = bytes,
                         None => continue,

@@ -305,9 +305,17 @@ impl V4Blocks {
         }
     }
 
-    /// Asks the CPU to start loading the index slot of `ip`'s block.
-    fn prefetch(&self, ip: u32) {
-        prefetch(&self.index[(ip >> 16) as usize]);
+    /// Asks the CPU to start loading the index slot of `ip`'s block, or (`block`) the
+    /// block itself: its first two cache lines, which hold all of a typical block.
+    fn prefetch(&self, ip: u32, block: bool) {
+        let b = (ip >> 16) as usize;
+        if !block {
+            prefetch(&self.index[b]);
+        } else if let Some(start) = self.data.get(self.index[b] as usize) {
+            let start: *const u16 = start;
+            prefetch(start);
+            prefetch(start.wrapping_add(32));
+        }
     }
 
     fn find(&self, ip: u32) -> Info {
@@ -321,13 +329,13 @@ impl V4Blocks {
     }
 }
 
-/// A hint to load `item`'s cache line, so that the load overlaps other work.
-fn prefetch<T>(item: &T) {
+/// A hint to load the cache line at `item`, so that the load overlaps other work.
+fn prefetch<T>(item: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch never faults and has no effect a program can observe.
     unsafe {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>((item as *const T).cast());
+        _mm_prefetch::<_MM_HINT_T0>(item.cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = item;
@@ -503,11 +511,12 @@ impl GeoDb {
         &self.reader.metadata().database_type
     }
 
-    /// Starts loading what [`GeoDb::lookup`] of `ip` will read first, so that the wait
-    /// overlaps the work before it.
-    pub fn prefetch(&self, ip: IpAddr) {
+    /// Starts loading what [`GeoDb::lookup`] of `ip` will read, so that the wait overlaps
+    /// other work: first (`second` false) the index slot, then (`second` true, once that
+    /// slot has had time to arrive) the ranges it points to.
+    pub fn prefetch(&self, ip: IpAddr, second: bool) {
         if let (IpAddr::V4(a), Some(v4)) = (ip, &self.ranges.v4) {
-            v4.prefetch(u32::from(a));
+            v4.prefetch(u32::from(a), second);
         }
     }
 
