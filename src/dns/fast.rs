@@ -8,11 +8,12 @@
 use std::net::IpAddr;
 
 use super::handler::{client_of, udp_limit};
+use super::templates::Static;
 use super::wire::{self, Scanned};
 use crate::metrics::{Metrics, Transport};
 use crate::routing::RoutingTable;
 use crate::routing::decide::{Client, Query, decide};
-use crate::routing::table::Family;
+use crate::routing::table::{Family, ZoneId};
 use crate::routing::trace::NoTrace;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -109,7 +110,9 @@ pub fn respond(
     let name = buf.get_mut(..qname.len())?;
     name.copy_from_slice(qname);
     name.make_ascii_lowercase();
-    let &(service, zone) = table.compiled.service_names.get(&*name)?;
+    let Some(&(service, zone)) = table.compiled.service_names.get(&*name) else {
+        return respond_static(table, req, parsed, name, metrics, out);
+    };
     let d = decide(
         table,
         &Query {
@@ -159,58 +162,136 @@ pub fn respond(
         };
         out.extend_from_slice(&rr[..len]);
     }
-    if let Some(edns) = scanned.edns {
-        // Root owner, type OPT, our payload size, extended rcode 0, version 0, DO copied from
-        // the query (RFC 3225 3), then the ECS option when asked (RFC 7871 7.2.1).
-        let mut opt = [0u8; 11 + 8 + 16];
-        opt[1..3].copy_from_slice(&41u16.to_be_bytes());
-        opt[3..5].copy_from_slice(&table.compiled.settings.max_udp_payload.to_be_bytes());
-        opt[7] = if edns.dnssec_ok { 0x80 } else { 0 };
-        let len = match edns.ecs {
-            Some(ecs) => {
-                let addr_len = usize::from(ecs.source_prefix.div_ceil(8));
-                let scope = if ecs.source_prefix == 0 {
-                    0
-                } else {
-                    d.scope.min(ecs.source_prefix)
-                };
-                let (family, bytes): (u16, [u8; 16]) = match ecs.addr {
-                    IpAddr::V4(a) => {
-                        let mut b = [0u8; 16];
-                        b[..4].copy_from_slice(&a.octets());
-                        (1, b)
-                    }
-                    IpAddr::V6(a) => (2, a.octets()),
-                };
-                opt[9..11].copy_from_slice(&(8 + addr_len as u16).to_be_bytes());
-                opt[11..13].copy_from_slice(&8u16.to_be_bytes());
-                opt[13..15].copy_from_slice(&(4 + addr_len as u16).to_be_bytes());
-                opt[15..17].copy_from_slice(&family.to_be_bytes());
-                opt[17] = ecs.source_prefix;
-                opt[18] = scope;
-                opt[19..19 + addr_len].copy_from_slice(&bytes[..addr_len]);
-                19 + addr_len
-            }
-            None => 11,
-        };
-        out.extend_from_slice(&opt[..len]);
-    }
-    if out.len() > udp_limit(&scanned, table.compiled.settings.max_udp_payload) {
-        return None; // the full handler truncates
-    }
-    let qtype = if family == Family::V4 {
-        RecordType::A
-    } else {
-        RecordType::AAAA
-    };
-    table
-        .counters
-        .count_query(Some(zone), qtype, ResponseCode::NoError, Transport::Udp);
+    push_opt(table, &scanned, d.scope, out);
+    finish(table, parsed, zone, ResponseCode::NoError, metrics, out)?;
     table.counters.count_answer(&d);
+    Some(())
+}
+
+/// A static answer from the table's prepared responses (see [`super::templates`]).
+fn respond_static(
+    table: &RoutingTable,
+    req: &[u8],
+    parsed: &Parsed,
+    name: &[u8],
+    metrics: &Metrics,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    let qend = parsed.scanned.question_end;
+    let (zone, found) = table.templates.find(name, record_type(parsed.family))?;
+    out.clear();
+    let (aa, rcode) = match found {
+        Static::Response(bytes) => {
+            // The same question (but for case), so the sections follow at the same offset
+            // and any compression pointer into the question still points at the same name.
+            if bytes.len() < qend {
+                return None;
+            }
+            out.extend_from_slice(bytes);
+            out[12..qend].copy_from_slice(&req[12..qend]);
+            (bytes[2] & 0x04, bytes[3] & 0x0F)
+        }
+        Static::NxDomain { soa, origin_at } => {
+            out.extend_from_slice(&req[..qend]);
+            out[6..12].copy_from_slice(&[0, 0, 0, 1, 0, 0]);
+            // The SOA's owner is the zone origin: the tail of the question name.
+            out.extend_from_slice(&(0xC000 | (12 + origin_at) as u16).to_be_bytes());
+            out.extend_from_slice(soa);
+            (0x04, 3)
+        }
+    };
+    out[..2].copy_from_slice(&req[..2]);
+    // QR set, opcode and RD copied, AA as prepared; RA, AD clear, CD copied.
+    out[2] = 0x80 | (req[2] & 0x79) | aa;
+    out[3] = (req[3] & 0x10) | rcode;
+    if parsed.scanned.edns.is_some() {
+        let additional = u16::from_be_bytes([out[10], out[11]]) + 1;
+        out[10..12].copy_from_slice(&additional.to_be_bytes());
+    }
+    // Static data does not depend on the client: ECS scope 0.
+    push_opt(table, &parsed.scanned, 0, out);
+    finish(
+        table,
+        parsed,
+        zone,
+        ResponseCode::from(0, rcode),
+        metrics,
+        out,
+    )
+}
+
+/// Appends the response's OPT record when the query had one: root owner, type OPT, our
+/// payload size, extended rcode 0, version 0, DO copied from the query (RFC 3225 3), then
+/// the ECS option with `scope` when asked (RFC 7871 7.2.1).
+fn push_opt(table: &RoutingTable, scanned: &Scanned, scope: u8, out: &mut Vec<u8>) {
+    let Some(edns) = scanned.edns else {
+        return;
+    };
+    let mut opt = [0u8; 11 + 8 + 16];
+    opt[1..3].copy_from_slice(&41u16.to_be_bytes());
+    opt[3..5].copy_from_slice(&table.compiled.settings.max_udp_payload.to_be_bytes());
+    opt[7] = if edns.dnssec_ok { 0x80 } else { 0 };
+    let len = match edns.ecs {
+        Some(ecs) => {
+            let addr_len = usize::from(ecs.source_prefix.div_ceil(8));
+            let scope = if ecs.source_prefix == 0 {
+                0
+            } else {
+                scope.min(ecs.source_prefix)
+            };
+            let (family, bytes): (u16, [u8; 16]) = match ecs.addr {
+                IpAddr::V4(a) => {
+                    let mut b = [0u8; 16];
+                    b[..4].copy_from_slice(&a.octets());
+                    (1, b)
+                }
+                IpAddr::V6(a) => (2, a.octets()),
+            };
+            opt[9..11].copy_from_slice(&(8 + addr_len as u16).to_be_bytes());
+            opt[11..13].copy_from_slice(&8u16.to_be_bytes());
+            opt[13..15].copy_from_slice(&(4 + addr_len as u16).to_be_bytes());
+            opt[15..17].copy_from_slice(&family.to_be_bytes());
+            opt[17] = ecs.source_prefix;
+            opt[18] = scope;
+            opt[19..19 + addr_len].copy_from_slice(&bytes[..addr_len]);
+            19 + addr_len
+        }
+        None => 11,
+    };
+    out.extend_from_slice(&opt[..len]);
+}
+
+/// Checks the response's size and counts it; `None` (the full handler truncates) when it
+/// does not fit.
+fn finish(
+    table: &RoutingTable,
+    parsed: &Parsed,
+    zone: ZoneId,
+    rcode: ResponseCode,
+    metrics: &Metrics,
+    out: &[u8],
+) -> Option<()> {
+    let scanned = &parsed.scanned;
+    if out.len() > udp_limit(scanned, table.compiled.settings.max_udp_payload) {
+        return None;
+    }
+    table.counters.count_query(
+        Some(zone),
+        record_type(parsed.family),
+        rcode,
+        Transport::Udp,
+    );
     if scanned.edns.is_some_and(|e| e.ecs.is_some()) {
         metrics.ecs_queries.inc();
     }
     Some(())
+}
+
+fn record_type(family: Family) -> RecordType {
+    match family {
+        Family::V4 => RecordType::A,
+        Family::V6 => RecordType::AAAA,
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 
@@ -15,6 +15,11 @@ use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 
 fn table() -> RoutingTable {
+    table_with(|text| text)
+}
+
+/// The example config, edited.
+fn table_with(edit: impl FnOnce(String) -> String) -> RoutingTable {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/meridian.toml"))
             .unwrap()
@@ -22,6 +27,7 @@ fn table() -> RoutingTable {
                 "../geoip-fixtures",
                 concat!(env!("CARGO_MANIFEST_DIR"), "/geoip-fixtures"),
             );
+    let text = edit(text);
     let compiled = crate::config::load_str(&text, Path::new("/t/meridian.toml")).unwrap();
     RoutingTable::cold(Arc::new(compiled))
 }
@@ -71,6 +77,12 @@ fn corpus(n: usize) -> Vec<Vec<u8>> {
         "example.com.",
         "nope.example.com.",
         "www.other.org.",
+        // Static data: an answer, NODATA, an empty non-terminal, NXDOMAIN below a name.
+        "mail.example.com.",
+        "ns1.example.com.",
+        "ns2.example.com.",
+        "_tcp.www.example.com.",
+        "x.nope.example.com.",
     ];
     let types = [
         RecordType::A,
@@ -198,10 +210,9 @@ fn fast_path_passes_on_what_it_does_not_handle() {
         m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
         m
     };
-    // Static data, negative answers, other types and classes, other opcodes, EDNS versions.
+    // Other types, a CNAME into a traffic-managed name, other opcodes, EDNS versions.
     for (name, t) in [
         ("example.com.", RecordType::SOA),
-        ("nope.example.com.", RecordType::A),
         ("shop.example.com.", RecordType::A),
         ("www.example.com.", RecordType::MX),
         ("www.example.com.", RecordType::ANY),
@@ -228,4 +239,115 @@ fn fast_path_passes_on_what_it_does_not_handle() {
     // The common case does go fast.
     let q = build("wWw.example.COM.", RecordType::A).to_vec().unwrap();
     assert!(fast::answer(&table, &q, src, &metrics, &mut out).is_some());
+}
+
+fn query(name: &str, t: RecordType, edns: bool) -> Vec<u8> {
+    let mut m = Message::new(9, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+    if edns {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+            "11.0.130.0".parse().unwrap(),
+            24,
+            0,
+        )));
+        m.set_edns(e);
+    }
+    m.to_vec().unwrap()
+}
+
+/// Answers through the fast path, checked against the full handler; `None` when the fast
+/// path passes the query on.
+fn fast_and_checked(table: &RoutingTable, q: &[u8]) -> Option<Message> {
+    let metrics = Metrics::new();
+    let src: SocketAddr = "127.0.0.1:5300".parse().unwrap();
+    let mut out = Vec::new();
+    fast::answer(table, q, src.ip(), &metrics, &mut out)?;
+    let full = handler::respond_udp(table, q, src, &metrics).unwrap();
+    let (f, g) = (
+        Message::from_vec(&out).unwrap(),
+        Message::from_vec(&full).unwrap(),
+    );
+    assert_eq!(f, g, "{:?}", Message::from_vec(q).unwrap());
+    Some(f)
+}
+
+#[test]
+fn static_answers_and_negative_answers_go_fast() {
+    let table = table();
+    for edns in [false, true] {
+        for (name, t, rcode, answers) in [
+            ("MAIL.example.com.", RecordType::A, ResponseCode::NoError, 1),
+            (
+                "ns1.example.com.",
+                RecordType::AAAA,
+                ResponseCode::NoError,
+                1,
+            ),
+            (
+                "ns2.example.com.",
+                RecordType::AAAA,
+                ResponseCode::NoError,
+                0,
+            ),
+            (
+                "_tcp.www.example.com.",
+                RecordType::A,
+                ResponseCode::NoError,
+                0,
+            ),
+            (
+                "nope.example.com.",
+                RecordType::A,
+                ResponseCode::NXDomain,
+                0,
+            ),
+            (
+                "a.b.Nope.example.COM.",
+                RecordType::AAAA,
+                ResponseCode::NXDomain,
+                0,
+            ),
+        ] {
+            let m = fast_and_checked(&table, &query(name, t, edns))
+                .unwrap_or_else(|| panic!("{name} {t} passed on"));
+            assert_eq!(m.metadata.response_code, rcode, "{name} {t}");
+            assert_eq!(m.answers.len(), answers, "{name} {t}");
+            assert!(m.metadata.authoritative, "{name} {t}");
+            if answers == 0 {
+                assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+            }
+        }
+    }
+    // Out of zone: REFUSED is the full handler's.
+    assert!(fast_and_checked(&table, &query("www.other.org.", RecordType::A, true)).is_none());
+}
+
+#[test]
+fn below_a_delegation_the_full_handler_answers_or_the_fast_path_agrees() {
+    let table = table_with(|text| {
+        text.replacen(
+            "records = [",
+            "records = [\n  { name = \"sub\", type = \"NS\", data = \"ns.sub\" },\n  { name = \"ns.sub\", type = \"A\", data = \"192.0.2.99\" },",
+            1,
+        )
+    });
+    // A zone with a cut: a missing name may be below it, so no NXDOMAIN on the fast path.
+    assert!(fast_and_checked(&table, &query("nope.example.com.", RecordType::A, false)).is_none());
+    assert!(fast_and_checked(&table, &query("x.sub.example.com.", RecordType::A, false)).is_none());
+    // Names at and below the cut are static: referrals, prepared like any static answer.
+    for name in [
+        "sub.example.com.",
+        "ns.sub.example.com.",
+        "mail.example.com.",
+    ] {
+        for edns in [false, true] {
+            fast_and_checked(&table, &query(name, RecordType::A, edns));
+        }
+    }
+    let referral = fast_and_checked(&table, &query("ns.sub.example.com.", RecordType::A, true))
+        .expect("a prepared referral");
+    assert!(!referral.metadata.authoritative);
+    assert_eq!(referral.authorities[0].record_type(), RecordType::NS);
 }

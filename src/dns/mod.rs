@@ -6,5 +6,6 @@ pub mod listen;
 mod prop_tests;
 pub mod rrl;
 pub mod tcp;
+pub mod templates;
 pub mod udp;
 pub mod wire;

@@ -20,6 +20,7 @@ use super::table::{
 };
 use crate::cluster::{AdminDoc, ClusterError, ClusterStore, Quorum, consensus};
 use crate::config::ConfigErrors;
+use crate::dns::templates::Templates;
 use crate::health::prober::ProbeEvent;
 use crate::health::state::{Ewma, Health, Tracker};
 use crate::metrics::{DnsCounters, Metrics};
@@ -149,6 +150,7 @@ pub struct Publisher {
     store: Arc<ArcSwap<RoutingTable>>,
     compiled: Arc<Compiled>,
     counters: Arc<DnsCounters>,
+    templates: Arc<Templates>,
     config_generation: u64,
     config_path: Option<PathBuf>,
     trackers: Vec<Tracker>,
@@ -185,6 +187,7 @@ impl Publisher {
     ) -> (Publisher, Arc<ArcSwap<RoutingTable>>) {
         let table = RoutingTable::cold(compiled.clone());
         let counters = table.counters.clone();
+        let templates = table.templates.clone();
         let gauges = Gauges::new(&metrics, &compiled);
         let store = Arc::new(ArcSwap::from_pointee(table));
         let n = compiled.targets.len();
@@ -208,6 +211,7 @@ impl Publisher {
             state_dir: compiled.settings.state_dir.clone(),
             compiled,
             counters,
+            templates,
             config_generation: 1,
             config_path: None,
             evacuations: evacuations.regions,
@@ -586,7 +590,9 @@ impl Publisher {
             }
         }
         self.metrics.carry(&self.counters);
-        self.counters = Arc::new(DnsCounters::new(&compiled));
+        let cold = RoutingTable::cold(compiled.clone());
+        self.counters = cold.counters.clone();
+        self.templates = cold.templates.clone();
         self.latency_map = compiled.latency_map.clone();
         self.penalty = vec![None; compiled.service_region_slots];
         self.gauges = Gauges::new(&self.metrics, &compiled);
@@ -634,6 +640,7 @@ impl Publisher {
             health: Arc::new(health),
             admin: Arc::new(AdminView::new(&self.compiled, self.evacuations.clone())),
             counters: self.counters.clone(),
+            templates: self.templates.clone(),
             compiled: self.compiled.clone(),
             generation: self.generation,
             built_at: SystemTime::now(),

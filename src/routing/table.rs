@@ -8,6 +8,7 @@ use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 
 use super::latency::LatencyMap;
 use super::prefix::PrefixTable;
+use crate::dns::templates::Templates;
 use crate::geo::{Continent, CountryCode, GeoDb, LatLon, Point};
 use crate::health::CheckSpec;
 use crate::health::state::Health;
@@ -447,6 +448,8 @@ pub struct RoutingTable {
     pub admin: Arc<AdminView>,
     /// DNS counters for this compiled config (shared by every generation built from it).
     pub counters: Arc<DnsCounters>,
+    /// The fast path's responses to static data of this compiled config (shared likewise).
+    pub templates: Arc<Templates>,
     pub generation: u64,
     /// When and why this generation was published.
     pub built_at: std::time::SystemTime,
@@ -463,10 +466,11 @@ pub struct RoutingTable {
 impl RoutingTable {
     /// A table with no health verdicts yet.
     pub fn cold(compiled: Arc<Compiled>) -> RoutingTable {
-        RoutingTable {
+        let mut table = RoutingTable {
             health: Arc::new(HealthView::unknown(compiled.targets.len())),
             admin: Arc::new(AdminView::new(&compiled, Default::default())),
             counters: Arc::new(DnsCounters::new(&compiled)),
+            templates: Arc::default(),
             latency_map: compiled.latency_map.clone(),
             penalty_ms: vec![None; compiled.service_region_slots].into(),
             compiled,
@@ -474,7 +478,11 @@ impl RoutingTable {
             built_at: std::time::SystemTime::now(),
             built_for: "start".into(),
             probes_complete: false,
-        }
+        };
+        table.templates = Arc::new(Templates::build(&table));
+        // Building went through the full handler, which counts what it answers.
+        table.counters = Arc::new(DnsCounters::new(&table.compiled));
+        table
     }
 
     /// Whether an operator evacuated the region.

@@ -1,0 +1,143 @@
+//! Responses to static data, prepared once per compiled config for the UDP fast path.
+//!
+//! For every name of a zone that is not traffic-managed, the full handler's own response to
+//! an A and an AAAA question (answer, NODATA or referral) is kept as bytes; for every zone
+//! without delegations, the tail of its negative SOA is kept for NXDOMAIN. The fast path
+//! copies a template, patches the ID, the flags it copies from the query and the question's
+//! case, and adds the OPT: what the full handler would send, without parsing or encoding a
+//! message per query. Anything that depends on the client (a CNAME into a traffic-managed
+//! name), would be truncated, or lies below a delegation stays with the full handler.
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::net::SocketAddr;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+
+use super::handler::respond_udp;
+use crate::metrics::Metrics;
+use crate::routing::RoutingTable;
+use crate::routing::answer::answer;
+use crate::routing::decide::Client;
+use crate::routing::table::{NameHasher, ZoneId, wire_name};
+use crate::routing::trace::NoTrace;
+
+/// The prepared responses of one compiled config.
+#[derive(Debug, Default)]
+pub struct Templates {
+    /// Lower-case wire names of the zones' static nodes (empty non-terminals included).
+    names: HashMap<Box<[u8]>, Node, BuildHasherDefault<NameHasher>>,
+    /// Lower-case wire zone origins.
+    zones: HashMap<Box<[u8]>, Negative, BuildHasherDefault<NameHasher>>,
+}
+
+#[derive(Debug)]
+struct Node {
+    zone: ZoneId,
+    a: Option<Box<[u8]>>,
+    aaaa: Option<Box<[u8]>>,
+}
+
+#[derive(Debug)]
+struct Negative {
+    zone: ZoneId,
+    /// The negative SOA after its owner name (type, class, TTL, RDATA with uncompressed
+    /// names); `None` when the zone has delegations (a missing name may be below a cut).
+    soa: Option<Box<[u8]>>,
+}
+
+/// What the fast path sends for a static name.
+pub enum Static<'t> {
+    /// A whole response as the full handler encodes it for the question asked in lower case
+    /// without EDNS: ID, flags and question to patch.
+    Response(&'t [u8]),
+    /// NXDOMAIN: header and question from the query, then the zone's SOA, whose owner is
+    /// the query name from byte `origin_at` of the name on.
+    NxDomain { soa: &'t [u8], origin_at: usize },
+}
+
+impl Templates {
+    /// Runs the full handler over every static name of `table`'s zones.
+    pub fn build(table: &RoutingTable) -> Templates {
+        let metrics = Metrics::new();
+        let src: SocketAddr = ([127, 0, 0, 1], 53).into();
+        let client = Client {
+            addr: src.ip(),
+            ecs_source: None,
+        };
+        let mut out = Templates::default();
+        for (z, zone) in table.compiled.zones.iter().enumerate() {
+            let zone_id = ZoneId(z as u32);
+            let soa = (!zone.has_delegations)
+                .then(|| negative_soa_tail(&zone.negative_soa, &Name::from(&zone.origin)))
+                .flatten();
+            out.zones.insert(
+                wire_name(&Name::from(&zone.origin)),
+                Negative { zone: zone_id, soa },
+            );
+            for (name, node) in &zone.nodes {
+                if node.service.is_some() {
+                    continue;
+                }
+                let name = Name::from(name);
+                let response = |qtype: RecordType| -> Option<Box<[u8]>> {
+                    let lower = name.clone().into();
+                    // Only what is the same for every client.
+                    answer(table, &lower, qtype, &client, &mut NoTrace)
+                        .decision
+                        .is_none()
+                        .then_some(())?;
+                    let mut query = Message::new(0, MessageType::Query, OpCode::Query);
+                    query.add_query(Query::query(name.clone(), qtype));
+                    let bytes = respond_udp(table, &query.to_vec().ok()?, src, &metrics)?;
+                    // Truncated without EDNS: the full handler decides per query.
+                    (bytes.len() >= 12 && bytes[2] & 0x02 == 0).then(|| bytes.into())
+                };
+                out.names.insert(
+                    wire_name(&name),
+                    Node {
+                        zone: zone_id,
+                        a: response(RecordType::A),
+                        aaaa: response(RecordType::AAAA),
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    /// The prepared response to `qtype` (A or AAAA) at `name` (lower-case wire form), with
+    /// its zone; `None` when the full handler must answer.
+    pub fn find(&self, name: &[u8], qtype: RecordType) -> Option<(ZoneId, Static<'_>)> {
+        if let Some(node) = self.names.get(name) {
+            let response = match qtype {
+                RecordType::A => node.a.as_deref(),
+                RecordType::AAAA => node.aaaa.as_deref(),
+                _ => None,
+            }?;
+            return Some((node.zone, Static::Response(response)));
+        }
+        // Not a name of ours: NXDOMAIN from the closest enclosing zone, if any.
+        let mut at = 0;
+        while at < name.len() {
+            if let Some(zone) = self.zones.get(&name[at..]) {
+                let soa = zone.soa.as_deref()?;
+                return Some((zone.zone, Static::NxDomain { soa, origin_at: at }));
+            }
+            at += usize::from(name[at]) + 1;
+        }
+        None
+    }
+}
+
+/// The record after its owner name, with every name in it uncompressed (it is copied into
+/// responses at varying offsets).
+fn negative_soa_tail(soa: &hickory_proto::rr::Record, origin: &Name) -> Option<Box<[u8]>> {
+    let mut buf = Vec::with_capacity(128);
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_name_encoding(NameEncoding::Uncompressed);
+    soa.emit(&mut enc).ok()?;
+    let owner = wire_name(origin).len();
+    buf.get(owner..).map(Into::into)
+}
