@@ -119,7 +119,12 @@ pub fn compile(checked: Checked, reuse: Option<Arc<GeoDb>>) -> Result<Compiled, 
         }
         let zone = &mut zones[svc.zone];
         node_at(zone, &svc.name).service = Some(id);
+        let fixed = regions.len() <= 1
+            && regions
+                .iter()
+                .all(|r| r.v4.len() <= svc.answers && r.v6.len() <= svc.answers);
         services.push(Service {
+            fixed,
             name: svc.name.clone(),
             ttl: svc.ttl,
             policy: svc.policy,

@@ -211,16 +211,11 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
     if svc.policy == Policy::Latency {
         depends = depends.max(table.latency_map.lookup(q.client.addr, &geo).1);
     }
-    let fixed = svc.regions.len() <= 1
-        && svc
-            .regions
-            .iter()
-            .all(|r| r.v4.len() <= svc.answers && r.v6.len() <= svc.answers);
     let scope = match svc.policy {
-        Policy::Weighted if svc.weight_mode == WeightMode::Stable && !fixed => {
+        Policy::Weighted if svc.weight_mode == WeightMode::Stable && !svc.fixed => {
             depends.max(hash_prefix(&q.client))
         }
-        _ if fixed => 0,
+        _ if svc.fixed => 0,
         _ => depends,
     }
     .min(q.client.prefix());

@@ -174,6 +174,9 @@ pub struct Service {
     pub residency: Box<[Residency]>,
     /// Index into `Compiled::cidr_maps`.
     pub cidr_map: Option<usize>,
+    /// At most one region, with no more endpoints of a family than `answers`: every client
+    /// gets the same endpoints (ECS scope 0).
+    pub fixed: bool,
 }
 
 impl Service {
