@@ -1,10 +1,12 @@
-//! The UDP fast path: the common query (one question for A or AAAA at a traffic-managed
-//! name, QUERY opcode, at most an OPT with ECS) answered straight from the wire bytes, with
-//! no allocation: parse the question and EDNS in place, look the name up, run [`decide`], and
-//! write the response from a fixed layout (ID, flags and the question copied from the query,
-//! answers as pointers to the question name). Anything else returns `None` and goes to the
-//! full handler, which answers every case the same way this does (the differential test
-//! holds them to it).
+//! The UDP fast path: the common query (one question for A or AAAA, QUERY opcode, at most an
+//! OPT with ECS) answered straight from the wire bytes, with no allocation. Parse the
+//! question and EDNS in place and look the name up; at a traffic-managed name run
+//! [`decide`] and write the response from a fixed layout (ID, flags and the question copied
+//! from the query, answers as pointers to the question name); at a static name, or for
+//! NXDOMAIN, copy the response the full handler prepared for the compiled config (see
+//! [`super::templates`]). Anything else returns `None` and goes to the full handler, which
+//! answers every case the same way this does (the differential test and the `dns_request`
+//! fuzz target hold them to it).
 use std::net::IpAddr;
 
 use super::handler::{client_of, udp_limit};
@@ -102,7 +104,6 @@ pub fn respond(
         family,
         client,
     } = *parsed;
-    let flags = req[2];
     // `scan` has checked the name: labels only, no compression, at most 255 bytes. Its
     // length bytes are below 64, which ASCII lower-casing leaves alone.
     let qname = &req[12..scanned.question_end - 4];
@@ -127,12 +128,11 @@ pub fn respond(
         return None; // NODATA, SERVFAIL or static fallback: the full handler's business
     }
 
-    // The header and question, copied in one piece and patched: QR, opcode and RD copied,
-    // AA set; RA, AD clear, CD copied; rcode NOERROR; counts 1 / answers / 0 / OPT.
+    // The header and question, copied in one piece and patched: flags for an authoritative
+    // NOERROR; counts 1 / answers / 0 / OPT.
     out.clear();
     out.extend_from_slice(&req[..scanned.question_end]);
-    out[2] = 0x80 | (flags & 0x79) | 0x04;
-    out[3] = req[3] & 0x10;
+    patch_flags(req, 0x04, 0, out);
     out[6..12].copy_from_slice(&[
         0,
         endpoints.len() as u8,
@@ -201,9 +201,7 @@ fn respond_static(
         }
     };
     out[..2].copy_from_slice(&req[..2]);
-    // QR set, opcode and RD copied, AA as prepared; RA, AD clear, CD copied.
-    out[2] = 0x80 | (req[2] & 0x79) | aa;
-    out[3] = (req[3] & 0x10) | rcode;
+    patch_flags(req, aa, rcode, out);
     if parsed.scanned.edns.is_some() {
         let additional = u16::from_be_bytes([out[10], out[11]]) + 1;
         out[10..12].copy_from_slice(&additional.to_be_bytes());
@@ -218,6 +216,13 @@ fn respond_static(
         metrics,
         out,
     )
+}
+
+/// The response's flags: QR set, opcode and RD copied from the query, AA as given (0x04 or
+/// 0), RA and AD clear, CD copied, and `rcode`.
+fn patch_flags(req: &[u8], aa: u8, rcode: u8, out: &mut [u8]) {
+    out[2] = 0x80 | (req[2] & 0x79) | aa;
+    out[3] = (req[3] & 0x10) | rcode;
 }
 
 /// Appends the response's OPT record when the query had one: root owner, type OPT, our
