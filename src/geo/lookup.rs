@@ -158,9 +158,8 @@ impl<K: Copy + Ord> Ranges<K> {
 struct RangeTables {
     /// IPv4, by /16 block.
     v4: Option<V4Blocks>,
-    /// IPv6 by the top 64 bits (networks longer than /64, aliases of the IPv4 space and the
-    /// IPv4 space itself are [`TREE`] ranges), with every [`SAMPLE`]-th start as its index.
-    v6: Option<(Box<[u64]>, Ranges<u64>)>,
+    /// IPv6 by the top 64 bits.
+    v6: Option<V6Table>,
     places: Vec<Place>,
 }
 
@@ -230,11 +229,7 @@ impl RangeTables {
             };
         }
         let v4 = (!v4.is_empty()).then(|| V4Blocks::new(v4));
-        let v6 = (!v6.is_empty()).then(|| {
-            let ranges = Ranges::new(fill_gaps(v6));
-            let samples = ranges.starts.iter().step_by(SAMPLE).copied().collect();
-            (samples, ranges)
-        });
+        let v6 = (!v6.is_empty()).then(|| V6Table::new(v6));
         RangeTables { v4, v6, places }
     }
 
@@ -245,16 +240,10 @@ impl RangeTables {
                 TREE => return None,
                 info => info,
             },
-            IpAddr::V6(a) => {
-                let (samples, ranges) = self.v6.as_ref()?;
-                let key = (u128::from(a) >> 64) as u64;
-                let lo = samples.partition_point(|s| *s <= key).saturating_sub(1) * SAMPLE;
-                let hi = (lo + SAMPLE).min(ranges.starts.len());
-                match ranges.find(key, lo, hi) {
-                    TREE => return None,
-                    info => info,
-                }
-            }
+            IpAddr::V6(a) => match self.v6.as_ref()?.find(v6_key(a)) {
+                TREE => return None,
+                info => info,
+            },
         };
         let id = info >> 8;
         let place = (id > 0).then(|| self.places[(id - 1) as usize]);
@@ -339,6 +328,94 @@ fn prefetch<T>(item: *const T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = item;
+}
+
+/// IPv6 ranges keyed by the top 64 bits of their start. Networks longer than /64, the
+/// aliases of the IPv4 space and the IPv4 space itself are [`TREE`] ranges. Global unicast
+/// (2000::/3), where nearly every assigned network lies, has a direct index by /23; the rest
+/// of the space is found through every [`SAMPLE`]-th start.
+struct V6Table {
+    /// `global[s]`: the range holding the first address of the `s`-th /23 of 2000::/3.
+    global: HugeSlice<u32>,
+    samples: Box<[u64]>,
+    ranges: Ranges<u64>,
+}
+
+/// Bits of the /23 index below the /3.
+const GLOBAL_BITS: u32 = 20;
+/// Low key bits within one /23.
+const GLOBAL_SHIFT: u32 = 61 - GLOBAL_BITS;
+
+fn v6_key(a: std::net::Ipv6Addr) -> u64 {
+    (u128::from(a) >> 64) as u64
+}
+
+impl V6Table {
+    fn new(ranges: Vec<(u64, Info)>) -> V6Table {
+        let ranges = Ranges::new(fill_gaps(ranges));
+        let samples = ranges.starts.iter().step_by(SAMPLE).copied().collect();
+        let starts = &ranges.starts;
+        let mut holding = 0;
+        let slots = (0..1u64 << GLOBAL_BITS).map(|slot| {
+            let first = (1 << 61) + (slot << GLOBAL_SHIFT);
+            while holding + 1 < starts.len() && starts[holding + 1] <= first {
+                holding += 1;
+            }
+            holding as u32
+        });
+        // Exactly 4 MiB: two huge pages.
+        let global = HugeSlice::collect(1 << GLOBAL_BITS, slots);
+        V6Table {
+            global,
+            samples,
+            ranges,
+        }
+    }
+
+    /// The /23 of 2000::/3 that `key` is in.
+    fn slot(key: u64) -> Option<usize> {
+        (key >> 61 == 1).then(|| ((key >> GLOBAL_SHIFT) & ((1 << GLOBAL_BITS) - 1)) as usize)
+    }
+
+    fn find(&self, key: u64) -> Info {
+        let (lo, hi) = match V6Table::slot(key) {
+            // The ranges from the one holding the slot's first address to the one holding
+            // the next slot's (the last slot: to the end).
+            Some(s) => (
+                self.global[s] as usize,
+                self.global
+                    .get(s + 1)
+                    .map_or(usize::MAX, |&next| next as usize + 1),
+            ),
+            None => {
+                let lo = self
+                    .samples
+                    .partition_point(|s| *s <= key)
+                    .saturating_sub(1)
+                    * SAMPLE;
+                (lo, lo + SAMPLE)
+            }
+        };
+        self.ranges.find(key, lo, hi.min(self.ranges.starts.len()))
+    }
+
+    /// As [`V4Blocks::prefetch`], for global unicast addresses.
+    fn prefetch(&self, key: u64, ranges: bool) {
+        let Some(s) = V6Table::slot(key) else {
+            return;
+        };
+        if !ranges {
+            prefetch(&self.global[s]);
+        } else {
+            let lo = self.global[s] as usize;
+            if let (Some(start), Some(info)) =
+                (self.ranges.starts.get(lo), self.ranges.info.get(lo))
+            {
+                prefetch(start);
+                prefetch(info);
+            }
+        }
+    }
 }
 
 /// Sorted IPv6 ranges (by /64) with every gap between them, and before and after them, filled
@@ -515,8 +592,10 @@ impl GeoDb {
     /// other work: first (`second` false) the index slot, then (`second` true, once that
     /// slot has had time to arrive) the ranges it points to.
     pub fn prefetch(&self, ip: IpAddr, second: bool) {
-        if let (IpAddr::V4(a), Some(v4)) = (ip, &self.ranges.v4) {
-            v4.prefetch(u32::from(a), second);
+        match (ip, &self.ranges.v4, &self.ranges.v6) {
+            (IpAddr::V4(a), Some(v4), _) => v4.prefetch(u32::from(a), second),
+            (IpAddr::V6(a), _, Some(v6)) => v6.prefetch(v6_key(a), second),
+            _ => {}
         }
     }
 
