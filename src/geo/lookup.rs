@@ -374,7 +374,7 @@ impl V6Table {
 
     /// The /23 of 2000::/3 that `key` is in.
     fn slot(key: u64) -> Option<usize> {
-        (key >> 61 == 1).then(|| ((key >> GLOBAL_SHIFT) & ((1 << GLOBAL_BITS) - 1)) as usize)
+        (key >> 61 == 1).then_some(((key >> GLOBAL_SHIFT) & ((1 << GLOBAL_BITS) - 1)) as usize)
     }
 
     fn find(&self, key: u64) -> Info {
