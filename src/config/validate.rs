@@ -682,18 +682,7 @@ fn regions(cx: &mut Ctx, raw: &RawConfig) -> (Vec<Region>, HashMap<String, Regio
             }
             ok.then_some(LatLon { lat, lon })
         });
-        let countries = codes::<CountryCode>(
-            cx,
-            &r.countries,
-            "country",
-            "a two-letter ISO 3166 country code",
-        );
-        let continents = codes::<Continent>(
-            cx,
-            &r.continents,
-            "continent",
-            "a continent code (AF AN AS EU NA OC SA)",
-        );
+        let (countries, continents) = geo_codes(cx, &r.countries, &r.continents);
         let bias = match &r.bias {
             None => 0.0,
             Some(b) if (-99..=99).contains(b.get_ref()) => *b.get_ref() as f64 / 100.0,
@@ -716,6 +705,27 @@ fn regions(cx: &mut Ctx, raw: &RawConfig) -> (Vec<Region>, HashMap<String, Regio
 }
 
 /// Parses a list of country or continent codes, refusing bad and repeated ones.
+/// A region's or residency rule's country and continent lists.
+fn geo_codes(
+    cx: &mut Ctx,
+    countries: &[S<String>],
+    continents: &[S<String>],
+) -> (Vec<CountryCode>, Vec<Continent>) {
+    let countries = codes(
+        cx,
+        countries,
+        "country",
+        "a two-letter ISO 3166 country code",
+    );
+    let continents = codes(
+        cx,
+        continents,
+        "continent",
+        "a continent code (AF AN AS EU NA OC SA)",
+    );
+    (countries, continents)
+}
+
 fn codes<T: FromStr<Err = ()> + PartialEq + std::fmt::Display>(
     cx: &mut Ctx,
     list: &[S<String>],
@@ -1297,18 +1307,7 @@ fn service(cx: &mut Ctx, s: &S<RawService>, known: &Known<'_>) -> Option<Checked
     let mut residency = Vec::new();
     for rule in &s.residency {
         let r = rule.get_ref();
-        let countries = codes::<CountryCode>(
-            cx,
-            &r.countries,
-            "country",
-            "a two-letter ISO 3166 country code",
-        );
-        let continents = codes::<Continent>(
-            cx,
-            &r.continents,
-            "continent",
-            "a continent code (AF AN AS EU NA OC SA)",
-        );
+        let (countries, continents) = geo_codes(cx, &r.countries, &r.continents);
         if r.countries.is_empty() && r.continents.is_empty() {
             cx.err(
                 rule.span(),

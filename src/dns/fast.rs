@@ -301,4 +301,4 @@ fn record_type(family: Family) -> RecordType {
 
 #[cfg(test)]
 #[path = "fast_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -14,7 +14,8 @@ use crate::dns::{fast, handler};
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 
-fn table() -> RoutingTable {
+/// The example config's table (also the property tests').
+pub(in crate::dns) fn table() -> RoutingTable {
     table_with(|text| text)
 }
 

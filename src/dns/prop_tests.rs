@@ -3,8 +3,7 @@
 //! question, never exceeds the size the client can take, and never claims an ECS scope
 //! longer than the source prefix.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
@@ -17,18 +16,7 @@ use crate::routing::RoutingTable;
 
 fn table() -> &'static RoutingTable {
     static TABLE: OnceLock<RoutingTable> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/meridian.toml"))
-                .unwrap()
-                .replace(
-                    "../geoip-fixtures",
-                    concat!(env!("CARGO_MANIFEST_DIR"), "/geoip-fixtures"),
-                );
-        RoutingTable::cold(Arc::new(
-            crate::config::load_str(&text, Path::new("/t/m.toml")).unwrap(),
-        ))
-    })
+    TABLE.get_or_init(fast::tests::table)
 }
 
 fn metrics() -> &'static Metrics {

@@ -450,6 +450,26 @@ struct Place {
     point: Option<Point>,
 }
 
+impl Place {
+    /// What routing sees of an address in a network with this place (`None`: no record).
+    fn info(place: Option<Place>, network_prefix: u8) -> GeoInfo {
+        match place {
+            Some(p) => GeoInfo {
+                country: p.country,
+                continent: p.continent,
+                location: p.location,
+                point: p.point,
+                network_prefix,
+                found: true,
+            },
+            None => GeoInfo {
+                network_prefix,
+                ..GeoInfo::default()
+            },
+        }
+    }
+}
+
 /// Hashes a data offset with one multiply (offsets are already well spread).
 #[derive(Default)]
 struct OffsetHasher(u64);
@@ -603,43 +623,19 @@ impl GeoDb {
     /// "not found", with the prefix of the empty network it fell in.
     pub fn lookup(&self, ip: IpAddr) -> GeoInfo {
         if let Some((place, network_prefix)) = self.ranges.lookup(ip) {
-            return match place {
-                Some(place) => GeoInfo {
-                    country: place.country,
-                    continent: place.continent,
-                    location: place.location,
-                    point: place.point,
-                    network_prefix,
-                    found: true,
-                },
-                None => GeoInfo {
-                    network_prefix,
-                    ..GeoInfo::default()
-                },
-            };
+            return Place::info(place, network_prefix);
         }
         let Ok(result) = self.reader.lookup(ip) else {
             return GeoInfo::default();
         };
         let network_prefix = result.network().map(|n| n.prefix()).unwrap_or(0);
-        let Some(offset) = result.offset() else {
-            return GeoInfo {
-                network_prefix,
-                ..GeoInfo::default()
-            };
-        };
-        let place = match self.records.get(&offset) {
-            Some(p) => *p,
-            None => decode_place(&result, self.schema),
-        };
-        GeoInfo {
-            country: place.country,
-            continent: place.continent,
-            location: place.location,
-            point: place.point,
-            network_prefix,
-            found: true,
-        }
+        let place = result
+            .offset()
+            .map(|offset| match self.records.get(&offset) {
+                Some(p) => *p,
+                None => decode_place(&result, self.schema),
+            });
+        Place::info(place, network_prefix)
     }
 
     /// The whole record for an address, for `explain`; `None` when there is none.

@@ -183,11 +183,8 @@ fn a_truncated_geoip_database_on_reload_is_refused() {
     );
 }
 
-#[test]
-fn a_full_state_dir_fails_the_evacuation_loudly_and_changes_nothing() {
-    let scratch = Scratch::new();
-    let state = scratch.0.join("state");
-    std::fs::create_dir_all(&state).unwrap();
+/// The example config with the admin token and `state` as its state dir.
+fn config_with_state(scratch: &Scratch, state: &std::path::Path) -> std::path::PathBuf {
     let token_file = scratch.write("token", TOKEN);
     let text = example_config().replace(
         "[server]\n",
@@ -197,7 +194,15 @@ fn a_full_state_dir_fails_the_evacuation_loudly_and_changes_nothing() {
             token_file.display()
         ),
     );
-    let config = scratch.write("meridian.toml", &text);
+    scratch.write("meridian.toml", &text)
+}
+
+#[test]
+fn a_full_state_dir_fails_the_evacuation_loudly_and_changes_nothing() {
+    let scratch = Scratch::new();
+    let state = scratch.0.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let config = config_with_state(&scratch, &state);
     let m = Meridian::start_with(scratch, config, &[]).unwrap();
     // The temporary file the write goes through points at /dev/full: every write fails
     // with ENOSPC, as on a full disk.
@@ -232,16 +237,7 @@ fn a_full_state_dir_fails_the_evacuation_loudly_and_changes_nothing() {
 fn sigkill_during_evacuation_writes_never_corrupts_the_state() {
     let scratch = Scratch::new();
     let state = scratch.0.join("state");
-    let token_file = scratch.write("token", TOKEN);
-    let text = example_config().replace(
-        "[server]\n",
-        &format!(
-            "[server]\nstate_dir = \"{}\"\nadmin_token_file = \"{}\"\n",
-            state.display(),
-            token_file.display()
-        ),
-    );
-    let config = scratch.write("meridian.toml", &text);
+    let config = config_with_state(&scratch, &state);
     let mut m = Meridian::start_with(scratch, config, &[]).unwrap();
     for round in 0..8 {
         // Fire evacuate/restore calls and kill the process while they are in flight.
