@@ -162,6 +162,27 @@ zone_file() { # geo line -> stdout, RFC 1035 zone file for gdnsd / NSD
   static_records | while read -r n t d; do echo "$n IN $t $d"; done
 }
 
+# Meridian's [[zones]] (SOA serial $1) and [[regions]] tables, shared with soak.sh.
+meridian_zone_and_regions() { # serial
+  echo "[[zones]]"
+  echo 'origin = "example.com."'
+  echo 'ns = ["ns1.example.com."]'
+  echo "soa = { mname = \"ns1.example.com.\", rname = \"hostmaster.example.com.\", serial = $1, refresh = 7200, retry = 3600, expire = 86400, minimum = 60 }"
+  echo "ttl = 300"
+  echo "records = ["
+  static_records | while read -r n t d; do echo "  { name = \"$n\", type = \"$t\", data = \"$d\" },"; done
+  echo "]"
+  local r words conts
+  for r in "na NA AN" "eu EU AF" "as AS OC" "sa SA"; do
+    read -r -a words <<<"$r"
+    conts=$(printf '"%s", ' "${words[@]:1}")
+    echo
+    echo "[[regions]]"
+    echo "name = \"${words[0]}\""
+    echo "continents = [${conts%, }]"
+  done
+}
+
 # Meridian config. $1 = dir, $2 = dns port, $3 = admin port, $4 = with workers (yes|no)
 meridian_config() {
   local dir=$1 port=$2 aport=$3 workers=$4
@@ -180,23 +201,7 @@ meridian_config() {
     echo "[routing]"
     echo 'default_order = ["na", "eu", "as", "sa"]'
     echo
-    echo "[[zones]]"
-    echo 'origin = "example.com."'
-    echo 'ns = ["ns1.example.com."]'
-    echo 'soa = { mname = "ns1.example.com.", rname = "hostmaster.example.com.", serial = 1, refresh = 7200, retry = 3600, expire = 86400, minimum = 60 }'
-    echo "ttl = 300"
-    echo "records = ["
-    static_records | while read -r n t d; do echo "  { name = \"$n\", type = \"$t\", data = \"$d\" },"; done
-    echo "]"
-    local r words conts
-    for r in "na NA AN" "eu EU AF" "as AS OC" "sa SA"; do
-      read -r -a words <<<"$r"
-      conts=$(printf '"%s", ' "${words[@]:1}")
-      echo
-      echo "[[regions]]"
-      echo "name = \"${words[0]}\""
-      echo "continents = [${conts%, }]"
-    done
+    meridian_zone_and_regions 1
     echo
     echo "[[services]]"
     echo 'name = "geo.example.com."'

@@ -248,23 +248,7 @@ meridian_config() { # dir port aport with-workers(yes|no)
     echo "rise = 2"
     echo "fall = 2"
     echo
-    echo "[[zones]]"
-    echo 'origin = "example.com."'
-    echo 'ns = ["ns1.example.com."]'
-    echo "soa = { mname = \"ns1.example.com.\", rname = \"hostmaster.example.com.\", serial = $SOA_SERIAL, refresh = 7200, retry = 3600, expire = 86400, minimum = 60 }"
-    echo "ttl = 300"
-    echo "records = ["
-    static_records | while read -r n t d; do echo "  { name = \"$n\", type = \"$t\", data = \"$d\" },"; done
-    echo "]"
-    local r words conts
-    for r in "na NA AN" "eu EU AF" "as AS OC" "sa SA"; do
-      read -r -a words <<<"$r"
-      conts=$(printf '"%s", ' "${words[@]:1}")
-      echo
-      echo "[[regions]]"
-      echo "name = \"${words[0]}\""
-      echo "continents = [${conts%, }]"
-    done
+    meridian_zone_and_regions "$SOA_SERIAL"
     echo
     echo "[[services]]"
     echo 'name = "geo.example.com."'
