@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use super::handler::{client_of, udp_limit};
 use super::templates::Static;
 use super::wire::{self, Scanned};
+use crate::geo::Stage;
 use crate::metrics::{Metrics, Transport};
 use crate::routing::RoutingTable;
 use crate::routing::decide::{Client, Query, decide};
@@ -74,7 +75,7 @@ pub fn parse(table: &RoutingTable, req: &[u8], src: IpAddr) -> Option<Parsed> {
     }
     let client = client_of(src, &scanned);
     if let Some(db) = &table.compiled.geo {
-        db.prefetch(client.addr, false);
+        db.prefetch(client.addr, Stage::Index);
     }
     Some(Parsed {
         scanned,
@@ -83,11 +84,11 @@ pub fn parse(table: &RoutingTable, req: &[u8], src: IpAddr) -> Option<Parsed> {
     })
 }
 
-/// Starts loading the second part of the client's GeoIP data, once the first (started by
-/// [`parse`]) has had time to arrive.
-pub fn prefetch(table: &RoutingTable, parsed: &Parsed) {
+/// Starts loading the next part of the client's GeoIP data (see [`Stage`]), once what
+/// [`parse`] or the previous stage started has had time to arrive.
+pub fn prefetch(table: &RoutingTable, parsed: &Parsed, stage: Stage) {
     if let Some(db) = &table.compiled.geo {
-        db.prefetch(parsed.client.addr, true);
+        db.prefetch(parsed.client.addr, stage);
     }
 }
 

@@ -17,6 +17,7 @@ use tracing::warn;
 
 use super::rrl::{self, Limiter, RrlSettings, Verdict};
 use super::{fast, handler};
+use crate::geo::Stage;
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 
@@ -167,9 +168,10 @@ impl Worker {
             } else {
                 0
             };
-            // Three passes over the batch, so that the GeoIP lookups' cache misses overlap
-            // instead of coming one after another: parse every query (which starts loading
-            // its GeoIP index slot), start loading the ranges those slots point to, answer.
+            // Passes over the batch, so that the GeoIP lookups' cache misses overlap instead
+            // of coming one after another: parse every query (which starts loading its GeoIP
+            // index slot), start loading what those slots point to, then what that points to
+            // (crowded IPv6 slots have two levels), answer.
             for i in 0..n {
                 self.srcs[i] = None;
                 self.parsed[i] = None;
@@ -183,8 +185,10 @@ impl Worker {
                 let req = &self.bufs[i][..self.msgs[i].msg_len as usize];
                 self.parsed[i] = fast::parse(&table, req, src.ip());
             }
-            for parsed in self.parsed[..n].iter().flatten() {
-                fast::prefetch(&table, parsed);
+            for stage in [Stage::Next, Stage::Last] {
+                for parsed in self.parsed[..n].iter().flatten() {
+                    fast::prefetch(&table, parsed, stage);
+                }
             }
             let mut replies = 0;
             for i in 0..n {

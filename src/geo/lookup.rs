@@ -229,7 +229,7 @@ impl RangeTables {
             };
         }
         let v4 = (!v4.is_empty()).then(|| V4Blocks::new(v4));
-        let v6 = (!v6.is_empty()).then(|| V6Table::new(v6));
+        let v6 = (!v6.is_empty()).then(|| V6Table::new(v6)).flatten();
         RangeTables { v4, v6, places }
     }
 
@@ -294,16 +294,19 @@ impl V4Blocks {
         }
     }
 
-    /// Asks the CPU to start loading the index slot of `ip`'s block, or (`block`) the
-    /// block itself: its first two cache lines, which hold all of a typical block.
-    fn prefetch(&self, ip: u32, block: bool) {
+    /// Asks the CPU to start loading the index slot of `ip`'s block, then (`Stage::Next`)
+    /// the block itself: up to its first four cache lines, which hold all of a typical block.
+    fn prefetch(&self, ip: u32, stage: Stage) {
         let b = (ip >> 16) as usize;
-        if !block {
-            prefetch(&self.index[b]);
-        } else if let Some(start) = self.data.get(self.index[b] as usize) {
-            let start: *const u16 = start;
-            prefetch(start);
-            prefetch(start.wrapping_add(32));
+        match stage {
+            Stage::Index => prefetch(&self.index[b]),
+            Stage::Next => {
+                let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
+                for at in (lo..hi.min(self.data.len())).step_by(32).take(4) {
+                    prefetch(&self.data[at]);
+                }
+            }
+            Stage::Last => {}
         }
     }
 
@@ -332,61 +335,130 @@ fn prefetch<T>(item: *const T) {
 
 /// IPv6 ranges keyed by the top 64 bits of their start. Networks longer than /64, the
 /// aliases of the IPv4 space and the IPv4 space itself are [`TREE`] ranges. Global unicast
-/// (2000::/3), where nearly every assigned network lies, has a direct index by /23; the rest
-/// of the space is found through every [`SAMPLE`]-th start.
+/// (2000::/3), where nearly every assigned network lies, has a direct index by /19; a /19
+/// with many ranges (real databases crowd into a few allocations) has a second, finer index of
+/// its own, so that a lookup never searches more than a few ranges. The rest of the space is
+/// found through every [`SAMPLE`]-th start.
 struct V6Table {
-    /// `global[s]`: the range holding the first address of the `s`-th /23 of 2000::/3.
-    global: HugeSlice<u32>,
+    global: HugeSlice<Slot>,
+    /// The finer indexes of crowded slots, one after another: entry `j` of a slot's is the
+    /// range holding the first address of its `j`-th part.
+    parts: HugeSlice<u32>,
     samples: Box<[u64]>,
     ranges: Ranges<u64>,
 }
 
-/// Bits of the /23 index below the /3.
-const GLOBAL_BITS: u32 = 20;
-/// Low key bits within one /23.
+/// One /19 of 2000::/3.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// The range holding the slot's first address.
+    first: u32,
+    /// 0: search from `first` to the next slot's. Else the slot is split into `2^(fine >>
+    /// 27)` equal parts indexed at `parts[(fine & OFFSET) - 1..]`.
+    fine: u32,
+}
+
+/// Bits of the direct index below the /3.
+const GLOBAL_BITS: u32 = 16;
+/// Low key bits within one slot.
 const GLOBAL_SHIFT: u32 = 61 - GLOBAL_BITS;
+/// A slot holding more ranges than this gets a finer index...
+const CROWDED: usize = 16;
+/// ... with parts of about this many ranges each (on average).
+const PER_PART: usize = 4;
+/// Bits of [`Slot::fine`] that hold the offset.
+const OFFSET: u32 = (1 << 27) - 1;
 
 fn v6_key(a: std::net::Ipv6Addr) -> u64 {
     (u128::from(a) >> 64) as u64
 }
 
 impl V6Table {
-    fn new(ranges: Vec<(u64, Info)>) -> V6Table {
+    fn new(ranges: Vec<(u64, Info)>) -> Option<V6Table> {
         let ranges = Ranges::new(fill_gaps(ranges));
         let samples = ranges.starts.iter().step_by(SAMPLE).copied().collect();
         let starts = &ranges.starts;
-        let mut holding = 0;
-        let slots = (0..1u64 << GLOBAL_BITS).map(|slot| {
-            let first = (1 << 61) + (slot << GLOBAL_SHIFT);
-            while holding + 1 < starts.len() && starts[holding + 1] <= first {
+        // The range holding `key`, searching forward from `holding`.
+        let holding_from = |mut holding: usize, key: u64| {
+            while holding + 1 < starts.len() && starts[holding + 1] <= key {
                 holding += 1;
             }
-            holding as u32
-        });
-        // Exactly 4 MiB: two huge pages.
-        let global = HugeSlice::collect(1 << GLOBAL_BITS, slots);
-        V6Table {
-            global,
+            holding
+        };
+        let mut firsts = Vec::with_capacity(1 << GLOBAL_BITS);
+        let mut holding = 0;
+        for slot in 0..1u64 << GLOBAL_BITS {
+            holding = holding_from(holding, (1 << 61) + (slot << GLOBAL_SHIFT));
+            firsts.push(holding);
+        }
+        let mut slots = Vec::with_capacity(firsts.len());
+        let mut parts: Vec<u32> = Vec::new();
+        for (slot, &first) in firsts.iter().enumerate() {
+            let end = firsts.get(slot + 1).map_or(starts.len(), |&next| next + 1);
+            let crowd = end - first;
+            let mut fine = 0;
+            if crowd > CROWDED {
+                let bits = (crowd / PER_PART)
+                    .next_power_of_two()
+                    .trailing_zeros()
+                    .clamp(1, 24);
+                fine = bits << 27
+                    | u32::try_from(parts.len() + 1)
+                        .ok()
+                        .filter(|o| *o <= OFFSET)?;
+                let base = (1u64 << 61) + ((slot as u64) << GLOBAL_SHIFT);
+                let mut holding = first;
+                for part in 0..1u64 << bits {
+                    holding = holding_from(holding, base + (part << (GLOBAL_SHIFT - bits)));
+                    parts.push(u32::try_from(holding).ok()?);
+                }
+            }
+            slots.push(Slot {
+                first: u32::try_from(first).ok()?,
+                fine,
+            });
+        }
+        Some(V6Table {
+            global: HugeSlice::collect(slots.len(), slots.into_iter()),
+            parts: HugeSlice::collect(parts.len(), parts.into_iter()),
             samples,
             ranges,
-        }
+        })
     }
 
-    /// The /23 of 2000::/3 that `key` is in.
+    /// The slot of 2000::/3 that `key` is in.
     fn slot(key: u64) -> Option<usize> {
         (key >> 61 == 1).then_some(((key >> GLOBAL_SHIFT) & ((1 << GLOBAL_BITS) - 1)) as usize)
     }
 
+    /// Where `key`'s range lies, in a global unicast slot: the range holding the first
+    /// address of `key`'s slot or part, and (unless it is the last) the index of the entry
+    /// that bounds the search from above: in `global` (`false`) or in `parts` (`true`).
+    fn bounds(&self, s: usize, key: u64) -> (usize, Option<(usize, bool)>) {
+        let slot = self.global[s];
+        let next_slot = (s + 1 < self.global.len()).then_some((s + 1, false));
+        match slot.part(key) {
+            None => (slot.first as usize, next_slot),
+            Some((p, last)) => {
+                let next = if last { next_slot } else { Some((p + 1, true)) };
+                (self.parts[p] as usize, next)
+            }
+        }
+    }
+
     fn find(&self, key: u64) -> Info {
         let (lo, hi) = match V6Table::slot(key) {
-            // The ranges from the one holding the slot's first address to the one holding
-            // the next slot's (the last slot: to the end).
-            Some(s) => (
-                self.global[s] as usize,
-                self.global
-                    .get(s + 1)
-                    .map_or(usize::MAX, |&next| next as usize + 1),
-            ),
+            // The ranges from the one holding the slot's (or part's) first address to the one
+            // holding the next one's (the last slot: to the end).
+            Some(s) => {
+                let (lo, next) = self.bounds(s, key);
+                let hi = match next {
+                    Some((i, true)) => self.parts[i] as usize + 1,
+                    Some((i, false)) => self.global[i].first as usize + 1,
+                    None => usize::MAX,
+                };
+                (lo, hi)
+            }
             None => {
                 let lo = self
                     .samples
@@ -399,23 +471,53 @@ impl V6Table {
         self.ranges.find(key, lo, hi.min(self.ranges.starts.len()))
     }
 
-    /// As [`V4Blocks::prefetch`], for global unicast addresses.
-    fn prefetch(&self, key: u64, ranges: bool) {
+    /// As [`V4Blocks::prefetch`], for global unicast addresses: the slot, then the part of a
+    /// crowded slot's index, then the ranges.
+    fn prefetch(&self, key: u64, stage: Stage) {
         let Some(s) = V6Table::slot(key) else {
             return;
         };
-        if !ranges {
-            prefetch(&self.global[s]);
-        } else {
-            let lo = self.global[s] as usize;
-            if let (Some(start), Some(info)) =
-                (self.ranges.starts.get(lo), self.ranges.info.get(lo))
-            {
-                prefetch(start);
-                prefetch(info);
-            }
+        if stage == Stage::Index {
+            return prefetch(&self.global[s]);
+        }
+        let slot = self.global[s];
+        let lo = match (stage, slot.part(key)) {
+            (Stage::Next, Some((p, _))) => return prefetch(&self.parts[p]),
+            (_, None) if stage == Stage::Last => return,
+            (_, None) => slot.first as usize,
+            (_, Some((p, _))) => self.parts[p] as usize,
+        };
+        if let (Some(start), Some(info)) = (self.ranges.starts.get(lo), self.ranges.info.get(lo)) {
+            prefetch(start);
+            prefetch(info);
         }
     }
+}
+
+impl Slot {
+    /// For a crowded slot: where `key`'s part is in [`V6Table::parts`], and whether it is the
+    /// slot's last part.
+    fn part(self, key: u64) -> Option<(usize, bool)> {
+        (self.fine != 0).then(|| {
+            let bits = self.fine >> 27;
+            let part = ((key >> (GLOBAL_SHIFT - bits)) & ((1 << bits) - 1)) as usize;
+            (
+                (self.fine & OFFSET) as usize - 1 + part,
+                part + 1 == 1 << bits,
+            )
+        })
+    }
+}
+
+/// The steps of [`GeoDb::prefetch`]: each loads what the next one reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// The index slot.
+    Index,
+    /// What the slot points to: an IPv4 block, IPv6 ranges, or a crowded IPv6 slot's part.
+    Next,
+    /// The IPv6 ranges a part points to.
+    Last,
 }
 
 /// Sorted IPv6 ranges (by /64) with every gap between them, and before and after them, filled
@@ -609,12 +711,11 @@ impl GeoDb {
     }
 
     /// Starts loading what [`GeoDb::lookup`] of `ip` will read, so that the wait overlaps
-    /// other work: first (`second` false) the index slot, then (`second` true, once that
-    /// slot has had time to arrive) the ranges it points to.
-    pub fn prefetch(&self, ip: IpAddr, second: bool) {
+    /// other work. Call it for each [`Stage`] in turn, leaving each time to arrive.
+    pub fn prefetch(&self, ip: IpAddr, stage: Stage) {
         match (ip, &self.ranges.v4, &self.ranges.v6) {
-            (IpAddr::V4(a), Some(v4), _) => v4.prefetch(u32::from(a), second),
-            (IpAddr::V6(a), _, Some(v6)) => v6.prefetch(v6_key(a), second),
+            (IpAddr::V4(a), Some(v4), _) => v4.prefetch(u32::from(a), stage),
+            (IpAddr::V6(a), _, Some(v6)) => v6.prefetch(v6_key(a), stage),
             _ => {}
         }
     }
@@ -769,6 +870,23 @@ mod tests {
             };
             let v6 = (u128::from(hi) << 64) | u128::from(next());
             assert_as_the_tree(&db, IpAddr::V6(v6.into()));
+            // Where the synthetic networks crowd (one per /32 from 2000::/32): the slot's
+            // finer index.
+            let crowded = (0x2000_0000 + next() % 0x1000) << 32 | next() >> 32;
+            assert_as_the_tree(&db, IpAddr::V6((u128::from(crowded) << 64).into()));
+        }
+        let v6 = db.ranges.v6.as_ref().unwrap();
+        assert!(!v6.parts.is_empty(), "the crowded slot has a finer index");
+        // Every part's first address, and the last address before it.
+        for (s, slot) in v6.global.iter().enumerate().filter(|(_, s)| s.fine != 0) {
+            let bits = slot.fine >> 27;
+            for part in 0..1u64 << bits {
+                let first =
+                    (1 << 61) + ((s as u64) << GLOBAL_SHIFT) + (part << (GLOBAL_SHIFT - bits));
+                let first = u128::from(first) << 64;
+                assert_as_the_tree(&db, IpAddr::V6(first.into()));
+                assert_as_the_tree(&db, IpAddr::V6((first - 1).into()));
+            }
         }
         // The IPv4 space inside IPv6, range edges and the ends of the space.
         for ip in [

@@ -10,4 +10,4 @@ pub mod synthetic;
 pub mod writer;
 
 pub use codes::{Continent, CountryCode, all_countries, continent_of};
-pub use lookup::{GeoDb, GeoError, GeoInfo, LatLon, Point, Schema};
+pub use lookup::{GeoDb, GeoError, GeoInfo, LatLon, Point, Schema, Stage};
