@@ -239,9 +239,37 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
 }
 
 /// A region's place in the client's order: (tier, metric, challenger, default position,
-/// index) sorts best first (an incumbent wins exact ties); the rank says why, for the trace.
-type Key = (u8, u32, bool, u16, u16);
+/// index), packed so that one integer comparison sorts best first (an incumbent wins exact
+/// ties).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Key(u64);
 
+/// Tiers of [`Key`] that decide the answer's [`Reason`].
+const TIER_OVERRIDE: u8 = 0;
+const TIER_DEFAULT: u8 = 4;
+
+impl Key {
+    fn new(tier: u8, metric: u32, challenger: bool, position: u16, index: usize) -> Key {
+        Key(u64::from(tier) << 61
+            | u64::from(metric) << 29
+            | u64::from(challenger) << 28
+            | u64::from(position) << 12
+            | index as u64 & 0xFFF)
+    }
+
+    fn tier(self) -> u8 {
+        (self.0 >> 61) as u8
+    }
+
+    /// The region's index in the service's list.
+    fn index(self) -> usize {
+        (self.0 & 0xFFF) as usize
+    }
+}
+
+/// Where a region stands for this client; the rank says why, for the trace (when only the
+/// key is used, inlining leaves the rank unbuilt).
+#[inline(always)]
 fn rank_region(
     cx: &Context<'_>,
     sr: &ServiceRegion,
@@ -261,10 +289,13 @@ fn rank_region(
             0
         }
     };
-    let key = |tier: u8, metric: u32| (tier, metric, true, sr.rank, i as u16);
-    let default = (key(4, 0), Rank::DefaultOrder { position: sr.rank });
+    let key = |tier: u8, metric: u32| Key::new(tier, metric, true, sr.rank, i);
+    let default = (
+        key(TIER_DEFAULT, 0),
+        Rank::DefaultOrder { position: sr.rank },
+    );
     if cx.overridden == Some(sr.region) {
-        return (key(0, 0), Rank::CidrOverride);
+        return (key(TIER_OVERRIDE, 0), Rank::CidrOverride);
     }
     match cx.svc.policy {
         Policy::Failover => (key(5, 0), Rank::FailoverOrder { position: sr.rank }),
@@ -320,7 +351,7 @@ fn rank_region(
                 let adjusted = f64::from(rtt) + f64::from(penalty) - f64::from(margin);
                 let metric = ((adjusted.max(-1.0e5) + 1.0e5) * 1000.0) as u32;
                 (
-                    (3, metric, !is_incumbent, sr.rank, i as u16),
+                    Key::new(3, metric, !is_incumbent, sr.rank, i),
                     Rank::Latency {
                         rtt_ms: rtt,
                         penalty_ms: penalty,
@@ -379,19 +410,19 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
         .flatten();
     // Only the first n slots are ever written or read: leave the rest uninitialised rather
     // than fill 64 entries on every query.
-    let mut slots = [const { std::mem::MaybeUninit::<(Key, Rank)>::uninit() }; MAX_SERVICE_REGIONS];
+    let mut slots = [const { std::mem::MaybeUninit::<Key>::uninit() }; MAX_SERVICE_REGIONS];
     for (i, sr) in svc.regions.iter().take(n).enumerate() {
-        slots[i].write(rank_region(cx, sr, row.as_ref(), incumbent, i));
+        slots[i].write(rank_region(cx, sr, row.as_ref(), incumbent, i).0);
     }
-    // SAFETY: slots[..n] were all written just above; (Key, Rank) is Copy (nothing to drop).
-    let order: &mut [(Key, Rank)] =
-        unsafe { std::slice::from_raw_parts_mut(slots.as_mut_ptr().cast(), n) };
-    order.sort_unstable_by_key(|(k, _)| *k);
+    // SAFETY: slots[..n] were all written just above; Key is Copy (nothing to drop).
+    let order: &mut [Key] = unsafe { std::slice::from_raw_parts_mut(slots.as_mut_ptr().cast(), n) };
+    order.sort_unstable();
 
     let mut skipped: Option<Reason> = None;
     let mut first_with_family = None;
-    for &((_, _, _, _, i), rank) in order.iter() {
-        let sr = &svc.regions[i as usize];
+    for &key in order.iter() {
+        let i = key.index();
+        let sr = &svc.regions[i];
         let endpoints = sr.endpoints(q.family);
         let outcome = if endpoints.is_empty() {
             Outcome::NoEndpointsOfFamily
@@ -415,10 +446,10 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
                 decision.region = Some(sr.region);
                 decision.endpoints =
                     pick(table, svc, endpoints, &q.client, cx.scope, Healthy::Only);
-                decision.reason = skipped.unwrap_or(match (rank, svc.policy) {
-                    (Rank::CidrOverride, _) => Reason::Override,
+                decision.reason = skipped.unwrap_or(match (key.tier(), svc.policy) {
+                    (TIER_OVERRIDE, _) => Reason::Override,
                     (_, Policy::Failover) => Reason::Primary,
-                    (Rank::DefaultOrder { .. }, _) => Reason::NoGeo,
+                    (TIER_DEFAULT, _) => Reason::NoGeo,
                     (_, Policy::Latency) => Reason::Latency,
                     (_, Policy::Proximity) => Reason::Proximity,
                     _ => Reason::Geo,
@@ -426,7 +457,11 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
                 Outcome::Chosen
             }
         };
-        trace.candidate(sr.region, rank, outcome);
+        trace.candidate(
+            sr.region,
+            || rank_region(cx, sr, row.as_ref(), incumbent, i).1,
+            outcome,
+        );
     }
 
     if decision.region.is_none() {
@@ -435,7 +470,7 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
         let fallback_region = first_with_family.or_else(|| {
             order
                 .iter()
-                .map(|(k, _)| (k.4 as usize, &svc.regions[k.4 as usize]))
+                .map(|k| (k.index(), &svc.regions[k.index()]))
                 .find(|(i, sr)| cx.allowed & (1 << i) != 0 && !sr.endpoints(q.family).is_empty())
                 .map(|(_, sr)| sr)
         });
@@ -599,7 +634,7 @@ fn weighted(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
                 weight: weight as u32,
             }
         };
-        trace.candidate(sr.region, rank, outcome);
+        trace.candidate(sr.region, || rank, outcome);
     }
     decision
 }

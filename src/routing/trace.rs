@@ -67,7 +67,9 @@ pub trait Trace {
         false
     }
     fn geo(&mut self, _client: &Client, _geo: &GeoInfo) {}
-    fn candidate(&mut self, _region: RegionId, _rank: Rank, _outcome: Outcome) {}
+    /// A region considered; `rank` says why it stands where it does (worked out only when
+    /// the trace keeps it).
+    fn candidate(&mut self, _region: RegionId, _rank: impl FnOnce() -> Rank, _outcome: Outcome) {}
     /// No region was healthy; `action` is what `on_all_down` did.
     fn all_down(&mut self, _action: Reason) {}
     fn decided(&mut self, _decision: &Decision) {}
@@ -110,10 +112,10 @@ impl Trace for Recorder {
         });
     }
 
-    fn candidate(&mut self, region: RegionId, rank: Rank, outcome: Outcome) {
+    fn candidate(&mut self, region: RegionId, rank: impl FnOnce() -> Rank, outcome: Outcome) {
         self.steps.push(Step::Candidate {
             region,
-            rank,
+            rank: rank(),
             outcome,
         });
     }
