@@ -16,7 +16,7 @@ LAT_DURATION=${LAT_DURATION:-5}   # seconds per latency run
 NETWORKS=${NETWORKS:-1000000}     # meridian geoip-synth --networks
 SEED=${SEED:-1}                   # meridian geoip-synth --seed
 QUERIES=${QUERIES:-50000}         # queries per workload file (= distinct ECS subnets in b)
-PEERS=${PEERS:-"gdnsd nsd"}       # peers run beside Meridian
+PEERS=${PEERS:-"gdnsd nsd floor"} # peers run beside Meridian (floor: examples/udp_floor.rs)
 WORKERS=${WORKERS:-1}             # Meridian [server] workers; also gdnsd udp_threads, NSD server-count
 WORKLOADS=${WORKLOADS:-"a b c"}   # a: geo no ECS, b: geo + ECS per query, c: mix
 CLIENTS=${CLIENTS:-8}             # dnsperf -c
@@ -97,9 +97,11 @@ build_meridian() {
   if [ "$SKIP_BUILD" != 1 ]; then
     command -v cargo >/dev/null 2>&1 || die "cargo not found (install a Rust toolchain >= 1.88)"
     log "building Meridian (cargo build --release)"
-    (cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed"
+    (cd "$REPO_DIR" && cargo build --release --quiet --bin meridian --example udp_floor) \
+      || die "cargo build --release failed"
   fi
   [ -x "$MERIDIAN" ] || die "no Meridian binary at $MERIDIAN"
+  UDP_FLOOR=$target/release/examples/udp_floor
 }
 
 # The GeoIP database and the query files, regenerated only when their inputs change.
@@ -337,13 +339,19 @@ start_server() {
       nsd_setup "$dir" "$port"
       taskset -c "$SERVER_CPUS" nsd -d -c "$dir/nsd.conf" > "$dir/server.log" 2>&1 &
       ;;
-    *) die "unknown server '$name' (known: meridian gdnsd nsd)" ;;
+    floor)
+      [ -x "$UDP_FLOOR" ] || die "no udp_floor binary at $UDP_FLOOR (cargo build --release --example udp_floor)"
+      taskset -c "$SERVER_CPUS" "$UDP_FLOOR" "127.0.0.1:$port" > "$dir/server.log" 2>&1 &
+      ;;
+    *) die "unknown server '$name' (known: meridian gdnsd nsd floor)" ;;
   esac
   SRV_PID=$!
   for i in $(seq 1 $((START_TIMEOUT * 5))); do
-    # Ready when both a static and the geo name answer (gdnsd loads its map at start).
-    if [ -n "$(dig_short "$port" www-static.example.com A)" ] \
-      && [ -n "$(dig_short "$port" geo.example.com A 192.0.2.0/24)" ]; then
+    # Ready when both a static and the geo name answer (gdnsd loads its map at start); the
+    # floor reflector has no data: ready when it answers at all.
+    if { [ "$name" = floor ] && [ "$(dig_rcode "$port" www-static.example.com A)" = NOERROR ]; } \
+      || { [ -n "$(dig_short "$port" www-static.example.com A)" ] \
+        && [ -n "$(dig_short "$port" geo.example.com A 192.0.2.0/24)" ]; }; then
       log "$name is answering on 127.0.0.1:$port (pid $SRV_PID)"
       return 0
     fi

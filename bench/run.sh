@@ -7,7 +7,7 @@
 #
 # Knobs (environment; defaults in bench/lib.sh):
 #   WORK=mktemp -d  RUNS=3  DURATION=10  LAT_QPS=20000  LAT_DURATION=5  NETWORKS=1000000
-#   QUERIES=50000  PEERS="gdnsd nsd"  WORKERS=1  WORKLOADS="a b c"  CLIENTS=8  OUTSTANDING=200
+#   QUERIES=50000  PEERS="gdnsd nsd floor"  WORKERS=1  WORKLOADS="a b c"  CLIENTS=8  OUTSTANDING=200
 #   SERVER_CPUS=0  CLIENT_CPUS=1  SEED=1  CHECK_SUBNETS=20  QUIET_WAIT=20  SKIP_APT=0  SKIP_BUILD=0
 #
 # Only 127.0.0.1 is used. Every server this script starts is stopped on exit.
@@ -239,6 +239,10 @@ if "meridian" in servers and peers:
             print(f"{names.get(wl, wl):10} {p:7} {ratio('qps'):>6} {ratio('usr'):>8} {ratio('tot'):>8} "
                   f"{ratio('p50'):>6} {ratio('rss'):>6}")
     print("(NSD serves geo.example.com as one static A record: its geo rows are a no-geo baseline.)")
+    if "floor" in peers:
+        print("(floor: examples/udp_floor.rs reflects each query as an empty answer with the same batched"
+              " system calls and no DNS work: the kernel's UDP path alone, the least CPU per query any"
+              " server here can spend.)")
 avg_rows = sorted(f"{k[0]}/{k[1]}" for k, v in stats.items() if v["src"] != "pct")
 print("p50/p99: percentiles of dnsperf -v per-query response times at the fixed rate"
       + (f"; NO per-query times for {', '.join(avg_rows)}: there p50 is dnsperf's average latency and p99 is -"
@@ -253,7 +257,11 @@ main() {
   fi
   local deps=(dnsperf python3 taskset dig ps awk join) p
   for p in $PEERS; do
-    case $p in gdnsd | nsd) deps+=("$p") ;; *) die "unknown peer '$p' (known: gdnsd nsd)" ;; esac
+    case $p in
+      gdnsd | nsd) deps+=("$p") ;;
+      floor) ;;
+      *) die "unknown peer '$p' (known: gdnsd nsd floor)" ;;
+    esac
   done
   ensure_deps "${deps[@]}"
   taskset -c "$SERVER_CPUS" true 2>/dev/null || die "cannot pin to SERVER_CPUS=$SERVER_CPUS"
@@ -282,7 +290,7 @@ main() {
       port=$(pick_port)
       aport=$(pick_port)
       start_server "$srv" "$WORK/srv-$srv" "$port" "$aport" || { log "skipping $srv in round $round"; continue; }
-      if [ "$round" = 1 ]; then
+      if [ "$round" = 1 ] && [ "$srv" != floor ]; then
         sanity "$srv" "$port"
       fi
       for wl in $WORKLOADS; do
