@@ -483,9 +483,10 @@ impl V6Table {
         let slot = self.global[s];
         let lo = match (stage, slot.part(key)) {
             (Stage::Next, Some((p, _))) => return prefetch(&self.parts[p]),
-            (_, None) if stage == Stage::Last => return,
-            (_, None) => slot.first as usize,
-            (_, Some((p, _))) => self.parts[p] as usize,
+            (Stage::Next, None) => slot.first as usize,
+            (Stage::Last, Some((p, _))) => self.parts[p] as usize,
+            // The index slot was asked for above; an uncrowded slot has no third stage.
+            (Stage::Index | Stage::Last, _) => return,
         };
         if let (Some(start), Some(info)) = (self.ranges.starts.get(lo), self.ranges.info.get(lo)) {
             prefetch(start);
