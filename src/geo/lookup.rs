@@ -272,10 +272,7 @@ impl V4Blocks {
         let mut block: Vec<(u16, Info)> = Vec::new();
         let mut holding = 0;
         for b in 0..65536u32 {
-            let first = b << 16;
-            while holding + 1 < ranges.len() && ranges[holding + 1].0 <= first {
-                holding += 1;
-            }
+            holding = holding_from(&ranges, holding, |r| r.0, b << 16);
             block.clear();
             block.push((0, ranges[holding].1));
             let inside = ranges[holding + 1..]
@@ -378,17 +375,10 @@ impl V6Table {
         let ranges = Ranges::new(fill_gaps(ranges));
         let samples = ranges.starts.iter().step_by(SAMPLE).copied().collect();
         let starts = &ranges.starts;
-        // The range holding `key`, searching forward from `holding`.
-        let holding_from = |mut holding: usize, key: u64| {
-            while holding + 1 < starts.len() && starts[holding + 1] <= key {
-                holding += 1;
-            }
-            holding
-        };
         let mut firsts = Vec::with_capacity(1 << GLOBAL_BITS);
         let mut holding = 0;
         for slot in 0..1u64 << GLOBAL_BITS {
-            holding = holding_from(holding, (1 << 61) + (slot << GLOBAL_SHIFT));
+            holding = holding_from(starts, holding, |s| *s, (1 << 61) + (slot << GLOBAL_SHIFT));
             firsts.push(holding);
         }
         let mut slots = Vec::with_capacity(firsts.len());
@@ -409,7 +399,8 @@ impl V6Table {
                 let base = (1u64 << 61) + ((slot as u64) << GLOBAL_SHIFT);
                 let mut holding = first;
                 for part in 0..1u64 << bits {
-                    holding = holding_from(holding, base + (part << (GLOBAL_SHIFT - bits)));
+                    let key = base + (part << (GLOBAL_SHIFT - bits));
+                    holding = holding_from(starts, holding, |s| *s, key);
                     parts.push(u32::try_from(holding).ok()?);
                 }
             }
@@ -519,6 +510,12 @@ pub enum Stage {
     Next,
     /// The IPv6 ranges a part points to.
     Last,
+}
+
+/// The range holding `key` among ranges sorted by start, searching from index `from`, whose
+/// start is known to be at most `key`.
+fn holding_from<T, K: Ord>(ranges: &[T], from: usize, start: impl Fn(&T) -> K, key: K) -> usize {
+    from + ranges[from..].partition_point(|r| start(r) <= key) - 1
 }
 
 /// Sorted IPv6 ranges (by /64) with every gap between them, and before and after them, filled
