@@ -244,9 +244,14 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Key(u64);
 
-/// Tiers of [`Key`] that decide the answer's [`Reason`].
+/// Tiers of [`Key`], best first.
 const TIER_OVERRIDE: u8 = 0;
+const TIER_COUNTRY: u8 = 1;
+const TIER_CONTINENT: u8 = 2;
+/// Ranked by a metric: distance, biased distance or expected RTT.
+const TIER_METRIC: u8 = 3;
 const TIER_DEFAULT: u8 = 4;
+const TIER_FAILOVER: u8 = 5;
 
 impl Key {
     fn new(tier: u8, metric: u32, challenger: bool, position: u16, index: usize) -> Key {
@@ -298,7 +303,10 @@ fn rank_region(
         return (key(TIER_OVERRIDE, 0), Rank::CidrOverride);
     }
     match cx.svc.policy {
-        Policy::Failover => (key(5, 0), Rank::FailoverOrder { position: sr.rank }),
+        Policy::Failover => (
+            key(TIER_FAILOVER, 0),
+            Rank::FailoverOrder { position: sr.rank },
+        ),
         Policy::Geo => {
             let km_key = chord.map_or(u32::MAX, chord_key);
             if cx
@@ -306,15 +314,18 @@ fn rank_region(
                 .country
                 .is_some_and(|c| region.countries.contains(&c))
             {
-                (key(1, km_key), Rank::Country)
+                (key(TIER_COUNTRY, km_key), Rank::Country)
             } else if cx
                 .geo
                 .continent
                 .is_some_and(|c| region.continents.contains(&c))
             {
-                (key(2, km_key), Rank::Continent)
+                (key(TIER_CONTINENT, km_key), Rank::Continent)
             } else if let Some(c) = chord {
-                (key(3, chord_key(c)), Rank::Distance { km: shown_km(c) })
+                (
+                    key(TIER_METRIC, chord_key(c)),
+                    Rank::Distance { km: shown_km(c) },
+                )
             } else {
                 default
             }
@@ -323,7 +334,7 @@ fn rank_region(
             Some(k) => {
                 let biased = k * (1.0 - region.bias);
                 (
-                    key(3, biased.round() as u32),
+                    key(TIER_METRIC, biased.round() as u32),
                     Rank::Proximity {
                         km: k.round() as u32,
                         biased_km: biased.round() as u32,
@@ -351,7 +362,7 @@ fn rank_region(
                 let adjusted = f64::from(rtt) + f64::from(penalty) - f64::from(margin);
                 let metric = ((adjusted.max(-1.0e5) + 1.0e5) * 1000.0) as u32;
                 (
-                    Key::new(3, metric, !is_incumbent, sr.rank, i),
+                    Key::new(TIER_METRIC, metric, !is_incumbent, sr.rank, i),
                     Rank::Latency {
                         rtt_ms: rtt,
                         penalty_ms: penalty,
