@@ -11,6 +11,7 @@ use crate::routing::RoutingTable;
 use crate::routing::answer::answer;
 use crate::routing::decide::Client;
 use crate::routing::latency::RowKind;
+use crate::routing::prefix::mask;
 use crate::routing::table::Family;
 use crate::routing::trace::{Outcome, Rank, Recorder, RttSource, Step};
 
@@ -108,30 +109,6 @@ pub fn parse_client(s: &str) -> Result<Client, String> {
                 addr: mask(addr, p),
                 ecs_source: Some(p),
             })
-        }
-    }
-}
-
-/// `addr` with the bits past `prefix` cleared.
-pub fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let bits = u32::from(a);
-            let m = if prefix == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(prefix.min(32)))
-            };
-            IpAddr::V4((bits & m).into())
-        }
-        IpAddr::V6(a) => {
-            let bits = u128::from(a);
-            let m = if prefix == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(prefix.min(128)))
-            };
-            IpAddr::V6((bits & m).into())
         }
     }
 }

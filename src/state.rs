@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::health::state::Health;
 use crate::routing::table::Evacuation;
+use crate::routing::table::Health;
 
 const HEALTH_FILE: &str = "health.json";
 const EVACUATIONS_FILE: &str = "evacuations.json";

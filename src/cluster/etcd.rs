@@ -15,10 +15,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tracing::{info, warn};
 
-use super::{AdminDoc, ClusterError, ClusterSettings, ClusterStore, InstanceRecord, SharedStatus};
-use crate::health::state::Health;
+use super::{AdminDoc, ClusterError, ClusterStore, InstanceRecord, SharedStatus};
 use crate::metrics::Metrics;
 use crate::routing::publish::Command;
+use crate::routing::table::Health;
+use crate::settings::ClusterSettings;
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);

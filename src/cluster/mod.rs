@@ -10,39 +10,13 @@
 pub mod etcd;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::health::state::Health;
 use crate::routing::table::Evacuation;
-
-/// How many observers must see an endpoint down before it is down everywhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Quorum {
-    /// More than half of the live observers.
-    Majority,
-    /// At least this many (or every live observer, when fewer are live).
-    AtLeast(u8),
-}
-
-#[derive(Debug, Clone)]
-pub struct ClusterSettings {
-    pub endpoints: Vec<String>,
-    pub prefix: String,
-    pub name: String,
-    pub dial_timeout: Duration,
-    pub request_timeout: Duration,
-    pub lease_ttl: Duration,
-    pub quorum: Quorum,
-    pub username: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-}
+use crate::routing::table::Health;
+use crate::settings::Quorum;
 
 /// An endpoint's health as the fleet sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,12 +137,7 @@ impl SharedStatus {
 
 /// FNV-1a of a config text, as hex.
 pub fn config_hash(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", crate::hash::fnv1a(text.as_bytes()))
 }
 
 #[cfg(test)]

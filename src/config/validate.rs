@@ -14,13 +14,13 @@ use hickory_proto::serialize::txt::Parser;
 use super::Problem;
 use super::duration;
 use super::raw::{RawCheck, RawCluster, RawConfig, RawEndpoint, RawRrl, RawService, RawZone, S};
-use crate::cluster::{ClusterSettings, Quorum};
-use crate::dns::rrl::RrlSettings;
-use crate::dns::tcp::TcpLimits;
 use crate::geo::{Continent, CountryCode, LatLon};
-use crate::health::{self, CheckKind, CheckSpec, StatusMatch, TlsVerify};
 use crate::routing::table::{
-    MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, Region, RegionId, Settings, WeightMode,
+    MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, Region, RegionId, WeightMode,
+};
+use crate::settings::{
+    self, CheckKind, CheckSpec, ClusterSettings, Quorum, RrlSettings, Settings, StatusMatch,
+    TcpLimits, TlsVerify,
 };
 
 /// Largest TTL RFC 2181 allows.
@@ -798,8 +798,8 @@ fn checks(cx: &mut Ctx, raw: &BTreeMap<String, S<RawCheck>>) -> Vec<CheckSpec> {
                 }
             },
         };
-        let interval = dur(&c.interval, health::DEFAULT_INTERVAL);
-        let timeout = dur(&c.timeout, health::DEFAULT_TIMEOUT.min(interval / 2));
+        let interval = dur(&c.interval, settings::DEFAULT_INTERVAL);
+        let timeout = dur(&c.timeout, settings::DEFAULT_TIMEOUT.min(interval / 2));
         if timeout >= interval {
             let span = c
                 .timeout
@@ -820,8 +820,8 @@ fn checks(cx: &mut Ctx, raw: &BTreeMap<String, S<RawCheck>>) -> Vec<CheckSpec> {
                 default
             }
         };
-        let rise = count(&c.rise, health::DEFAULT_RISE, "rise");
-        let fall = count(&c.fall, health::DEFAULT_FALL, "fall");
+        let rise = count(&c.rise, settings::DEFAULT_RISE, "rise");
+        let fall = count(&c.fall, settings::DEFAULT_FALL, "fall");
         let port = c
             .port
             .as_ref()

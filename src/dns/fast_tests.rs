@@ -63,7 +63,7 @@ fn mixed_case(name: &str, rng: &mut Rng) -> String {
 }
 
 fn masked(addr: IpAddr, prefix: u8) -> IpAddr {
-    crate::explain::mask(addr, prefix)
+    crate::routing::prefix::mask(addr, prefix)
 }
 
 fn corpus(n: usize) -> Vec<Vec<u8>> {

@@ -14,11 +14,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::rrl::RrlSettings;
-use super::tcp::{self, TcpLimits};
+use super::tcp;
 use super::udp;
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
+use crate::settings::{RrlSettings, TcpLimits};
 
 /// How often to retry when port 0 gave UDP a port whose TCP twin is taken.
 const BIND_ATTEMPTS: usize = 16;

@@ -73,11 +73,11 @@ fn ecs() -> impl Strategy<Value = Option<(IpAddr, u8)>> {
     prop_oneof![
         Just(None),
         (any::<u32>(), 0u8..=32).prop_map(|(a, p)| {
-            let ip = crate::explain::mask(IpAddr::V4(Ipv4Addr::from(a)), p);
+            let ip = crate::routing::prefix::mask(IpAddr::V4(Ipv4Addr::from(a)), p);
             Some((ip, p))
         }),
         (any::<u128>(), 0u8..=128).prop_map(|(a, p)| {
-            let ip = crate::explain::mask(IpAddr::V6(Ipv6Addr::from(a)), p);
+            let ip = crate::routing::prefix::mask(IpAddr::V6(Ipv6Addr::from(a)), p);
             Some((ip, p))
         }),
     ]

@@ -9,37 +9,12 @@
 //! over many source ports can get up to `workers` times the rate, never less than it.
 use std::net::IpAddr;
 
-use ipnet::IpNet;
+use crate::hash::Fnv1a;
+use crate::routing::prefix::mask;
+use crate::settings::RrlSettings;
 
 /// Table slots per worker (direct-mapped: a colliding key takes the slot over).
 const SLOTS: usize = 1 << 16;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RrlSettings {
-    /// Identical responses per second to one client network; 0 turns RRL off.
-    pub responses_per_second: u32,
-    /// Every n-th limited response is sent truncated; 0 drops them all.
-    pub slip: u32,
-    pub ipv4_prefix: u8,
-    pub ipv6_prefix: u8,
-    /// Networks never limited (monitoring, loopback).
-    pub exempt: Vec<IpNet>,
-}
-
-impl Default for RrlSettings {
-    fn default() -> Self {
-        RrlSettings {
-            responses_per_second: 20,
-            slip: 2,
-            ipv4_prefix: 24,
-            ipv6_prefix: 56,
-            exempt: vec![
-                "127.0.0.0/8".parse().unwrap_or_else(|_| unreachable!()),
-                "::1/128".parse().unwrap_or_else(|_| unreachable!()),
-            ],
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -110,35 +85,25 @@ impl Limiter {
 
     /// FNV-1a over the client network, the question name (case-folded), type and rcode.
     fn key(&self, client: IpAddr, response: &[u8]) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut eat = |b: u8| {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+        let prefix = match client {
+            IpAddr::V4(_) => self.settings.ipv4_prefix,
+            IpAddr::V6(_) => self.settings.ipv6_prefix,
         };
-        match client {
-            IpAddr::V4(a) => {
-                let net = crate::explain::mask(IpAddr::V4(a), self.settings.ipv4_prefix);
-                if let IpAddr::V4(n) = net {
-                    n.octets().into_iter().for_each(&mut eat);
-                }
-            }
-            IpAddr::V6(a) => {
-                let net = crate::explain::mask(IpAddr::V6(a), self.settings.ipv6_prefix);
-                if let IpAddr::V6(n) = net {
-                    n.octets().into_iter().for_each(&mut eat);
-                }
-            }
+        let mut h = Fnv1a::default();
+        match mask(client, prefix) {
+            IpAddr::V4(n) => h.bytes(&n.octets()),
+            IpAddr::V6(n) => h.bytes(&n.octets()),
         }
         if response.len() >= 12 {
-            eat(response[3] & 0x0F);
+            h.byte(response[3] & 0x0F);
             // The question (name case-folded, then type), when there is one.
             if let Some(end) = question_end(response) {
                 response[12..end - 2]
                     .iter()
-                    .for_each(|b| eat(b.to_ascii_lowercase()));
+                    .for_each(|b| h.byte(b.to_ascii_lowercase()));
             }
         }
-        h
+        h.value()
     }
 }
 

@@ -18,17 +18,7 @@ use tracing::debug;
 use super::handler::respond_message;
 use crate::metrics::{Metrics, Transport};
 use crate::routing::RoutingTable;
-
-/// Limits on TCP clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TcpLimits {
-    pub max_connections: usize,
-    /// Longest wait for the next query, or for the rest of one that has started.
-    pub idle_timeout: Duration,
-    /// Longest a connection may live.
-    pub total_timeout: Duration,
-    pub max_queries: u32,
-}
+use crate::settings::TcpLimits;
 
 /// Accepts connections until `stop` is cancelled.
 pub async fn serve(

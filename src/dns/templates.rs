@@ -16,20 +16,21 @@ use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use super::handler::respond_udp;
+use crate::hash::FnvHasher;
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use crate::routing::answer::answer;
 use crate::routing::decide::Client;
-use crate::routing::table::{NameHasher, ZoneId, wire_name};
+use crate::routing::table::{ZoneId, wire_name};
 use crate::routing::trace::NoTrace;
 
 /// The prepared responses of one compiled config.
 #[derive(Debug, Default)]
 pub struct Templates {
     /// Lower-case wire names of the zones' static nodes (empty non-terminals included).
-    names: HashMap<Box<[u8]>, Node, BuildHasherDefault<NameHasher>>,
+    names: HashMap<Box<[u8]>, Node, BuildHasherDefault<FnvHasher>>,
     /// Lower-case wire zone origins.
-    zones: HashMap<Box<[u8]>, Negative, BuildHasherDefault<NameHasher>>,
+    zones: HashMap<Box<[u8]>, Negative, BuildHasherDefault<FnvHasher>>,
 }
 
 #[derive(Debug)]

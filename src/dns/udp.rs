@@ -15,11 +15,12 @@ use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tracing::warn;
 
-use super::rrl::{self, Limiter, RrlSettings, Verdict};
+use super::rrl::{self, Limiter, Verdict};
 use super::{fast, handler};
 use crate::geo::Stage;
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
+use crate::settings::RrlSettings;
 
 /// Packets per system call.
 pub const BATCH: usize = 64;

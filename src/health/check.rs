@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
-use super::{CheckKind, CheckSpec, TlsVerify};
+use crate::settings::{CheckKind, CheckSpec, TlsVerify};
 
 /// Most of a response body read to look for `expect_body`.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -286,7 +286,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::health::StatusMatch;
+    use crate::settings::StatusMatch;
 
     fn check(kind: CheckKind) -> CheckSpec {
         CheckSpec {

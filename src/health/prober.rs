@@ -90,11 +90,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::health::CheckSpec;
     use crate::routing::decide::{Client, Query, Reason, decide};
     use crate::routing::publish::Publisher;
     use crate::routing::table::{Family, ServiceId};
     use crate::routing::trace::NoTrace;
+    use crate::settings::CheckSpec;
 
     /// Two regions in failover order, each with one endpoint probed every second, fall 2 rise 2.
     const CONFIG: &str = r#"

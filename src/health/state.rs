@@ -1,30 +1,6 @@
 //! The per-target rise/fall state machine. Pure: it sees probe outcomes, never sockets or
 //! clocks, so it is tested without either.
-use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    /// No verdict yet (start-up without saved state). Routed as if up.
-    Unknown,
-    Up,
-    Down,
-}
-
-impl Health {
-    /// Unknown is treated as up everywhere, so a cold start answers as configured.
-    pub fn serving(self) -> bool {
-        self != Health::Down
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Health::Unknown => "unknown",
-            Health::Up => "up",
-            Health::Down => "down",
-        }
-    }
-}
+use crate::routing::table::Health;
 
 /// Consecutive-outcome counter with hysteresis: `fall` failures in a row take a serving target
 /// down, `rise` successes in a row bring a down target back. Unknown behaves like up, except

@@ -9,6 +9,7 @@ use super::table::{
 };
 use super::trace::{Outcome, Rank, RttSource, Trace};
 use crate::geo::{GeoInfo, Point};
+use crate::hash::{Fnv1a, mix64};
 
 /// Who is asking: the ECS subnet when the query carried one, else the packet's source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -731,22 +732,11 @@ fn network_hash(addr: IpAddr, prefix: u8, salt: u64) -> u64 {
     let width = if addr.is_ipv4() { 32 } else { 128 };
     let keep = u32::from(prefix).min(width);
     let masked = if keep == 0 { 0 } else { bits >> (width - keep) };
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in masked
-        .to_le_bytes()
-        .iter()
-        .chain(&[prefix])
-        .chain(&salt.to_le_bytes())
-    {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    // splitmix64 finaliser
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    let mut h = Fnv1a::default();
+    h.bytes(&masked.to_le_bytes());
+    h.byte(prefix);
+    h.bytes(&salt.to_le_bytes());
+    mix64(h.value())
 }
 
 #[cfg(test)]

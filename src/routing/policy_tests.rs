@@ -15,10 +15,10 @@ use hickory_proto::rr::{LowerName, Name, RecordType};
 use super::*;
 use crate::config::load_str;
 use crate::geo::LatLon;
-use crate::health::state::Health;
 use crate::routing::Compiled;
 use crate::routing::answer::answer;
 use crate::routing::latency::{Format, LatencyMap};
+use crate::routing::table::Health;
 use crate::routing::table::{AdminView, Evacuation, HealthView};
 use crate::routing::trace::{NoTrace, Recorder, Step};
 

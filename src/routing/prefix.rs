@@ -1,6 +1,6 @@
 //! Longest-prefix match over a fixed set of networks, with the ECS scope a match allows.
 //! Built once per table; lookups allocate nothing.
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -55,7 +55,17 @@ fn bits(addr: IpAddr) -> (u128, u8) {
     }
 }
 
-fn mask(v: u128, prefix: u8, width: u8) -> u128 {
+/// `addr` with the bits past `prefix` cleared.
+pub fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(
+            mask_bits(u128::from(u32::from(a)), prefix, 32) as u32,
+        )),
+        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(mask_bits(u128::from(a), prefix, 128))),
+    }
+}
+
+fn mask_bits(v: u128, prefix: u8, width: u8) -> u128 {
     let host_bits = u32::from(width.saturating_sub(prefix));
     if host_bits >= 128 {
         0
@@ -103,7 +113,7 @@ impl<T> PrefixTable<T> {
         let fam = if width == 32 { &self.v4 } else { &self.v6 };
         let mut found: Option<(u8, &T)> = None;
         for &len in &fam.lengths {
-            let start = mask(a, len, width);
+            let start = mask_bits(a, len, width);
             if let Ok(i) = fam
                 .nets
                 .binary_search_by(|(s, p, _)| (*s, *p).cmp(&(start, len)))
@@ -123,7 +133,7 @@ impl<T> PrefixTable<T> {
             .take(4)
             .chain(fam.nets[pos..].iter().take(4));
         for (start, len, _) in neighbours {
-            if *len <= prefix || mask(a, *len, width) == *start {
+            if *len <= prefix || mask_bits(a, *len, width) == *start {
                 continue; // a wider network, or one containing addr
             }
             let common = ((a ^ start) << (128 - u32::from(width)))

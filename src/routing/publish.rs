@@ -15,15 +15,16 @@ use tracing::{info, warn};
 
 use super::latency::{Format, LatencyMap, MapError};
 use super::table::{
-    AdminView, Compiled, EndpointId, Evacuation, Family, HealthView, RoutingTable, ServiceId,
-    TargetHealth,
+    AdminView, Compiled, EndpointId, Evacuation, Family, Health, HealthView, RoutingTable,
+    ServiceId, TargetHealth,
 };
-use crate::cluster::{AdminDoc, ClusterError, ClusterStore, Quorum, consensus};
+use crate::cluster::{AdminDoc, ClusterError, ClusterStore, consensus};
 use crate::config::ConfigErrors;
 use crate::dns::templates::Templates;
 use crate::health::prober::ProbeEvent;
-use crate::health::state::{Ewma, Health, Tracker};
+use crate::health::state::{Ewma, Tracker};
 use crate::metrics::{DnsCounters, Metrics};
+use crate::settings::Quorum;
 use crate::state::{SavedEvacuations, SavedHealth, StateError};
 use prometheus::IntGauge;
 

@@ -10,9 +10,9 @@ use super::latency::LatencyMap;
 use super::prefix::PrefixTable;
 use crate::dns::templates::Templates;
 use crate::geo::{Continent, CountryCode, GeoDb, LatLon, Point};
-use crate::health::CheckSpec;
-use crate::health::state::Health;
+use crate::hash::FnvHasher;
 use crate::metrics::DnsCounters;
+use crate::settings::{CheckSpec, Settings};
 
 macro_rules! id_type {
     ($($name:ident),*) => {$(
@@ -255,26 +255,6 @@ pub struct Zone {
     pub has_delegations: bool,
 }
 
-/// Server settings carried with the table so a reload can report what would change.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub dns_listen: Vec<SocketAddr>,
-    pub admin_listen: Option<SocketAddr>,
-    pub max_udp_payload: u16,
-    pub tcp: crate::dns::tcp::TcpLimits,
-    pub rrl: crate::dns::rrl::RrlSettings,
-    pub state_dir: Option<std::path::PathBuf>,
-    pub admin_token_file: Option<std::path::PathBuf>,
-    /// UDP worker threads per listen address (0: one per core).
-    pub workers: usize,
-    /// Source address health probes connect from.
-    pub probe_source: Option<IpAddr>,
-    /// Fleet mode, when configured.
-    pub cluster: Option<crate::cluster::ClusterSettings>,
-    /// Hash of the config text, published in fleet mode to spot drift.
-    pub config_hash: String,
-}
-
 /// One compiled config: immutable, shared by every snapshot built from it.
 #[derive(Debug)]
 pub struct Compiled {
@@ -303,30 +283,7 @@ pub struct Compiled {
 
 /// Lower-case wire-form names -> (service, zone).
 pub type NameMap =
-    HashMap<Box<[u8]>, (ServiceId, ZoneId), std::hash::BuildHasherDefault<NameHasher>>;
-
-/// FNV-1a over a short name: no allocation, no random state, a few ns per name.
-#[derive(Default)]
-pub struct NameHasher(u64);
-
-impl std::hash::Hasher for NameHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
+    HashMap<Box<[u8]>, (ServiceId, ZoneId), std::hash::BuildHasherDefault<FnvHasher>>;
 
 /// A name's lower-case wire form (length-prefixed labels, ending with the root).
 pub fn wire_name(name: &Name) -> Box<[u8]> {
@@ -367,6 +324,31 @@ impl Compiled {
                 return None;
             }
             cur = cur.base_name();
+        }
+    }
+}
+
+/// A probe target's verdict, as the rise/fall state machine (or the fleet) decides it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// No verdict yet (start-up without saved state). Routed as if up.
+    Unknown,
+    Up,
+    Down,
+}
+
+impl Health {
+    /// Unknown is treated as up everywhere, so a cold start answers as configured.
+    pub fn serving(self) -> bool {
+        self != Health::Down
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Up => "up",
+            Health::Down => "down",
         }
     }
 }

@@ -1,0 +1,156 @@
+//! Plain data compiled from the config and read by several layers (config writes it; dns,
+//! health, cluster and control read it). A leaf: it uses no other Meridian module.
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// Server settings carried with the table so a reload can report what would change.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub dns_listen: Vec<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub max_udp_payload: u16,
+    pub tcp: TcpLimits,
+    pub rrl: RrlSettings,
+    pub state_dir: Option<PathBuf>,
+    pub admin_token_file: Option<PathBuf>,
+    /// UDP worker threads per listen address (0: one per core).
+    pub workers: usize,
+    /// Source address health probes connect from.
+    pub probe_source: Option<IpAddr>,
+    /// Fleet mode, when configured.
+    pub cluster: Option<ClusterSettings>,
+    /// Hash of the config text, published in fleet mode to spot drift.
+    pub config_hash: String,
+}
+
+/// Limits on TCP clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    pub max_connections: usize,
+    /// Longest wait for the next query, or for the rest of one that has started.
+    pub idle_timeout: Duration,
+    /// Longest a connection may live.
+    pub total_timeout: Duration,
+    pub max_queries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RrlSettings {
+    /// Identical responses per second to one client network; 0 turns RRL off.
+    pub responses_per_second: u32,
+    /// Every n-th limited response is sent truncated; 0 drops them all.
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Networks never limited (monitoring, loopback).
+    pub exempt: Vec<IpNet>,
+}
+
+impl Default for RrlSettings {
+    fn default() -> Self {
+        RrlSettings {
+            responses_per_second: 20,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            exempt: vec![
+                "127.0.0.0/8".parse().unwrap_or_else(|_| unreachable!()),
+                "::1/128".parse().unwrap_or_else(|_| unreachable!()),
+            ],
+        }
+    }
+}
+
+/// How many observers must see an endpoint down before it is down everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quorum {
+    /// More than half of the live observers.
+    Majority,
+    /// At least this many (or every live observer, when fewer are live).
+    AtLeast(u8),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    pub name: String,
+    pub dial_timeout: Duration,
+    pub request_timeout: Duration,
+    pub lease_ttl: Duration,
+    pub quorum: Quorum,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// What a health check does, compiled from a `[checks.NAME]` table.
+#[derive(Debug, Clone)]
+pub struct CheckSpec {
+    pub name: String,
+    pub kind: CheckKind,
+    pub path: String,
+    /// Port to probe; `None` means the endpoint's port, else 80/443 (tcp: the endpoint's port).
+    pub port: Option<u16>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub expect_status: Vec<StatusMatch>,
+    pub expect_body: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub tls_server_name: Option<String>,
+    pub tls: TlsVerify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    Http,
+    Https,
+    Tcp,
+}
+
+impl CheckKind {
+    pub fn default_port(self) -> u16 {
+        match self {
+            CheckKind::Http => 80,
+            CheckKind::Https => 443,
+            CheckKind::Tcp => 0,
+        }
+    }
+}
+
+/// Whether an https check verifies the backend's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVerify {
+    Verify,
+    /// Accept any certificate: only for self-signed test backends, and said so in the config.
+    InsecureSkipVerify,
+}
+
+/// An accepted HTTP status: one code, or a class such as 2xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMatch {
+    Code(u16),
+    Class(u8),
+}
+
+impl StatusMatch {
+    pub fn matches(self, status: u16) -> bool {
+        match self {
+            StatusMatch::Code(c) => c == status,
+            StatusMatch::Class(c) => status / 100 == u16::from(c),
+        }
+    }
+}
+
+/// Defaults for keys a check may leave out.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_RISE: u32 = 2;
+pub const DEFAULT_FALL: u32 = 3;
