@@ -12,13 +12,15 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query as DnsQuery};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
+use meridian::control::Publisher;
 use meridian::dns::fast;
+use meridian::dns::snapshot::Snapshot;
 use meridian::health::check::ProbeOutcome;
 use meridian::health::prober::ProbeEvent;
 use meridian::metrics::Metrics;
 use meridian::routing::RoutingTable;
-use meridian::routing::decide::{Client, Query, decide};
-use meridian::routing::publish::Publisher;
+use meridian::routing::decide::decide;
+use meridian::routing::query::{Client, Query};
 use meridian::routing::table::{Family, ServiceId, TargetId};
 use meridian::routing::trace::NoTrace;
 
@@ -126,7 +128,7 @@ fn bench_decide(c: &mut Criterion) {
 }
 
 fn bench_fast_path(c: &mut Criterion) {
-    let table = geo_table();
+    let snap = Snapshot::first(geo_table());
     let metrics = Metrics::new();
     let queries: Vec<Vec<u8>> = clients(4096)
         .into_iter()
@@ -150,7 +152,7 @@ fn bench_fast_path(c: &mut Criterion) {
     c.bench_function("fast_path/answer_ecs", |b| {
         b.iter(|| {
             i = (i + 1) % queries.len();
-            black_box(fast::answer(&table, &queries[i], src, &metrics, &mut out));
+            black_box(fast::answer(&snap, &queries[i], src, &metrics, &mut out));
         })
     });
 }

@@ -9,12 +9,13 @@ use tracing::{info, warn};
 
 use crate::admin::{self, Admin, auth::Token};
 use crate::config;
+use crate::control::Publisher;
+use crate::control::command;
 use crate::dns::listen::listen;
 use crate::explain;
 use crate::health::check::NetProbe;
 use crate::health::prober;
 use crate::metrics::Metrics;
-use crate::routing::publish::{self, Publisher};
 use crate::state;
 
 const DEFAULT_CONFIG: &str = "config/meridian.toml";
@@ -156,7 +157,7 @@ fn explain_cmd(
     };
     let (_publisher, store) =
         Publisher::new(compiled, &health, evacuations, Arc::new(Metrics::new()));
-    let ex = explain::explain_request(&store.load(), name, qtype, client)
+    let ex = explain::explain_request(&store.load().table, name, qtype, client)
         .map_err(|e| anyhow::anyhow!(e))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&ex)?);
@@ -223,7 +224,7 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
         None => None,
     };
 
-    let (publisher, table) = Publisher::new(compiled, &health, evacuations, metrics.clone());
+    let (publisher, store) = Publisher::new(compiled, &health, evacuations, metrics.clone());
     let mut publisher = publisher.with_config_path(path.to_owned());
     let (command_tx, command_rx) = tokio::sync::mpsc::channel(64);
     let cluster_status = settings
@@ -237,7 +238,7 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
             settings.config_hash.clone(),
             status.clone(),
             metrics.clone(),
-            command_tx.clone(),
+            fleet_updates(command_tx.clone()),
         );
         publisher = publisher.with_cluster(store, cluster.quorum);
         info!(name = %cluster.name, endpoints = ?cluster.endpoints, "fleet mode");
@@ -250,7 +251,7 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
 
     let listeners = listen(
         &settings.dns_listen,
-        table.clone(),
+        store.clone(),
         metrics.clone(),
         settings.tcp,
         &settings.rrl,
@@ -267,7 +268,7 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
     if let Some(listener) = admin_listener {
         let addr = listener.local_addr().context("admin listener address")?;
         let admin = Arc::new(Admin {
-            table,
+            store,
             commands: command_tx.clone(),
             metrics,
             token,
@@ -285,7 +286,7 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
         while hup.recv().await.is_some() {
             info!("SIGHUP: reloading the config");
             if hup_tx
-                .send(publish::Command::Reload { reply: None })
+                .send(command::Command::Reload { reply: None })
                 .await
                 .is_err()
             {
@@ -298,6 +299,26 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
     info!("shutting down");
     listeners.shutdown().await;
     Ok(())
+}
+
+/// A channel for the fleet watch whose updates reach the publisher as commands.
+#[cfg(feature = "etcd")]
+fn fleet_updates(
+    commands: tokio::sync::mpsc::Sender<command::Command>,
+) -> tokio::sync::mpsc::Sender<crate::cluster::FleetUpdate> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        while let Some(update) = rx.recv().await {
+            if commands
+                .send(command::Command::Fleet(update))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    tx
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {

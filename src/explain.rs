@@ -3,15 +3,14 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RecordType};
 use serde::Serialize;
 
 use crate::routing::RoutingTable;
-use crate::routing::answer::answer;
-use crate::routing::decide::Client;
+use crate::routing::answer::{answer, rcode_name};
 use crate::routing::latency::RowKind;
 use crate::routing::prefix::mask;
+use crate::routing::query::Client;
 use crate::routing::table::Family;
 use crate::routing::trace::{Outcome, Rank, Recorder, RttSource, Step};
 
@@ -129,20 +128,6 @@ pub fn explain_request(
         .map_err(|_| format!("{qtype:?} is not a record type"))?;
     let client = parse_client(client).map_err(|e| format!("client: {e}"))?;
     Ok(explain(rt, &parsed, qtype, &client))
-}
-
-/// The mnemonic `dig` prints for a response code.
-pub fn rcode_name(rcode: ResponseCode) -> &'static str {
-    match rcode {
-        ResponseCode::NoError => "NOERROR",
-        ResponseCode::FormErr => "FORMERR",
-        ResponseCode::ServFail => "SERVFAIL",
-        ResponseCode::NXDomain => "NXDOMAIN",
-        ResponseCode::NotImp => "NOTIMP",
-        ResponseCode::Refused => "REFUSED",
-        ResponseCode::BADVERS => "BADVERS",
-        _ => "OTHER",
-    }
 }
 
 pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Client) -> Explanation {

@@ -1,8 +1,10 @@
 //! Meridian: an authoritative GeoDNS traffic manager.
 pub mod admin;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod dns;
 pub mod explain;
 pub mod geo;

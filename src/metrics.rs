@@ -1,176 +1,31 @@
-//! Prometheus metrics. Two kinds:
-//! - DNS-path counters ([`DnsCounters`]): dense arrays of atomics built with each compiled
-//!   config and indexed by ids, so counting a query takes no lock and hashes no label; they
-//!   are rendered at scrape time, and only the series that moved are exported.
-//! - Everything else (probes, health, evacuations, reloads): ordinary `prometheus` vectors,
-//!   updated by the publisher off the DNS path.
+//! Prometheus metrics: the process-wide registry and the metrics the publisher, admin API and
+//! listeners update, plus the rendering of counter families kept outside the registry (the
+//! DNS path's dense per-config counters, [`crate::dns::counters`]), with totals carried
+//! across reloads so counters never go backwards. A leaf: it knows no routing or DNS types.
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::RecordType;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::routing::decide::{Decision, Reason};
-use crate::routing::table::{Compiled, ZoneId};
-
-/// Query types counted under their own label; the rest count as "other".
-const QTYPES: [RecordType; 12] = [
-    RecordType::A,
-    RecordType::AAAA,
-    RecordType::ANY,
-    RecordType::CNAME,
-    RecordType::MX,
-    RecordType::NS,
-    RecordType::SOA,
-    RecordType::TXT,
-    RecordType::SRV,
-    RecordType::CAA,
-    RecordType::PTR,
-    RecordType::HTTPS,
-];
-const QTYPE_SLOTS: usize = QTYPES.len() + 1;
-const RCODES: [&str; 8] = [
-    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "OTHER",
-];
-const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
-const REASONS: [Reason; 13] = Reason::ALL;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
+/// A counter family rendered from [`Series`] rather than held in the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct CounterFamily {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
 }
 
-fn qtype_slot(t: RecordType) -> usize {
-    QTYPES.iter().position(|q| *q == t).unwrap_or(QTYPES.len())
+/// One counter series of a [`CounterFamily`]: label values in the family's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    pub family: &'static str,
+    pub labels: Vec<String>,
+    pub value: u64,
 }
-
-fn qtype_label(slot: usize) -> String {
-    QTYPES
-        .get(slot)
-        .map_or("other".to_string(), |t| t.to_string())
-}
-
-fn rcode_slot(r: ResponseCode) -> usize {
-    match r {
-        ResponseCode::NoError => 0,
-        ResponseCode::FormErr => 1,
-        ResponseCode::ServFail => 2,
-        ResponseCode::NXDomain => 3,
-        ResponseCode::NotImp => 4,
-        ResponseCode::Refused => 5,
-        ResponseCode::BADVERS => 6,
-        _ => 7,
-    }
-}
-
-fn reason_slot(r: Reason) -> usize {
-    REASONS.iter().position(|x| *x == r).unwrap_or(0)
-}
-
-/// Per-config DNS counters. Slot 0 of zones is "outside every zone"; slot 0 of regions is
-/// "no region" (servfail, fallback, no endpoints).
-#[derive(Debug)]
-pub struct DnsCounters {
-    zones: Box<[String]>,
-    queries: Box<[AtomicU64]>,
-    services: Box<[String]>,
-    regions: Box<[String]>,
-    answers: Box<[AtomicU64]>,
-}
-
-impl DnsCounters {
-    pub fn new(c: &Compiled) -> DnsCounters {
-        let zones: Box<[String]> = std::iter::once(String::new())
-            .chain(c.zones.iter().map(|z| z.origin.to_string()))
-            .collect();
-        let regions: Box<[String]> = std::iter::once(String::new())
-            .chain(c.regions.iter().map(|r| r.name.clone()))
-            .collect();
-        let services: Box<[String]> = c.services.iter().map(|s| s.name.to_ascii()).collect();
-        let zeros = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect::<Box<[_]>>();
-        DnsCounters {
-            queries: zeros(zones.len() * QTYPE_SLOTS * RCODES.len() * TRANSPORTS.len()),
-            answers: zeros(services.len() * regions.len() * REASONS.len()),
-            zones,
-            services,
-            regions,
-        }
-    }
-
-    #[inline]
-    pub fn count_query(
-        &self,
-        zone: Option<ZoneId>,
-        qtype: RecordType,
-        rcode: ResponseCode,
-        t: Transport,
-    ) {
-        let z = zone.map_or(0, |z| z.index() + 1);
-        let i = ((z * QTYPE_SLOTS + qtype_slot(qtype)) * RCODES.len() + rcode_slot(rcode)) * 2
-            + t as usize;
-        if let Some(c) = self.queries.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    #[inline]
-    pub fn count_answer(&self, d: &Decision) {
-        let r = d.region.map_or(0, |r| r.index() + 1);
-        let i =
-            (d.service.index() * self.regions.len() + r) * REASONS.len() + reason_slot(d.reason);
-        if let Some(c) = self.answers.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Every non-zero series as (family, labels, value).
-    fn series(&self) -> Vec<(&'static str, Vec<String>, u64)> {
-        let mut out = Vec::new();
-        for (i, c) in self.queries.iter().enumerate() {
-            let v = c.load(Ordering::Relaxed);
-            if v == 0 {
-                continue;
-            }
-            let t = i % 2;
-            let r = (i / 2) % RCODES.len();
-            let q = (i / 2 / RCODES.len()) % QTYPE_SLOTS;
-            let z = i / 2 / RCODES.len() / QTYPE_SLOTS;
-            let labels = vec![
-                self.zones[z].clone(),
-                qtype_label(q),
-                RCODES[r].to_string(),
-                TRANSPORTS[t].to_string(),
-            ];
-            out.push((QUERIES, labels, v));
-        }
-        for (i, c) in self.answers.iter().enumerate() {
-            let v = c.load(Ordering::Relaxed);
-            if v == 0 {
-                continue;
-            }
-            let reason = REASONS[i % REASONS.len()];
-            let region = (i / REASONS.len()) % self.regions.len();
-            let service = i / REASONS.len() / self.regions.len();
-            let labels = vec![
-                self.services[service].clone(),
-                self.regions[region].clone(),
-                reason.name().to_string(),
-            ];
-            out.push((ANSWERS, labels, v));
-        }
-        out
-    }
-}
-
-const QUERIES: &str = "meridian_dns_queries_total";
-const ANSWERS: &str = "meridian_dns_answers_total";
 
 /// The process-wide registry and the metrics the publisher and admin API update.
 pub struct Metrics {
@@ -364,37 +219,31 @@ impl Metrics {
     }
 
     /// Folds the counts of a config being replaced into the carried totals.
-    pub fn carry(&self, old: &DnsCounters) {
+    pub fn carry(&self, old: Vec<Series>) {
         let mut carried = self.carried.lock().unwrap_or_else(|e| e.into_inner());
-        for (family, labels, v) in old.series() {
-            *carried.entry((family, labels)).or_default() += v;
+        for s in old {
+            *carried.entry((s.family, s.labels)).or_default() += s.value;
         }
     }
 
-    /// The Prometheus text exposition of everything.
-    pub fn render(&self, current: &DnsCounters) -> String {
+    /// The Prometheus text exposition of everything: `families` from the carried totals plus
+    /// `current`, then the registry.
+    pub fn render(&self, families: &[CounterFamily], current: Vec<Series>) -> String {
         let mut out = String::new();
         let mut merged = self
             .carried
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        for (family, labels, v) in current.series() {
-            *merged.entry((family, labels)).or_default() += v;
+        for s in current {
+            *merged.entry((s.family, s.labels)).or_default() += s.value;
         }
-        let families = [
-            (
-                QUERIES,
-                "DNS queries by zone, query type, response code and transport.",
-                &["zone", "qtype", "rcode", "transport"][..],
-            ),
-            (
-                ANSWERS,
-                "Traffic-managed answers by service, region and decision reason.",
-                &["service", "region", "reason"][..],
-            ),
-        ];
-        for (name, help, label_names) in families {
+        for &CounterFamily {
+            name,
+            help,
+            labels: label_names,
+        } in families
+        {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");
             for ((family, labels), v) in merged.iter().filter(|((f, _), _)| *f == name) {

@@ -1,5 +1,5 @@
 //! The admin API's request handling (`admin::Admin::handle`), with the real routing-table
-//! writer (`routing::publish::Publisher`, fresh for each input, no state directory) answering
+//! writer (`control::Publisher`, fresh for each input, no state directory) answering
 //! its commands, all on one current-thread runtime: no socket, no spawned task.
 //!
 //! Input: a request written as HTTP/1 text, which is what the seeds look like:
@@ -30,7 +30,7 @@ use hyper::{Method, Request, Uri};
 use libfuzzer_sys::fuzz_target;
 use meridian::admin::Admin;
 use meridian::admin::auth::Token;
-use meridian::routing::publish::Publisher;
+use meridian::control::Publisher;
 use meridian::state::{SavedEvacuations, SavedHealth};
 use meridian_fuzz::Example;
 use tokio::runtime::Runtime;
@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let path = req.uri().path().to_string();
     let (status, content_type, body) = runtime().block_on(async {
-        let (mut writer, table) = Publisher::new(
+        let (mut writer, store) = Publisher::new(
             meridian_fuzz::compiled(Example::Meridian),
             &SavedHealth::default(),
             SavedEvacuations::default(),
@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
         );
         let (commands, mut rx) = mpsc::channel(8);
         let admin = Admin {
-            table,
+            store,
             commands,
             metrics: meridian_fuzz::metrics().clone(),
             token: Token::new("t"),

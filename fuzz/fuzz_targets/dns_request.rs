@@ -5,7 +5,7 @@
 //! - bit 3: the table: `config/meridian.toml` (0) or `config/policies.toml` (1);
 //! - bit 4: transport: UDP (0) as `dns::udp`'s worker does it (the fast path, else
 //!   `respond_udp`, then response rate limiting), or TCP (1) as `dns::tcp` does it
-//!   (`respond_message`).
+//!   (`respond`).
 //!
 //! Checks: every response parses, has QR set and echoes the ID; a UDP response fits 512 bytes
 //! without an OPT in the query, else max(512, min(client payload, our max_udp_payload)), and
@@ -22,8 +22,9 @@ use hickory_proto::rr::rdata::opt::EdnsCode;
 use libfuzzer_sys::fuzz_target;
 use meridian::dns::rrl::{self, Limiter};
 use meridian::dns::{fast, handler};
-use meridian::metrics::{Metrics, Transport};
-use meridian::routing::RoutingTable;
+use meridian::dns::counters::Transport;
+use meridian::dns::snapshot::Snapshot;
+use meridian::metrics::Metrics;
 use meridian_fuzz::Example;
 
 /// Where packets come from: no data, US, DE, JP, BR, DE over IPv6, US as IPv4-mapped IPv6,
@@ -92,7 +93,7 @@ fn udp(example: Example, packet: &[u8], src: SocketAddr, metrics: &Metrics) {
             None => return,
         }
     };
-    let limit = udp_limit(packet, table.compiled.settings.max_udp_payload);
+    let limit = udp_limit(packet, table.table.compiled.settings.max_udp_payload);
     check("response", packet, &response, limit);
     // Rate limiting, as the worker does it. The verdict depends on what came before, so the
     // truncated form RRL would send is checked whatever the verdict.
@@ -120,17 +121,17 @@ fn limiter(example: Example) -> Option<&'static Mutex<Limiter>> {
         Example::Policies => &POLICIES,
     };
     cell.get_or_init(|| {
-        Limiter::new(&meridian_fuzz::table(example).compiled.settings.rrl).map(Mutex::new)
+        Limiter::new(&meridian_fuzz::table(example).table.compiled.settings.rrl).map(Mutex::new)
     })
     .as_ref()
 }
 
-fn tcp(table: &RoutingTable, packet: &[u8], src: SocketAddr, metrics: &Metrics) {
+fn tcp(table: &Snapshot, packet: &[u8], src: SocketAddr, metrics: &Metrics) {
     // `dns::tcp` reads a two-byte length, so no message is longer.
     if packet.len() > usize::from(u16::MAX) {
         return;
     }
-    let Some(response) = handler::respond_message(table, packet, src, Transport::Tcp, metrics)
+    let Some(response) = handler::respond(table, packet, None, src, Transport::Tcp, metrics)
     else {
         return;
     };

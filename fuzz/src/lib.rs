@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use meridian::dns::snapshot::Snapshot;
 use meridian::metrics::Metrics;
 use meridian::routing::RoutingTable;
 use meridian::routing::table::Compiled;
@@ -56,15 +57,16 @@ pub fn compiled(example: Example) -> Arc<Compiled> {
     cell.get_or_init(|| Arc::new(compile(example))).clone()
 }
 
-/// A cold routing table (no health verdicts yet) for the example, built once per process.
-pub fn table(example: Example) -> &'static RoutingTable {
-    static MERIDIAN: OnceLock<RoutingTable> = OnceLock::new();
-    static POLICIES: OnceLock<RoutingTable> = OnceLock::new();
+/// A snapshot of a cold routing table (no health verdicts yet) for the example, built once
+/// per process.
+pub fn table(example: Example) -> &'static Snapshot {
+    static MERIDIAN: OnceLock<Snapshot> = OnceLock::new();
+    static POLICIES: OnceLock<Snapshot> = OnceLock::new();
     let cell = match example {
         Example::Meridian => &MERIDIAN,
         Example::Policies => &POLICIES,
     };
-    cell.get_or_init(|| RoutingTable::cold(compiled(example)))
+    cell.get_or_init(|| Snapshot::first(RoutingTable::cold(compiled(example))))
 }
 
 /// One metrics registry per process, as the server has.

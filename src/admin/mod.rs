@@ -9,7 +9,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Bytes};
 use hyper::{Method, Request, Response, StatusCode, header};
@@ -20,10 +19,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
+use crate::control::command::{AdminError, Command};
+use crate::dns::counters;
+use crate::dns::snapshot::Store;
 use crate::metrics::Metrics;
-use crate::routing::RoutingTable;
 use crate::routing::latency::Format;
-use crate::routing::publish::{AdminError, Command};
 use auth::{Token, is_loopback};
 
 /// Largest request body accepted.
@@ -36,7 +36,7 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_CONNECTIONS: usize = 64;
 
 pub struct Admin {
-    pub table: Arc<ArcSwap<RoutingTable>>,
+    pub store: Arc<Store>,
     pub commands: mpsc::Sender<Command>,
     pub metrics: Arc<Metrics>,
     pub token: Option<Token>,
@@ -123,25 +123,35 @@ impl Admin {
             );
         }
         let who = format!("admin@{peer}");
-        match (&parts.method, segs.as_slice()) {
-            (&Method::GET, ["healthz"]) => json_reply(StatusCode::OK, json!({ "status": "ok" })),
-            (&Method::GET, ["readyz"]) => self.readyz(),
-            (&Method::GET, ["metrics"]) => {
-                let table = self.table.load_full();
+        let Some((allowed, route)) = route(&segs) else {
+            return error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"));
+        };
+        if parts.method != allowed {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not allowed on {path}", parts.method),
+            );
+        }
+        match route {
+            Route::Healthz => json_reply(StatusCode::OK, json!({ "status": "ok" })),
+            Route::Readyz => self.readyz(),
+            Route::Metrics => {
+                let snap = self.store.load_full();
+                let text = self
+                    .metrics
+                    .render(&counters::FAMILIES, snap.counters.series());
                 Response::builder()
                     .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
-                    .body(Full::new(Bytes::from(self.metrics.render(&table.counters))))
+                    .body(Full::new(Bytes::from(text)))
                     .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
             }
-            (&Method::GET, ["v1", "regions"]) => {
-                json_reply(StatusCode::OK, views::regions(&self.table.load_full()))
-            }
-            (&Method::GET, ["v1", "routing-table"]) => json_reply(
+            Route::Regions => json_reply(StatusCode::OK, views::regions(&self.store.load().table)),
+            Route::RoutingTable => json_reply(
                 StatusCode::OK,
-                views::routing_table(&self.table.load_full()),
+                views::routing_table(&self.store.load().table),
             ),
-            (&Method::GET, ["v1", "explain"]) => self.explain(&query),
-            (&Method::GET, ["v1", "cluster"]) => match &self.cluster {
+            Route::Explain => self.explain(&query),
+            Route::Cluster => match &self.cluster {
                 Some(status) => {
                     let st = status.get();
                     json_reply(
@@ -154,7 +164,7 @@ impl Admin {
                     "fleet mode is not configured (no [cluster] section)",
                 ),
             },
-            (&Method::POST, ["v1", "regions", region, "evacuate"]) => {
+            Route::Evacuate(region) => {
                 let body: EvacuateBody = if body.is_empty() {
                     EvacuateBody::default()
                 } else {
@@ -163,27 +173,29 @@ impl Admin {
                         Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
                     }
                 };
-                let (reply, rx) = oneshot::channel();
-                let cmd = Command::Evacuate {
-                    region: region.to_string(),
-                    reason: body.reason,
-                    by: who,
-                    force: body.force,
-                    reply,
-                };
-                self.admin_change(cmd, rx, region, "evacuate").await
+                let asked = self
+                    .ask(|reply| Command::Evacuate {
+                        region: region.to_string(),
+                        reason: body.reason,
+                        by: who,
+                        force: body.force,
+                        reply,
+                    })
+                    .await;
+                admin_change(asked, region, "evacuate")
             }
-            (&Method::POST, ["v1", "regions", region, "restore"]) => {
-                let (reply, rx) = oneshot::channel();
-                let cmd = Command::Restore {
-                    region: region.to_string(),
-                    by: who,
-                    reply,
-                };
-                self.admin_change(cmd, rx, region, "restore").await
+            Route::Restore(region) => {
+                let asked = self
+                    .ask(|reply| Command::Restore {
+                        region: region.to_string(),
+                        by: who,
+                        reply,
+                    })
+                    .await;
+                admin_change(asked, region, "restore")
             }
-            (&Method::POST, ["v1", "reload"]) => self.reload().await,
-            (&Method::PUT, ["v1", "latency-map"]) => {
+            Route::Reload => self.reload().await,
+            Route::LatencyMap => {
                 let format = match parts
                     .headers
                     .get(header::CONTENT_TYPE)
@@ -195,21 +207,33 @@ impl Admin {
                 self.set_latency_map(String::from_utf8_lossy(&body).into_owned(), format)
                     .await
             }
-            (
-                _,
-                ["healthz" | "readyz" | "metrics"]
-                | ["v1", "regions" | "routing-table" | "explain" | "reload"],
-            )
-            | (_, ["v1", "regions", _, "evacuate" | "restore"]) => error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{} is not allowed on {path}", parts.method),
-            ),
-            _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
         }
     }
 
+    /// Sends a command to the publisher and waits for its answer; a publisher that is gone
+    /// or dropped the request is a 503.
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Reply> {
+        let (reply, rx) = oneshot::channel();
+        if self.commands.send(command(reply)).await.is_err() {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the routing-table writer is gone",
+            ));
+        }
+        rx.await.map_err(|_| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the routing-table writer dropped the request",
+            )
+        })
+    }
+
     fn readyz(&self) -> Reply {
-        let table = self.table.load_full();
+        let snap = self.store.load_full();
+        let table = &snap.table;
         let ready = table.probes_complete || table.compiled.targets.is_empty();
         // Losing etcd degrades fleet features but DNS keeps serving: still ready, and said.
         let cluster = self.cluster.as_ref().map(|c| c.get());
@@ -248,75 +272,21 @@ impl Admin {
                 "explain needs name, type and client query parameters",
             );
         };
-        match crate::explain::explain_request(&self.table.load_full(), &name, &qtype, &client) {
+        match crate::explain::explain_request(&self.store.load().table, &name, &qtype, &client) {
             Ok(ex) => json_reply(StatusCode::OK, serde_json::to_value(ex).unwrap_or_default()),
             Err(e) => error(StatusCode::BAD_REQUEST, e),
         }
     }
 
-    async fn admin_change(
-        &self,
-        cmd: Command,
-        rx: oneshot::Receiver<Result<u64, AdminError>>,
-        region: &str,
-        action: &str,
-    ) -> Reply {
-        if self.commands.send(cmd).await.is_err() {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the routing-table writer is gone",
-            );
-        }
-        match rx.await {
-            Ok(Ok(generation)) => json_reply(
-                StatusCode::OK,
-                json!({ "region": region, "action": action, "generation": generation }),
-            ),
-            Ok(Err(e)) => {
-                let status = match &e {
-                    AdminError::UnknownRegion(_) => StatusCode::NOT_FOUND,
-                    AdminError::NotEvacuated(_)
-                    | AdminError::AlreadyEvacuated(_)
-                    | AdminError::WouldEmpty { .. } => StatusCode::CONFLICT,
-                    AdminError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                    AdminError::Cluster(crate::cluster::ClusterError::Conflict { .. }) => {
-                        StatusCode::CONFLICT
-                    }
-                    AdminError::Cluster(crate::cluster::ClusterError::Unavailable(_)) => {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
-                };
-                let mut body = json!({ "error": e.to_string() });
-                if let AdminError::WouldEmpty { services, .. } = &e {
-                    body["services"] = json!(services);
-                }
-                json_reply(status, body)
-            }
-            Err(_) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the routing-table writer dropped the request",
-            ),
-        }
-    }
-
     async fn set_latency_map(&self, text: String, format: Format) -> Reply {
-        let (reply, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::SetLatencyMap {
+        let asked = self
+            .ask(|reply| Command::SetLatencyMap {
                 text,
                 format,
                 reply,
             })
-            .await
-            .is_err()
-        {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the routing-table writer is gone",
-            );
-        }
-        match rx.await {
+            .await;
+        match asked {
             Ok(Ok((generation, entries))) => json_reply(
                 StatusCode::OK,
                 json!({ "entries": entries, "generation": generation }),
@@ -328,27 +298,15 @@ impl Admin {
                     "problems": problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
                 }),
             ),
-            Err(_) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the routing-table writer dropped the request",
-            ),
+            Err(reply) => reply,
         }
     }
 
     async fn reload(&self) -> Reply {
-        let (reply, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Reload { reply: Some(reply) })
-            .await
-            .is_err()
-        {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the routing-table writer is gone",
-            );
-        }
-        match rx.await {
+        let asked = self
+            .ask(|reply| Command::Reload { reply: Some(reply) })
+            .await;
+        match asked {
             Ok(Ok(generation)) => json_reply(
                 StatusCode::OK,
                 json!({ "reloaded": true, "generation": generation }),
@@ -360,11 +318,77 @@ impl Admin {
                     "problems": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
                 }),
             ),
-            Err(_) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the routing-table writer dropped the request",
-            ),
+            Err(reply) => reply,
         }
+    }
+}
+
+/// The admin API's endpoints, by path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    Healthz,
+    Readyz,
+    Metrics,
+    Regions,
+    RoutingTable,
+    Explain,
+    Cluster,
+    Evacuate(&'a str),
+    Restore(&'a str),
+    Reload,
+    LatencyMap,
+}
+
+/// The one route table: each path with the method it answers.
+fn route<'a>(segs: &[&'a str]) -> Option<(Method, Route<'a>)> {
+    Some(match segs {
+        ["healthz"] => (Method::GET, Route::Healthz),
+        ["readyz"] => (Method::GET, Route::Readyz),
+        ["metrics"] => (Method::GET, Route::Metrics),
+        ["v1", "regions"] => (Method::GET, Route::Regions),
+        ["v1", "routing-table"] => (Method::GET, Route::RoutingTable),
+        ["v1", "explain"] => (Method::GET, Route::Explain),
+        ["v1", "cluster"] => (Method::GET, Route::Cluster),
+        ["v1", "regions", region, "evacuate"] => (Method::POST, Route::Evacuate(region)),
+        ["v1", "regions", region, "restore"] => (Method::POST, Route::Restore(region)),
+        ["v1", "reload"] => (Method::POST, Route::Reload),
+        ["v1", "latency-map"] => (Method::PUT, Route::LatencyMap),
+        _ => return None,
+    })
+}
+
+/// The reply to an evacuation or restore.
+fn admin_change(
+    asked: Result<Result<u64, AdminError>, Reply>,
+    region: &str,
+    action: &str,
+) -> Reply {
+    match asked {
+        Ok(Ok(generation)) => json_reply(
+            StatusCode::OK,
+            json!({ "region": region, "action": action, "generation": generation }),
+        ),
+        Ok(Err(e)) => {
+            let status = match &e {
+                AdminError::UnknownRegion(_) => StatusCode::NOT_FOUND,
+                AdminError::NotEvacuated(_)
+                | AdminError::AlreadyEvacuated(_)
+                | AdminError::WouldEmpty { .. } => StatusCode::CONFLICT,
+                AdminError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                AdminError::Cluster(crate::cluster::ClusterError::Conflict { .. }) => {
+                    StatusCode::CONFLICT
+                }
+                AdminError::Cluster(crate::cluster::ClusterError::Unavailable(_)) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            };
+            let mut body = json!({ "error": e.to_string() });
+            if let AdminError::WouldEmpty { services, .. } = &e {
+                body["services"] = json!(services);
+            }
+            json_reply(status, body)
+        }
+        Err(reply) => reply,
     }
 }
 

@@ -15,9 +15,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tracing::{info, warn};
 
-use super::{AdminDoc, ClusterError, ClusterStore, InstanceRecord, SharedStatus};
+use super::{AdminDoc, ClusterError, ClusterStore, FleetUpdate, InstanceRecord, SharedStatus};
 use crate::metrics::Metrics;
-use crate::routing::publish::Command;
 use crate::routing::table::Health;
 use crate::settings::ClusterSettings;
 
@@ -111,7 +110,7 @@ pub fn start(
     config_hash: String,
     status: Arc<SharedStatus>,
     metrics: Arc<Metrics>,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<FleetUpdate>,
 ) -> Arc<EtcdStore> {
     status.update(|s| {
         s.name = settings.name.clone();
@@ -148,7 +147,7 @@ pub fn start(
             // counting them, and fall back to our own view.
             if !peers_cleared && lost.elapsed() >= task.settings.lease_ttl {
                 peers_cleared = commands
-                    .send(Command::PeerViews(BTreeMap::new()))
+                    .send(FleetUpdate::PeerViews(BTreeMap::new()))
                     .await
                     .is_ok();
                 task.status.update(|s| s.peers.clear());
@@ -195,7 +194,7 @@ fn connect_options(s: &ClusterSettings) -> Result<ConnectOptions, String> {
     Ok(opts)
 }
 
-async fn session(store: &EtcdStore, commands: &mpsc::Sender<Command>) -> Result<(), String> {
+async fn session(store: &EtcdStore, commands: &mpsc::Sender<FleetUpdate>) -> Result<(), String> {
     let s = &store.settings;
     let opts = connect_options(s)?;
     let err = |e: etcd_client::Error| e.to_string();
@@ -242,7 +241,7 @@ async fn session(store: &EtcdStore, commands: &mpsc::Sender<Command>) -> Result<
             .await
             .map_err(|_| "publisher stopped".to_string())
     };
-    send(Command::ClusterAdmin {
+    send(FleetUpdate::Admin {
         doc: admin.0,
         revision: admin.1,
     })
@@ -291,7 +290,7 @@ async fn session(store: &EtcdStore, commands: &mpsc::Sender<Command>) -> Result<
                             EventType::Delete => AdminDoc::default(),
                         };
                         store.status.update(|st| st.applied_revision = kv.mod_revision());
-                        send(Command::ClusterAdmin { doc, revision: kv.mod_revision() }).await?;
+                        send(FleetUpdate::Admin { doc, revision: kv.mod_revision() }).await?;
                     } else if let Some(name) = kv.key_str().ok().and_then(|k| k.strip_prefix(&store.instances_prefix())) {
                         if name == s.name {
                             continue;
@@ -378,7 +377,7 @@ fn peer_record(store: &EtcdStore, key: &[u8], value: &[u8]) -> Option<InstanceRe
 async fn report_peers(
     store: &EtcdStore,
     peers: &BTreeMap<String, InstanceRecord>,
-    commands: &mpsc::Sender<Command>,
+    commands: &mpsc::Sender<FleetUpdate>,
 ) -> Result<(), String> {
     store.status.update(|st| {
         st.peers = peers
@@ -397,7 +396,7 @@ async fn report_peers(
         .map(|(n, r)| (n.clone(), r.health.clone()))
         .collect();
     commands
-        .send(Command::PeerViews(views))
+        .send(FleetUpdate::PeerViews(views))
         .await
         .map_err(|_| "publisher stopped".to_string())
 }

@@ -2,9 +2,9 @@
 //! - Admin state (evacuations) lives in etcd; changes are compare-and-swap transactions and
 //!   every instance applies them from a watch. The local `state_dir` copy stays a cache.
 //! - Each instance publishes its own health verdicts under a lease; every instance computes
-//!   an endpoint's state from all live observers ([`consensus`]).
+//!   an endpoint's state from all live observers (`control::health::consensus`).
 //!
-//! This module holds what needs no etcd client (settings, consensus, status); the client
+//! This module holds what needs no etcd client (the shared documents and status); the client
 //! itself is in `etcd.rs`, behind the `etcd` cargo feature.
 #[cfg(feature = "etcd")]
 pub mod etcd;
@@ -16,45 +16,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::routing::table::Evacuation;
 use crate::routing::table::Health;
-use crate::settings::Quorum;
-
-/// An endpoint's health as the fleet sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verdict {
-    pub health: Health,
-    /// Live instances with a view of this target (this one included).
-    pub observers: u8,
-    /// How many of them see it down.
-    pub down: u8,
-}
-
-/// Combines this instance's view with live peers' views of the same target. With no live
-/// peer it is this instance's view; otherwise a target is down when at least the quorum of
-/// observers sees it down, and serving otherwise (one broken path is not a failover).
-pub fn consensus(own: Health, peers: impl IntoIterator<Item = Health>, quorum: Quorum) -> Verdict {
-    let mut observers = 1u8;
-    let mut down = u8::from(own == Health::Down);
-    for h in peers {
-        observers = observers.saturating_add(1);
-        down = down.saturating_add(u8::from(h == Health::Down));
-    }
-    let needed = match quorum {
-        Quorum::Majority => observers / 2 + 1,
-        Quorum::AtLeast(n) => n.min(observers).max(1),
-    };
-    let health = if down >= needed {
-        Health::Down
-    } else if own == Health::Down {
-        Health::Up
-    } else {
-        own
-    };
-    Verdict {
-        health,
-        observers,
-        down,
-    }
-}
 
 /// What an instance publishes about itself under its lease.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -65,6 +26,15 @@ pub struct InstanceRecord {
     pub version: String,
     /// Target key (`check@addr`) -> this instance's verdict.
     pub health: BTreeMap<String, Health>,
+}
+
+/// What the fleet watch tells the publisher.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FleetUpdate {
+    /// The fleet's admin document changed (revision 0: the store has none).
+    Admin { doc: AdminDoc, revision: i64 },
+    /// The live peers' own health verdicts, by instance name.
+    PeerViews(BTreeMap<String, BTreeMap<String, Health>>),
 }
 
 /// The shared admin document: every evacuation in the fleet.
@@ -143,42 +113,6 @@ pub fn config_hash(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Health::{Down, Unknown, Up};
-
-    #[test]
-    fn alone_an_instance_trusts_itself() {
-        assert_eq!(consensus(Down, [], Quorum::Majority).health, Down);
-        assert_eq!(consensus(Up, [], Quorum::Majority).health, Up);
-        assert_eq!(consensus(Down, [], Quorum::AtLeast(2)).health, Down);
-    }
-
-    #[test]
-    fn one_broken_path_is_not_a_failover() {
-        // Seen down by one of three: up everywhere, including on the instance that sees it down.
-        let v = consensus(Down, [Up, Up], Quorum::Majority);
-        assert_eq!((v.health, v.observers, v.down), (Up, 3, 1));
-        assert_eq!(consensus(Up, [Down, Up], Quorum::Majority).health, Up);
-        // Seen down by two of three: down everywhere.
-        let v = consensus(Up, [Down, Down], Quorum::Majority);
-        assert_eq!((v.health, v.down), (Down, 2));
-        assert_eq!(consensus(Down, [Down, Up], Quorum::Majority).health, Down);
-    }
-
-    #[test]
-    fn quorum_can_be_a_number_and_unknown_is_not_down() {
-        assert_eq!(
-            consensus(Down, [Down, Up, Up], Quorum::AtLeast(2)).health,
-            Down
-        );
-        assert_eq!(consensus(Down, [Up, Up, Up], Quorum::AtLeast(2)).health, Up);
-        // Majority of four is three.
-        assert_eq!(consensus(Down, [Down, Up, Up], Quorum::Majority).health, Up);
-        assert_eq!(consensus(Unknown, [Up], Quorum::Majority).health, Unknown);
-        assert_eq!(
-            consensus(Unknown, [Down, Down], Quorum::Majority).health,
-            Down
-        );
-    }
 
     #[test]
     fn config_hash_is_stable() {

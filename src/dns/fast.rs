@@ -9,17 +9,18 @@
 //! fuzz target hold them to it).
 use std::net::IpAddr;
 
+use super::counters::Transport;
 use super::handler::{client_of, udp_limit};
+use super::snapshot::Snapshot;
 use super::templates::Static;
 use super::wire::{self, Scanned};
 use crate::geo::Stage;
-use crate::metrics::{Metrics, Transport};
-use crate::routing::RoutingTable;
-use crate::routing::decide::{Client, Query, decide};
+use crate::metrics::Metrics;
+use crate::routing::decide::decide;
+use crate::routing::query::{Client, Query};
 use crate::routing::table::{Family, ZoneId};
 use crate::routing::trace::NoTrace;
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::RecordType;
 
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
@@ -38,63 +39,71 @@ pub struct Parsed {
 /// Answers `req` into `out` (cleared first) when the fast path can; `None` sends it to the
 /// full handler.
 pub fn answer(
-    table: &RoutingTable,
+    snap: &Snapshot,
     req: &[u8],
     src: IpAddr,
     metrics: &Metrics,
     out: &mut Vec<u8>,
 ) -> Option<()> {
-    let parsed = parse(table, req, src)?;
-    respond(table, req, &parsed, metrics, out)
+    let parsed = parse(snap, req, src).ok()?;
+    respond(snap, req, &parsed, metrics, out)
 }
 
 /// The first half of [`answer`]: whether the fast path takes `req`, and who asks. It starts
 /// loading the client's GeoIP data, so that a caller with several queries can parse them
-/// all first and have those loads overlap (see [`prefetch`]).
-pub fn parse(table: &RoutingTable, req: &[u8], src: IpAddr) -> Option<Parsed> {
+/// all first and have those loads overlap (see [`prefetch`]). A query the fast path does
+/// not take comes back with its scan, when one was made, for the full handler to reuse.
+pub fn parse(snap: &Snapshot, req: &[u8], src: IpAddr) -> Result<Parsed, Option<Scanned>> {
     if req.len() < 12 {
-        return None;
+        return Err(None);
     }
     let flags = req[2];
     // QR clear, opcode QUERY; exactly one question, nothing in answer/authority, at most
     // one additional record (the OPT).
     if flags & 0xF8 != 0 || req[4..10] != [0, 1, 0, 0, 0, 0] || req[10] != 0 || req[11] > 1 {
-        return None;
+        return Err(None);
     }
-    let scanned = wire::scan(req).ok()?;
-    if scanned.qclass != CLASS_IN || (req[11] == 1) != scanned.edns.is_some() {
-        return None;
+    let scanned = wire::scan(req).map_err(|_| None)?;
+    if scanned.qclass != CLASS_IN
+        || (req[11] == 1) != scanned.edns.is_some()
+        || scanned.edns.is_some_and(|e| e.version != 0)
+    {
+        return Err(Some(scanned));
     }
     let family = match scanned.qtype {
         TYPE_A => Family::V4,
         TYPE_AAAA => Family::V6,
-        _ => return None,
+        _ => return Err(Some(scanned)),
     };
-    if scanned.edns.is_some_and(|e| e.version != 0) {
-        return None;
-    }
     let client = client_of(src, &scanned);
-    if let Some(db) = &table.compiled.geo {
+    if let Some(db) = &snap.table.compiled.geo {
         db.prefetch(client.addr, Stage::Index);
     }
-    Some(Parsed {
+    Ok(Parsed {
         scanned,
         family,
         client,
     })
 }
 
+impl Parsed {
+    /// The scan [`parse`] made, for the full handler when the fast path passes the query on.
+    pub fn scanned(&self) -> Scanned {
+        self.scanned
+    }
+}
+
 /// Starts loading the next part of the client's GeoIP data (see [`Stage`]), once what
 /// [`parse`] or the previous stage started has had time to arrive.
-pub fn prefetch(table: &RoutingTable, parsed: &Parsed, stage: Stage) {
-    if let Some(db) = &table.compiled.geo {
+pub fn prefetch(snap: &Snapshot, parsed: &Parsed, stage: Stage) {
+    if let Some(db) = &snap.table.compiled.geo {
         db.prefetch(parsed.client.addr, stage);
     }
 }
 
 /// The second half of [`answer`], for a query [`parse`] took.
 pub fn respond(
-    table: &RoutingTable,
+    snap: &Snapshot,
     req: &[u8],
     parsed: &Parsed,
     metrics: &Metrics,
@@ -112,8 +121,9 @@ pub fn respond(
     let name = buf.get_mut(..qname.len())?;
     name.copy_from_slice(qname);
     name.make_ascii_lowercase();
+    let table = &snap.table;
     let Some(&(service, zone)) = table.compiled.service_names.get(&*name) else {
-        return respond_static(table, req, parsed, name, metrics, out);
+        return respond_static(snap, req, parsed, name, metrics, out);
     };
     let d = decide(
         table,
@@ -163,15 +173,15 @@ pub fn respond(
         };
         out.extend_from_slice(&rr[..len]);
     }
-    push_opt(table, &scanned, d.scope, out);
-    finish(table, parsed, zone, ResponseCode::NoError, metrics, out)?;
-    table.counters.count_answer(&d);
+    push_opt(snap, &scanned, d.scope, out);
+    finish(snap, parsed, zone, ResponseCode::NoError, metrics, out)?;
+    snap.counters.count_answer(&d);
     Some(())
 }
 
 /// A static answer from the table's prepared responses (see [`super::templates`]).
 fn respond_static(
-    table: &RoutingTable,
+    snap: &Snapshot,
     req: &[u8],
     parsed: &Parsed,
     name: &[u8],
@@ -179,7 +189,7 @@ fn respond_static(
     out: &mut Vec<u8>,
 ) -> Option<()> {
     let qend = parsed.scanned.question_end;
-    let (zone, found) = table.templates.find(name, record_type(parsed.family))?;
+    let (zone, found) = snap.templates.find(name, parsed.family.record_type())?;
     out.clear();
     let (aa, rcode) = match found {
         Static::Response(bytes) => {
@@ -208,9 +218,9 @@ fn respond_static(
         out[10..12].copy_from_slice(&additional.to_be_bytes());
     }
     // Static data does not depend on the client: ECS scope 0.
-    push_opt(table, &parsed.scanned, 0, out);
+    push_opt(snap, &parsed.scanned, 0, out);
     finish(
-        table,
+        snap,
         parsed,
         zone,
         ResponseCode::from(0, rcode),
@@ -229,13 +239,13 @@ fn patch_flags(req: &[u8], aa: u8, rcode: u8, out: &mut [u8]) {
 /// Appends the response's OPT record when the query had one: root owner, type OPT, our
 /// payload size, extended rcode 0, version 0, DO copied from the query (RFC 3225 3), then
 /// the ECS option with `scope` when asked (RFC 7871 7.2.1).
-fn push_opt(table: &RoutingTable, scanned: &Scanned, scope: u8, out: &mut Vec<u8>) {
+fn push_opt(snap: &Snapshot, scanned: &Scanned, scope: u8, out: &mut Vec<u8>) {
     let Some(edns) = scanned.edns else {
         return;
     };
     let mut opt = [0u8; 11 + 8 + 16];
     opt[1..3].copy_from_slice(&41u16.to_be_bytes());
-    opt[3..5].copy_from_slice(&table.compiled.settings.max_udp_payload.to_be_bytes());
+    opt[3..5].copy_from_slice(&snap.table.compiled.settings.max_udp_payload.to_be_bytes());
     opt[7] = if edns.dnssec_ok { 0x80 } else { 0 };
     let len = match edns.ecs {
         Some(ecs) => {
@@ -270,7 +280,7 @@ fn push_opt(table: &RoutingTable, scanned: &Scanned, scope: u8, out: &mut Vec<u8
 /// Checks the response's size and counts it; `None` (the full handler truncates) when it
 /// does not fit.
 fn finish(
-    table: &RoutingTable,
+    snap: &Snapshot,
     parsed: &Parsed,
     zone: ZoneId,
     rcode: ResponseCode,
@@ -278,12 +288,12 @@ fn finish(
     out: &[u8],
 ) -> Option<()> {
     let scanned = &parsed.scanned;
-    if out.len() > udp_limit(scanned, table.compiled.settings.max_udp_payload) {
+    if out.len() > udp_limit(scanned, snap.table.compiled.settings.max_udp_payload) {
         return None;
     }
-    table.counters.count_query(
+    snap.counters.count_query(
         Some(zone),
-        record_type(parsed.family),
+        parsed.family.record_type(),
         rcode,
         Transport::Udp,
     );
@@ -291,13 +301,6 @@ fn finish(
         metrics.ecs_queries.inc();
     }
     Some(())
-}
-
-fn record_type(family: Family) -> RecordType {
-    match family {
-        Family::V4 => RecordType::A,
-        Family::V6 => RecordType::AAAA,
-    }
 }
 
 #[cfg(test)]

@@ -10,17 +10,18 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 
+use crate::dns::snapshot::Snapshot;
 use crate::dns::{fast, handler};
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 
 /// The example config's table (also the property tests').
-pub(in crate::dns) fn table() -> RoutingTable {
+pub(in crate::dns) fn table() -> Snapshot {
     table_with(|text| text)
 }
 
 /// The example config, edited.
-fn table_with(edit: impl FnOnce(String) -> String) -> RoutingTable {
+fn table_with(edit: impl FnOnce(String) -> String) -> Snapshot {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/meridian.toml"))
             .unwrap()
@@ -30,7 +31,7 @@ fn table_with(edit: impl FnOnce(String) -> String) -> RoutingTable {
             );
     let text = edit(text);
     let compiled = crate::config::load_str(&text, Path::new("/t/meridian.toml")).unwrap();
-    RoutingTable::cold(Arc::new(compiled))
+    Snapshot::first(RoutingTable::cold(Arc::new(compiled)))
 }
 
 /// A small deterministic generator (splitmix64).
@@ -260,7 +261,7 @@ fn query(name: &str, t: RecordType, edns: bool) -> Vec<u8> {
 
 /// Answers through the fast path, checked against the full handler; `None` when the fast
 /// path passes the query on.
-fn fast_and_checked(table: &RoutingTable, q: &[u8]) -> Option<Message> {
+fn fast_and_checked(table: &Snapshot, q: &[u8]) -> Option<Message> {
     let metrics = Metrics::new();
     let src: SocketAddr = "127.0.0.1:5300".parse().unwrap();
     let mut out = Vec::new();

@@ -1,27 +1,25 @@
-//! The DNS request handler: one snapshot load per query, protocol checks, [`answer`], and the
-//! response with EDNS, ECS scope and UDP truncation.
-use std::future::Future;
+//! The full DNS handler: TCP queries, and the UDP queries the fast path passes on. One scan of
+//! the wire bytes (the fast path's, when it made one), one parse of the header and question,
+//! [`answer`], and one encode against the transport's size limit. Synchronous: nothing here
+//! waits on anything.
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
-use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Header, Message, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
-use hickory_proto::serialize::binary::{BinDecoder, BinEncoder};
-use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
+use tokio::time::Instant;
 use tracing::debug;
 
-use super::wire::{self, Scanned};
-use crate::metrics::{Metrics, Transport};
-use crate::routing::RoutingTable;
+use super::counters::Transport;
+use super::snapshot::Snapshot;
+use super::wire::{self, Malformed, Scanned};
+use crate::metrics::Metrics;
 use crate::routing::answer::answer;
-use crate::routing::decide::Client;
-use crate::routing::decide::Decision;
+use crate::routing::query::{Client, Decision};
 use crate::routing::table::ZoneId;
 use crate::routing::trace::NoTrace;
-use tokio::time::Instant;
 
 /// The client a query is routed for: its ECS subnet when it sent one with a non-zero source
 /// prefix, else the packet's source (IPv4-mapped IPv6 taken as IPv4).
@@ -44,62 +42,24 @@ pub fn udp_limit(scanned: &Scanned, ours: u16) -> usize {
     scanned.edns.map_or(512, |e| e.payload.min(ours)) as usize
 }
 
-/// Answers one parsed request and counts it: the full handler, for TCP and for the UDP
-/// queries the fast path passes on.
-pub async fn serve<R: ResponseHandler>(
-    table: &RoutingTable,
-    request: &Request,
-    response: R,
-    metrics: &Metrics,
-) -> ResponseInfo {
-    let start = Instant::now();
-    let (info, zone, decision) = respond(table, request, response).await;
-    let transport = match request.protocol() {
-        Protocol::Udp => Transport::Udp,
-        _ => Transport::Tcp,
-    };
-    let qtype = request
-        .queries
-        .queries()
-        .first()
-        .map_or(RecordType::NULL, |q| q.query_type());
-    table
-        .counters
-        .count_query(zone, qtype, info.response_code, transport);
-    if let Some(d) = &decision {
-        table.counters.count_answer(d);
-    }
-    if request
-        .edns
-        .as_ref()
-        .is_some_and(|e| e.option(EdnsCode::Subnet).is_some())
-    {
-        metrics.ecs_queries.inc();
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    match transport {
-        Transport::Udp => metrics.udp_duration.observe(elapsed),
-        Transport::Tcp => metrics.tcp_duration.observe(elapsed),
-    }
-    info
-}
-
 /// The full handler for one UDP datagram (see [`respond`]).
 pub fn respond_udp(
-    table: &RoutingTable,
+    snap: &Snapshot,
     raw: &[u8],
     src: SocketAddr,
     metrics: &Metrics,
 ) -> Option<Vec<u8>> {
-    respond_message(table, raw, src, Transport::Udp, metrics)
+    respond(snap, raw, None, src, Transport::Udp, metrics)
 }
 
-/// The full handler for one message off the wire: the checks a server makes before its
-/// handler (drop what has no header or is a response, FORMERR what does not parse), then
-/// [`serve`]. Returns the bytes to send, or `None` to drop.
-pub fn respond_message(
-    table: &RoutingTable,
+/// Answers one message off the wire and counts it. `scanned` is the fast path's scan of the
+/// same bytes, when it made one. The checks a server makes before its handler come first:
+/// what has no header or is a response is dropped (`None`); what does not parse gets a
+/// header-only FORMERR.
+pub fn respond(
+    snap: &Snapshot,
     raw: &[u8],
+    scanned: Option<Scanned>,
     src: SocketAddr,
     transport: Transport,
     metrics: &Metrics,
@@ -107,240 +67,276 @@ pub fn respond_message(
     if raw.len() < 12 || raw[2] & 0x80 != 0 {
         return None;
     }
-    let protocol = match transport {
-        Transport::Udp => Protocol::Udp,
-        Transport::Tcp => Protocol::Tcp,
+    let start = Instant::now();
+    let scan = scanned.map_or_else(|| wire::scan(raw), Ok);
+    let Some(request) = Parsed::read(raw, &scan) else {
+        snap.counters
+            .count_query(None, RecordType::NULL, ResponseCode::FormErr, transport);
+        return Some(header_only_formerr(raw));
     };
-    let parsed = if wire::question_compressed(raw) {
-        None
-    } else {
-        Request::from_bytes(raw.to_vec(), src, protocol).ok()
+    let reply = match scan {
+        Ok(scanned) => respond_to(snap, &request, &scanned, src, transport),
+        Err(why) => malformed(raw, &request, why, transport),
     };
-    let request = match parsed {
-        Some(r) => r,
-        None => {
-            table
-                .counters
-                .count_query(None, RecordType::NULL, ResponseCode::FormErr, transport);
-            // Header only: ID, opcode and RD echoed, QR set, FORMERR.
-            let mut out = raw[..12].to_vec();
-            out[2] = 0x80 | (raw[2] & 0x79);
-            out[3] = 0x01;
-            out[4..12].fill(0);
-            return Some(out);
-        }
-    };
-    let capture = Capture(Arc::default(), transport);
-    let mut fut = std::pin::pin!(serve(table, &request, capture.clone(), metrics));
-    // Nothing in `serve` waits on I/O (the capture never blocks): one poll completes it.
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match fut.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(_) => capture.0.get().cloned(),
-        std::task::Poll::Pending => None,
+    let qtype = request
+        .queries
+        .queries()
+        .first()
+        .map_or(RecordType::NULL, |q| q.query_type());
+    snap.counters
+        .count_query(reply.zone, qtype, reply.rcode, transport);
+    if let Some(d) = &reply.decision {
+        snap.counters.count_answer(d);
     }
+    if request.ecs {
+        metrics.ecs_queries.inc();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    match transport {
+        Transport::Udp => metrics.udp_duration.observe(elapsed),
+        Transport::Tcp => metrics.tcp_duration.observe(elapsed),
+    }
+    reply.bytes
 }
 
-/// A [`ResponseHandler`] that keeps the encoded response instead of sending it.
-#[derive(Clone)]
-struct Capture(Arc<std::sync::OnceLock<Vec<u8>>>, Transport);
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: hickory_server::zone_handler::MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, hickory_server::net::NetError> {
-        let mut buf = Vec::with_capacity(512);
-        let mut enc = BinEncoder::new(&mut buf);
-        // As hickory's UDP path: the limit is our OPT's size, or 512 without one. TCP: the
-        // frame's limit.
-        enc.set_max_size(match self.1 {
-            Transport::Udp => response.edns().map_or(512, |e| e.max_payload()),
-            Transport::Tcp => u16::MAX,
-        });
-        let info = response
-            .destructive_emit(&mut enc)
-            .map_err(|e| hickory_server::net::NetError::from(e.to_string()))?;
-        let _ = self.0.set(buf);
-        Ok(info)
-    }
+/// The header and questions of a request, parsed once.
+struct Parsed {
+    metadata: Metadata,
+    queries: Queries,
+    /// The query carried an ECS option.
+    ecs: bool,
 }
 
-/// Builds and sends the response; returns what was sent, the zone it came from and the routing
-/// decision, for the counters.
-async fn respond<R: ResponseHandler>(
-    table: &RoutingTable,
-    request: &Request,
-    mut response: R,
-) -> (ResponseInfo, Option<ZoneId>, Option<Decision>) {
-    {
-        let compiled = &table.compiled;
-        let settings = &compiled.settings;
-        let mut meta = Metadata::response_from_request(&request.metadata);
-        meta.recursion_available = false;
-        meta.authentic_data = false;
-        let builder = MessageResponseBuilder::new(&request.queries, None);
-
-        if request.metadata.op_code != OpCode::Query {
-            meta.response_code = ResponseCode::NotImp;
-            return (
-                send(&mut response, builder.build_no_records(meta)).await,
-                None,
-                None,
-            );
-        }
-        let scanned = match wire::scan(request.as_slice()) {
-            Ok(s) => s,
-            Err(why) => {
-                debug!(src = %request.src(), %why, "FORMERR");
-                meta.response_code = ResponseCode::FormErr;
-                if wire::question_compressed(request.as_slice()) {
-                    // Echoing that question would point into our own header: leave it out.
-                    let none = Queries::read(&mut BinDecoder::new(&[]), 0).ok();
-                    if let Some(none) = &none {
-                        let reply = MessageResponseBuilder::new(none, None).build_no_records(meta);
-                        return (send(&mut response, reply).await, None, None);
-                    }
-                }
-                return (
-                    send(&mut response, builder.build_no_records(meta)).await,
-                    None,
-                    None,
-                );
+impl Parsed {
+    /// Reads the header and questions. A message the scan passed needs no more (the scan has
+    /// read its EDNS); for one it refused, the records are parsed too, so that what cannot be
+    /// read at all gets a header-only FORMERR and the rest a FORMERR (or NOTIMP) that echoes
+    /// the question.
+    fn read(raw: &[u8], scan: &Result<Scanned, Malformed>) -> Option<Parsed> {
+        let mut decoder = BinDecoder::new(raw);
+        let header = Header::read(&mut decoder).ok()?;
+        let queries = Queries::read(&mut decoder, usize::from(header.counts.queries)).ok()?;
+        let ecs = match scan {
+            Ok(scanned) => scanned.edns.is_some_and(|e| e.ecs.is_some()),
+            Err(_) => {
+                let (op, counts) = (header.metadata.op_code, header.counts);
+                let mut section = |count: u16, additional: bool| {
+                    Message::read_records(&mut decoder, usize::from(count), additional, op).ok()
+                };
+                section(counts.answers, false)?;
+                section(counts.authorities, false)?;
+                let (_, edns, _) = section(counts.additionals, true)?;
+                edns.is_some_and(|e| e.option(EdnsCode::Subnet).is_some())
             }
         };
-        let query = &request.queries.queries()[0];
+        Some(Parsed {
+            metadata: header.metadata,
+            queries,
+            ecs,
+        })
+    }
+}
 
-        // Our OPT, present only when the query had one.
-        let mut edns = Edns::new();
-        edns.set_max_payload(settings.max_udp_payload);
-        edns.set_version(0);
-        edns.set_dnssec_ok(scanned.edns.is_some_and(|e| e.dnssec_ok));
-        let mut builder = builder;
-        if scanned.edns.is_some_and(|e| e.version > 0) {
-            meta.response_code = ResponseCode::BADVERS;
-            builder.edns(&edns);
-            return (
-                send(&mut response, builder.build_no_records(meta)).await,
-                None,
-                None,
-            );
+/// What [`respond`] sends (`None`: nothing, when the response cannot be encoded within the
+/// transport's limit), with what the counters need.
+struct Reply {
+    bytes: Option<Vec<u8>>,
+    rcode: ResponseCode,
+    zone: Option<ZoneId>,
+    decision: Option<Decision>,
+}
+
+impl Reply {
+    fn plain(bytes: Option<Vec<u8>>, rcode: ResponseCode) -> Reply {
+        Reply {
+            bytes,
+            rcode,
+            zone: None,
+            decision: None,
         }
+    }
+}
 
-        // No zone transfers: AXFR over UDP is undefined (NOTIMP, RFC 5936 4.2); a transfer
-        // over TCP is refused rather than answered as an empty query.
-        let xfr = matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR);
-        if query.query_class() != DNSClass::IN || xfr {
-            meta.response_code = match (query.query_type(), request.protocol()) {
-                (RecordType::AXFR, Protocol::Udp) => ResponseCode::NotImp,
-                _ => ResponseCode::Refused,
+/// Header only: ID, opcode and RD echoed, QR set, FORMERR.
+fn header_only_formerr(raw: &[u8]) -> Vec<u8> {
+    let mut out = raw[..12].to_vec();
+    out[2] = 0x80 | (raw[2] & 0x79);
+    out[3] = 0x01;
+    out[4..12].fill(0);
+    out
+}
+
+fn response_meta(request: &Parsed, rcode: ResponseCode) -> Metadata {
+    let mut meta = Metadata::response_from_request(&request.metadata);
+    meta.recursion_available = false;
+    meta.authentic_data = false;
+    meta.response_code = rcode;
+    meta
+}
+
+/// A message the scan refused: NOTIMP for another opcode, else FORMERR, echoing the
+/// question unless its name is compressed (echoing it would point into our own header).
+fn malformed(raw: &[u8], request: &Parsed, why: Malformed, transport: Transport) -> Reply {
+    if request.metadata.op_code != OpCode::Query {
+        return not_implemented(request, transport);
+    }
+    debug!(%why, "FORMERR");
+    let meta = response_meta(request, ResponseCode::FormErr);
+    let bytes = if wire::question_compressed(raw) {
+        Queries::read(&mut BinDecoder::new(&[]), 0)
+            .ok()
+            .and_then(|none| {
+                let reply = MessageResponseBuilder::new(&none, None).build_no_records(meta);
+                encode(reply, transport)
+            })
+    } else {
+        let reply = MessageResponseBuilder::new(&request.queries, None).build_no_records(meta);
+        encode(reply, transport)
+    };
+    Reply::plain(bytes, ResponseCode::FormErr)
+}
+
+fn not_implemented(request: &Parsed, transport: Transport) -> Reply {
+    let meta = response_meta(request, ResponseCode::NotImp);
+    let reply = MessageResponseBuilder::new(&request.queries, None).build_no_records(meta);
+    Reply::plain(encode(reply, transport), ResponseCode::NotImp)
+}
+
+/// Builds the response to a well-formed message.
+fn respond_to(
+    snap: &Snapshot,
+    request: &Parsed,
+    scanned: &Scanned,
+    src: SocketAddr,
+    transport: Transport,
+) -> Reply {
+    if request.metadata.op_code != OpCode::Query {
+        return not_implemented(request, transport);
+    }
+    let settings = &snap.table.compiled.settings;
+    let mut meta = response_meta(request, ResponseCode::NoError);
+    let builder = MessageResponseBuilder::new(&request.queries, None);
+    let query = &request.queries.queries()[0];
+
+    // Our OPT, present only when the query had one.
+    let mut edns = Edns::new();
+    edns.set_max_payload(settings.max_udp_payload);
+    edns.set_version(0);
+    edns.set_dnssec_ok(scanned.edns.is_some_and(|e| e.dnssec_ok));
+    let mut builder = builder;
+    let fail = |meta: Metadata, builder: MessageResponseBuilder<'_>| {
+        let rcode = meta.response_code;
+        Reply::plain(encode(builder.build_no_records(meta), transport), rcode)
+    };
+    if scanned.edns.is_some_and(|e| e.version > 0) {
+        meta.response_code = ResponseCode::BADVERS;
+        builder.edns(&edns);
+        return fail(meta, builder);
+    }
+
+    // No zone transfers: AXFR over UDP is undefined (NOTIMP, RFC 5936 4.2); a transfer
+    // over TCP is refused rather than answered as an empty query.
+    let xfr = matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR);
+    if query.query_class() != DNSClass::IN || xfr {
+        meta.response_code = match (query.query_type(), transport) {
+            (RecordType::AXFR, Transport::Udp) => ResponseCode::NotImp,
+            _ => ResponseCode::Refused,
+        };
+        if scanned.edns.is_some() {
+            builder.edns(&edns);
+        }
+        return fail(meta, builder);
+    }
+
+    let client = client_of(src.ip(), scanned);
+    let ans = answer(
+        &snap.table,
+        query.name(),
+        query.query_type(),
+        &client,
+        &mut NoTrace,
+    );
+    meta.response_code = ans.rcode;
+    meta.authoritative = ans.authoritative;
+
+    if let Some(e) = scanned.edns {
+        if let Some(ecs) = e.ecs {
+            let scope = if ecs.source_prefix == 0 {
+                0
+            } else {
+                ans.ecs_scope().min(ecs.source_prefix)
             };
+            edns.options_mut()
+                .insert(EdnsOption::Subnet(ClientSubnet::new(
+                    ecs.addr,
+                    ecs.source_prefix,
+                    scope,
+                )));
+        }
+        builder.edns(&edns);
+    }
+
+    let limit = match transport {
+        Transport::Udp => udp_limit(scanned, settings.max_udp_payload) as u16,
+        Transport::Tcp => u16::MAX,
+    };
+    let full = builder.build(
+        meta,
+        ans.answers.iter().copied(),
+        ans.authority.iter().copied(),
+        std::iter::empty::<&Record>(),
+        ans.additional.iter().copied(),
+    );
+    let bytes = match encode_within(full, limit) {
+        Some(bytes) => bytes,
+        None => {
+            // Header, question and OPT only: the client retries over TCP (RFC 6891 7).
+            meta.truncation = true;
+            let mut builder = MessageResponseBuilder::new(&request.queries, None);
             if scanned.edns.is_some() {
                 builder.edns(&edns);
             }
-            return (
-                send(&mut response, builder.build_no_records(meta)).await,
-                None,
-                None,
-            );
+            return Reply {
+                bytes: encode(builder.build_no_records(meta), transport),
+                rcode: ans.rcode,
+                zone: ans.zone,
+                decision: ans.decision,
+            };
         }
-
-        let client = client_of(request.src().ip(), &scanned);
-        let ans = answer(
-            table,
-            query.name(),
-            query.query_type(),
-            &client,
-            &mut NoTrace,
-        );
-        meta.response_code = ans.rcode;
-        meta.authoritative = ans.authoritative;
-
-        if let Some(e) = scanned.edns {
-            if let Some(ecs) = e.ecs {
-                let scope = if ecs.source_prefix == 0 {
-                    0
-                } else {
-                    ans.ecs_scope().min(ecs.source_prefix)
-                };
-                edns.options_mut()
-                    .insert(EdnsOption::Subnet(ClientSubnet::new(
-                        ecs.addr,
-                        ecs.source_prefix,
-                        scope,
-                    )));
-            }
-            builder.edns(&edns);
-        }
-
-        let parts = || {
-            (
-                ans.answers.iter().copied(),
-                ans.authority.iter().copied(),
-                ans.additional.iter().copied(),
-            )
-        };
-        if request.protocol() == Protocol::Udp {
-            let limit = udp_limit(&scanned, settings.max_udp_payload);
-            let (an, ns, ar) = parts();
-            let trial = MessageResponseBuilder::new(
-                &request.queries,
-                builder_edns(&scanned, &edns),
-            )
-            .build(meta, an, ns, std::iter::empty::<&Record>(), ar);
-            if encoded_len(trial) > limit {
-                // Header, question and OPT only: the client retries over TCP (RFC 6891 7).
-                meta.truncation = true;
-                return (
-                    send(&mut response, builder.build_no_records(meta)).await,
-                    ans.zone,
-                    ans.decision,
-                );
-            }
-        }
-        let (an, ns, ar) = parts();
-        let info = send(
-            &mut response,
-            builder.build(meta, an, ns, std::iter::empty::<&Record>(), ar),
-        )
-        .await;
-        (info, ans.zone, ans.decision)
+    };
+    Reply {
+        bytes: Some(bytes),
+        rcode: ans.rcode,
+        zone: ans.zone,
+        decision: ans.decision,
     }
 }
 
-fn builder_edns<'a>(scanned: &Scanned, edns: &'a Edns) -> Option<&'a Edns> {
-    scanned.edns.map(|_| edns)
-}
+type Response<'q, 'a> = MessageResponse<
+    'q,
+    'a,
+    std::iter::Copied<std::slice::Iter<'a, &'a Record>>,
+    std::iter::Copied<std::slice::Iter<'a, &'a Record>>,
+    std::iter::Empty<&'a Record>,
+    std::iter::Copied<std::slice::Iter<'a, &'a Record>>,
+>;
 
-/// Size of a response as it would go on the wire.
-fn encoded_len<'a>(
-    msg: hickory_server::zone_handler::MessageResponse<
-        '_,
-        'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-    >,
-) -> usize {
+/// Encodes a whole response if it fits in `limit` bytes; `None` when any record had to be
+/// left out (the caller truncates).
+fn encode_within(msg: Response<'_, '_>, limit: u16) -> Option<Vec<u8>> {
     let mut buf = Vec::with_capacity(512);
     let mut enc = BinEncoder::new(&mut buf);
+    enc.set_max_size(limit);
     match msg.destructive_emit(&mut enc) {
-        Ok(_) => buf.len(),
-        Err(_) => usize::MAX,
+        Ok(info) if !info.truncation => Some(buf),
+        _ => None,
     }
 }
 
-async fn send<'a, R: ResponseHandler>(
-    response: &mut R,
-    msg: hickory_server::zone_handler::MessageResponse<
+/// Encodes a response within the transport's cap: over UDP, our OPT's size, or 512 without
+/// one; over TCP, a frame. `None` if it does not fit (nothing is sent).
+fn encode<'a>(
+    msg: MessageResponse<
         '_,
         'a,
         impl Iterator<Item = &'a Record> + Send + 'a,
@@ -348,18 +344,19 @@ async fn send<'a, R: ResponseHandler>(
         impl Iterator<Item = &'a Record> + Send + 'a,
         impl Iterator<Item = &'a Record> + Send + 'a,
     >,
-) -> ResponseInfo {
-    let meta = *msg.metadata();
-    match response.send_response(msg).await {
-        Ok(info) => info,
+    transport: Transport,
+) -> Option<Vec<u8>> {
+    let mut buf = Vec::with_capacity(512);
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_max_size(match transport {
+        Transport::Udp => msg.edns().map_or(512, |e| e.max_payload()),
+        Transport::Tcp => u16::MAX,
+    });
+    match msg.destructive_emit(&mut enc) {
+        Ok(_) => Some(buf),
         Err(error) => {
-            debug!(%error, "sending the response failed");
-            let mut failed = meta;
-            failed.response_code = ResponseCode::ServFail;
-            ResponseInfo::from(Header {
-                metadata: failed,
-                counts: HeaderCounts::default(),
-            })
+            debug!(%error, "encoding the response failed");
+            None
         }
     }
 }

@@ -9,15 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::snapshot::Store;
 use super::tcp;
 use super::udp;
 use crate::metrics::Metrics;
-use crate::routing::RoutingTable;
 use crate::settings::{RrlSettings, TcpLimits};
 
 /// How often to retry when port 0 gave UDP a port whose TCP twin is taken.
@@ -59,7 +58,7 @@ pub fn default_workers() -> usize {
 /// Binds every address and starts serving. Fails if any address cannot be bound.
 pub async fn listen(
     addrs: &[SocketAddr],
-    table: Arc<ArcSwap<RoutingTable>>,
+    store: Arc<Store>,
     metrics: Arc<Metrics>,
     limits: TcpLimits,
     rrl: &RrlSettings,
@@ -81,13 +80,13 @@ pub async fn listen(
         bound.push(tcp.local_addr().map_err(err)?);
         tcp_tasks.spawn(tcp::serve(
             tcp,
-            table.clone(),
+            store.clone(),
             metrics.clone(),
             limits,
             cancel.clone(),
         ));
         udp_workers.extend(
-            udp::spawn(sockets, table.clone(), metrics.clone(), rrl, stop.clone()).map_err(err)?,
+            udp::spawn(sockets, store.clone(), metrics.clone(), rrl, stop.clone()).map_err(err)?,
         );
     }
     Ok(Listeners {

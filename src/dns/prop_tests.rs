@@ -10,12 +10,12 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 use proptest::prelude::*;
 
+use crate::dns::snapshot::Snapshot;
 use crate::dns::{fast, handler};
 use crate::metrics::Metrics;
-use crate::routing::RoutingTable;
 
-fn table() -> &'static RoutingTable {
-    static TABLE: OnceLock<RoutingTable> = OnceLock::new();
+fn table() -> &'static Snapshot {
+    static TABLE: OnceLock<Snapshot> = OnceLock::new();
     TABLE.get_or_init(fast::tests::table)
 }
 

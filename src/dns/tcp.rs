@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -15,15 +14,16 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::handler::respond_message;
-use crate::metrics::{Metrics, Transport};
-use crate::routing::RoutingTable;
+use super::counters::Transport;
+use super::handler::respond;
+use super::snapshot::Store;
+use crate::metrics::Metrics;
 use crate::settings::TcpLimits;
 
 /// Accepts connections until `stop` is cancelled.
 pub async fn serve(
     listener: TcpListener,
-    table: Arc<ArcSwap<RoutingTable>>,
+    store: Arc<Store>,
     metrics: Arc<Metrics>,
     limits: TcpLimits,
     stop: CancellationToken,
@@ -46,11 +46,11 @@ pub async fn serve(
             metrics.tcp_rejected.inc();
             continue;
         };
-        let (table, metrics, stop) = (table.clone(), metrics.clone(), stop.clone());
+        let (store, metrics, stop) = (store.clone(), metrics.clone(), stop.clone());
         tokio::spawn(async move {
             metrics.tcp_connections.inc();
             tokio::select! {
-                _ = connection(stream, peer, &table, &metrics, limits) => {}
+                _ = connection(stream, peer, &store, &metrics, limits) => {}
                 _ = stop.cancelled() => {}
             }
             metrics.tcp_connections.dec();
@@ -62,7 +62,7 @@ pub async fn serve(
 async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
-    table: &ArcSwap<RoutingTable>,
+    store: &Store,
     metrics: &Metrics,
     limits: TcpLimits,
 ) {
@@ -87,8 +87,8 @@ async fn connection(
         ) {
             return; // a message that stalled half-way
         }
-        let table = table.load_full();
-        let Some(reply) = respond_message(&table, &buf, peer, Transport::Tcp, metrics) else {
+        let snap = store.load_full();
+        let Some(reply) = respond(&snap, &buf, None, peer, Transport::Tcp, metrics) else {
             continue;
         };
         let Ok(len) = u16::try_from(reply.len()) else {

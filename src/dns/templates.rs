@@ -10,17 +10,20 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
+use super::counters::DnsCounters;
 use super::handler::respond_udp;
+use super::snapshot::Snapshot;
 use crate::hash::FnvHasher;
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use crate::routing::answer::answer;
-use crate::routing::decide::Client;
+use crate::routing::query::Client;
 use crate::routing::table::{ZoneId, wire_name};
 use crate::routing::trace::NoTrace;
 
@@ -59,9 +62,15 @@ pub enum Static<'t> {
 }
 
 impl Templates {
-    /// Runs the full handler over every static name of `table`'s zones.
+    /// Runs the full handler over every static name of `table`'s zones (against a snapshot
+    /// of its own, whose counters are thrown away).
     pub fn build(table: &RoutingTable) -> Templates {
         let metrics = Metrics::new();
+        let scratch = Snapshot {
+            table: table.clone(),
+            templates: Arc::default(),
+            counters: Arc::new(DnsCounters::new(&table.compiled)),
+        };
         let src: SocketAddr = ([127, 0, 0, 1], 53).into();
         let client = Client {
             addr: src.ip(),
@@ -91,7 +100,7 @@ impl Templates {
                         .then_some(())?;
                     let mut query = Message::new(0, MessageType::Query, OpCode::Query);
                     query.add_query(Query::query(name.clone(), qtype));
-                    let bytes = respond_udp(table, &query.to_vec().ok()?, src, &metrics)?;
+                    let bytes = respond_udp(&scratch, &query.to_vec().ok()?, src, &metrics)?;
                     // Truncated without EDNS: the full handler decides per query.
                     (bytes.len() >= 12 && bytes[2] & 0x02 == 0).then(|| bytes.into())
                 };

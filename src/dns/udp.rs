@@ -9,17 +9,19 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tracing::warn;
 
+use super::counters::Transport;
 use super::rrl::{self, Limiter, Verdict};
+use super::snapshot::Store;
+use super::wire::Scanned;
 use super::{fast, handler};
+use crate::clock;
 use crate::geo::Stage;
 use crate::metrics::Metrics;
-use crate::routing::RoutingTable;
 use crate::settings::RrlSettings;
 
 /// Packets per system call.
@@ -55,7 +57,7 @@ pub fn bind(addr: SocketAddr, workers: usize) -> io::Result<Vec<UdpSocket>> {
 /// Starts one worker thread per socket.
 pub fn spawn(
     sockets: Vec<UdpSocket>,
-    table: Arc<ArcSwap<RoutingTable>>,
+    store: Arc<Store>,
     metrics: Arc<Metrics>,
     rrl: &RrlSettings,
     stop: Arc<AtomicBool>,
@@ -64,11 +66,11 @@ pub fn spawn(
         .into_iter()
         .enumerate()
         .map(|(i, socket)| {
-            let (table, metrics, stop) = (table.clone(), metrics.clone(), stop.clone());
+            let (store, metrics, stop) = (store.clone(), metrics.clone(), stop.clone());
             let limiter = Limiter::new(rrl);
             std::thread::Builder::new()
                 .name(format!("meridian-udp-{i}"))
-                .spawn(move || Worker::new(socket, limiter).run(&table, &metrics, &stop))
+                .spawn(move || Worker::new(socket, limiter).run(&store, &metrics, &stop))
         })
         .collect()
 }
@@ -85,9 +87,10 @@ struct Worker {
     out_msgs: Vec<libc::mmsghdr>,
     limiter: Option<Limiter>,
     scratch: Vec<u8>,
-    /// Per received packet: its sender, and what the fast path made of it.
+    /// Per received packet: its sender, and what the fast path made of it (a query it
+    /// takes, or the scan the full handler reuses).
     srcs: Vec<Option<SocketAddr>>,
-    parsed: Vec<Option<fast::Parsed>>,
+    parsed: Vec<Result<fast::Parsed, Option<Scanned>>>,
 }
 
 // The raw pointers in the iovec/mmsghdr arrays point into the worker's own buffers.
@@ -111,7 +114,7 @@ impl Worker {
             limiter,
             scratch: Vec::with_capacity(512),
             srcs: vec![None; BATCH],
-            parsed: vec![None; BATCH],
+            parsed: vec![Err(None); BATCH],
         }
     }
 
@@ -132,9 +135,9 @@ impl Worker {
         }
     }
 
-    fn run(mut self, table: &ArcSwap<RoutingTable>, metrics: &Metrics, stop: &AtomicBool) {
+    fn run(mut self, store: &Store, metrics: &Metrics, stop: &AtomicBool) {
         let fd = self.socket.as_raw_fd();
-        let started = Instant::now();
+        let started = clock::monotonic();
         let slipped = metrics.rrl.with_label_values(&["slipped"]);
         let dropped = metrics.rrl.with_label_values(&["dropped"]);
         self.point_headers();
@@ -163,7 +166,7 @@ impl Worker {
                 continue;
             }
             let n = n as usize;
-            let table = table.load();
+            let snap = store.load();
             let second = if self.limiter.is_some() {
                 started.elapsed().as_secs()
             } else {
@@ -175,7 +178,7 @@ impl Worker {
             // (crowded IPv6 slots have two levels), answer.
             for i in 0..n {
                 self.srcs[i] = None;
-                self.parsed[i] = None;
+                self.parsed[i] = Err(None);
                 if self.msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                     continue;
                 }
@@ -184,11 +187,11 @@ impl Worker {
                 };
                 self.srcs[i] = Some(src);
                 let req = &self.bufs[i][..self.msgs[i].msg_len as usize];
-                self.parsed[i] = fast::parse(&table, req, src.ip());
+                self.parsed[i] = fast::parse(&snap, req, src.ip());
             }
             for stage in [Stage::Next, Stage::Last] {
                 for parsed in self.parsed[..n].iter().flatten() {
-                    fast::prefetch(&table, parsed, stage);
+                    fast::prefetch(&snap, parsed, stage);
                 }
             }
             let mut replies = 0;
@@ -198,10 +201,15 @@ impl Worker {
                 };
                 let req = &self.bufs[i][..self.msgs[i].msg_len as usize];
                 let out = &mut self.out[replies];
-                let fast = self.parsed[i]
-                    .and_then(|parsed| fast::respond(&table, req, &parsed, metrics, out));
-                if fast.is_none() {
-                    match handler::respond_udp(&table, req, src, metrics) {
+                let scanned = match &self.parsed[i] {
+                    Ok(parsed) => match fast::respond(&snap, req, parsed, metrics, out) {
+                        Some(()) => None,
+                        None => Some(Some(parsed.scanned())),
+                    },
+                    Err(scanned) => Some(*scanned),
+                };
+                if let Some(scanned) = scanned {
+                    match handler::respond(&snap, req, scanned, src, Transport::Udp, metrics) {
                         Some(bytes) => *out = bytes,
                         None => continue,
                     }
@@ -234,7 +242,7 @@ impl Worker {
                 hdr.msg_flags = 0;
                 replies += 1;
             }
-            drop(table);
+            drop(snap);
             for msg in &mut self.msgs[..n] {
                 // The kernel wrote the sender's address length here: make room again.
                 msg.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;

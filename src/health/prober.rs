@@ -90,8 +90,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::routing::decide::{Client, Query, Reason, decide};
-    use crate::routing::publish::Publisher;
+    use crate::control::Publisher;
+    use crate::routing::decide::decide;
+    use crate::routing::query::{Client, Query, Reason};
     use crate::routing::table::{Family, ServiceId};
     use crate::routing::trace::NoTrace;
     use crate::settings::CheckSpec;
@@ -153,8 +154,9 @@ endpoints = [
         }
     }
 
-    fn answer_of(store: &arc_swap::ArcSwap<crate::routing::RoutingTable>) -> (Reason, String) {
-        let table = store.load_full();
+    fn answer_of(store: &crate::dns::snapshot::Store) -> (Reason, String) {
+        let snap = store.load_full();
+        let table = &snap.table;
         let q = Query {
             service: ServiceId(0),
             family: Family::V4,
@@ -163,7 +165,7 @@ endpoints = [
                 ecs_source: None,
             },
         };
-        let d = decide(&table, &q, &mut NoTrace);
+        let d = decide(table, &q, &mut NoTrace);
         let region = d
             .region
             .map(|r| table.compiled.region(r).name.clone())
@@ -215,7 +217,7 @@ endpoints = [
         assert_eq!(answer_of(&store), (Reason::Primary, "primary".into()));
         run_until(&mut publisher, &mut rx, start, Duration::from_millis(2500)).await;
         assert!(publisher.first_round_done());
-        let generation = store.load().generation;
+        let generation = store.load().table.generation;
 
         // The primary starts failing at t=2.5 s: probes at 3 s and 4 s fail, fall 2 -> down at 4 s.
         let primary: SocketAddr = "192.0.2.1:1001".parse().unwrap();
@@ -225,7 +227,7 @@ endpoints = [
         run_until(&mut publisher, &mut rx, start, Duration::from_millis(4100)).await;
         assert_eq!(answer_of(&store), (Reason::Failover, "secondary".into()));
         assert!(
-            store.load().generation > generation,
+            store.load().table.generation > generation,
             "each change is a new generation"
         );
 

@@ -4,7 +4,8 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 
-use super::decide::{Client, Decision, Query, Reason, decide};
+use super::decide::decide;
+use super::query::{Client, Decision, Query, Reason};
 use super::table::{AllDown, Family, Node, RoutingTable, Zone, ZoneId};
 use super::trace::Trace;
 
@@ -149,6 +150,20 @@ pub fn answer<'t>(
     }
     // A chain longer than we follow: answer with what we have, as resolvers will chase it.
     ans
+}
+
+/// The mnemonic `dig` prints for a response code ("OTHER" for codes Meridian never sends).
+pub fn rcode_name(rcode: ResponseCode) -> &'static str {
+    match rcode {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::BADVERS => "BADVERS",
+        _ => "OTHER",
+    }
 }
 
 /// The closest zone cut at or above `name` (below the apex), if any.

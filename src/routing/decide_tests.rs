@@ -11,6 +11,9 @@ use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 use super::*;
 use crate::config::load_str;
 use crate::routing::answer::answer;
+use crate::routing::query::*;
+use crate::routing::table::*;
+use crate::routing::trace::Rank;
 use crate::routing::trace::{NoTrace, Recorder, Step};
 
 const CITY: &str = concat!(

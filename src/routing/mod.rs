@@ -2,9 +2,12 @@
 pub mod answer;
 pub mod decide;
 pub mod latency;
+pub mod pick;
 pub mod prefix;
-pub mod publish;
+pub mod query;
+pub mod rank;
 pub mod table;
 pub mod trace;
+pub mod weighted;
 
 pub use table::{Compiled, RoutingTable};

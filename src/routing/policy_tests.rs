@@ -17,10 +17,14 @@ use crate::config::load_str;
 use crate::geo::LatLon;
 use crate::routing::Compiled;
 use crate::routing::answer::answer;
+use crate::routing::latency::RowKind;
 use crate::routing::latency::{Format, LatencyMap};
+use crate::routing::query::*;
 use crate::routing::table::Health;
+use crate::routing::table::*;
 use crate::routing::table::{AdminView, Evacuation, HealthView};
 use crate::routing::trace::{NoTrace, Recorder, Step};
+use crate::routing::trace::{Rank, RttSource};
 
 const CITY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

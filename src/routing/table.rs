@@ -8,10 +8,8 @@ use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 
 use super::latency::LatencyMap;
 use super::prefix::PrefixTable;
-use crate::dns::templates::Templates;
 use crate::geo::{Continent, CountryCode, GeoDb, LatLon, Point};
 use crate::hash::FnvHasher;
-use crate::metrics::DnsCounters;
 use crate::settings::{CheckSpec, Settings};
 
 macro_rules! id_type {
@@ -424,17 +422,14 @@ impl AdminView {
     }
 }
 
-/// What the DNS path loads once per query: a compiled config plus health and admin state,
-/// with a generation number that grows with every publish.
-#[derive(Debug)]
+/// One generation of routing state: a compiled config plus health and admin state and the
+/// latency inputs, with a generation number that grows with every publish. Everything
+/// `decide` and `answer` read.
+#[derive(Debug, Clone)]
 pub struct RoutingTable {
     pub compiled: Arc<Compiled>,
     pub health: Arc<HealthView>,
     pub admin: Arc<AdminView>,
-    /// DNS counters for this compiled config (shared by every generation built from it).
-    pub counters: Arc<DnsCounters>,
-    /// The fast path's responses to static data of this compiled config (shared likewise).
-    pub templates: Arc<Templates>,
     pub generation: u64,
     /// When and why this generation was published.
     pub built_at: std::time::SystemTime,
@@ -449,25 +444,20 @@ pub struct RoutingTable {
 }
 
 impl RoutingTable {
-    /// A table with no health verdicts yet.
+    /// A table with no health verdicts and no admin state yet: generation 1, as `explain`
+    /// and the tests see a config before anything was published (`built_at` is the epoch).
     pub fn cold(compiled: Arc<Compiled>) -> RoutingTable {
-        let mut table = RoutingTable {
+        RoutingTable {
             health: Arc::new(HealthView::unknown(compiled.targets.len())),
             admin: Arc::new(AdminView::new(&compiled, Default::default())),
-            counters: Arc::new(DnsCounters::new(&compiled)),
-            templates: Arc::default(),
             latency_map: compiled.latency_map.clone(),
             penalty_ms: vec![None; compiled.service_region_slots].into(),
             compiled,
             generation: 1,
-            built_at: std::time::SystemTime::now(),
+            built_at: std::time::SystemTime::UNIX_EPOCH,
             built_for: "start".into(),
             probes_complete: false,
-        };
-        table.templates = Arc::new(Templates::build(&table));
-        // Building went through the full handler, which counts what it answers.
-        table.counters = Arc::new(DnsCounters::new(&table.compiled));
-        table
+        }
     }
 
     /// Whether an operator evacuated the region.

@@ -1,6 +1,6 @@
 //! What `decide` reports as it works. The DNS path passes [`NoTrace`] (every hook is an empty
 //! inline function); `explain` passes a [`Recorder`] and prints what it saw.
-use super::decide::{Client, Decision, Reason};
+use super::query::{Client, Decision, Reason};
 use super::table::RegionId;
 use crate::geo::GeoInfo;
 

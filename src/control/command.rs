@@ -1,0 +1,59 @@
+//! What the rest of Meridian asks of the publisher (the admin API, SIGHUP, the fleet watch)
+//! and the errors it answers with. Callers that need an answer pass a oneshot `reply`; the
+//! publisher answers once the change is being served.
+use tokio::sync::oneshot;
+
+use crate::cluster::{ClusterError, FleetUpdate};
+use crate::config::ConfigErrors;
+use crate::routing::latency::{Format, MapError};
+use crate::state::StateError;
+
+/// What admin callers can ask of the publisher.
+pub enum Command {
+    Evacuate {
+        region: String,
+        reason: String,
+        by: String,
+        force: bool,
+        reply: oneshot::Sender<Result<u64, AdminError>>,
+    },
+    Restore {
+        region: String,
+        by: String,
+        reply: oneshot::Sender<Result<u64, AdminError>>,
+    },
+    /// Read the config file again; `reply` is `None` for SIGHUP.
+    Reload {
+        reply: Option<oneshot::Sender<Result<u64, ConfigErrors>>>,
+    },
+    /// Fleet mode: the shared admin document or the peers' verdicts changed.
+    Fleet(FleetUpdate),
+    /// Replace the latency map (validated against the current regions) atomically.
+    SetLatencyMap {
+        text: String,
+        format: Format,
+        reply: oneshot::Sender<Result<(u64, usize), Vec<MapError>>>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no region named {0:?} in the current config")]
+    UnknownRegion(String),
+    #[error("region {0:?} is not evacuated")]
+    NotEvacuated(String),
+    #[error("region {0:?} is already evacuated")]
+    AlreadyEvacuated(String),
+    #[error(
+        "evacuating {region:?} would leave these services with no serving region: {}; pass \"force\": true to do it anyway",
+        services.join(", ")
+    )]
+    WouldEmpty {
+        region: String,
+        services: Vec<String>,
+    },
+    #[error("cannot save the evacuation state, nothing changed: {0}")]
+    State(#[from] StateError),
+    #[error("{0}")]
+    Cluster(#[from] ClusterError),
+}

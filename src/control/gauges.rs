@@ -1,0 +1,164 @@
+//! Metric handles for one compiled config, resolved once (a label lookup hashes and takes a
+//! lock): health and evacuation gauges set at every publish, and each probe target's result
+//! counters and latency histogram, counted at every probe event without a lookup.
+use std::collections::HashSet;
+
+use prometheus::{Histogram, IntCounter, IntGauge};
+use tracing::{info, warn};
+
+use crate::health::check::ProbeOutcome;
+use crate::metrics::Metrics;
+use crate::routing::table::{Compiled, EndpointId, Family, RoutingTable, ServiceId, TargetId};
+
+/// One probe target's series.
+struct ProbeHandles {
+    success: IntCounter,
+    failure: IntCounter,
+    duration: Histogram,
+}
+
+pub struct Gauges {
+    endpoint_up: Vec<IntGauge>,
+    /// By (service, region) slot.
+    region_up: Vec<IntGauge>,
+    /// By region: (evacuated, evacuated since).
+    evacuated: Vec<(IntGauge, IntGauge)>,
+    /// By service: [IPv4, IPv6], for the families the service has.
+    all_down: Vec<[Option<IntGauge>; 2]>,
+    /// By target.
+    probes: Vec<ProbeHandles>,
+    /// (service, family) pairs with no healthy region, as of the last publish.
+    no_healthy_region: HashSet<(ServiceId, Family)>,
+}
+
+impl Gauges {
+    /// Drops the series of any previous config and resolves this one's.
+    pub fn new(m: &Metrics, c: &Compiled) -> Gauges {
+        m.endpoint_up.reset();
+        m.region_up.reset();
+        m.region_evacuated.reset();
+        m.evacuated_since.reset();
+        m.service_all_down.reset();
+        let mut region_up = vec![None; c.service_region_slots];
+        let mut all_down = Vec::new();
+        for svc in &c.services {
+            let name = svc.name.to_ascii();
+            for sr in svc.regions.iter() {
+                let region = &c.region(sr.region).name;
+                region_up[sr.slot as usize] = Some(m.region_up.with_label_values(&[&name, region]));
+            }
+            let family = |f: Family, label: &str| {
+                svc.regions
+                    .iter()
+                    .any(|sr| !sr.endpoints(f).is_empty())
+                    .then(|| m.service_all_down.with_label_values(&[&name, label]))
+            };
+            all_down.push([family(Family::V4, "ipv4"), family(Family::V6, "ipv6")]);
+        }
+        Gauges {
+            endpoint_up: c
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let svc = c.service(e.service).name.to_ascii();
+                    m.endpoint_up.with_label_values(&[
+                        &svc,
+                        &c.region(e.region).name,
+                        &e.address.to_string(),
+                    ])
+                })
+                .collect(),
+            region_up: region_up.into_iter().flatten().collect(),
+            evacuated: c
+                .regions
+                .iter()
+                .map(|r| {
+                    (
+                        m.region_evacuated.with_label_values(&[&r.name]),
+                        m.evacuated_since.with_label_values(&[&r.name]),
+                    )
+                })
+                .collect(),
+            all_down,
+            probes: c
+                .targets
+                .iter()
+                .map(|t| {
+                    let check = c.checks[t.check.index()].name.as_str();
+                    let labels = [t.key.as_str(), check];
+                    ProbeHandles {
+                        success: m
+                            .probe_results
+                            .with_label_values(&[labels[0], labels[1], "success"]),
+                        failure: m
+                            .probe_results
+                            .with_label_values(&[labels[0], labels[1], "failure"]),
+                        duration: m.probe_duration.with_label_values(&labels),
+                    }
+                })
+                .collect(),
+            no_healthy_region: HashSet::new(),
+        }
+    }
+
+    /// Counts one probe result of `target`.
+    pub fn probe(&self, target: TargetId, outcome: &ProbeOutcome) {
+        let Some(h) = self.probes.get(target.index()) else {
+            return;
+        };
+        if outcome.ok { &h.success } else { &h.failure }.inc();
+        if let Some(l) = outcome.latency {
+            h.duration.observe(l.as_secs_f64());
+        }
+    }
+
+    /// Health and evacuation gauges for a table being published, and the log lines for
+    /// services entering and leaving the state where no region is healthy.
+    pub fn publish(&mut self, m: &Metrics, table: &RoutingTable) {
+        let c = &table.compiled;
+        m.generation.set(table.generation as i64);
+        for (i, (evacuated, since)) in self.evacuated.iter().enumerate() {
+            evacuated.set(i64::from(table.admin.evacuated[i]));
+            let region = &c.regions[i].name;
+            let started = table.admin.evacuations.get(region);
+            since.set(started.map_or(0, |e| e.since as i64));
+        }
+        for (i, e) in self.endpoint_up.iter().enumerate() {
+            e.set(i64::from(table.serving(EndpointId(i as u32))));
+        }
+        let mut now = HashSet::new();
+        for (i, svc) in c.services.iter().enumerate() {
+            for sr in svc.regions.iter() {
+                let up = [Family::V4, Family::V6]
+                    .into_iter()
+                    .any(|f| !sr.endpoints(f).is_empty() && table.region_healthy(svc, sr, f));
+                self.region_up[sr.slot as usize].set(i64::from(up));
+            }
+            for (f, family) in [Family::V4, Family::V6].into_iter().enumerate() {
+                let Some(gauge) = &self.all_down[i][f] else {
+                    continue;
+                };
+                let healthy = svc.regions.iter().any(|sr| {
+                    !sr.endpoints(family).is_empty()
+                        && !table.evacuated(sr.region)
+                        && table.region_healthy(svc, sr, family)
+                });
+                gauge.set(i64::from(!healthy));
+                if !healthy {
+                    now.insert((ServiceId(i as u32), family));
+                }
+            }
+        }
+        for key in now.difference(&self.no_healthy_region) {
+            let svc = c.service(key.0);
+            m.all_down_total
+                .with_label_values(&[&svc.name.to_ascii()])
+                .inc();
+            warn!(service = %svc.name, family = ?key.1, action = svc.on_all_down.name(), "no healthy region");
+        }
+        for key in self.no_healthy_region.difference(&now) {
+            info!(service = %c.service(key.0).name, family = ?key.1, "healthy region again");
+        }
+        self.no_healthy_region = now;
+    }
+}

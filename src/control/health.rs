@@ -1,0 +1,241 @@
+//! Health as routing sees it, folded from probe events and the fleet's views: a pure
+//! function of the rise/fall trackers, the smoothed probe latencies and the peers' verdicts,
+//! tested without channels, sockets or clocks. The publisher owns one [`HealthState`] and asks
+//! it for a [`HealthView`] at every publish.
+use std::collections::{BTreeMap, HashMap};
+
+use crate::health::check::ProbeOutcome;
+use crate::health::state::{Ewma, Tracker};
+use crate::routing::table::{Compiled, Health, HealthView, TargetHealth, TargetId};
+use crate::settings::Quorum;
+use crate::state::SavedHealth;
+
+/// Every probe target's tracker, smoothed latency and whether it was probed yet, indexed
+/// by [`TargetId`] of one compiled config.
+#[derive(Debug, Clone)]
+pub struct HealthState {
+    trackers: Vec<Tracker>,
+    latency: Vec<Ewma>,
+    probed: Vec<bool>,
+}
+
+/// What one probe result changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    /// The target's new verdict, when it changed.
+    pub changed: Option<Health>,
+    /// This result completed the first probe round.
+    pub first_round_completed: bool,
+}
+
+/// The peers' own verdicts (fleet mode): instance name -> target key -> verdict.
+pub type PeerViews = BTreeMap<String, BTreeMap<String, Health>>;
+
+impl HealthState {
+    /// Every target of `compiled`, seeded from saved verdicts (a warm start) or Unknown.
+    pub fn seeded(compiled: &Compiled, saved: &SavedHealth) -> HealthState {
+        let n = compiled.targets.len();
+        HealthState {
+            trackers: compiled
+                .targets
+                .iter()
+                .map(|t| {
+                    Tracker::new(
+                        saved
+                            .targets
+                            .get(&t.key)
+                            .copied()
+                            .unwrap_or(Health::Unknown),
+                    )
+                })
+                .collect(),
+            latency: vec![Ewma::default(); n],
+            probed: vec![false; n],
+        }
+    }
+
+    /// The state for a new compiled config: targets carried over by key, new ones Unknown.
+    pub fn carried(&self, old: &Compiled, new: &Compiled) -> HealthState {
+        let by_key: HashMap<&str, usize> = old
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.key.as_str(), i))
+            .collect();
+        let mut next = HealthState::seeded(new, &SavedHealth::default());
+        for (j, t) in new.targets.iter().enumerate() {
+            if let Some(&i) = by_key.get(t.key.as_str()) {
+                next.trackers[j] = self.trackers[i];
+                next.latency[j] = self.latency[i];
+                next.probed[j] = self.probed[i];
+            }
+        }
+        next
+    }
+
+    /// Folds one probe outcome in; `None` when `target` is not one of `compiled`'s.
+    pub fn observe(
+        &mut self,
+        compiled: &Compiled,
+        target: TargetId,
+        outcome: &ProbeOutcome,
+    ) -> Option<Observed> {
+        let i = target.index();
+        let check = &compiled.checks[compiled.targets.get(i)?.check.index()];
+        let was_complete = self.first_round_done();
+        if let (Some(l), true) = (outcome.latency, outcome.ok) {
+            self.latency[i].observe(l.as_secs_f64() * 1e6);
+        }
+        self.probed[i] = true;
+        let changed = self.trackers[i].observe(outcome.ok, check.rise, check.fall);
+        Some(Observed {
+            changed,
+            first_round_completed: !was_complete && self.first_round_done(),
+        })
+    }
+
+    /// Whether every target has been probed at least once.
+    pub fn first_round_done(&self) -> bool {
+        self.probed.iter().all(|p| *p)
+    }
+
+    /// This instance's own verdicts, by target key (Unknown left out), as saved in
+    /// `state_dir` and published to the fleet.
+    pub fn saved(&self, compiled: &Compiled) -> SavedHealth {
+        SavedHealth {
+            version: 1,
+            targets: compiled
+                .targets
+                .iter()
+                .zip(&self.trackers)
+                .filter(|(_, t)| t.health != Health::Unknown)
+                .map(|(target, t)| (target.key.clone(), t.health))
+                .collect(),
+        }
+    }
+
+    /// The verdicts routing uses: each target's own, combined with the peers' by `quorum`.
+    pub fn view(&self, compiled: &Compiled, peers: &PeerViews, quorum: Quorum) -> HealthView {
+        HealthView {
+            targets: compiled
+                .targets
+                .iter()
+                .zip(self.trackers.iter().zip(&self.latency))
+                .map(|(target, (t, l))| {
+                    let theirs = peers.values().filter_map(|v| v.get(&target.key).copied());
+                    let v = consensus(t.health, theirs, quorum);
+                    TargetHealth {
+                        health: v.health,
+                        latency_us: l.get(),
+                        observers: v.observers,
+                        down_votes: v.down,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Measured service latency per (service, region) slot: the mean smoothed probe latency of
+/// its serving endpoints, moved only when it changed by more than the service's
+/// `latency_margin_ms` (a deadband, so probe noise never moves an answer).
+pub fn update_penalties(compiled: &Compiled, health: &HealthView, penalty: &mut [Option<f32>]) {
+    for svc in &compiled.services {
+        for sr in svc.regions.iter() {
+            let (sum, n) = sr
+                .v4
+                .iter()
+                .chain(sr.v6.iter())
+                .filter_map(|e| compiled.endpoint(*e).target)
+                .filter_map(|t| health.targets.get(t.index()))
+                .filter(|t| t.health.serving())
+                .filter_map(|t| t.latency_us)
+                .fold((0.0, 0u32), |(s, n), l| (s + l, n + 1));
+            let measured = (n > 0).then(|| (sum / f64::from(n) / 1000.0) as f32);
+            let slot = &mut penalty[sr.slot as usize];
+            *slot = match (*slot, measured) {
+                (Some(old), Some(new)) if (new - old).abs() <= svc.latency_margin_ms => Some(old),
+                (_, new) => new,
+            };
+        }
+    }
+}
+
+/// An endpoint's health as the fleet sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub health: Health,
+    /// Live instances with a view of this target (this one included).
+    pub observers: u8,
+    /// How many of them see it down.
+    pub down: u8,
+}
+
+/// Combines this instance's view with live peers' views of the same target. With no live
+/// peer it is this instance's view; otherwise a target is down when at least the quorum of
+/// observers sees it down, and serving otherwise (one broken path is not a failover).
+pub fn consensus(own: Health, peers: impl IntoIterator<Item = Health>, quorum: Quorum) -> Verdict {
+    let mut observers = 1u8;
+    let mut down = u8::from(own == Health::Down);
+    for h in peers {
+        observers = observers.saturating_add(1);
+        down = down.saturating_add(u8::from(h == Health::Down));
+    }
+    let needed = match quorum {
+        Quorum::Majority => observers / 2 + 1,
+        Quorum::AtLeast(n) => n.min(observers).max(1),
+    };
+    let health = if down >= needed {
+        Health::Down
+    } else if own == Health::Down {
+        Health::Up
+    } else {
+        own
+    };
+    Verdict {
+        health,
+        observers,
+        down,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Health::{Down, Unknown, Up};
+
+    #[test]
+    fn alone_an_instance_trusts_itself() {
+        assert_eq!(consensus(Down, [], Quorum::Majority).health, Down);
+        assert_eq!(consensus(Up, [], Quorum::Majority).health, Up);
+        assert_eq!(consensus(Down, [], Quorum::AtLeast(2)).health, Down);
+    }
+
+    #[test]
+    fn one_broken_path_is_not_a_failover() {
+        // Seen down by one of three: up everywhere, including on the instance that sees it down.
+        let v = consensus(Down, [Up, Up], Quorum::Majority);
+        assert_eq!((v.health, v.observers, v.down), (Up, 3, 1));
+        assert_eq!(consensus(Up, [Down, Up], Quorum::Majority).health, Up);
+        // Seen down by two of three: down everywhere.
+        let v = consensus(Up, [Down, Down], Quorum::Majority);
+        assert_eq!((v.health, v.down), (Down, 2));
+        assert_eq!(consensus(Down, [Down, Up], Quorum::Majority).health, Down);
+    }
+
+    #[test]
+    fn quorum_can_be_a_number_and_unknown_is_not_down() {
+        assert_eq!(
+            consensus(Down, [Down, Up, Up], Quorum::AtLeast(2)).health,
+            Down
+        );
+        assert_eq!(consensus(Down, [Up, Up, Up], Quorum::AtLeast(2)).health, Up);
+        // Majority of four is three.
+        assert_eq!(consensus(Down, [Down, Up, Up], Quorum::Majority).health, Up);
+        assert_eq!(consensus(Unknown, [Up], Quorum::Majority).health, Unknown);
+        assert_eq!(
+            consensus(Unknown, [Down, Down], Quorum::Majority).health,
+            Down
+        );
+    }
+}

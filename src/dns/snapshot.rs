@@ -1,0 +1,45 @@
+//! What the one `ArcSwap` holds and the DNS path loads once per batch or connection: a routing
+//! table with the DNS side's own per-config data, the prepared static responses and the
+//! counters. Swapped as one unit, so a query never sees a table with another config's
+//! templates or counts into another config's counters.
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::counters::DnsCounters;
+use super::templates::Templates;
+use crate::routing::RoutingTable;
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub table: RoutingTable,
+    /// The fast path's responses to static data of this compiled config (shared by every
+    /// generation built from it).
+    pub templates: Arc<Templates>,
+    /// DNS counters for this compiled config (shared likewise).
+    pub counters: Arc<DnsCounters>,
+}
+
+/// The store the publisher writes and everyone else reads.
+pub type Store = ArcSwap<Snapshot>;
+
+impl Snapshot {
+    /// The first snapshot of a compiled config: its templates built, its counters at zero.
+    pub fn first(table: RoutingTable) -> Snapshot {
+        Snapshot {
+            templates: Arc::new(Templates::build(&table)),
+            counters: Arc::new(DnsCounters::new(&table.compiled)),
+            table,
+        }
+    }
+
+    /// A later generation of the same compiled config: same templates and counters.
+    pub fn next(&self, table: RoutingTable) -> Snapshot {
+        debug_assert!(Arc::ptr_eq(&self.table.compiled, &table.compiled));
+        Snapshot {
+            table,
+            templates: self.templates.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
