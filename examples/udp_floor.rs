@@ -5,6 +5,10 @@
 //! spend less CPU per query than this on the same machine.
 //!
 //! Usage: `udp_floor 127.0.0.1:PORT`
+#![allow(
+    unsafe_code,
+    reason = "recvmmsg/sendmmsg over buffers it owns, like the UDP worker"
+)]
 use std::mem::{MaybeUninit, size_of};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;

@@ -1,4 +1,5 @@
 //! Command line: `serve`, `check`, `explain`, `geoip-build`. The only user of anyhow.
+#![allow(clippy::print_stdout, reason = "the command line prints its results")]
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;

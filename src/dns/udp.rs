@@ -2,6 +2,7 @@
 //! batches (`recvmmsg`/`sendmmsg`: one system call for up to [`BATCH`] packets each way).
 //! Each packet goes to the fast path, else to the full handler. Workers load the routing
 //! table once per batch and never wait on anything but their socket.
+#![allow(unsafe_code, reason = "recvmmsg/sendmmsg over buffers the worker owns")]
 use std::io;
 use std::mem::{MaybeUninit, size_of};
 use std::net::{SocketAddr, UdpSocket};

@@ -3,6 +3,7 @@
 //! The GeoIP range tables are several megabytes read at random, one lookup per query: with
 //! 4 KiB pages nearly every lookup also misses the TLB, and under virtualisation a TLB miss
 //! walks two sets of page tables. A handful of huge pages covers a whole table.
+#![allow(unsafe_code, reason = "maps and frees its own anonymous memory")]
 use std::ops::Deref;
 use std::ptr::NonNull;
 

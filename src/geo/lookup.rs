@@ -1,5 +1,9 @@
 //! Reading MaxMind-format databases: GeoIP2/GeoLite2 City and Country, and the flat schema of
 //! ip-location-db / DB-IP lite files (`country_code`, optional `latitude`/`longitude`).
+#![allow(
+    unsafe_code,
+    reason = "prefetch hints and reads of the range tables it built"
+)]
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;

@@ -114,6 +114,10 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
 
 /// Policies that rank regions (geo, failover, latency, proximity) and answer from the first
 /// one that is allowed, not evacuated and healthy.
+#[allow(
+    unsafe_code,
+    reason = "ranks into uninitialised stack slots, read only once written"
+)]
 fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
     let (table, svc, q) = (cx.table, cx.svc, cx.q);
     let mut decision = cx.empty(Reason::NoEndpoints);

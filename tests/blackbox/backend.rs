@@ -1,6 +1,10 @@
 //! A loopback HTTP backend whose behaviour a test switches at run time: healthy, failing
 //! (500), slow (answers after the check timeout), hanging (accepts, never answers), refusing
 //! connections, sending garbage, or resetting.
+#![allow(
+    unsafe_code,
+    reason = "SO_LINGER through setsockopt, to reset connections"
+)]
 #![allow(dead_code)]
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

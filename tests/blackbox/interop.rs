@@ -9,6 +9,7 @@
 //! `kdig`, `unbound` and `nsd` must be installed (scripts/test installs knot-dnsutils, unbound
 //! and nsd). Each daemon runs in the foreground on a free loopback port with its own config in
 //! a scratch directory, in its own process group, killed when the test ends.
+#![allow(unsafe_code, reason = "kill(2) of the process groups the tests start")]
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::process::CommandExt;

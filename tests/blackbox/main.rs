@@ -1,4 +1,8 @@
 //! Black-box tests: the real binary on ephemeral loopback ports.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "black-box tests bound their waits on the real clock of a real server process"
+)]
 mod admin;
 mod backend;
 mod cli;
