@@ -1,5 +1,6 @@
 //! Black-box tests: the real binary on ephemeral loopback ports.
 mod admin;
+mod architecture;
 mod backend;
 mod cli;
 mod dig;
