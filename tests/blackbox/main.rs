@@ -4,6 +4,7 @@
     reason = "black-box tests bound their waits on the real clock of a real server process"
 )]
 mod admin;
+mod architecture;
 mod backend;
 mod cli;
 mod dig;
