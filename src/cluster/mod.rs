@@ -104,20 +104,3 @@ impl SharedStatus {
         f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
     }
 }
-
-/// FNV-1a of a config text, as hex.
-pub fn config_hash(text: &str) -> String {
-    format!("{:016x}", crate::hash::fnv1a(text.as_bytes()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_hash_is_stable() {
-        assert_eq!(config_hash("a"), config_hash("a"));
-        assert_ne!(config_hash("a"), config_hash("b"));
-        assert_eq!(config_hash("").len(), 16);
-    }
-}

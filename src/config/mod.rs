@@ -124,7 +124,7 @@ fn load_text(
     };
     let reuse = previous.and_then(|p| p.geo.clone());
     let mut compiled = compile::compile(checked, reuse).map_err(positioned)?;
-    compiled.settings.config_hash = crate::cluster::config_hash(text);
+    compiled.settings.config_hash = config_hash(text);
     Ok(compiled)
 }
 
@@ -150,3 +150,8 @@ fn position(text: &str, path: &Path, mut problems: Vec<Problem>) -> Vec<ConfigEr
 
 #[cfg(test)]
 mod tests;
+
+/// FNV-1a of a config text, as hex: what fleet instances compare to spot drift.
+pub fn config_hash(text: &str) -> String {
+    format!("{:016x}", crate::hash::fnv1a(text.as_bytes()))
+}

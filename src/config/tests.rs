@@ -738,3 +738,11 @@ fn each_fixture_schema_is_detected() {
         assert_eq!(geo.path(), Path::new(db));
     }
 }
+
+#[test]
+fn config_hash_is_stable() {
+    use super::config_hash;
+    assert_eq!(config_hash("a"), config_hash("a"));
+    assert_ne!(config_hash("a"), config_hash("b"));
+    assert_eq!(config_hash("").len(), 16);
+}

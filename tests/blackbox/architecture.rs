@@ -1,4 +1,4 @@
-//! Layers point down only (STYLE.md section 1): the top-level modules of `src/` may use the
+//! Layers point down only (the README's architecture section): the top-level modules of `src/` may use the
 //! modules below them and never those above, and no two of them import each other, directly or
 //! round a longer loop.
 //!
@@ -24,19 +24,44 @@ const RULES: &[Rule] = &[
         "routing is pure: decide() reads the table and the query, so DNS and explain share it",
     ),
     (
+        "explain",
+        Only(&["routing", "geo", "settings", "hash"]),
+        "explain renders decide()'s traces; it serves the CLI and the admin API, never the reverse",
+    ),
+    (
         "dns",
-        Not(&["admin", "control", "health", "cluster", "config", "cli"]),
+        Only(&["routing", "geo", "settings", "hash", "metrics", "clock"]),
         "the DNS path reads one published snapshot; it never drives the control plane",
+    ),
+    (
+        "config",
+        Only(&["routing", "geo", "settings", "hash"]),
+        "config compiles TOML into an immutable table; it knows nothing of serving",
+    ),
+    (
+        "health",
+        Only(&["routing", "settings", "hash", "clock"]),
+        "probes report outcomes as events; only the control plane turns them into tables",
+    ),
+    (
+        "cluster",
+        Only(&["routing", "settings", "hash", "metrics", "clock"]),
+        "the fleet store sends updates to the control plane; it never builds tables itself",
+    ),
+    (
+        "state",
+        Only(&["routing", "settings"]),
+        "state_dir files: atomic writes of plain documents",
+    ),
+    (
+        "control",
+        Not(&["admin", "cli"]),
+        "the single writer: the admin API sends it commands, never the reverse",
     ),
     (
         "geo",
         Only(&["hash"]),
         "geo is a self-contained lookup below routing",
-    ),
-    (
-        "config",
-        Not(&["dns", "control", "admin", "cli"]),
-        "config compiles TOML into an immutable table; it knows nothing of serving",
     ),
     (
         "settings",
@@ -47,6 +72,11 @@ const RULES: &[Rule] = &[
         "hash",
         Only(&[]),
         "hash is a leaf: the stable hashes answers depend on",
+    ),
+    (
+        "clock",
+        Only(&[]),
+        "clock is a leaf: the one seam to the system clocks",
     ),
     (
         "metrics",
