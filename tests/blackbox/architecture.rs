@@ -1,6 +1,6 @@
-//! Layers point down only (the README's architecture section): the top-level modules of `src/` may use the
-//! modules below them and never those above, and no two of them import each other, directly or
-//! round a longer loop.
+//! Layers point down only (see the README's architecture section): the top-level modules of
+//! `src/` may use the modules below them and never those above, and no two of them import each
+//! other, directly or round a longer loop.
 //!
 //! The check reads the source text, not the compiled crate, so it needs no dependency and sees
 //! every `cfg`. An edge `a -> b` is any path into module `b` written in non-test code of module
