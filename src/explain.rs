@@ -220,11 +220,7 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
                     }
                     Rank::Weight { weight } => format!("weight {weight}"),
                 };
-                let family = if qtype == RecordType::AAAA {
-                    Family::V6
-                } else {
-                    Family::V4
-                };
+                let family = Family::of_record_type(qtype).unwrap_or(Family::V4);
                 let endpoints = step_endpoints(rt, region, family, &rec_service);
                 out.candidates.push(CandidateStep {
                     region: r.name.clone(),

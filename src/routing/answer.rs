@@ -80,11 +80,9 @@ pub fn answer<'t>(
         if let Some(service) = node.service {
             let svc = table.service(service);
             let family = match qtype {
-                RecordType::A => Some(Family::V4),
-                RecordType::AAAA => Some(Family::V6),
                 RecordType::ANY if svc.regions.iter().any(|r| !r.v4.is_empty()) => Some(Family::V4),
                 RecordType::ANY => Some(Family::V6),
-                _ => None,
+                t => Family::of_record_type(t),
             };
             if let Some(family) = family {
                 let q = Query {

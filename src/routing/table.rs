@@ -71,6 +71,15 @@ impl Residency {
 }
 
 impl Policy {
+    pub const ALL: [Policy; 5] = [
+        Policy::Geo,
+        Policy::Failover,
+        Policy::Latency,
+        Policy::Proximity,
+        Policy::Weighted,
+    ];
+
+    /// The name the config, `explain` and the admin API use.
     pub fn name(self) -> &'static str {
         match self {
             Policy::Geo => "geo",
@@ -79,6 +88,15 @@ impl Policy {
             Policy::Proximity => "proximity",
             Policy::Weighted => "weighted",
         }
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = ();
+
+    /// The policy a config names (the inverse of [`Policy::name`]).
+    fn from_str(s: &str) -> Result<Policy, ()> {
+        Policy::ALL.into_iter().find(|p| p.name() == s).ok_or(())
     }
 }
 
@@ -101,6 +119,15 @@ impl Family {
         match self {
             Family::V4 => RecordType::A,
             Family::V6 => RecordType::AAAA,
+        }
+    }
+
+    /// The family an A or AAAA question asks for.
+    pub fn of_record_type(t: RecordType) -> Option<Family> {
+        match t {
+            RecordType::A => Some(Family::V4),
+            RecordType::AAAA => Some(Family::V6),
+            _ => None,
         }
     }
 }
