@@ -7,6 +7,8 @@ pub mod prefix;
 pub mod query;
 pub mod rank;
 pub mod table;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod trace;
 pub mod weighted;
 
