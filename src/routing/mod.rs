@@ -3,6 +3,8 @@ pub mod answer;
 pub mod decide;
 pub mod latency;
 pub mod pick;
+#[cfg(test)]
+mod policy_tests;
 pub mod prefix;
 pub mod query;
 pub mod rank;

@@ -1,8 +1,9 @@
 //! What the routing tests share, and the DNS tests where they need the same thing: tables
 //! compiled from config text (the City fixture's `[geoip]` section and the `example.com.`
-//! zone as fragments), clients, and `decide()` / `answer()` asked about a service or a name
-//! with what the tests compare pulled out. geoip-fixtures/README.md lists the networks the
-//! test clients fall in.
+//! zone as fragments), the same table with targets down or regions evacuated, clients, and
+//! `decide()` / `answer()` asked about a service or a name with what the tests compare
+//! pulled out. geoip-fixtures/README.md lists the networks the test clients fall in.
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +14,9 @@ use crate::config::load_str;
 use crate::routing::answer::{Answer, answer};
 use crate::routing::decide::decide;
 use crate::routing::query::{Client, Decision, Query};
-use crate::routing::table::{Compiled, Family, RoutingTable, ServiceId};
+use crate::routing::table::{
+    AdminView, Compiled, Evacuation, Family, Health, HealthView, RoutingTable, ServiceId,
+};
 use crate::routing::trace::{NoTrace, Outcome, Rank, Recorder, Step};
 
 /// The `[geoip]` section that points at the City fixture.
@@ -42,6 +45,57 @@ pub(crate) fn compile(text: &str) -> RoutingTable {
         Ok(c) => RoutingTable::cold(Arc::new(c)),
         Err(e) => panic!("test config must load:\n{e}\n---\n{text}"),
     }
+}
+
+/// The config's problems, one per line; panics when it loads.
+pub(crate) fn load_err(text: &str) -> String {
+    match load(text) {
+        Ok(_) => panic!("config should be rejected:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+/// A table like `t` with these endpoint addresses' probe targets Down and every other
+/// target Unknown.
+pub(crate) fn with_down(t: &RoutingTable, down: &[&str]) -> RoutingTable {
+    let mut targets = HealthView::unknown(t.compiled.targets.len())
+        .targets
+        .to_vec();
+    for a in down {
+        let a = ip(a);
+        let mut found = false;
+        for e in t.compiled.endpoints.iter().filter(|e| e.address == a) {
+            let target = e.target.unwrap_or_else(|| panic!("{a} has no check"));
+            targets[target.index()].health = Health::Down;
+            found = true;
+        }
+        assert!(found, "no endpoint {a}");
+    }
+    let mut next = t.clone();
+    next.health = Arc::new(HealthView {
+        targets: targets.into(),
+    });
+    next
+}
+
+/// `t` with these regions evacuated by an operator (and no others).
+pub(crate) fn with_evacuated(mut t: RoutingTable, regions: &[&str]) -> RoutingTable {
+    let evacuations: BTreeMap<String, Evacuation> = regions
+        .iter()
+        .map(|r| {
+            (
+                r.to_string(),
+                Evacuation {
+                    region: r.to_string(),
+                    reason: "test".into(),
+                    by: "tests".into(),
+                    since: 0,
+                },
+            )
+        })
+        .collect();
+    t.admin = Arc::new(AdminView::new(&t.compiled, evacuations));
+    t
 }
 
 pub(crate) fn ip(s: &str) -> IpAddr {
@@ -137,8 +191,22 @@ pub(crate) fn order(cands: &[Candidate]) -> Vec<&str> {
     cands.iter().map(|(r, _, _)| r.as_str()).collect()
 }
 
+/// The candidate for a region; panics when `decide` did not consider it.
+pub(crate) fn candidate<'a>(cands: &'a [Candidate], region: &str) -> &'a Candidate {
+    cands
+        .iter()
+        .find(|c| c.0 == region)
+        .unwrap_or_else(|| panic!("no candidate {region} in {cands:?}"))
+}
+
 pub(crate) fn region_name(t: &RoutingTable, d: &Decision) -> Option<String> {
     d.region.map(|r| t.compiled.region(r).name.clone())
+}
+
+/// The region a client is sent to for an A query.
+pub(crate) fn region_of(t: &RoutingTable, svc: &str, client: Client) -> String {
+    let d = run(t, svc, client);
+    region_name(t, &d).unwrap_or_else(|| panic!("{svc} {client:?}: no region in {d:?}"))
 }
 
 pub(crate) fn addresses(t: &RoutingTable, d: &Decision) -> Vec<IpAddr> {
@@ -147,6 +215,15 @@ pub(crate) fn addresses(t: &RoutingTable, d: &Decision) -> Vec<IpAddr> {
         .iter()
         .map(|id| t.compiled.endpoint(*id).address)
         .collect()
+}
+
+/// The one address a client is answered for an A query.
+pub(crate) fn answer_of(t: &RoutingTable, svc: &str, client: Client) -> IpAddr {
+    let d = run(t, svc, client);
+    match addresses(t, &d)[..] {
+        [a] => a,
+        ref other => panic!("{svc} {client:?}: expected one address, got {other:?}"),
+    }
 }
 
 /// What `answer()` gives a client asking for a name, untraced.
