@@ -3,8 +3,6 @@
 //! unknown options, names and types the fast path passes on) goes through both, and every
 //! response the fast path produces must parse to the same message as the full handler's.
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
-use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
@@ -13,7 +11,7 @@ use hickory_proto::rr::{Name, RecordType};
 use crate::dns::snapshot::Snapshot;
 use crate::dns::{fast, handler};
 use crate::metrics::Metrics;
-use crate::routing::RoutingTable;
+use crate::routing::test_support::compile;
 
 /// The example config's table (also the property tests').
 pub(in crate::dns) fn table() -> Snapshot {
@@ -29,9 +27,7 @@ fn table_with(edit: impl FnOnce(String) -> String) -> Snapshot {
                 "../geoip-fixtures",
                 concat!(env!("CARGO_MANIFEST_DIR"), "/geoip-fixtures"),
             );
-    let text = edit(text);
-    let compiled = crate::config::load_str(&text, Path::new("/t/meridian.toml")).unwrap();
-    Snapshot::first(RoutingTable::cold(Arc::new(compiled)))
+    Snapshot::first(compile(&edit(text)))
 }
 
 /// A small deterministic generator (splitmix64).

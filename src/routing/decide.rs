@@ -237,7 +237,3 @@ pub(super) fn all_down(svc: &Service, trace: &mut impl Trace) -> Reason {
 #[cfg(test)]
 #[path = "decide_tests.rs"]
 mod tests;
-
-#[cfg(test)]
-#[path = "policy_tests.rs"]
-mod policy_tests;

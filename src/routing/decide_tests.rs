@@ -2,32 +2,23 @@
 //! (geoip-fixtures/README.md lists the networks the clients below fall in).
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::path::Path;
-use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{LowerName, Name, RData, RecordType};
+use hickory_proto::rr::{Name, RData, RecordType};
 
-use super::*;
-use crate::config::load_str;
-use crate::routing::answer::answer;
-use crate::routing::query::*;
-use crate::routing::table::*;
-use crate::routing::trace::Rank;
-use crate::routing::trace::{NoTrace, Recorder, Step};
-
-const CITY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/geoip-fixtures/world-city.mmdb"
-);
+use crate::routing::RoutingTable;
+use crate::routing::query::{Client, Reason};
+use crate::routing::table::Family;
+use crate::routing::test_support::{
+    GEOIP, ZONE, addresses, answer_name, candidates, candidates_family, compile, ecs, ip, order,
+    record, region_name, run, run_family, src,
+};
+use crate::routing::trace::{Outcome, Rank, Step};
 
 /// Five regions, one of each kind: `us` lists the US, `na` and `eu` list continents, `ap`
 /// has only a location and `nowhere` has nothing. The default order is the reverse of how
 /// a US client ranks them, so a test can tell the tiers from the tie-break.
 const CONFIG: &str = r#"
-[geoip]
-database = "CITY_DB"
-
 [routing]
 default_order = ["nowhere", "ap", "eu", "na", "us"]
 
@@ -115,98 +106,8 @@ endpoints = [
 ]
 "#;
 
-/// A table as a cold start serves it: nothing probed, so every endpoint serves.
-fn compile(text: &str) -> RoutingTable {
-    let text = text.replace("CITY_DB", CITY);
-    match load_str(&text, Path::new("/some/dir/meridian.toml")) {
-        Ok(c) => RoutingTable::cold(Arc::new(c)),
-        Err(e) => panic!("test config must load:\n{e}"),
-    }
-}
-
 fn table() -> RoutingTable {
-    compile(CONFIG)
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("test address")
-}
-
-/// A client seen by its packet source address.
-fn src(addr: &str) -> Client {
-    Client {
-        addr: ip(addr),
-        ecs_source: None,
-    }
-}
-
-/// A client given as an ECS subnet (the address already cut to the prefix, as on the wire).
-fn ecs(addr: &str, prefix: u8) -> Client {
-    Client {
-        addr: ip(addr),
-        ecs_source: Some(prefix),
-    }
-}
-
-fn service(t: &RoutingTable, name: &str) -> ServiceId {
-    let name = Name::from_ascii(name).expect("name");
-    let i = t
-        .compiled
-        .services
-        .iter()
-        .position(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no service {name}"));
-    ServiceId(i as u32)
-}
-
-fn query(t: &RoutingTable, svc: &str, family: Family, client: Client) -> Query {
-    Query {
-        service: service(t, svc),
-        family,
-        client,
-    }
-}
-
-fn run(t: &RoutingTable, svc: &str, family: Family, client: Client) -> Decision {
-    decide(t, &query(t, svc, family, client), &mut NoTrace)
-}
-
-fn region_name(t: &RoutingTable, d: &Decision) -> Option<String> {
-    d.region.map(|r| t.compiled.region(r).name.clone())
-}
-
-fn addresses(t: &RoutingTable, d: &Decision) -> Vec<IpAddr> {
-    d.endpoints
-        .as_slice()
-        .iter()
-        .map(|id| t.compiled.endpoint(*id).address)
-        .collect()
-}
-
-/// The candidates `decide` reported, in order, as (region, rank, outcome).
-fn candidates(
-    t: &RoutingTable,
-    svc: &str,
-    family: Family,
-    client: Client,
-) -> Vec<(String, Rank, Outcome)> {
-    let mut rec = Recorder::default();
-    decide(t, &query(t, svc, family, client), &mut rec);
-    rec.steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Candidate {
-                region,
-                rank,
-                outcome,
-            } => Some((t.compiled.region(*region).name.clone(), *rank, *outcome)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn order(cands: &[(String, Rank, Outcome)]) -> Vec<&str> {
-    cands.iter().map(|(r, _, _)| r.as_str()).collect()
+    compile(&format!("{GEOIP}{CONFIG}"))
 }
 
 // ---- decide() ----
@@ -215,7 +116,7 @@ fn order(cands: &[(String, Rank, Outcome)]) -> Vec<&str> {
 fn country_beats_continent_beats_distance_beats_default_order() {
     let t = table();
     // 11.0.130.7: US, North America, near Washington.
-    let cands = candidates(&t, "geo.example.com.", Family::V4, src("11.0.130.7"));
+    let cands = candidates(&t, "geo.example.com.", src("11.0.130.7"));
     assert_eq!(order(&cands), ["us", "na", "eu", "ap", "nowhere"]);
     assert_eq!(cands[0].1, Rank::Country);
     assert_eq!(cands[1].1, Rank::Continent);
@@ -227,20 +128,20 @@ fn country_beats_continent_beats_distance_beats_default_order() {
         "{eu} {ap}"
     );
     assert_eq!(cands[4].1, Rank::DefaultOrder { position: 0 });
-    let d = run(&t, "geo.example.com.", Family::V4, src("11.0.130.7"));
+    let d = run(&t, "geo.example.com.", src("11.0.130.7"));
     assert_eq!(region_name(&t, &d).as_deref(), Some("us"));
     assert_eq!(addresses(&t, &d), [ip("192.0.2.1")]);
     assert_eq!(d.ttl, 45);
     assert_eq!(d.reason, Reason::Geo);
 
     // Canada is not in `us`'s countries: its continent wins over the nearer `us`.
-    let d = run(&t, "geo.example.com.", Family::V4, src("11.2.0.1"));
+    let d = run(&t, "geo.example.com.", src("11.2.0.1"));
     assert_eq!(region_name(&t, &d).as_deref(), Some("na"));
     // Germany: continent.
-    let d = run(&t, "geo.example.com.", Family::V4, src("12.0.0.1"));
+    let d = run(&t, "geo.example.com.", src("12.0.0.1"));
     assert_eq!(region_name(&t, &d).as_deref(), Some("eu"));
     // Japan: no region lists Asia, so the nearest region.
-    let cands = candidates(&t, "geo.example.com.", Family::V4, src("13.0.0.1"));
+    let cands = candidates(&t, "geo.example.com.", src("13.0.0.1"));
     assert_eq!(order(&cands), ["ap", "eu", "na", "us", "nowhere"]);
     assert!(
         cands[..4]
@@ -253,17 +154,12 @@ fn country_beats_continent_beats_distance_beats_default_order() {
 #[test]
 fn ties_are_broken_by_default_order() {
     let t = compile(
-        r#"
-[geoip]
-database = "CITY_DB"
-
+        &[
+            GEOIP,
+            ZONE,
+            r#"
 [routing]
 default_order = ["c", "a", "b"]
-
-[[zones]]
-origin = "example.com."
-ns = ["ns1.example.com."]
-soa = { mname = "ns1", rname = "hostmaster", serial = 1, minimum = 60 }
 
 [[regions]]
 name = "a"
@@ -291,12 +187,14 @@ endpoints = [
   { region = "c", address = "192.0.2.3" },
 ]
 "#,
+        ]
+        .concat(),
     );
     // The same country (US), the same continent (DE is EU) and the same distance (JP).
     for client in ["11.0.130.7", "12.0.0.1", "13.0.0.1"] {
-        let cands = candidates(&t, "www.example.com.", Family::V4, src(client));
+        let cands = candidates(&t, "www.example.com.", src(client));
         assert_eq!(order(&cands), ["c", "a", "b"], "{client}: {cands:?}");
-        let d = run(&t, "www.example.com.", Family::V4, src(client));
+        let d = run(&t, "www.example.com.", src(client));
         assert_eq!(addresses(&t, &d), [ip("192.0.2.3")], "{client}");
     }
 }
@@ -304,7 +202,7 @@ endpoints = [
 #[test]
 fn client_not_in_database_follows_default_order() {
     let t = table();
-    let cands = candidates(&t, "geo.example.com.", Family::V4, src("127.0.0.1"));
+    let cands = candidates(&t, "geo.example.com.", src("127.0.0.1"));
     assert_eq!(order(&cands), ["nowhere", "ap", "eu", "na", "us"]);
     let ranks: Vec<Rank> = cands.iter().map(|c| c.1).collect();
     assert_eq!(
@@ -313,7 +211,7 @@ fn client_not_in_database_follows_default_order() {
             .map(|position| Rank::DefaultOrder { position })
             .collect::<Vec<_>>()
     );
-    let d = run(&t, "geo.example.com.", Family::V4, src("127.0.0.1"));
+    let d = run(&t, "geo.example.com.", src("127.0.0.1"));
     assert_eq!(region_name(&t, &d).as_deref(), Some("nowhere"));
     assert_eq!(d.reason, Reason::NoGeo);
     assert_eq!(addresses(&t, &d), [ip("192.0.2.5")]);
@@ -324,7 +222,7 @@ fn client_without_location_goes_by_continent() {
     let t = table();
     // 18.0.0.0/16 is Mexico (North America) with no location: `na` by continent, then the
     // rest cannot be ranked by distance and fall back to the default order.
-    let cands = candidates(&t, "geo.example.com.", Family::V4, src("18.0.0.1"));
+    let cands = candidates(&t, "geo.example.com.", src("18.0.0.1"));
     assert_eq!(order(&cands), ["na", "nowhere", "ap", "eu", "us"]);
     assert_eq!(cands[0].1, Rank::Continent);
     assert_eq!(cands[0].2, Outcome::Chosen);
@@ -339,7 +237,7 @@ fn client_without_location_goes_by_continent() {
 fn aaaa_skips_regions_without_ipv6() {
     let t = table();
     let client = ecs("2001:db8:1::", 48); // US
-    let cands = candidates(&t, "geo.example.com.", Family::V6, client);
+    let cands = candidates_family(&t, "geo.example.com.", Family::V6, client);
     assert_eq!(
         cands,
         [
@@ -359,7 +257,7 @@ fn aaaa_skips_regions_without_ipv6() {
             ),
         ]
     );
-    let d = run(&t, "geo.example.com.", Family::V6, client);
+    let d = run_family(&t, "geo.example.com.", Family::V6, client);
     assert_eq!(region_name(&t, &d).as_deref(), Some("na"));
     assert_eq!(addresses(&t, &d), [ip("2001:db8:a::2")]);
 }
@@ -367,11 +265,11 @@ fn aaaa_skips_regions_without_ipv6() {
 #[test]
 fn no_endpoint_of_the_family_gives_an_empty_decision() {
     let t = table();
-    let d = run(&t, "v4only.example.com.", Family::V6, src("11.0.130.7"));
+    let d = run_family(&t, "v4only.example.com.", Family::V6, src("11.0.130.7"));
     assert_eq!(d.region, None);
     assert_eq!(d.reason, Reason::NoEndpoints);
     assert!(d.endpoints.as_slice().is_empty());
-    let cands = candidates(&t, "v4only.example.com.", Family::V6, src("11.0.130.7"));
+    let cands = candidates_family(&t, "v4only.example.com.", Family::V6, src("11.0.130.7"));
     assert_eq!(cands.len(), 2);
     assert!(
         cands.iter().all(|c| c.2 == Outcome::NoEndpointsOfFamily),
@@ -391,7 +289,7 @@ fn answers_two_gives_two_distinct_endpoints_of_the_chosen_region() {
         (src("12.0.0.1"), "eu", &eu),
         (src("16.0.0.1"), "eu", &eu),
     ] {
-        let d = run(&t, "multi.example.com.", Family::V4, client);
+        let d = run(&t, "multi.example.com.", client);
         assert_eq!(region_name(&t, &d).as_deref(), Some(region), "{client:?}");
         let got = addresses(&t, &d);
         assert_eq!(got.len(), 2, "{client:?}: {got:?}");
@@ -409,7 +307,7 @@ fn answers_two_gives_two_distinct_endpoints_of_the_chosen_region() {
 #[test]
 fn rotation_is_stable_per_network_and_varies_across_networks() {
     let t = table();
-    let picks = |c: Client| addresses(&t, &run(&t, "multi.example.com.", Family::V4, c));
+    let picks = |c: Client| addresses(&t, &run(&t, "multi.example.com.", c));
     // Same GeoIP network (11.0.128.0/20), with and without ECS: the same answer.
     let first = picks(src("11.0.130.7"));
     for c in [
@@ -437,7 +335,7 @@ fn rotation_is_stable_per_network_and_varies_across_networks() {
 #[test]
 fn scope_is_geoip_network_capped_by_ecs_source() {
     let t = table();
-    let scope = |svc: &str, family: Family, c: Client| run(&t, svc, family, c).scope;
+    let scope = |svc: &str, family: Family, c: Client| run_family(&t, svc, family, c).scope;
     let geo = "geo.example.com.";
     // 11.0.130.x lies in the fixture's 11.0.128.0/20.
     assert_eq!(scope(geo, Family::V4, ecs("11.0.130.0", 24)), 20);
@@ -467,12 +365,7 @@ fn scope_is_geoip_network_capped_by_ecs_source() {
 fn recorder_lists_every_step_in_order() {
     let t = table();
     let client = ecs("11.0.130.0", 24);
-    let mut rec = Recorder::default();
-    let d = decide(
-        &t,
-        &query(&t, "geo.example.com.", Family::V4, client),
-        &mut rec,
-    );
+    let (d, rec) = record(&t, "geo.example.com.", Family::V4, client);
     assert_eq!(rec.steps.len(), 1 + 5 + 1, "{:?}", rec.steps);
     match &rec.steps[0] {
         Step::Geo { client: c, geo } => {
@@ -510,23 +403,13 @@ fn recorder_lists_every_step_in_order() {
 
 // ---- answer() ----
 
-fn lname(s: &str) -> LowerName {
-    LowerName::new(&Name::from_ascii(s).expect("name"))
-}
-
 #[test]
 fn nxdomain_nodata_and_empty_non_terminal() {
     let t = table();
     let client = src("11.0.130.7");
     let zone = &t.compiled.zones[0];
 
-    let a = answer(
-        &t,
-        &lname("nope.example.com."),
-        RecordType::A,
-        &client,
-        &mut NoTrace,
-    );
+    let a = answer_name(&t, "nope.example.com.", RecordType::A, &client);
     assert_eq!(a.rcode, ResponseCode::NXDomain);
     assert!(a.authoritative);
     assert!(a.answers.is_empty());
@@ -534,23 +417,11 @@ fn nxdomain_nodata_and_empty_non_terminal() {
     assert_eq!(a.authority[0].ttl, 60, "min(SOA TTL 300, minimum 60)");
 
     // Below a name that exists is still NXDOMAIN.
-    let a = answer(
-        &t,
-        &lname("x.ns1.example.com."),
-        RecordType::A,
-        &client,
-        &mut NoTrace,
-    );
+    let a = answer_name(&t, "x.ns1.example.com.", RecordType::A, &client);
     assert_eq!(a.rcode, ResponseCode::NXDomain);
 
     // NODATA: the name exists, the type does not.
-    let a = answer(
-        &t,
-        &lname("ns1.example.com."),
-        RecordType::MX,
-        &client,
-        &mut NoTrace,
-    );
+    let a = answer_name(&t, "ns1.example.com.", RecordType::MX, &client);
     assert_eq!(a.rcode, ResponseCode::NoError);
     assert!(a.authoritative);
     assert!(a.answers.is_empty());
@@ -558,7 +429,7 @@ fn nxdomain_nodata_and_empty_non_terminal() {
 
     // b.example.com exists only because a.b.example.com does: NODATA, not NXDOMAIN.
     for qtype in [RecordType::A, RecordType::TXT] {
-        let a = answer(&t, &lname("b.example.com."), qtype, &client, &mut NoTrace);
+        let a = answer_name(&t, "b.example.com.", qtype, &client);
         assert_eq!(a.rcode, ResponseCode::NoError, "{qtype}");
         assert!(a.authoritative);
         assert!(a.answers.is_empty());
@@ -566,13 +437,7 @@ fn nxdomain_nodata_and_empty_non_terminal() {
     }
 
     // A static answer carries no routing decision and scope 0.
-    let a = answer(
-        &t,
-        &lname("a.b.example.com."),
-        RecordType::TXT,
-        &client,
-        &mut NoTrace,
-    );
+    let a = answer_name(&t, "a.b.example.com.", RecordType::TXT, &client);
     assert_eq!(a.answers.len(), 1);
     assert!(a.authority.is_empty());
     assert_eq!(a.decision, None);
@@ -582,24 +447,17 @@ fn nxdomain_nodata_and_empty_non_terminal() {
 #[test]
 fn traffic_managed_name_without_the_family_is_nodata() {
     let t = table();
-    let a = answer(
+    let a = answer_name(
         &t,
-        &lname("v4only.example.com."),
+        "v4only.example.com.",
         RecordType::AAAA,
         &src("11.0.130.7"),
-        &mut NoTrace,
     );
     assert_eq!(a.rcode, ResponseCode::NoError);
     assert!(a.answers.is_empty());
     assert_eq!(a.authority, [&t.compiled.zones[0].negative_soa]);
     // Other types at a traffic-managed name: NODATA too.
-    let a = answer(
-        &t,
-        &lname("geo.example.com."),
-        RecordType::MX,
-        &src("11.0.130.7"),
-        &mut NoTrace,
-    );
+    let a = answer_name(&t, "geo.example.com.", RecordType::MX, &src("11.0.130.7"));
     assert_eq!(a.rcode, ResponseCode::NoError);
     assert!(a.answers.is_empty());
     assert_eq!(a.authority, [&t.compiled.zones[0].negative_soa]);
@@ -609,13 +467,7 @@ fn traffic_managed_name_without_the_family_is_nodata() {
 fn cname_chain_is_followed_inside_the_zone() {
     let t = table();
     let client = ecs("12.0.0.0", 24); // Germany: eu
-    let a = answer(
-        &t,
-        &lname("alias.example.com."),
-        RecordType::A,
-        &client,
-        &mut NoTrace,
-    );
+    let a = answer_name(&t, "alias.example.com.", RecordType::A, &client);
     assert_eq!(a.rcode, ResponseCode::NoError);
     assert!(a.authoritative);
     let got: Vec<(String, RecordType, String)> = a
@@ -648,24 +500,12 @@ fn cname_chain_is_followed_inside_the_zone() {
     assert_eq!(a.ecs_scope(), 16);
 
     // A CNAME out of our zones is answered alone; the resolver chases it.
-    let a = answer(
-        &t,
-        &lname("out.example.com."),
-        RecordType::A,
-        &client,
-        &mut NoTrace,
-    );
+    let a = answer_name(&t, "out.example.com.", RecordType::A, &client);
     assert_eq!(a.rcode, ResponseCode::NoError);
     assert_eq!(a.answers.len(), 1);
     assert_eq!(a.answers[0].record_type(), RecordType::CNAME);
     // Asking for the CNAME itself does not follow it.
-    let a = answer(
-        &t,
-        &lname("shop.example.com."),
-        RecordType::CNAME,
-        &client,
-        &mut NoTrace,
-    );
+    let a = answer_name(&t, "shop.example.com.", RecordType::CNAME, &client);
     assert_eq!(a.answers.len(), 1);
     assert_eq!(a.decision, None);
 }
@@ -674,13 +514,7 @@ fn cname_chain_is_followed_inside_the_zone() {
 fn names_outside_every_zone_are_refused() {
     let t = table();
     for name in ["www.example.org.", "com.", "."] {
-        let a = answer(
-            &t,
-            &lname(name),
-            RecordType::A,
-            &src("11.0.130.7"),
-            &mut NoTrace,
-        );
+        let a = answer_name(&t, name, RecordType::A, &src("11.0.130.7"));
         assert_eq!(a.rcode, ResponseCode::Refused, "{name}");
         assert!(!a.authoritative, "{name}");
         assert!(a.answers.is_empty() && a.authority.is_empty() && a.additional.is_empty());
@@ -696,13 +530,7 @@ fn delegation_gives_a_referral() {
         "sub.example.com.",
         "ns.sub.example.com.",
     ] {
-        let a = answer(
-            &t,
-            &lname(name),
-            RecordType::A,
-            &src("11.0.130.7"),
-            &mut NoTrace,
-        );
+        let a = answer_name(&t, name, RecordType::A, &src("11.0.130.7"));
         assert_eq!(a.rcode, ResponseCode::NoError, "{name}");
         assert!(!a.authoritative, "{name}: a referral is not authoritative");
         assert!(a.answers.is_empty(), "{name}");
@@ -726,25 +554,13 @@ fn any_returns_a_single_rrset() {
     let t = table();
     let client = src("11.0.130.7");
     // The apex holds SOA, NS, MX and TXT.
-    let a = answer(
-        &t,
-        &lname("example.com."),
-        RecordType::ANY,
-        &client,
-        &mut NoTrace,
-    );
+    let a = answer_name(&t, "example.com.", RecordType::ANY, &client);
     assert_eq!(a.rcode, ResponseCode::NoError);
     assert!(!a.answers.is_empty());
     let types: HashSet<RecordType> = a.answers.iter().map(|r| r.record_type()).collect();
     assert_eq!(types.len(), 1, "one RRset, got {types:?}");
     // A traffic-managed name answers its routed addresses of one family.
-    let a = answer(
-        &t,
-        &lname("geo.example.com."),
-        RecordType::ANY,
-        &client,
-        &mut NoTrace,
-    );
+    let a = answer_name(&t, "geo.example.com.", RecordType::ANY, &client);
     let types: HashSet<RecordType> = a.answers.iter().map(|r| r.record_type()).collect();
     assert_eq!(types, [RecordType::A].into());
 }

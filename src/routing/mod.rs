@@ -3,10 +3,14 @@ pub mod answer;
 pub mod decide;
 pub mod latency;
 pub mod pick;
+#[cfg(test)]
+mod policy_tests;
 pub mod prefix;
 pub mod query;
 pub mod rank;
 pub mod table;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod trace;
 pub mod weighted;
 
