@@ -14,7 +14,7 @@ use tracing::debug;
 
 use super::counters::Transport;
 use super::snapshot::Snapshot;
-use super::wire::{self, Malformed, Scanned};
+use super::wire::{self, Malformed, OptIn, Scanned};
 use crate::metrics::Metrics;
 use crate::routing::answer::answer;
 use crate::routing::query::{Client, Decision};
@@ -69,14 +69,16 @@ pub fn respond(
     }
     let start = Instant::now();
     let scan = scanned.map_or_else(|| wire::scan(raw), Ok);
+    let ours = snap.table.compiled.settings.max_udp_payload;
     let Some(request) = Parsed::read(raw, &scan) else {
         snap.counters
             .count_query(None, RecordType::NULL, ResponseCode::FormErr, transport);
-        return Some(header_only_formerr(raw));
+        let opt = wire::opt_in(raw);
+        return Some(header_only(raw, ResponseCode::FormErr, opt, ours));
     };
     let reply = match scan {
-        Ok(scanned) => respond_to(snap, &request, &scanned, src, transport),
-        Err(why) => malformed(raw, &request, why, transport),
+        Ok(scanned) => respond_to(snap, raw, &request, &scanned, src, transport),
+        Err(why) => malformed(raw, &request, why, ours, transport),
     };
     let qtype = request
         .queries
@@ -157,13 +159,67 @@ impl Reply {
     }
 }
 
-/// Header only: ID, opcode and RD echoed, QR set, FORMERR.
-fn header_only_formerr(raw: &[u8]) -> Vec<u8> {
+/// A header-only response: ID, opcode and RD echoed, QR set, `rcode` (at most 15), and our
+/// OPT when the query had one.
+fn header_only(raw: &[u8], rcode: ResponseCode, opt: Option<OptIn>, ours: u16) -> Vec<u8> {
     let mut out = raw[..12].to_vec();
     out[2] = 0x80 | (raw[2] & 0x79);
-    out[3] = 0x01;
+    out[3] = rcode.low() & 0x0F;
     out[4..12].fill(0);
+    if let Some(opt) = opt {
+        out[11] = 1;
+        // Root owner, type OPT, our payload size, extended rcode and version 0, DO copied.
+        out.extend_from_slice(&[0, 0, 41]);
+        out.extend_from_slice(&ours.to_be_bytes());
+        out.extend_from_slice(&[0, 0, if opt.dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+    }
     out
+}
+
+/// Our OPT for a response: our payload size, version 0, DO copied from the query.
+fn our_edns(ours: u16, dnssec_ok: bool) -> Edns {
+    let mut edns = Edns::new();
+    edns.set_max_payload(ours);
+    edns.set_version(0);
+    edns.set_dnssec_ok(dnssec_ok);
+    edns
+}
+
+/// An error response without records: the question echoed unless `echo` is false, our OPT
+/// when the query had one. One that would not fit the transport (several long questions
+/// over UDP) goes out header-only rather than not at all.
+fn error_reply(
+    raw: &[u8],
+    request: &Parsed,
+    rcode: ResponseCode,
+    echo: bool,
+    opt: Option<OptIn>,
+    ours: u16,
+    transport: Transport,
+) -> Reply {
+    let meta = response_meta(request, rcode);
+    let edns = opt.map(|o| our_edns(ours, o.dnssec_ok));
+    let limit = match transport {
+        Transport::Udp => opt.map_or(512, |o| o.payload.min(ours)),
+        Transport::Tcp => u16::MAX,
+    };
+    let none = Queries::read(&mut BinDecoder::new(&[]), 0).ok();
+    let queries = if echo {
+        Some(&request.queries)
+    } else {
+        none.as_ref()
+    };
+    let bytes = queries.and_then(|queries| {
+        let mut builder = MessageResponseBuilder::new(queries, None);
+        if let Some(edns) = &edns {
+            builder.edns(edns);
+        }
+        encode_within(builder.build_no_records(meta), limit)
+    });
+    Reply::plain(
+        Some(bytes.unwrap_or_else(|| header_only(raw, rcode, opt, ours))),
+        rcode,
+    )
 }
 
 fn response_meta(request: &Parsed, rcode: ResponseCode) -> Metadata {
@@ -176,44 +232,60 @@ fn response_meta(request: &Parsed, rcode: ResponseCode) -> Metadata {
 
 /// A message the scan refused: NOTIMP for another opcode, else FORMERR, echoing the
 /// question unless its name is compressed (echoing it would point into our own header).
-fn malformed(raw: &[u8], request: &Parsed, why: Malformed, transport: Transport) -> Reply {
+fn malformed(
+    raw: &[u8],
+    request: &Parsed,
+    why: Malformed,
+    ours: u16,
+    transport: Transport,
+) -> Reply {
+    let opt = wire::opt_in(raw);
     if request.metadata.op_code != OpCode::Query {
-        return not_implemented(request, transport);
+        return error_reply(
+            raw,
+            request,
+            ResponseCode::NotImp,
+            true,
+            opt,
+            ours,
+            transport,
+        );
     }
     debug!(%why, "FORMERR");
-    let meta = response_meta(request, ResponseCode::FormErr);
-    let bytes = if wire::question_compressed(raw) {
-        Queries::read(&mut BinDecoder::new(&[]), 0)
-            .ok()
-            .and_then(|none| {
-                let reply = MessageResponseBuilder::new(&none, None).build_no_records(meta);
-                encode(reply, transport)
-            })
-    } else {
-        let reply = MessageResponseBuilder::new(&request.queries, None).build_no_records(meta);
-        encode(reply, transport)
-    };
-    Reply::plain(bytes, ResponseCode::FormErr)
-}
-
-fn not_implemented(request: &Parsed, transport: Transport) -> Reply {
-    let meta = response_meta(request, ResponseCode::NotImp);
-    let reply = MessageResponseBuilder::new(&request.queries, None).build_no_records(meta);
-    Reply::plain(encode(reply, transport), ResponseCode::NotImp)
+    let echo = !wire::question_compressed(raw);
+    error_reply(
+        raw,
+        request,
+        ResponseCode::FormErr,
+        echo,
+        opt,
+        ours,
+        transport,
+    )
 }
 
 /// Builds the response to a well-formed message.
 fn respond_to(
     snap: &Snapshot,
+    raw: &[u8],
     request: &Parsed,
     scanned: &Scanned,
     src: SocketAddr,
     transport: Transport,
 ) -> Reply {
-    if request.metadata.op_code != OpCode::Query {
-        return not_implemented(request, transport);
-    }
     let settings = &snap.table.compiled.settings;
+    if request.metadata.op_code != OpCode::Query {
+        let opt = scanned.edns.map(OptIn::from);
+        return error_reply(
+            raw,
+            request,
+            ResponseCode::NotImp,
+            true,
+            opt,
+            settings.max_udp_payload,
+            transport,
+        );
+    }
     let mut meta = response_meta(request, ResponseCode::NoError);
     let builder = MessageResponseBuilder::new(&request.queries, None);
     let query = &request.queries.queries()[0];
@@ -312,24 +384,31 @@ fn respond_to(
     }
 }
 
-type Response<'q, 'a> = MessageResponse<
-    'q,
-    'a,
-    std::iter::Copied<std::slice::Iter<'a, &'a Record>>,
-    std::iter::Copied<std::slice::Iter<'a, &'a Record>>,
-    std::iter::Empty<&'a Record>,
-    std::iter::Copied<std::slice::Iter<'a, &'a Record>>,
->;
-
 /// Encodes a whole response if it fits in `limit` bytes; `None` when any record had to be
-/// left out (the caller truncates).
-fn encode_within(msg: Response<'_, '_>, limit: u16) -> Option<Vec<u8>> {
+/// left out (the caller truncates) or encoding failed.
+fn encode_within<'a>(
+    msg: MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    limit: u16,
+) -> Option<Vec<u8>> {
+    // TC set by the caller is intended; set by the encoder, a record did not fit.
+    let truncated = msg.metadata().truncation;
     let mut buf = Vec::with_capacity(512);
     let mut enc = BinEncoder::new(&mut buf);
     enc.set_max_size(limit);
     match msg.destructive_emit(&mut enc) {
-        Ok(info) if !info.truncation => Some(buf),
-        _ => None,
+        Ok(info) if info.truncation == truncated => Some(buf),
+        Ok(_) => None,
+        Err(error) => {
+            debug!(%error, "encoding the response failed");
+            None
+        }
     }
 }
 
@@ -346,19 +425,11 @@ fn encode<'a>(
     >,
     transport: Transport,
 ) -> Option<Vec<u8>> {
-    let mut buf = Vec::with_capacity(512);
-    let mut enc = BinEncoder::new(&mut buf);
-    enc.set_max_size(match transport {
+    let cap = match transport {
         Transport::Udp => msg.edns().map_or(512, |e| e.max_payload()),
         Transport::Tcp => u16::MAX,
-    });
-    match msg.destructive_emit(&mut enc) {
-        Ok(_) => Some(buf),
-        Err(error) => {
-            debug!(%error, "encoding the response failed");
-            None
-        }
-    }
+    };
+    encode_within(msg, cap)
 }
 
 #[cfg(test)]

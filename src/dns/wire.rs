@@ -144,6 +144,55 @@ pub fn question_compressed(buf: &[u8]) -> bool {
     false
 }
 
+/// What an error response needs of a query's OPT record (RFC 6891 6.1.1: a response to a
+/// query with OPT carries one), read leniently from a message [`scan`] may have refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OptIn {
+    /// The requestor's UDP payload size, raised to 512.
+    pub payload: u16,
+    pub dnssec_ok: bool,
+}
+
+impl From<Edns> for OptIn {
+    fn from(e: Edns) -> OptIn {
+        OptIn {
+            payload: e.payload,
+            dnssec_ok: e.dnssec_ok,
+        }
+    }
+}
+
+/// The first OPT record owned by the root, found by walking the records without reading
+/// their data; `None` when there is none or the walk cannot reach it.
+pub fn opt_in(buf: &[u8]) -> Option<OptIn> {
+    let count = |i: usize| buf.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let (qd, an, ns, ar) = (count(4)?, count(6)?, count(8)?, count(10)?);
+    let mut c = Cursor {
+        buf,
+        pos: HEADER_LEN,
+        pointer: false,
+    };
+    for _ in 0..qd {
+        c.skip_name().ok()?;
+        c.take(4).ok()?;
+    }
+    for i in 0..u32::from(an) + u32::from(ns) + u32::from(ar) {
+        let root = c.skip_name().ok()?;
+        let rtype = c.u16().ok()?;
+        let class = c.u16().ok()?;
+        let ttl = c.take(4).ok()?;
+        let len = c.u16().ok()?;
+        c.take(usize::from(len)).ok()?;
+        if rtype == TYPE_OPT && root && i >= u32::from(an) + u32::from(ns) {
+            return Some(OptIn {
+                payload: class.max(512),
+                dnssec_ok: ttl[2] & 0x80 != 0,
+            });
+        }
+    }
+    None
+}
+
 /// Checks a query's structure and reads its EDNS. The header is known to be present.
 pub fn scan(buf: &[u8]) -> Result<Scanned, Malformed> {
     if buf.len() < HEADER_LEN {
@@ -291,6 +340,27 @@ mod tests {
         o.extend_from_slice(&(body.len() as u16).to_be_bytes());
         o.extend_from_slice(body);
         o
+    }
+
+    #[test]
+    fn opt_in_is_found_where_the_scan_refuses_the_message() {
+        // A malformed ECS option: scan says FORMERR, the OPT is still there to copy.
+        let q = query(&opt(&ecs(&[0, 3, 8, 0, 11])), 1);
+        assert_eq!(scan(&q), Err(Malformed::EcsFamily));
+        let want = OptIn {
+            payload: 4096,
+            dnssec_ok: false,
+        };
+        assert_eq!(opt_in(&q), Some(want));
+        // DO set; a payload under 512 is raised to 512.
+        let mut small = opt(&[]);
+        small[3..5].copy_from_slice(&100u16.to_be_bytes());
+        small[7] = 0x80;
+        let got = opt_in(&query(&small, 1));
+        assert_eq!(got.map(|o| (o.payload, o.dnssec_ok)), Some((512, true)));
+        // No OPT, or a walk that breaks before reaching it.
+        assert_eq!(opt_in(&query(&[], 0)), None);
+        assert_eq!(opt_in(&query(&opt(&[])[..5], 1)), None);
     }
 
     #[test]

@@ -411,6 +411,86 @@ fn truncated_question_is_formerr() {
     assert_formerr(m.v4(), &q[..q.len() - 2], "question cut inside QCLASS");
 }
 
+/// Asserts the response carries our OPT (RFC 6891 6.1.1: every response to a query with OPT
+/// does), with DO copied from the query.
+fn assert_our_opt(raw: &[u8], dnssec_ok: bool, what: &str) {
+    let opt = raw_opt(raw).unwrap_or_else(|| panic!("{what}: no OPT in the response"));
+    assert_eq!(opt.version, 0, "{what}: EDNS version");
+    assert_eq!(opt.payload, 1232, "{what}: our payload size");
+    let do_bit = raw_opt_flags(raw) & 0x8000 != 0;
+    assert_eq!(do_bit, dnssec_ok, "{what}: DO copied");
+}
+
+/// The flags field (the low half of the TTL) of the response's OPT.
+fn raw_opt_flags(raw: &[u8]) -> u16 {
+    // Our OPT is the last record: root (1), type (2), class (2), TTL (4), RDLENGTH (2).
+    let rdlen = u16::from_be_bytes([raw[raw.len() - 2], raw[raw.len() - 1]]) as usize;
+    let ttl = raw.len() - rdlen - 2 - 4;
+    u16::from_be_bytes([raw[ttl + 2], raw[ttl + 3]])
+}
+
+#[test]
+fn error_responses_carry_an_opt_when_the_query_had_one() {
+    let m = Meridian::start_example();
+    let opt = || opt_rr(1232, 0, &[]);
+    // NOTIMP for another opcode.
+    let q = raw_query(0x3000, 4 << 11, "example.com.", &[opt()]);
+    let (raw, r) = udp_bytes(m.v4(), &q);
+    assert_eq!(rcode(&r), ResponseCode::NotImp);
+    assert_our_opt(&raw, false, "NOTIMP");
+    // FORMERR for QDCOUNT 0 and 2, and for a malformed ECS option.
+    let mut zero = header(0x3001, FLAGS_RD, 0, 1);
+    zero.extend(opt());
+    let mut two = header(0x3002, FLAGS_RD, 2, 1);
+    two.extend(question("www.example.com.", TYPE_A));
+    two.extend(question("mail.example.com.", TYPE_A));
+    two.extend(opt());
+    let bad_ecs = ecs_query_bytes(0x3003, &ecs_body(3, 8, &[11]));
+    for (what, q) in [
+        ("QDCOUNT 0", zero),
+        ("QDCOUNT 2", two),
+        ("ECS family 3", bad_ecs),
+    ] {
+        let (raw, r) = udp_bytes(m.v4(), &q);
+        assert_eq!(rcode(&r), ResponseCode::FormErr, "{what}");
+        assert_our_opt(&raw, false, what);
+    }
+    // DO is copied into an error response's OPT too.
+    let mut dnssec = opt_rr(1232, 0, &[]);
+    dnssec[7] = 0x80;
+    let q = raw_query(0x3004, 4 << 11, "example.com.", &[dnssec]);
+    let (raw, _) = udp_bytes(m.v4(), &q);
+    assert_our_opt(&raw, true, "NOTIMP with DO");
+    // REFUSED outside our zones, over UDP and TCP.
+    let q = raw_query(0x3005, FLAGS_RD, "www.example.org.", &[opt()]);
+    let (raw, r) = udp_bytes(m.v4(), &q);
+    assert_eq!(rcode(&r), ResponseCode::Refused);
+    assert_our_opt(&raw, false, "REFUSED");
+    // Without OPT in the query, none in the response.
+    let q = raw_query(0x3006, 4 << 11, "example.com.", &[]);
+    let (raw, _) = udp_bytes(m.v4(), &q);
+    assert!(raw_opt(&raw).is_none(), "NOTIMP without OPT in the query");
+}
+
+#[test]
+fn a_formerr_too_large_for_udp_goes_out_header_only() {
+    let m = Meridian::start_example();
+    // Three questions of about 250 bytes each: echoing them would take over 512 bytes.
+    let long = |c: char| {
+        let label: String = std::iter::repeat_n(c, 60).collect();
+        format!("{label}.{label}.{label}.{label}.example.com.")
+    };
+    let mut q = header(0x3010, FLAGS_RD, 3, 0);
+    for c in ['a', 'b', 'c'] {
+        q.extend(question(&long(c), TYPE_A));
+    }
+    let raw = udp_raw(m.v4(), &q, IO_TIMEOUT).expect("a FORMERR, not silence");
+    assert_eq!(raw.len(), 12, "header only: {raw:?}");
+    assert_eq!(&raw[..2], &[0x30, 0x10], "ID echoed");
+    assert_eq!(raw[3] & 0x0F, 1, "FORMERR");
+    assert_eq!(&raw[4..12], &[0; 8], "no sections");
+}
+
 #[test]
 fn header_shorter_than_12_bytes_gets_no_answer_and_serving_continues() {
     let m = Meridian::start_example();
