@@ -250,11 +250,7 @@ fn push_opt(snap: &Snapshot, scanned: &Scanned, scope: u8, out: &mut Vec<u8>) {
     let len = match edns.ecs {
         Some(ecs) => {
             let addr_len = usize::from(ecs.source_prefix.div_ceil(8));
-            let scope = if ecs.source_prefix == 0 {
-                0
-            } else {
-                scope.min(ecs.source_prefix)
-            };
+            let scope = if ecs.source_prefix == 0 { 0 } else { scope };
             let (family, bytes): (u16, [u8; 16]) = match ecs.addr {
                 IpAddr::V4(a) => {
                     let mut b = [0u8; 16];

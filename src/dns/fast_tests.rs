@@ -350,3 +350,48 @@ fn below_a_delegation_the_full_handler_answers_or_the_fast_path_agrees() {
     assert!(!referral.metadata.authoritative);
     assert_eq!(referral.authorities[0].record_type(), RecordType::NS);
 }
+
+#[test]
+fn optional_addresses_are_left_out_before_an_answer_is_truncated() {
+    // An MX whose target has enough addresses that they do not fit in 512 bytes.
+    let snap = table_with(|text| {
+        let many: String = (1..=40)
+            .map(|i| format!("  {{ name = \"mail\", type = \"A\", data = \"192.0.2.{i}\" }},\n"))
+            .collect();
+        text.replacen(
+            "  { name = \"mail\", type = \"A\", data = \"192.0.2.25\" },\n",
+            &many,
+            1,
+        )
+    });
+    let metrics = Metrics::new();
+    let src: SocketAddr = "127.0.0.1:5300".parse().unwrap();
+    let ask = |edns: Option<u16>| {
+        let mut q = Message::new(7, MessageType::Query, OpCode::Query);
+        q.add_query(Query::query(
+            Name::from_ascii("example.com.").unwrap(),
+            RecordType::MX,
+        ));
+        if let Some(size) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(size);
+            q.set_edns(e);
+        }
+        let raw = handler::respond_udp(&snap, &q.to_vec().unwrap(), src, &metrics).unwrap();
+        (raw.len(), Message::from_vec(&raw).unwrap())
+    };
+    // Without EDNS (512 bytes): the MX alone, not truncated.
+    let (len, r) = ask(None);
+    assert!(len <= 512, "{len} bytes");
+    assert!(
+        !r.metadata.truncation,
+        "never truncated for additional data"
+    );
+    assert_eq!(r.answers.len(), 1);
+    assert!(r.additionals.is_empty(), "{:?}", r.additionals);
+    // With room for them (1232): the MX and all 40 addresses.
+    let (_, r) = ask(Some(1232));
+    assert!(!r.metadata.truncation);
+    assert_eq!(r.answers.len(), 1);
+    assert_eq!(r.additionals.len(), 40);
+}

@@ -336,7 +336,7 @@ fn respond_to(
             let scope = if ecs.source_prefix == 0 {
                 0
             } else {
-                ans.ecs_scope().min(ecs.source_prefix)
+                ans.ecs_scope()
             };
             edns.options_mut()
                 .insert(EdnsOption::Subnet(ClientSubnet::new(
@@ -352,21 +352,37 @@ fn respond_to(
         Transport::Udp => udp_limit(scanned, settings.max_udp_payload) as u16,
         Transport::Tcp => u16::MAX,
     };
-    let full = builder.build(
-        meta,
-        ans.answers.iter().copied(),
-        ans.authority.iter().copied(),
-        std::iter::empty::<&Record>(),
-        ans.additional.iter().copied(),
-    );
-    let bytes = match encode_within(full, limit) {
+    let with_edns = scanned.edns.is_some().then_some(&edns);
+    let attempt = |meta: Metadata, extra: bool, limit: u16| {
+        let mut builder = MessageResponseBuilder::new(&request.queries, None);
+        if let Some(edns) = with_edns {
+            builder.edns(edns);
+        }
+        let extra = if extra { &ans.extra[..] } else { &[] };
+        let response = builder.build(
+            meta,
+            ans.answers.iter().copied(),
+            ans.authority.iter().copied(),
+            std::iter::empty::<&Record>(),
+            ans.additional.iter().chain(extra).copied(),
+        );
+        encode_within(response, limit)
+    };
+    // Optional addresses (MX, SRV targets) go first when the response would not fit; the
+    // answer is never truncated for them.
+    let fitted = attempt(meta, true, limit).or_else(|| {
+        (!ans.extra.is_empty())
+            .then(|| attempt(meta, false, limit))
+            .flatten()
+    });
+    let bytes = match fitted {
         Some(bytes) => bytes,
         None => {
             // Header, question and OPT only: the client retries over TCP (RFC 6891 7).
             meta.truncation = true;
             let mut builder = MessageResponseBuilder::new(&request.queries, None);
-            if scanned.edns.is_some() {
-                builder.edns(&edns);
+            if let Some(edns) = with_edns {
+                builder.edns(edns);
             }
             return Reply {
                 bytes: encode(builder.build_no_records(meta), transport),

@@ -1,7 +1,8 @@
 //! Properties of every UDP response, over generated queries (names, types, IDs, flags, EDNS
 //! sizes, ECS of both families and every prefix): it parses back, echoes the ID and the
-//! question, never exceeds the size the client can take, and never claims an ECS scope
-//! longer than the source prefix.
+//! question, never exceeds the size the client can take, and echoes ECS with a scope that fits
+//! the address family (longer than the source prefix only where the answer depends on more
+//! bits than the resolver sent, RFC 7871 7.2.1), 0 for a source prefix of 0.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::OnceLock;
 
@@ -125,14 +126,18 @@ proptest! {
         // Never larger than the client can take over UDP, nor than our 1232.
         let limit = edns.map_or(512, |size| usize::from(size.clamp(512, 1232)));
         prop_assert!(reply.len() <= limit, "{} bytes for a limit of {}", reply.len(), limit);
-        // ECS comes back only when sent, with a scope no longer than the source prefix.
+        // ECS comes back only when sent, with a scope that fits the family.
         let back = r.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet).cloned());
         match (ecs, back) {
             (None, None) => {}
             (Some((addr, prefix)), Some(EdnsOption::Subnet(s))) => {
                 prop_assert_eq!(s.addr(), addr);
                 prop_assert_eq!(s.source_prefix(), prefix);
-                prop_assert!(s.scope_prefix() <= prefix);
+                let width = if addr.is_ipv4() { 32 } else { 128 };
+                prop_assert!(s.scope_prefix() <= width);
+                if prefix == 0 {
+                    prop_assert_eq!(s.scope_prefix(), 0);
+                }
             }
             (sent, got) => prop_assert!(false, "ECS sent {:?}, got {:?}", sent, got),
         }

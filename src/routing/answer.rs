@@ -18,7 +18,11 @@ pub struct Answer<'t> {
     pub authoritative: bool,
     pub answers: Vec<&'t Record>,
     pub authority: Vec<&'t Record>,
+    /// Glue: addresses of in-zone name servers, which a referral needs.
     pub additional: Vec<&'t Record>,
+    /// Addresses of in-zone MX and SRV targets (as Knot adds them): optional, left out first
+    /// when the response would not fit.
+    pub extra: Vec<&'t Record>,
     /// The routing decision, when a traffic-managed name was reached.
     pub decision: Option<Decision>,
     pub zone: Option<ZoneId>,
@@ -32,6 +36,7 @@ impl Answer<'_> {
             answers: Vec::new(),
             authority: Vec::new(),
             additional: Vec::new(),
+            extra: Vec::new(),
             decision: None,
             zone,
         }
@@ -119,7 +124,15 @@ pub fn answer<'t>(
         if qtype != RecordType::CNAME
             && let Some([cname, ..]) = node.rrset(RecordType::CNAME)
         {
+            // Every RR appears once (RFC 2181 5): a CNAME already in the answer is a loop.
+            if ans.answers.iter().any(|r| std::ptr::eq(*r, cname)) {
+                return ans;
+            }
             ans.answers.push(cname);
+            // ANY at an alias is the alias alone (RFC 1034 4.3.2 step 3a: not chased).
+            if qtype == RecordType::ANY {
+                return ans;
+            }
             let RData::CNAME(target) = &cname.data else {
                 return ans;
             };
@@ -138,8 +151,10 @@ pub fn answer<'t>(
         match rrset {
             Some(set) => {
                 ans.answers.extend(set.iter());
-                if qtype == RecordType::NS {
-                    glue(zone, set, &mut ans.additional);
+                match qtype {
+                    RecordType::NS => glue(zone, set, &mut ans.additional),
+                    RecordType::MX | RecordType::SRV => target_addresses(zone, set, &mut ans.extra),
+                    _ => {}
                 }
             }
             None => ans.authority.push(&zone.negative_soa),
@@ -179,8 +194,10 @@ fn delegation<'z>(zone: &'z Zone, name: &LowerName) -> Option<&'z Node> {
     cut
 }
 
+/// A referral to the cut's name servers. Not authoritative, unless the answer already holds
+/// our own CNAMEs that led below the cut (RFC 1035 4.1.1: AA covers the answer section).
 fn referral<'t>(zone: &'t Zone, cut: &'t Node, ans: &mut Answer<'t>) {
-    ans.authoritative = false;
+    ans.authoritative = !ans.answers.is_empty();
     if let Some(ns) = cut.rrset(RecordType::NS) {
         ans.authority.extend(ns.iter());
         glue(zone, ns, &mut ans.additional);
@@ -190,13 +207,39 @@ fn referral<'t>(zone: &'t Zone, cut: &'t Node, ans: &mut Answer<'t>) {
 /// Addresses of in-zone name servers, for the additional section.
 fn glue<'t>(zone: &'t Zone, ns: &'t [Record], out: &mut Vec<&'t Record>) {
     for rec in ns {
-        let RData::NS(target) = &rec.data else {
-            continue;
+        if let RData::NS(target) = &rec.data {
+            addresses_of(zone, &target.0, out);
+        }
+    }
+}
+
+/// Static addresses of the in-zone targets of MX or SRV records, each target once.
+fn target_addresses<'t>(zone: &'t Zone, set: &'t [Record], out: &mut Vec<&'t Record>) {
+    for rec in set {
+        let target = match &rec.data {
+            RData::MX(mx) => &mx.exchange,
+            RData::SRV(srv) => &srv.target,
+            _ => continue,
         };
-        if let Some(node) = zone.nodes.get(&LowerName::new(&target.0)) {
-            for t in [RecordType::A, RecordType::AAAA] {
-                out.extend(node.rrset(t).into_iter().flatten());
-            }
+        let seen = set
+            .iter()
+            .take_while(|r| !std::ptr::eq(*r, rec))
+            .any(|r| match &r.data {
+                RData::MX(mx) => &mx.exchange == target,
+                RData::SRV(srv) => &srv.target == target,
+                _ => false,
+            });
+        if !seen {
+            addresses_of(zone, target, out);
+        }
+    }
+}
+
+/// The A and AAAA records stored at `name`, if it is a name of `zone`.
+fn addresses_of<'t>(zone: &'t Zone, name: &hickory_proto::rr::Name, out: &mut Vec<&'t Record>) {
+    if let Some(node) = zone.nodes.get(&LowerName::new(name)) {
+        for t in [RecordType::A, RecordType::AAAA] {
+            out.extend(node.rrset(t).into_iter().flatten());
         }
     }
 }

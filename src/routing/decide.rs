@@ -85,14 +85,17 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
     if svc.policy == Policy::Latency {
         depends = depends.max(table.latency_map.lookup(q.client.addr, &geo).1);
     }
+    // Not cut to the resolver's source prefix: a scope longer than it tells the resolver its
+    // prefix was not specific enough (RFC 7871 7.2.1), where the answer depends on more bits
+    // than it sent (a GeoIP network, a CIDR override or latency-map network inside its
+    // subnet). Cutting it would let the resolver serve this answer to the whole subnet.
     let scope = match svc.policy {
         Policy::Weighted if svc.weight_mode == WeightMode::Stable && !svc.fixed => {
             depends.max(hash_prefix(&q.client))
         }
         _ if svc.fixed => 0,
         _ => depends,
-    }
-    .min(q.client.prefix());
+    };
 
     let cx = Context {
         table,

@@ -29,11 +29,20 @@ soa = { mname = "ns1", rname = "hostmaster", serial = 1, minimum = 60, ttl = 300
 records = [
   { name = "ns1", type = "A", data = "192.0.2.53" },
   { name = "@", type = "MX", data = "10 mail" },
+  { name = "@", type = "MX", data = "20 mail" },
+  { name = "mail", type = "A", data = "192.0.2.25" },
+  { name = "mail", type = "AAAA", data = "2001:db8::25" },
+  { name = "_sip._udp", type = "SRV", data = "0 5 5060 ns1" },
+  { name = "_sip._udp", type = "SRV", data = "0 5 5060 elsewhere.org." },
   { name = "@", type = "TXT", data = "v=spf1 -all" },
   { name = "a.b", type = "TXT", data = "deep" },
   { name = "shop", type = "CNAME", data = "geo" },
   { name = "alias", type = "CNAME", data = "shop" },
   { name = "out", type = "CNAME", data = "elsewhere.org." },
+  { name = "todel", type = "CNAME", data = "host.sub" },
+  { name = "loop1", type = "CNAME", data = "loop2" },
+  { name = "loop2", type = "CNAME", data = "loop1" },
+  { name = "dangling", type = "CNAME", data = "nothing" },
   { name = "sub", type = "NS", data = "ns.sub" },
   { name = "ns.sub", type = "A", data = "192.0.2.54" },
 ]
@@ -333,18 +342,20 @@ fn rotation_is_stable_per_network_and_varies_across_networks() {
 }
 
 #[test]
-fn scope_is_geoip_network_capped_by_ecs_source() {
+fn scope_is_the_geoip_network_even_past_the_ecs_source() {
     let t = table();
     let scope = |svc: &str, family: Family, c: Client| run_family(&t, svc, family, c).scope;
     let geo = "geo.example.com.";
     // 11.0.130.x lies in the fixture's 11.0.128.0/20.
     assert_eq!(scope(geo, Family::V4, ecs("11.0.130.0", 24)), 20);
-    assert_eq!(scope(geo, Family::V4, ecs("11.0.128.0", 18)), 18);
+    // A /18 source is not specific enough for a /20 network: the scope says so (RFC 7871
+    // 7.2.1) rather than let the resolver reuse the answer across the /18.
+    assert_eq!(scope(geo, Family::V4, ecs("11.0.128.0", 18)), 20);
     assert_eq!(scope(geo, Family::V4, src("11.0.130.7")), 20);
     assert_eq!(scope(geo, Family::V4, ecs("12.0.0.0", 24)), 16);
-    assert_eq!(scope(geo, Family::V4, ecs("12.0.0.0", 8)), 8);
+    assert_eq!(scope(geo, Family::V4, ecs("12.0.0.0", 8)), 16);
     assert_eq!(scope(geo, Family::V6, ecs("2001:db8:3::", 56)), 48);
-    assert_eq!(scope(geo, Family::V6, ecs("2001:db8::", 40)), 40);
+    assert_eq!(scope(geo, Family::V6, ecs("2001:db8::", 40)), 48);
     // One region whose endpoints all fit in `answers`: nobody gets a different answer.
     for c in [
         ecs("11.0.130.0", 24),
@@ -508,6 +519,63 @@ fn cname_chain_is_followed_inside_the_zone() {
     let a = answer_name(&t, "shop.example.com.", RecordType::CNAME, &client);
     assert_eq!(a.answers.len(), 1);
     assert_eq!(a.decision, None);
+}
+
+#[test]
+fn a_cname_into_a_delegation_is_authoritative_data_before_the_referral() {
+    let t = table();
+    let a = answer_name(&t, "todel.example.com.", RecordType::A, &src("11.0.130.7"));
+    assert_eq!(a.rcode, ResponseCode::NoError);
+    assert!(a.authoritative, "the CNAME is our own data: AA set");
+    assert_eq!(a.answers.len(), 1);
+    assert_eq!(a.answers[0].record_type(), RecordType::CNAME);
+    let ns: Vec<RecordType> = a.authority.iter().map(|r| r.record_type()).collect();
+    assert_eq!(ns, [RecordType::NS], "the referral follows");
+}
+
+#[test]
+fn any_at_an_alias_is_the_alias_alone() {
+    let t = table();
+    let client = src("11.0.130.7");
+    for name in ["shop.example.com.", "dangling.example.com."] {
+        let a = answer_name(&t, name, RecordType::ANY, &client);
+        assert_eq!(a.rcode, ResponseCode::NoError, "{name}: the alias exists");
+        let got: Vec<RecordType> = a.answers.iter().map(|r| r.record_type()).collect();
+        assert_eq!(got, [RecordType::CNAME], "{name}: not chased");
+        assert_eq!(a.decision, None, "{name}");
+    }
+}
+
+#[test]
+fn a_cname_loop_answers_each_record_once() {
+    let t = table();
+    let a = answer_name(&t, "loop1.example.com.", RecordType::A, &src("11.0.130.7"));
+    assert_eq!(a.rcode, ResponseCode::NoError);
+    let got: Vec<String> = a.answers.iter().map(|r| r.to_string()).collect();
+    assert_eq!(got.len(), 2, "each link once: {got:?}");
+    assert_ne!(got[0], got[1]);
+}
+
+#[test]
+fn mx_and_srv_answers_carry_their_in_zone_targets_addresses() {
+    let t = table();
+    let client = src("11.0.130.7");
+    let a = answer_name(&t, "example.com.", RecordType::MX, &client);
+    assert_eq!(a.answers.len(), 2);
+    let extra: Vec<String> = a.extra.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(
+        extra,
+        ["192.0.2.25", "2001:db8::25"],
+        "each target once, A then AAAA"
+    );
+    assert!(a.additional.is_empty(), "no glue");
+    // SRV: the in-zone target's address; the out-of-zone one has none to add.
+    let a = answer_name(&t, "_sip._udp.example.com.", RecordType::SRV, &client);
+    let extra: Vec<String> = a.extra.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(extra, ["192.0.2.53"]);
+    // Other types add nothing.
+    let a = answer_name(&t, "example.com.", RecordType::TXT, &client);
+    assert!(a.extra.is_empty());
 }
 
 #[test]

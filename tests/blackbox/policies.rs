@@ -226,8 +226,9 @@ fn latency_policy_follows_the_map_then_the_estimate() {
     ] {
         assert_dig(&m, name, subnet, addr, scope);
     }
-    // Never longer than what the resolver sent.
-    assert_dig(&m, name, "13.0.0.0/12", "192.0.2.13", 12);
+    // A /12 covers the JP CIDR row: the scope is longer than the source (RFC 7871 7.2.1),
+    // the lower half's, so a resolver never serves this answer to the row's clients.
+    assert_dig(&m, name, "13.0.0.0/12", "192.0.2.13", 17);
 }
 
 #[test]
@@ -288,7 +289,9 @@ fn proximity_policy_with_bias_and_the_other_policies_per_country() {
         ("11.0.0.0/24", "192.0.2.51", 17),
         ("12.0.5.0/24", "192.0.2.51", 24),
         ("12.0.9.0/24", "192.0.2.52", 21),
-        ("12.0.0.0/16", "192.0.2.52", 16),
+        // The /16 covers the override: scope /22 (12.0.0 and 12.0.5 share 21 bits), longer
+        // than the source, so the resolver does not serve this answer to the /24.
+        ("12.0.0.0/16", "192.0.2.52", 22),
         ("13.0.0.0/24", "192.0.2.53", 16),
         ("14.0.0.0/24", "192.0.2.52", 17),
         ("14.0.200.0/24", "192.0.2.53", 17),

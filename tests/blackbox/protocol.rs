@@ -918,8 +918,10 @@ fn ecs_scope_is_the_geoip_network_prefix() {
         ("11.0.130.0", 24, 20, "192.0.2.10"), // inside 11.0.128.0/20 (US-VA)
         ("12.0.0.0", 24, 16, "198.51.100.10"), // 12.0.0.0/16 DE
         ("15.0.0.0", 24, 16, "203.0.113.20"), // 15.0.0.0/16 BR
-        ("12.0.0.0", 8, 8, "198.51.100.10"),  // never longer than the source
-        ("11.0.128.0", 18, 18, "192.0.2.10"), // /18 is shorter than the /20 it falls in
+        // A source shorter than the GeoIP network: the network's length, which tells the
+        // resolver its prefix was not specific enough (RFC 7871 7.2.1).
+        ("12.0.0.0", 8, 16, "198.51.100.10"),
+        ("11.0.128.0", 18, 20, "192.0.2.10"),
     ] {
         let r = ecs_query(&m, "www.example.com.", RecordType::A, addr, source);
         assert_eq!(rcode(&r), ResponseCode::NoError, "{addr}/{source}");

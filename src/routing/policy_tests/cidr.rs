@@ -120,16 +120,20 @@ fn cidr_override_scope_covers_exactly_the_networks_that_share_the_answer() {
         assert_eq!(scope(ecs("12.0.4.0", 24)), 24, "{policy}");
         // Far from the /24: the GeoIP network (/16) bounds it.
         assert_eq!(scope(ecs("12.0.200.0", 24)), 17, "{policy}");
-        // Never longer than the source prefix.
-        assert_eq!(scope(ecs("12.0.0.0", 16)), 16, "{policy}");
-        assert_eq!(scope(ecs("12.0.8.0", 20)), 20, "{policy}");
+        // A source prefix that covers the override gets a longer scope: the resolver's
+        // prefix was not specific enough (RFC 7871 7.2.1), and cutting the scope to it would
+        // let the resolver serve this answer to the override's clients. 12.0.0 and 12.0.5
+        // share 21 bits; 12.0.8 and 12.0.5 share 20.
+        assert_eq!(scope(ecs("12.0.0.0", 16)), 22, "{policy}");
+        assert_eq!(scope(ecs("12.0.8.0", 20)), 21, "{policy}");
         // In the /8 but outside the /18: the two share 17 bits (13.0.0 vs 13.0.64).
         assert_eq!(scope(ecs("13.0.1.0", 24)), 18, "{policy}");
         assert_eq!(scope(ecs("13.0.70.0", 24)), 18, "{policy}");
         // IPv6: inside the /64, and next to it (2001:db8:2:0 vs 2001:db8:2:5 share 61 bits).
         assert_eq!(scope(ecs("2001:db8:2:5::", 64)), 64, "{policy}");
         assert_eq!(scope(ecs("2001:db8:2::", 64)), 62, "{policy}");
-        assert_eq!(scope(ecs("2001:db8:2::", 56)), 56, "{policy}");
+        // A /56 source covers the /64 override: the /62 around the address is what holds.
+        assert_eq!(scope(ecs("2001:db8:2::", 56)), 62, "{policy}");
     }
     // Failover ignores location, so only the override networks count.
     let t = corp("failover");
