@@ -852,7 +852,7 @@ mod tests {
 
     #[test]
     fn the_range_tables_answer_as_the_tree_does() {
-        let bytes = crate::geo::synthetic::synthetic(20_000, 3).unwrap();
+        let bytes = crate::geo::build::synthetic::synthetic(20_000, 3).unwrap();
         let db = GeoDb::from_bytes(bytes, Path::new("synthetic")).unwrap();
         assert!(db.ranges.v4.is_some() && db.ranges.v6.is_some());
         let mut x: u64 = 12345;

@@ -2,12 +2,10 @@
 //!
 //! The rest of Meridian sees only [`GeoInfo`], a small `Copy` value; the maxminddb API stays
 //! inside this module.
+pub mod build;
 mod codes;
 mod huge;
 mod lookup;
-pub mod source;
-pub mod synthetic;
-pub mod writer;
 
 pub use codes::{Continent, CountryCode, all_countries, continent_of};
 pub use lookup::{GeoDb, GeoError, GeoInfo, LatLon, Point, Schema, Stage};
