@@ -6,6 +6,8 @@ pub mod build;
 mod codes;
 mod huge;
 mod lookup;
+mod model;
 
 pub use codes::{Continent, CountryCode, all_countries, continent_of};
-pub use lookup::{GeoDb, GeoError, GeoInfo, LatLon, Point, Schema, Stage};
+pub use lookup::{GeoDb, GeoError, Schema, Stage};
+pub use model::{GeoInfo, LatLon, Point};
