@@ -37,7 +37,7 @@ fn geo_table() -> RoutingTable {
     if !db.exists() {
         std::fs::write(
             &db,
-            meridian::geo::synthetic::synthetic(1_000_000, 1).unwrap(),
+            meridian::geo::build::synthetic::synthetic(1_000_000, 1).unwrap(),
         )
         .unwrap();
     }

@@ -92,7 +92,7 @@ pub fn run() -> ExitCode {
             networks,
             seed,
             out,
-        } => crate::geo::synthetic::synthetic(networks, seed)
+        } => crate::geo::build::synthetic::synthetic(networks, seed)
             .map_err(anyhow::Error::from)
             .and_then(|bytes| {
                 std::fs::write(&out, &bytes)
@@ -169,7 +169,7 @@ fn explain_cmd(
 }
 
 fn geoip_build(source: &Path, out_dir: &Path) -> anyhow::Result<()> {
-    let files = crate::geo::source::build_from_source(source)
+    let files = crate::geo::build::source::build_from_source(source)
         .with_context(|| format!("building from {}", source.display()))?;
     for (file, bytes) in files {
         let path = out_dir.join(file);

@@ -6,7 +6,7 @@ use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 
 use super::{ConfigError, load_str};
 use crate::geo::Schema;
-use crate::geo::writer::{Value, Writer};
+use crate::geo::build::writer::{Value, Writer};
 use crate::routing::Compiled;
 
 const CITY: &str = concat!(

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use maxminddb::{Reader, geoip2, path};
-use meridian::geo::source::{CITY_FILE, COUNTRY_FILE, FLAT_FILE, build_from_source};
+use meridian::geo::build::source::{CITY_FILE, COUNTRY_FILE, FLAT_FILE, build_from_source};
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip-fixtures")

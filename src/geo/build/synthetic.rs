@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::codes::{Continent, all_countries};
 use super::writer::{Value, Writer, WriterError};
+use crate::geo::{Continent, all_countries};
 
 fn centre(c: Continent) -> (f64, f64) {
     match c {

@@ -1,0 +1,295 @@
+//! Opening MaxMind-format databases: GeoIP2/GeoLite2 City and Country, and the flat schema of
+//! ip-location-db / DB-IP lite files (`country_code`, optional `latitude`/`longitude`). It
+//! detects the schema, decodes every record once at load, and answers a lookup from the
+//! range index (`index.rs`), walking the maxminddb tree only for what the index leaves to it.
+#![allow(
+    unsafe_code,
+    reason = "returns the build's freed memory to the system once the range tables are built"
+)]
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use maxminddb::{Reader, WithinOptions};
+use serde::Deserialize;
+
+use super::codes::continent_of;
+use super::index::{OffsetHasher, RangeTables, Stage};
+use super::model::{GeoInfo, LatLon, Place};
+
+/// The record layout a database uses, detected when it is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schema {
+    /// GeoIP2 / GeoLite2 City (and DB-IP City lite in the same layout): has `location`.
+    MaxMindCity,
+    /// GeoIP2 / GeoLite2 Country: `country` and `continent`, no `location`.
+    MaxMindCountry,
+    /// ip-location-db / DB-IP lite flat layout: `country_code`, maybe `latitude`/`longitude`.
+    Flat,
+}
+
+impl Schema {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Schema::MaxMindCity => "MaxMind GeoIP2 City schema (country, continent, location)",
+            Schema::MaxMindCountry => "MaxMind GeoIP2 Country schema (country, continent)",
+            Schema::Flat => "flat ip-location-db / DB-IP lite schema (country_code)",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GeoError {
+    #[error("cannot read GeoIP database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: maxminddb::MaxMindDbError,
+    },
+    #[error(
+        "GeoIP database {path} has neither the MaxMind GeoIP2 schema (country.iso_code) nor the flat schema (country_code) in its first records"
+    )]
+    UnknownSchema { path: PathBuf },
+}
+
+/// An opened GeoIP database. The file is read into memory, so replacing it on disk never
+/// affects a running table. The tree, the records and the tables are visible to the rest of
+/// `geo` for the range index's test, which checks the tables against the tree.
+pub struct GeoDb {
+    pub(super) reader: Reader<Vec<u8>>,
+    schema: Schema,
+    path: PathBuf,
+    /// Size and modification time of the file when it was read, to tell an unchanged file.
+    stamp: Option<(u64, std::time::SystemTime)>,
+    /// Every distinct record, decoded once at load and keyed by its data offset: a lookup on
+    /// the DNS path walks the tree and reads this map, never the decoder.
+    pub(super) records: HashMap<usize, Place, BuildHasherDefault<OffsetHasher>>,
+    /// The tree as flat range tables, for the DNS path.
+    pub(super) ranges: RangeTables,
+}
+
+impl std::fmt::Debug for GeoDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeoDb")
+            .field("path", &self.path)
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct Code<'a> {
+    #[serde(borrow)]
+    iso_code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct ContinentCode<'a> {
+    #[serde(borrow)]
+    code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Location {
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+}
+
+/// The fields of a GeoIP2 record routing uses; everything else is skipped, not decoded.
+#[derive(Deserialize)]
+struct MaxMindRecord<'a> {
+    #[serde(borrow)]
+    country: Option<Code<'a>>,
+    #[serde(borrow)]
+    registered_country: Option<Code<'a>>,
+    #[serde(borrow)]
+    continent: Option<ContinentCode<'a>>,
+    location: Option<Location>,
+}
+
+#[derive(Deserialize)]
+struct FlatRecord<'a> {
+    #[serde(borrow)]
+    country_code: Option<&'a str>,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+}
+
+/// How many records schema detection looks at.
+const SCHEMA_SAMPLE: usize = 256;
+
+impl GeoDb {
+    pub fn open(path: &Path) -> Result<GeoDb, GeoError> {
+        let open_err = |source| GeoError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let stamp = file_stamp(path);
+        let bytes = std::fs::read(path).map_err(|e| open_err(maxminddb::MaxMindDbError::Io(e)))?;
+        let mut db = Self::from_bytes(bytes, path)?;
+        db.stamp = stamp;
+        Ok(db)
+    }
+
+    pub fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<GeoDb, GeoError> {
+        let open_err = |source| GeoError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let reader = Reader::from_source(bytes).map_err(open_err)?;
+        let schema = detect_schema(&reader).ok_or_else(|| GeoError::UnknownSchema {
+            path: path.to_owned(),
+        })?;
+        let mut records = HashMap::default();
+        if let Ok(networks) = reader.networks(WithinOptions::default()) {
+            for item in networks.flatten() {
+                if let Some(offset) = item.offset()
+                    && !records.contains_key(&offset)
+                {
+                    records.insert(offset, decode_place(&item, schema));
+                }
+            }
+        }
+        let ranges = RangeTables::build(&reader, &records);
+        // The build's large temporaries (the range lists) went back to the allocator, which
+        // keeps them: return the free pages to the system so a load or reload leaves only
+        // the tables resident.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases memory that is free.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        Ok(GeoDb {
+            reader,
+            schema,
+            path: path.to_owned(),
+            stamp: None,
+            records,
+            ranges,
+        })
+    }
+
+    /// Whether `path` is the file this database was read from, unchanged since.
+    pub fn unchanged_at(&self, path: &Path) -> bool {
+        self.path == path && self.stamp.is_some() && file_stamp(path) == self.stamp
+    }
+
+    pub fn schema(&self) -> Schema {
+        self.schema
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn database_type(&self) -> &str {
+        &self.reader.metadata().database_type
+    }
+
+    /// Starts loading what [`GeoDb::lookup`] of `ip` will read, so that the wait overlaps
+    /// other work. Call it for each [`Stage`] in turn, leaving each time to arrive.
+    pub fn prefetch(&self, ip: IpAddr, stage: Stage) {
+        self.ranges.prefetch(ip, stage);
+    }
+
+    /// Looks an address up. Never fails: an address the database cannot answer for is
+    /// "not found", with the prefix of the empty network it fell in.
+    pub fn lookup(&self, ip: IpAddr) -> GeoInfo {
+        if let Some((place, network_prefix)) = self.ranges.lookup(ip) {
+            return Place::info(place, network_prefix);
+        }
+        let Ok(result) = self.reader.lookup(ip) else {
+            return GeoInfo::default();
+        };
+        let network_prefix = result.network().map(|n| n.prefix()).unwrap_or(0);
+        let place = result
+            .offset()
+            .map(|offset| match self.records.get(&offset) {
+                Some(p) => *p,
+                None => decode_place(&result, self.schema),
+            });
+        Place::info(place, network_prefix)
+    }
+
+    /// The whole record for an address, for `explain`; `None` when there is none.
+    pub fn describe(&self, ip: IpAddr) -> Option<serde_json::Value> {
+        self.reader.lookup(ip).ok()?.decode().ok().flatten()
+    }
+}
+
+/// Decodes the fields routing needs from one record.
+pub(super) fn decode_place<S: AsRef<[u8]>>(
+    result: &maxminddb::LookupResult<'_, S>,
+    schema: Schema,
+) -> Place {
+    let mut place = Place {
+        country: None,
+        continent: None,
+        location: None,
+        point: None,
+    };
+    match schema {
+        Schema::MaxMindCity | Schema::MaxMindCountry => {
+            if let Ok(Some(rec)) = result.decode::<MaxMindRecord<'_>>() {
+                place.country = rec
+                    .country
+                    .and_then(|c| c.iso_code)
+                    .or(rec.registered_country.and_then(|c| c.iso_code))
+                    .and_then(|c| c.parse().ok());
+                place.continent = rec
+                    .continent
+                    .and_then(|c| c.code)
+                    .and_then(|c| c.parse().ok());
+                place.location = rec.location.and_then(|l| lat_lon(l.latitude, l.longitude));
+            }
+        }
+        Schema::Flat => {
+            if let Ok(Some(rec)) = result.decode::<FlatRecord<'_>>() {
+                place.country = rec.country_code.and_then(|c| c.parse().ok());
+                place.location = lat_lon(rec.latitude, rec.longitude);
+            }
+        }
+    }
+    if place.continent.is_none() {
+        place.continent = place.country.and_then(continent_of);
+    }
+    place.point = place.location.map(LatLon::point);
+    place
+}
+
+fn file_stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+fn lat_lon(lat: Option<f64>, lon: Option<f64>) -> Option<LatLon> {
+    match (lat, lon) {
+        (Some(lat), Some(lon)) if lat.is_finite() && lon.is_finite() => Some(LatLon { lat, lon }),
+        _ => None,
+    }
+}
+
+fn detect_schema(reader: &Reader<Vec<u8>>) -> Option<Schema> {
+    let networks = reader.networks(WithinOptions::default()).ok()?;
+    let mut country_seen = false;
+    for item in networks.take(SCHEMA_SAMPLE) {
+        let Ok(item) = item else { continue };
+        let Ok(Some(value)) = item.decode::<serde_json::Value>() else {
+            continue;
+        };
+        if value.get("country_code").is_some_and(|v| v.is_string()) {
+            return Some(Schema::Flat);
+        }
+        let has_country = value
+            .get("country")
+            .and_then(|c| c.get("iso_code"))
+            .is_some_and(|v| v.is_string());
+        if has_country {
+            country_seen = true;
+            if value.get("location").is_some() {
+                return Some(Schema::MaxMindCity);
+            }
+        }
+    }
+    country_seen.then_some(Schema::MaxMindCountry)
+}
