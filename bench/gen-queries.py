@@ -22,7 +22,7 @@ would measure the "not found" path. The database comes from `meridian geoip-synt
 layout (same splitmix64 sequence, same prefix draws, same alignment) instead of reading
 the MMDB, and draws each subnet inside one of those networks. run.sh checks a sample of
 the subnets against `meridian explain`, which reports the network it found, so a change
-to the layout in src/geo/synthetic.rs is caught rather than silently benchmarked.
+to the layout in src/geo/build/synthetic.rs is caught rather than silently benchmarked.
 """
 import argparse
 import ipaddress

@@ -10,6 +10,7 @@ use hickory_proto::rr::{Name, RecordType};
 
 use crate::dns::snapshot::Snapshot;
 use crate::dns::{fast, handler};
+use crate::hash::SplitMix64;
 use crate::metrics::Metrics;
 use crate::routing::test_support::compile;
 
@@ -31,15 +32,11 @@ fn table_with(edit: impl FnOnce(String) -> String) -> Snapshot {
 }
 
 /// A small deterministic generator (splitmix64).
-struct Rng(u64);
+struct Rng(SplitMix64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
@@ -64,7 +61,7 @@ fn masked(addr: IpAddr, prefix: u8) -> IpAddr {
 }
 
 fn corpus(n: usize) -> Vec<Vec<u8>> {
-    let mut rng = Rng(42);
+    let mut rng = Rng(SplitMix64(42));
     let names = [
         "www.example.com.",
         "www.example.com.",

@@ -8,6 +8,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::writer::{Value, Writer, WriterError};
 use crate::geo::{Continent, all_countries};
+use crate::hash::SplitMix64;
 
 fn centre(c: Continent) -> (f64, f64) {
     match c {
@@ -22,19 +23,11 @@ fn centre(c: Continent) -> (f64, f64) {
 }
 
 /// splitmix64, so the output depends only on the seed.
-struct Rng(u64);
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.next_u64() % n
     }
 }
 
@@ -43,7 +36,7 @@ impl Rng {
 /// with a random country.
 pub fn synthetic(networks: usize, seed: u64) -> Result<Vec<u8>, WriterError> {
     let countries: Vec<_> = all_countries().collect();
-    let mut rng = Rng(seed);
+    let mut rng = Rng(SplitMix64(seed));
     let mut w = Writer::new("Meridian-Synthetic-City");
     w.description("en", "Synthetic GeoIP2 City schema database for benchmarks");
     w.languages(&["en"]);
