@@ -47,6 +47,9 @@ pub struct Metrics {
     pub tcp_rejected: IntCounter,
     pub tcp_query_limit: IntCounter,
     pub rrl: IntCounterVec,
+    /// Extended DNS Errors sent, by info code; handles for the codes Meridian sends.
+    extended_errors: IntCounterVec,
+    extended_error_codes: Vec<(u16, IntCounter)>,
     pub cluster_connected: IntGauge,
     pub cluster_applied_revision: IntGauge,
     pub cluster_store_revision: IntGauge,
@@ -111,6 +114,11 @@ impl Metrics {
                 .unwrap_or_else(|e| panic!("metric {name}: {e}"));
             g
         };
+        let extended_errors = counter_vec(
+            "meridian_dns_extended_errors_total",
+            "Responses carrying an Extended DNS Error (RFC 8914), by info code.",
+            &["code"],
+        );
         let cluster_connected = gauge(
             "meridian_cluster_connected",
             "Fleet mode: 1 while connected to etcd.",
@@ -208,6 +216,14 @@ impl Metrics {
                 "UDP responses held back by response rate limiting, by action.",
                 &["action"],
             ),
+            extended_error_codes: [0u16, 20, 21]
+                .into_iter()
+                .map(|code| {
+                    let c = extended_errors.with_label_values(&[&code.to_string()]);
+                    (code, c)
+                })
+                .collect(),
+            extended_errors,
             cluster_connected,
             cluster_applied_revision,
             cluster_store_revision,
@@ -215,6 +231,17 @@ impl Metrics {
             cluster_config_drift,
             registry,
             carried: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Counts one response sent with Extended DNS Error `code`.
+    pub fn extended_error(&self, code: u16) {
+        match self.extended_error_codes.iter().find(|(c, _)| *c == code) {
+            Some((_, counter)) => counter.inc(),
+            None => self
+                .extended_errors
+                .with_label_values(&[&code.to_string()])
+                .inc(),
         }
     }
 

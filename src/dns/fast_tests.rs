@@ -392,3 +392,50 @@ fn optional_addresses_are_left_out_before_an_answer_is_truncated() {
     assert_eq!(r.answers.len(), 1);
     assert_eq!(r.additionals.len(), 40);
 }
+
+#[test]
+fn servfail_from_on_all_down_names_the_service_in_an_extended_error() {
+    use crate::routing::test_support::{GEOIP, ZONE, with_down};
+    let text = format!(
+        r#"{GEOIP}{ZONE}
+[checks.web]
+kind = "tcp"
+port = 80
+
+[[regions]]
+name = "us-east"
+
+[[services]]
+name = "down.example.com."
+check = "web"
+on_all_down = "servfail"
+endpoints = [{{ region = "us-east", address = "192.0.2.81" }}]
+"#
+    );
+    let snap = Snapshot::first(with_down(&compile(&text), &["192.0.2.81"]));
+    let metrics = Metrics::new();
+    let src: SocketAddr = "127.0.0.1:5300".parse().unwrap();
+    let mut q = Message::new(7, MessageType::Query, OpCode::Query);
+    q.add_query(Query::query(
+        Name::from_ascii("down.example.com.").unwrap(),
+        RecordType::A,
+    ));
+    q.set_edns(Edns::new());
+    let raw = handler::respond_udp(&snap, &q.to_vec().unwrap(), src, &metrics).unwrap();
+    let r = Message::from_vec(&raw).unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    let ede = r
+        .edns
+        .as_ref()
+        .and_then(|e| e.option(EdnsCode::Unknown(15)).cloned())
+        .expect("an EDE on SERVFAIL");
+    let data = Vec::<u8>::try_from(&ede).unwrap();
+    assert_eq!(&data[..2], &[0, 0], "info code 0 (Other)");
+    let text = String::from_utf8(data[2..].to_vec()).unwrap();
+    assert!(text.contains("down.example.com."), "{text}");
+    let rendered = metrics.render(&[], Vec::new());
+    assert!(
+        rendered.contains("meridian_dns_extended_errors_total{code=\"0\"} 1"),
+        "{rendered}"
+    );
+}

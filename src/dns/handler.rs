@@ -93,6 +93,9 @@ pub fn respond(
     if request.ecs {
         metrics.ecs_queries.inc();
     }
+    if let Some(code) = reply.ede {
+        metrics.extended_error(code);
+    }
     let elapsed = start.elapsed().as_secs_f64();
     match transport {
         Transport::Udp => metrics.udp_duration.observe(elapsed),
@@ -143,6 +146,8 @@ impl Parsed {
 /// transport's limit), with what the counters need.
 struct Reply {
     bytes: Option<Vec<u8>>,
+    /// The Extended DNS Error code sent, if any.
+    ede: Option<u16>,
     rcode: ResponseCode,
     zone: Option<ZoneId>,
     decision: Option<Decision>,
@@ -152,6 +157,7 @@ impl Reply {
     fn plain(bytes: Option<Vec<u8>>, rcode: ResponseCode) -> Reply {
         Reply {
             bytes,
+            ede: None,
             rcode,
             zone: None,
             decision: None,
@@ -185,20 +191,42 @@ fn our_edns(ours: u16, dnssec_ok: bool) -> Edns {
     edns
 }
 
+/// Extended DNS Error codes Meridian sends (RFC 8914 4).
+pub mod ede {
+    pub const OTHER: u16 = 0;
+    pub const NOT_AUTHORITATIVE: u16 = 20;
+    pub const NOT_SUPPORTED: u16 = 21;
+}
+
+/// An Extended DNS Error option (RFC 8914 2): the info code, then optional UTF-8 text.
+fn ede_option(code: u16, text: &str) -> EdnsOption {
+    let mut data = code.to_be_bytes().to_vec();
+    data.extend_from_slice(text.as_bytes());
+    EdnsOption::Unknown(15, data)
+}
+
 /// An error response without records: the question echoed unless `echo` is false, our OPT
 /// when the query had one. One that would not fit the transport (several long questions
 /// over UDP) goes out header-only rather than not at all.
+#[allow(clippy::too_many_arguments)]
 fn error_reply(
     raw: &[u8],
     request: &Parsed,
     rcode: ResponseCode,
     echo: bool,
     opt: Option<OptIn>,
+    ede: Option<(u16, &str)>,
     ours: u16,
     transport: Transport,
 ) -> Reply {
     let meta = response_meta(request, rcode);
-    let edns = opt.map(|o| our_edns(ours, o.dnssec_ok));
+    let edns = opt.map(|o| {
+        let mut edns = our_edns(ours, o.dnssec_ok);
+        if let Some((code, text)) = ede {
+            edns.options_mut().insert(ede_option(code, text));
+        }
+        edns
+    });
     let limit = match transport {
         Transport::Udp => opt.map_or(512, |o| o.payload.min(ours)),
         Transport::Tcp => u16::MAX,
@@ -216,10 +244,17 @@ fn error_reply(
         }
         encode_within(builder.build_no_records(meta), limit)
     });
-    Reply::plain(
+    let mut reply = Reply::plain(
         Some(bytes.unwrap_or_else(|| header_only(raw, rcode, opt, ours))),
         rcode,
-    )
+    );
+    reply.ede = edns.as_ref().and(ede).map(|(code, _)| code);
+    reply
+}
+
+/// The EDE text for NOTIMP to another opcode.
+fn opcode_not_supported(request: &Parsed) -> String {
+    format!("opcode {} is not supported", request.metadata.op_code)
 }
 
 fn response_meta(request: &Parsed, rcode: ResponseCode) -> Metadata {
@@ -241,15 +276,10 @@ fn malformed(
 ) -> Reply {
     let opt = wire::opt_in(raw);
     if request.metadata.op_code != OpCode::Query {
-        return error_reply(
-            raw,
-            request,
-            ResponseCode::NotImp,
-            true,
-            opt,
-            ours,
-            transport,
-        );
+        let text = opcode_not_supported(request);
+        let ede = Some((ede::NOT_SUPPORTED, text.as_str()));
+        let rcode = ResponseCode::NotImp;
+        return error_reply(raw, request, rcode, true, opt, ede, ours, transport);
     }
     debug!(%why, "FORMERR");
     let echo = !wire::question_compressed(raw);
@@ -259,6 +289,7 @@ fn malformed(
         ResponseCode::FormErr,
         echo,
         opt,
+        None,
         ours,
         transport,
     )
@@ -276,12 +307,14 @@ fn respond_to(
     let settings = &snap.table.compiled.settings;
     if request.metadata.op_code != OpCode::Query {
         let opt = scanned.edns.map(OptIn::from);
+        let text = opcode_not_supported(request);
         return error_reply(
             raw,
             request,
             ResponseCode::NotImp,
             true,
             opt,
+            Some((ede::NOT_SUPPORTED, &text)),
             settings.max_udp_payload,
             transport,
         );
@@ -296,14 +329,16 @@ fn respond_to(
     edns.set_version(0);
     edns.set_dnssec_ok(scanned.edns.is_some_and(|e| e.dnssec_ok));
     let mut builder = builder;
-    let fail = |meta: Metadata, builder: MessageResponseBuilder<'_>| {
+    let fail = |meta: Metadata, builder: MessageResponseBuilder<'_>, ede: Option<u16>| {
         let rcode = meta.response_code;
-        Reply::plain(encode(builder.build_no_records(meta), transport), rcode)
+        let mut reply = Reply::plain(encode(builder.build_no_records(meta), transport), rcode);
+        reply.ede = ede;
+        reply
     };
     if scanned.edns.is_some_and(|e| e.version > 0) {
         meta.response_code = ResponseCode::BADVERS;
         builder.edns(&edns);
-        return fail(meta, builder);
+        return fail(meta, builder, None);
     }
 
     // No zone transfers: AXFR over UDP is undefined (NOTIMP, RFC 5936 4.2); a transfer
@@ -314,10 +349,18 @@ fn respond_to(
             (RecordType::AXFR, Transport::Udp) => ResponseCode::NotImp,
             _ => ResponseCode::Refused,
         };
-        if scanned.edns.is_some() {
+        let text = if xfr {
+            "zone transfers are not supported"
+        } else {
+            "only class IN is served"
+        };
+        edns.options_mut()
+            .insert(ede_option(ede::NOT_SUPPORTED, text));
+        let sent = scanned.edns.is_some().then(|| {
             builder.edns(&edns);
-        }
-        return fail(meta, builder);
+            ede::NOT_SUPPORTED
+        });
+        return fail(meta, builder, sent);
     }
 
     let client = client_of(src.ip(), scanned);
@@ -330,6 +373,19 @@ fn respond_to(
     );
     meta.response_code = ans.rcode;
     meta.authoritative = ans.authoritative;
+    let ede = match (ans.rcode, ans.decision) {
+        (ResponseCode::Refused, _) => Some((ede::NOT_AUTHORITATIVE, String::new())),
+        (ResponseCode::ServFail, Some(d)) => {
+            let service = &snap.table.compiled.service(d.service).name;
+            let text = format!("no healthy region for {service} (on_all_down = servfail)");
+            Some((ede::OTHER, text))
+        }
+        _ => None,
+    };
+    let ede_sent = scanned.edns.and(ede.as_ref()).map(|(code, _)| *code);
+    if let (Some(_), Some((code, text))) = (scanned.edns, &ede) {
+        edns.options_mut().insert(ede_option(*code, text));
+    }
 
     if let Some(e) = scanned.edns {
         if let Some(ecs) = e.ecs {
@@ -386,6 +442,7 @@ fn respond_to(
             }
             return Reply {
                 bytes: encode(builder.build_no_records(meta), transport),
+                ede: ede_sent,
                 rcode: ans.rcode,
                 zone: ans.zone,
                 decision: ans.decision,
@@ -394,6 +451,7 @@ fn respond_to(
     };
     Reply {
         bytes: Some(bytes),
+        ede: ede_sent,
         rcode: ans.rcode,
         zone: ans.zone,
         decision: ans.decision,

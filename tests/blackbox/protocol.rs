@@ -121,6 +121,8 @@ struct RawOpt {
     payload: u16,
     ext_rcode: u8,
     version: u8,
+    /// The flags (DO is 0x8000).
+    flags: u16,
     rdata: Vec<u8>,
 }
 
@@ -146,6 +148,7 @@ fn raw_opt(buf: &[u8]) -> Option<RawOpt> {
                 payload: class,
                 ext_rcode: ttl[0],
                 version: ttl[1],
+                flags: u16::from_be_bytes([ttl[2], ttl[3]]),
                 rdata: rdata.to_vec(),
             });
         }
@@ -417,16 +420,7 @@ fn assert_our_opt(raw: &[u8], dnssec_ok: bool, what: &str) {
     let opt = raw_opt(raw).unwrap_or_else(|| panic!("{what}: no OPT in the response"));
     assert_eq!(opt.version, 0, "{what}: EDNS version");
     assert_eq!(opt.payload, 1232, "{what}: our payload size");
-    let do_bit = raw_opt_flags(raw) & 0x8000 != 0;
-    assert_eq!(do_bit, dnssec_ok, "{what}: DO copied");
-}
-
-/// The flags field (the low half of the TTL) of the response's OPT.
-fn raw_opt_flags(raw: &[u8]) -> u16 {
-    // Our OPT is the last record: root (1), type (2), class (2), TTL (4), RDLENGTH (2).
-    let rdlen = u16::from_be_bytes([raw[raw.len() - 2], raw[raw.len() - 1]]) as usize;
-    let ttl = raw.len() - rdlen - 2 - 4;
-    u16::from_be_bytes([raw[ttl + 2], raw[ttl + 3]])
+    assert_eq!(opt.flags & 0x8000 != 0, dnssec_ok, "{what}: DO copied");
 }
 
 #[test]
@@ -470,6 +464,54 @@ fn error_responses_carry_an_opt_when_the_query_had_one() {
     let q = raw_query(0x3006, 4 << 11, "example.com.", &[]);
     let (raw, _) = udp_bytes(m.v4(), &q);
     assert!(raw_opt(&raw).is_none(), "NOTIMP without OPT in the query");
+}
+
+/// The Extended DNS Error (RFC 8914) in a response's OPT: (info code, text).
+fn raw_ede(raw: &[u8]) -> Option<(u16, String)> {
+    let opt = raw_opt(raw)?;
+    let mut rest = &opt.rdata[..];
+    while rest.len() >= 4 {
+        let code = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+        let data = &rest[4..4 + len];
+        if code == 15 {
+            let info = u16::from_be_bytes([data[0], data[1]]);
+            return Some((info, String::from_utf8_lossy(&data[2..]).into_owned()));
+        }
+        rest = &rest[4 + len..];
+    }
+    None
+}
+
+#[test]
+fn extended_dns_errors_explain_refusals_when_the_query_had_opt() {
+    let m = Meridian::start_example();
+    let opt = || opt_rr(1232, 0, &[]);
+    // Outside our zones: 20, Not Authoritative.
+    let q = raw_query(0x3020, FLAGS_RD, "www.example.org.", &[opt()]);
+    let (raw, _) = udp_bytes(m.v4(), &q);
+    assert_eq!(raw_ede(&raw), Some((20, String::new())));
+    // Another opcode: 21, Not Supported, naming it.
+    let q = raw_query(0x3021, 4 << 11, "example.com.", &[opt()]);
+    let (raw, _) = udp_bytes(m.v4(), &q);
+    let (code, text) = raw_ede(&raw).expect("EDE on NOTIMP");
+    assert_eq!(code, 21);
+    assert_eq!(text, "opcode NOTIFY is not supported");
+    // Another class: 21 as well.
+    let mut chaos = raw_query(0x3022, FLAGS_RD, "example.com.", &[opt()]);
+    let qclass = 12 + "example.com.".len() + 1 + 2;
+    chaos[qclass..qclass + 2].copy_from_slice(&3u16.to_be_bytes());
+    let (raw, r) = udp_bytes(m.v4(), &chaos);
+    assert_eq!(rcode(&r), ResponseCode::Refused);
+    assert_eq!(raw_ede(&raw).map(|e| e.0), Some(21));
+    // No OPT in the query: no EDE (there is nowhere to put it).
+    let q = raw_query(0x3023, FLAGS_RD, "www.example.org.", &[]);
+    let (raw, _) = udp_bytes(m.v4(), &q);
+    assert_eq!(raw_ede(&raw), None);
+    // Answers carry none.
+    let q = raw_query(0x3024, FLAGS_RD, "www.example.com.", &[opt()]);
+    let (raw, _) = udp_bytes(m.v4(), &q);
+    assert_eq!(raw_ede(&raw), None);
 }
 
 #[test]
@@ -715,7 +757,13 @@ fn opt_only_in_response_when_query_had_one_advertising_1232() {
         assert_eq!(opt.payload, 1232, "{qname}: our advertised payload");
         assert_eq!(opt.version, 0, "{qname}");
         assert_eq!(opt.ext_rcode, 0, "{qname}");
-        assert!(opt.rdata.is_empty(), "{qname}: options {:?}", opt.rdata);
+        // Only the refusal outside our zones explains itself (EDE 20, RFC 8914).
+        let want: &[u8] = if qname.ends_with(".org.") {
+            &[0, 15, 0, 2, 0, 20]
+        } else {
+            &[]
+        };
+        assert_eq!(opt.rdata, want, "{qname}: options");
     }
 }
 
