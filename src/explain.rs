@@ -155,10 +155,13 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
         generation: rt.generation,
         rcode: rcode_name(ans.rcode).to_string(),
         authoritative: ans.authoritative,
-        answers: ans.answers.iter().map(|r| r.to_string()).collect(),
+        answers: match ans.renamed() {
+            Some(records) => records.iter().map(|r| r.to_string()).collect(),
+            None => ans.answers.iter().map(|r| r.to_string()).collect(),
+        },
         authority: ans.authority.iter().map(|r| r.to_string()).collect(),
         ttl: ans.decision.map(|d| d.ttl),
-        ecs_scope: client.ecs_source.map(|p| ans.ecs_scope().min(p)),
+        ecs_scope: client.ecs_source.map(|_| ans.ecs_scope()),
     };
     // The service is known only at the end of the trace; find it first for endpoint listings.
     let rec_service = rec.steps.iter().find_map(|s| match s {

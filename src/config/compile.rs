@@ -174,6 +174,7 @@ pub fn compile(checked: Checked, reuse: Option<Arc<GeoDb>>) -> Result<Compiled, 
             )
         })
         .collect();
+    let wildcard_services = services.iter().any(|s| s.name.is_wildcard());
     let zone_by_origin = zones
         .iter()
         .enumerate()
@@ -195,6 +196,7 @@ pub fn compile(checked: Checked, reuse: Option<Arc<GeoDb>>) -> Result<Compiled, 
         latency_overhead_ms: checked.latency_overhead_ms,
         service_region_slots: slots as usize,
         service_names,
+        wildcard_services,
     })
 }
 
@@ -260,6 +262,7 @@ fn zone(z: &CheckedZone) -> Zone {
         negative_soa,
         nodes: HashMap::new(),
         has_delegations: false,
+        has_wildcards: false,
     };
     let apex = std::iter::once(z.soa.clone()).chain(z.ns.iter().cloned());
     for rec in apex.chain(z.records.iter().cloned()) {
@@ -283,6 +286,7 @@ fn zone(z: &CheckedZone) -> Zone {
 /// The node for `name`, created with every missing ancestor up to the origin (empty
 /// non-terminals answer NODATA rather than NXDOMAIN).
 fn node_at<'z>(zone: &'z mut Zone, name: &Name) -> &'z mut Node {
+    zone.has_wildcards |= name.is_wildcard();
     let key = LowerName::new(name);
     let mut cur = key.clone();
     while cur != zone.origin && !cur.is_root() {

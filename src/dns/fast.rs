@@ -18,7 +18,7 @@ use crate::geo::Stage;
 use crate::metrics::Metrics;
 use crate::routing::decide::decide;
 use crate::routing::query::{Client, Query};
-use crate::routing::table::{Family, ZoneId};
+use crate::routing::table::{Family, ServiceId, ZoneId};
 use crate::routing::trace::NoTrace;
 use hickory_proto::op::ResponseCode;
 
@@ -122,7 +122,8 @@ pub fn respond(
     name.copy_from_slice(qname);
     name.make_ascii_lowercase();
     let table = &snap.table;
-    let Some(&(service, zone)) = table.compiled.service_names.get(&*name) else {
+    let found = table.compiled.service_names.get(&*name).copied();
+    let Some((service, zone)) = found.or_else(|| wildcard_service(snap, name)) else {
         return respond_static(snap, req, parsed, name, metrics, out);
     };
     let d = decide(
@@ -177,6 +178,24 @@ pub fn respond(
     finish(snap, parsed, zone, ResponseCode::NoError, metrics, out)?;
     snap.counters.count_answer(&d);
     Some(())
+}
+
+/// The traffic-managed wildcard `*.PARENT` that stands in for `name` (lower-case wire form),
+/// which is no name of ours: its parent is then the closest encloser (it exists, as the
+/// wildcard's empty non-terminal at least), so the wildcard applies (RFC 4592 3.3.1). Deeper
+/// names, and zones with delegations, are left to the full handler.
+fn wildcard_service(snap: &Snapshot, name: &[u8]) -> Option<(ServiceId, ZoneId)> {
+    let compiled = &snap.table.compiled;
+    if !compiled.wildcard_services || snap.templates.has_node(name) {
+        return None;
+    }
+    let parent = name.get(usize::from(*name.first()?) + 1..)?;
+    let mut buf = [0u8; MAX_NAME];
+    let star = buf.get_mut(..parent.len() + 2)?;
+    star[..2].copy_from_slice(&[1, b'*']);
+    star[2..].copy_from_slice(parent);
+    let (service, zone) = *compiled.service_names.get(&*star)?;
+    (!compiled.zone(zone).has_delegations).then_some((service, zone))
 }
 
 /// A static answer from the table's prepared responses (see [`super::templates`]).

@@ -409,6 +409,16 @@ fn respond_to(
         Transport::Tcp => u16::MAX,
     };
     let with_edns = scanned.edns.is_some().then_some(&edns);
+    // Wildcard answers go out under the name asked for: renamed copies (RFC 4592 3.4).
+    let renamed = ans.renamed();
+    let renamed_refs: Vec<&Record>;
+    let answers: &[&Record] = match &renamed {
+        Some(records) => {
+            renamed_refs = records.iter().collect();
+            &renamed_refs
+        }
+        None => &ans.answers,
+    };
     let attempt = |meta: Metadata, extra: bool, limit: u16| {
         let mut builder = MessageResponseBuilder::new(&request.queries, None);
         if let Some(edns) = with_edns {
@@ -417,7 +427,7 @@ fn respond_to(
         let extra = if extra { &ans.extra[..] } else { &[] };
         let response = builder.build(
             meta,
-            ans.answers.iter().copied(),
+            answers.iter().copied(),
             ans.authority.iter().copied(),
             std::iter::empty::<&Record>(),
             ans.additional.iter().chain(extra).copied(),

@@ -79,7 +79,9 @@ impl Templates {
         let mut out = Templates::default();
         for (z, zone) in table.compiled.zones.iter().enumerate() {
             let zone_id = ZoneId(z as u32);
-            let soa = (!zone.has_delegations)
+            // A missing name may be below a cut, or stood in for by a wildcard: the full
+            // handler decides those.
+            let soa = (!zone.has_delegations && !zone.has_wildcards)
                 .then(|| negative_soa_tail(&zone.negative_soa, &Name::from(&zone.origin)))
                 .flatten();
             out.zones.insert(
@@ -115,6 +117,12 @@ impl Templates {
             }
         }
         out
+    }
+
+    /// Whether `name` (lower-case wire form) is a static name of ours (empty non-terminals
+    /// included).
+    pub fn has_node(&self, name: &[u8]) -> bool {
+        self.names.contains_key(name)
     }
 
     /// The prepared response to `qtype` (A or AAAA) at `name` (lower-case wire form), with

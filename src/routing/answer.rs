@@ -2,7 +2,7 @@
 //! and the call into [`decide`] for traffic-managed names. Pure, like `decide`: the DNS handler
 //! and `explain` both call [`answer`].
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::decide::decide;
 use super::query::{Client, Decision, Query, Reason};
@@ -11,6 +11,14 @@ use super::trace::Trace;
 
 /// Longest CNAME chain followed inside a zone before giving up (guards against loops).
 const MAX_CNAME_HOPS: usize = 8;
+
+/// `answers[from..to]` came from a wildcard and go out with `owner` (RFC 4592 3.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synthesized {
+    pub from: usize,
+    pub to: usize,
+    pub owner: Name,
+}
 
 #[derive(Debug)]
 pub struct Answer<'t> {
@@ -23,6 +31,8 @@ pub struct Answer<'t> {
     /// Addresses of in-zone MX and SRV targets (as Knot adds them): optional, left out first
     /// when the response would not fit.
     pub extra: Vec<&'t Record>,
+    /// Runs of `answers` synthesized from a wildcard, whose owner is the name asked for.
+    pub synthesized: Vec<Synthesized>,
     /// The routing decision, when a traffic-managed name was reached.
     pub decision: Option<Decision>,
     pub zone: Option<ZoneId>,
@@ -37,9 +47,25 @@ impl Answer<'_> {
             authority: Vec::new(),
             additional: Vec::new(),
             extra: Vec::new(),
+            synthesized: Vec::new(),
             decision: None,
             zone,
         }
+    }
+
+    /// The answer records with the owners they go out under, when a wildcard synthesized
+    /// any (copies, renamed); `None` when `answers` go out as they are.
+    pub fn renamed(&self) -> Option<Vec<Record>> {
+        if self.synthesized.is_empty() {
+            return None;
+        }
+        let mut out: Vec<Record> = self.answers.iter().map(|r| (*r).clone()).collect();
+        for s in &self.synthesized {
+            for rec in &mut out[s.from..s.to] {
+                rec.name = s.owner.clone();
+            }
+        }
+        Some(out)
     }
 
     /// ECS scope prefix to return: what the decision depended on, 0 for static data.
@@ -77,92 +103,139 @@ pub fn answer<'t>(
             referral(zone, cut, &mut ans);
             return ans;
         }
-        let Some(node) = zone.nodes.get(&name) else {
-            ans.rcode = ResponseCode::NXDomain;
-            ans.authority.push(&zone.negative_soa);
-            return ans;
-        };
-        if let Some(service) = node.service {
-            let svc = table.service(service);
-            let family = match qtype {
-                RecordType::ANY if svc.regions.iter().any(|r| !r.v4.is_empty()) => Some(Family::V4),
-                RecordType::ANY => Some(Family::V6),
-                t => Family::of_record_type(t),
-            };
-            if let Some(family) = family {
-                let q = Query {
-                    service,
-                    family,
-                    client: *client,
-                };
-                let d = decide(rt, &q, trace);
-                match (&svc.on_all_down, d.reason) {
-                    (_, Reason::ServFail) => {
-                        ans.rcode = ResponseCode::ServFail;
-                        ans.authoritative = false;
-                    }
-                    (AllDown::Fallback { v4, v6 }, Reason::Fallback) => {
-                        ans.answers.extend(match family {
-                            Family::V4 => v4.iter(),
-                            Family::V6 => v6.iter(),
-                        });
-                    }
-                    _ => ans.answers.extend(
-                        d.endpoints
-                            .as_slice()
-                            .iter()
-                            .map(|id| &table.endpoint(*id).record),
-                    ),
-                }
-                if ans.answers.is_empty() && ans.rcode == ResponseCode::NoError {
+        let (node, synthesized) = match zone.nodes.get(&name) {
+            Some(node) => (node, false),
+            None => match wildcard(zone, &name) {
+                Some(node) => (node, true),
+                None => {
+                    ans.rcode = ResponseCode::NXDomain;
                     ans.authority.push(&zone.negative_soa);
+                    return ans;
                 }
-                ans.decision = Some(d);
-                return ans;
-            }
-        }
-        if qtype != RecordType::CNAME
-            && let Some([cname, ..]) = node.rrset(RecordType::CNAME)
-        {
-            // Every RR appears once (RFC 2181 5): a CNAME already in the answer is a loop.
-            if ans.answers.iter().any(|r| std::ptr::eq(*r, cname)) {
-                return ans;
-            }
-            ans.answers.push(cname);
-            // ANY at an alias is the alias alone (RFC 1034 4.3.2 step 3a: not chased).
-            if qtype == RecordType::ANY {
-                return ans;
-            }
-            let RData::CNAME(target) = &cname.data else {
-                return ans;
-            };
-            let target = LowerName::new(&target.0);
-            if table.find_zone(&target) != Some(zid) {
-                return ans;
-            }
-            name = target;
-            continue;
-        }
-        let rrset = match qtype {
-            // RFC 8482: one RRset, not the whole node.
-            RecordType::ANY => node.rrsets.first().map(|(_, set)| &set[..]),
-            _ => node.rrset(qtype),
+            },
         };
-        match rrset {
-            Some(set) => {
-                ans.answers.extend(set.iter());
-                match qtype {
-                    RecordType::NS => glue(zone, set, &mut ans.additional),
-                    RecordType::MX | RecordType::SRV => target_addresses(zone, set, &mut ans.extra),
-                    _ => {}
-                }
-            }
-            None => ans.authority.push(&zone.negative_soa),
+        let from = ans.answers.len();
+        let next = at_node(rt, zone, node, qtype, client, trace, &mut ans);
+        if synthesized && ans.answers.len() > from {
+            ans.synthesized.push(Synthesized {
+                from,
+                to: ans.answers.len(),
+                owner: Name::from(&name),
+            });
         }
-        return ans;
+        match next {
+            Some(target) => name = target,
+            None => return ans,
+        }
     }
     // A chain longer than we follow: answer with what we have, as resolvers will chase it.
     ans
+}
+
+/// Answers from one node (found, or the wildcard standing in for the name); returns the
+/// in-zone CNAME target to go on with, if any.
+fn at_node<'t>(
+    rt: &'t RoutingTable,
+    zone: &'t Zone,
+    node: &'t Node,
+    qtype: RecordType,
+    client: &Client,
+    trace: &mut impl Trace,
+    ans: &mut Answer<'t>,
+) -> Option<LowerName> {
+    let table = &*rt.compiled;
+    if let Some(service) = node.service {
+        let svc = table.service(service);
+        let family = match qtype {
+            RecordType::ANY if svc.regions.iter().any(|r| !r.v4.is_empty()) => Some(Family::V4),
+            RecordType::ANY => Some(Family::V6),
+            t => Family::of_record_type(t),
+        };
+        if let Some(family) = family {
+            let q = Query {
+                service,
+                family,
+                client: *client,
+            };
+            let d = decide(rt, &q, trace);
+            match (&svc.on_all_down, d.reason) {
+                (_, Reason::ServFail) => {
+                    ans.rcode = ResponseCode::ServFail;
+                    ans.authoritative = false;
+                }
+                (AllDown::Fallback { v4, v6 }, Reason::Fallback) => {
+                    ans.answers.extend(match family {
+                        Family::V4 => v4.iter(),
+                        Family::V6 => v6.iter(),
+                    });
+                }
+                _ => ans.answers.extend(
+                    d.endpoints
+                        .as_slice()
+                        .iter()
+                        .map(|id| &table.endpoint(*id).record),
+                ),
+            }
+            if ans.answers.is_empty() && ans.rcode == ResponseCode::NoError {
+                ans.authority.push(&zone.negative_soa);
+            }
+            ans.decision = Some(d);
+            return None;
+        }
+    }
+    if qtype != RecordType::CNAME
+        && let Some([cname, ..]) = node.rrset(RecordType::CNAME)
+    {
+        // Every RR appears once (RFC 2181 5): a CNAME already in the answer is a loop.
+        if ans.answers.iter().any(|r| std::ptr::eq(*r, cname)) {
+            return None;
+        }
+        ans.answers.push(cname);
+        // ANY at an alias is the alias alone (RFC 1034 4.3.2 step 3a: not chased).
+        if qtype == RecordType::ANY {
+            return None;
+        }
+        let RData::CNAME(target) = &cname.data else {
+            return None;
+        };
+        let target = LowerName::new(&target.0);
+        return (table.find_zone(&target) == ans.zone).then_some(target);
+    }
+    let rrset = match qtype {
+        // RFC 8482: one RRset, not the whole node.
+        RecordType::ANY => node.rrsets.first().map(|(_, set)| &set[..]),
+        _ => node.rrset(qtype),
+    };
+    match rrset {
+        Some(set) => {
+            ans.answers.extend(set.iter());
+            match qtype {
+                RecordType::NS => glue(zone, set, &mut ans.additional),
+                RecordType::MX | RecordType::SRV => target_addresses(zone, set, &mut ans.extra),
+                _ => {}
+            }
+        }
+        None => ans.authority.push(&zone.negative_soa),
+    }
+    None
+}
+
+/// The wildcard that stands in for `name`, which is not a node of `zone`: `*.` its closest
+/// encloser, the longest ancestor that exists (RFC 4592 3.3.1), if that wildcard exists.
+/// Names at or below an existing name or empty non-terminal are never synthesized.
+fn wildcard<'z>(zone: &'z Zone, name: &LowerName) -> Option<&'z Node> {
+    if !zone.has_wildcards {
+        return None;
+    }
+    let mut encloser = name.base_name();
+    while !zone.nodes.contains_key(&encloser) {
+        if encloser == zone.origin || encloser.is_root() {
+            return None;
+        }
+        encloser = encloser.base_name();
+    }
+    let star = Name::from(&encloser).prepend_label("*").ok()?;
+    zone.nodes.get(&LowerName::new(&star))
 }
 
 /// The mnemonic `dig` prints for a response code ("OTHER" for codes Meridian never sends).
@@ -236,7 +309,7 @@ fn target_addresses<'t>(zone: &'t Zone, set: &'t [Record], out: &mut Vec<&'t Rec
 }
 
 /// The A and AAAA records stored at `name`, if it is a name of `zone`.
-fn addresses_of<'t>(zone: &'t Zone, name: &hickory_proto::rr::Name, out: &mut Vec<&'t Record>) {
+fn addresses_of<'t>(zone: &'t Zone, name: &Name, out: &mut Vec<&'t Record>) {
     if let Some(node) = zone.nodes.get(&LowerName::new(name)) {
         for t in [RecordType::A, RecordType::AAAA] {
             out.extend(node.rrset(t).into_iter().flatten());

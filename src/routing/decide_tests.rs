@@ -43,6 +43,10 @@ records = [
   { name = "loop1", type = "CNAME", data = "loop2" },
   { name = "loop2", type = "CNAME", data = "loop1" },
   { name = "dangling", type = "CNAME", data = "nothing" },
+  { name = "*.wild", type = "A", data = "192.0.2.77" },
+  { name = "real.wild", type = "TXT", data = "exists" },
+  { name = "a.ent.wild", type = "TXT", data = "below an empty non-terminal" },
+  { name = "*.alias", type = "CNAME", data = "mail" },
   { name = "sub", type = "NS", data = "ns.sub" },
   { name = "ns.sub", type = "A", data = "192.0.2.54" },
 ]
@@ -81,6 +85,17 @@ endpoints = [
   { region = "ap", address = "192.0.2.4" },
   { region = "nowhere", address = "192.0.2.5" },
 ]
+
+[[services]]
+name = "*.cdn.example.com."
+endpoints = [
+  { region = "us", address = "192.0.2.60" },
+  { region = "eu", address = "192.0.2.61" },
+]
+
+[[services]]
+name = "www.cdn.example.com."
+endpoints = [{ region = "us", address = "192.0.2.62" }]
 
 [[services]]
 name = "multi.example.com."
@@ -576,6 +591,95 @@ fn mx_and_srv_answers_carry_their_in_zone_targets_addresses() {
     // Other types add nothing.
     let a = answer_name(&t, "example.com.", RecordType::TXT, &client);
     assert!(a.extra.is_empty());
+}
+
+/// What an answer says, as (owner, type, data) with the owners it goes out under.
+fn sent(a: &crate::routing::answer::Answer<'_>) -> Vec<(String, RecordType, String)> {
+    let owned = a.renamed();
+    let records: Vec<&hickory_proto::rr::Record> = match &owned {
+        Some(v) => v.iter().collect(),
+        None => a.answers.clone(),
+    };
+    records
+        .iter()
+        .map(|r| (r.name.to_ascii(), r.record_type(), r.data.to_string()))
+        .collect()
+}
+
+#[test]
+fn wildcards_synthesize_for_names_that_do_not_exist() {
+    let t = table();
+    let client = src("11.0.130.7");
+    let a = |name: &str, qtype| answer_name(&t, name, qtype, &client);
+    let row = |owner: &str, rtype, data: &str| (owner.to_string(), rtype, data.to_string());
+    // A name that does not exist, one and two labels below the wildcard's parent.
+    for name in ["foo.wild.example.com.", "deep.foo.wild.example.com."] {
+        let r = a(name, RecordType::A);
+        assert_eq!(r.rcode, ResponseCode::NoError, "{name}");
+        assert!(r.authoritative, "{name}");
+        assert_eq!(sent(&r), [row(name, RecordType::A, "192.0.2.77")], "{name}");
+        // NODATA from the wildcard for a type it lacks.
+        let r = a(name, RecordType::TXT);
+        assert_eq!(r.rcode, ResponseCode::NoError, "{name}");
+        assert!(r.answers.is_empty() && r.authority.len() == 1, "{name}");
+    }
+    // The wildcard asked for by its own name is plain data.
+    let r = a("*.wild.example.com.", RecordType::A);
+    assert_eq!(r.synthesized, []);
+    assert_eq!(
+        sent(&r),
+        [row("*.wild.example.com.", RecordType::A, "192.0.2.77")]
+    );
+    // No synthesis at an existing name, below one, or below an empty non-terminal.
+    let r = a("real.wild.example.com.", RecordType::A);
+    assert_eq!(
+        (r.rcode, r.answers.len()),
+        (ResponseCode::NoError, 0),
+        "NODATA"
+    );
+    for name in ["x.real.wild.example.com.", "x.ent.wild.example.com."] {
+        assert_eq!(
+            a(name, RecordType::A).rcode,
+            ResponseCode::NXDomain,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        a("ent.wild.example.com.", RecordType::A).rcode,
+        ResponseCode::NoError
+    );
+    // A wildcard CNAME: renamed, then followed inside the zone.
+    let r = a("x.alias.example.com.", RecordType::A);
+    assert_eq!(
+        sent(&r),
+        [
+            row(
+                "x.alias.example.com.",
+                RecordType::CNAME,
+                "mail.example.com."
+            ),
+            row("mail.example.com.", RecordType::A, "192.0.2.25"),
+        ]
+    );
+}
+
+#[test]
+fn a_wildcard_service_routes_every_name_below_it_and_an_exact_name_wins() {
+    let t = table();
+    let de = ecs("12.0.0.0", 24);
+    let r = answer_name(&t, "tenant1.cdn.example.com.", RecordType::A, &de);
+    let d = r.decision.expect("routed by the wildcard service");
+    assert_eq!(region_name(&t, &d).as_deref(), Some("eu"));
+    assert_eq!(
+        sent(&r),
+        [(
+            "tenant1.cdn.example.com.".to_string(),
+            RecordType::A,
+            "192.0.2.61".to_string()
+        )]
+    );
+    let r = answer_name(&t, "www.cdn.example.com.", RecordType::A, &de);
+    assert_eq!(sent(&r)[0].2, "192.0.2.62", "the exact service wins");
 }
 
 #[test]

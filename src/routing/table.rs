@@ -278,6 +278,8 @@ pub struct Zone {
     pub nodes: HashMap<LowerName, Node>,
     /// Whether any name below the apex carries NS records (a delegation point).
     pub has_delegations: bool,
+    /// Whether any owner name starts with a `*` label (RFC 4592 wildcards).
+    pub has_wildcards: bool,
 }
 
 /// One compiled config: immutable, shared by every snapshot built from it.
@@ -304,6 +306,8 @@ pub struct Compiled {
     pub service_region_slots: usize,
     /// Traffic-managed names in lower-case wire form, for the UDP fast path.
     pub service_names: NameMap,
+    /// Some traffic-managed name is a wildcard (`*.cdn.example.com.`).
+    pub wildcard_services: bool,
 }
 
 /// Lower-case wire-form names -> (service, zone).

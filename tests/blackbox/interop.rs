@@ -279,7 +279,8 @@ fn txt_set(name: &str, n: usize) -> Vec<Rec> {
 
 /// The example config's static zone, plus a static `www` (Meridian's example routes it), a
 /// CNAME to it, an empty non-terminal (`_tcp.www`, from the SRV below it), a delegation with
-/// glue, and two large TXT sets.
+/// glue, wildcards (with an existing name, an empty non-terminal and a CNAME among them), a
+/// CNAME into the delegation, and two large TXT sets.
 fn static_records() -> Vec<Rec> {
     let mut r = vec![
         rec("ns1", None, "A", "192.0.2.53"),
@@ -295,6 +296,12 @@ fn static_records() -> Vec<Rec> {
         rec("_https._tcp.www", None, "SRV", "0 5 443 www"),
         rec("sub", None, "NS", "ns.sub"),
         rec("ns.sub", None, "A", "192.0.2.99"),
+        rec("*.wild", None, "A", "192.0.2.77"),
+        rec("*.wild", None, "MX", "10 mail"),
+        rec("real.wild", None, "TXT", "exists"),
+        rec("a.ent.wild", None, "TXT", "below an empty non-terminal"),
+        rec("*.alias", None, "CNAME", "mail"),
+        rec("todel", None, "CNAME", "host.sub"),
     ];
     r.extend(txt_set("big", 8));
     r.extend(txt_set("huge", 16));
@@ -876,6 +883,24 @@ fn corpus() -> Vec<Case> {
         case("CNAME asked for", q("shop.example.com.", CNAME)),
         case("below a CNAME", q("x.shop.example.com.", A)),
         case("CNAME with mixed case", q("ShOp.ExAmPlE.CoM.", A)),
+        // Wildcards (RFC 4592).
+        case("wildcard A", q("foo.wild.example.com.", A)),
+        case(
+            "wildcard two labels down",
+            q("deep.foo.wild.example.com.", A),
+        ),
+        case("wildcard NODATA", q("foo.wild.example.com.", TXT)),
+        case("wildcard MX", q("foo.wild.example.com.", MX)).expect(TARGET_ADDRESSES),
+        case("the wildcard by its own name", q("*.wild.example.com.", A)),
+        case(
+            "no synthesis at an existing name",
+            q("real.wild.example.com.", A),
+        ),
+        case("no synthesis below one", q("x.real.wild.example.com.", A)),
+        case("no synthesis below an ENT", q("x.ent.wild.example.com.", A)),
+        case("wildcard CNAME followed", q("x.alias.example.com.", A)),
+        case("wildcard over TCP", q("Mixed.Wild.example.com.", A)).tcp(),
+        case("CNAME into a delegation", q("todel.example.com.", A)),
         // ANY (RFC 8482): one RRset.
         case("ANY at the apex", q("example.com.", ANY)),
         case("ANY at a host with A and AAAA", q("www.example.com.", ANY)),
