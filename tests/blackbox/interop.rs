@@ -689,6 +689,107 @@ fn unbound_with_ecs_gives_each_client_its_region_and_caches_by_scope() {
     );
 }
 
+/// The example config with a CIDR override: 12.0.5.0/24, inside Germany's 12.0.0.0/16
+/// (eu-west), goes to us-east.
+fn override_config() -> String {
+    example_config().replacen(
+        "name = \"www.example.com.\"",
+        "name = \"www.example.com.\"\ncidr_map = \"corp\"",
+        1,
+    ) + "\n[cidr_maps.corp]\nnetworks = [{ network = \"12.0.5.0/24\", region = \"us-east\" }]\n"
+}
+
+const US_EAST: &str = "192.0.2.10";
+const EU_WEST: &str = "198.51.100.10";
+
+/// PowerDNS Recursor on loopback, forwarding `example.com` to `meridian` with ECS.
+///
+/// What matters in the config (Recursor 4.8, `man pdns_recursor`):
+/// - `forward-zones`: example.com goes to Meridian, without recursion from the root.
+/// - `edns-subnet-allow-list=example.com`: send ECS for this zone (none is sent otherwise).
+/// - `use-incoming-edns-subnet=yes`: pass on the client's own ECS option (the test clients
+///   send `+subnet`); `ecs-ipv4-bits=24` (the default, written out): at most a /24 of it.
+/// - `dont-query=`: empty, so the Recursor may query 127.0.0.0/8.
+/// - `dnssec=off`: the real example.com is signed; the test zone is not.
+/// - `daemon=no`, `disable-syslog=yes`, `socket-dir`: foreground, stderr, scratch directory.
+fn start_recursor(scratch: &Scratch, meridian: SocketAddr) -> Daemon {
+    start_on_free_port(
+        "pdns_recursor",
+        &query("localhost.", RecordType::A),
+        |port| {
+            let dir = scratch.0.display().to_string();
+            scratch.write(
+            "recursor.conf",
+            &format!(
+                "local-address=127.0.0.1\nlocal-port={port}\nforward-zones=example.com={meridian}\n\
+                 edns-subnet-allow-list=example.com\nuse-incoming-edns-subnet=yes\n\
+                 ecs-ipv4-bits=24\ndont-query=\nallow-from=127.0.0.0/8\nthreads=1\n\
+                 daemon=no\ndisable-syslog=yes\nsocket-dir={dir}\nquiet=yes\ndnssec=off\n"
+            ),
+        );
+            let mut cmd = Command::new("pdns_recursor");
+            cmd.arg(format!("--config-dir={dir}"));
+            Daemon::spawn(
+                cmd,
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                scratch.0.join("recursor.log"),
+            )
+        },
+    )
+}
+
+/// The addresses a client of `resolver` in `subnet` gets for www.example.com.
+fn resolved(resolver: SocketAddr, subnet: &str, log: &dyn Fn() -> String) -> Vec<String> {
+    let out = dig(
+        resolver,
+        &[&format!("+subnet={subnet}"), "www.example.com", "A"],
+    );
+    assert!(out.contains("status: NOERROR"), "{out}\n{}", log());
+    out.lines()
+        .skip_while(|l| l.trim() != ";; ANSWER SECTION:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .collect()
+}
+
+/// Clients inside and outside a CIDR override, asking in the order that would let a scope
+/// covering the override poison a resolver's cache, each get their own answer.
+fn override_survives_the_cache(resolver: SocketAddr, log: &dyn Fn() -> String) {
+    for (subnet, want) in [
+        ("12.0.9.0/24", EU_WEST), // cached for 12.0.8.0/21: the override is outside it
+        ("12.0.5.0/24", US_EAST), // the override's own /24
+        ("12.0.9.0/24", EU_WEST), // still eu-west (from the cache)
+        ("12.0.5.0/24", US_EAST), // still us-east (from the cache)
+        ("12.0.4.0/24", EU_WEST), // the /24 next to it
+        ("12.0.200.0/24", EU_WEST), // far from it
+    ] {
+        assert_eq!(
+            resolved(resolver, subnet, log),
+            [want],
+            "{subnet}\n{}",
+            log()
+        );
+    }
+}
+
+#[test]
+fn resolvers_in_front_keep_an_override_apart_from_its_neighbours() {
+    let m = Meridian::start(&override_config());
+    // Asked directly with a /16 that covers the override, Meridian says the answer holds only
+    // for the /22 around 12.0.0.0: longer than the source (RFC 7871 7.2.1).
+    let out = dig(m.v4(), &["+subnet=12.0.0.0/16", "www.example.com", "A"]);
+    assert!(out.contains("; CLIENT-SUBNET: 12.0.0.0/16/22"), "{out}");
+
+    let scratch = Scratch::new();
+    let unbound = start_unbound(&scratch, m.v4());
+    override_survives_the_cache(unbound.addr, &|| unbound.log());
+
+    let scratch = Scratch::new();
+    let recursor = start_recursor(&scratch, m.v4());
+    override_survives_the_cache(recursor.addr, &|| recursor.log());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Differential test against NSD
 
