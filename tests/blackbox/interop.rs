@@ -10,7 +10,7 @@
 //! and nsd). Each daemon runs in the foreground on a free loopback port with its own config in
 //! a scratch directory, in its own process group, killed when the test ends.
 #![allow(unsafe_code, reason = "kill(2) of the process groups the tests start")]
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -39,14 +39,14 @@ fn free_port() -> u16 {
 
 /// A foreground daemon in its own process group (NSD forks workers); the whole group is
 /// killed on drop. Its stdout and stderr go to a log file in the scratch directory.
-struct Daemon {
+pub(super) struct Daemon {
     child: Child,
-    addr: SocketAddr,
+    pub(super) addr: SocketAddr,
     log: std::path::PathBuf,
 }
 
 impl Daemon {
-    fn spawn(mut cmd: Command, addr: SocketAddr, log: std::path::PathBuf) -> Daemon {
+    pub(super) fn spawn(mut cmd: Command, addr: SocketAddr, log: std::path::PathBuf) -> Daemon {
         let out = std::fs::File::create(&log).expect("create daemon log");
         let err = out.try_clone().expect("clone log handle");
         let program = cmd.get_program().to_string_lossy().into_owned();
@@ -62,7 +62,7 @@ impl Daemon {
         Daemon { child, addr, log }
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -96,7 +96,7 @@ impl Drop for Daemon {
 
 /// Runs a config checker (`unbound-checkconf`, `nsd-checkconf`, `nsd-checkzone`) and fails
 /// the test with its message when it rejects the file.
-fn check_with(tool: &str, args: &[&str]) {
+pub(super) fn check_with(tool: &str, args: &[&str]) {
     let out = Command::new(tool)
         .args(args)
         .output()
@@ -111,7 +111,7 @@ fn check_with(tool: &str, args: &[&str]) {
 
 /// Starts a daemon on a free port, retrying on another port when it exits before answering
 /// (the port was taken between `free_port` and its bind).
-fn start_on_free_port(
+pub(super) fn start_on_free_port(
     what: &str,
     probe: &Message,
     mut launch: impl FnMut(u16) -> Daemon,
@@ -313,7 +313,7 @@ fn toml_str(s: &str) -> String {
 }
 
 /// Meridian's config for the static zone (no services, no GeoIP).
-fn static_config() -> String {
+pub(super) fn static_config() -> String {
     let records: String = static_records()
         .iter()
         .map(|r| {
@@ -342,9 +342,9 @@ records = [
     ))
 }
 
-/// The same zone as an RFC 1035 zone file for NSD. The SOA spells out what Meridian defaults
+/// The same zone as an RFC 1035 zone file for NSD and Knot. The SOA spells out what Meridian defaults
 /// (TTL = zone TTL, refresh 3600, retry 600, expire 604800).
-fn static_zone_file() -> String {
+pub(super) fn static_zone_file() -> String {
     let mut z = String::from(
         "$ORIGIN example.com.\n$TTL 3600\n\
          @ 3600 IN SOA ns1.example.com. hostmaster.example.com. 2026112201 3600 600 604800 60\n\
@@ -791,10 +791,10 @@ fn resolvers_in_front_keep_an_override_apart_from_its_neighbours() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Differential test against NSD
+// Differential test against NSD (the corpus and its comparison are Knot's too: knot.rs)
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Aspect {
+pub(super) enum Aspect {
     /// A response at all.
     Response,
     Rcode,
@@ -813,9 +813,10 @@ enum Aspect {
     DnssecOk,
 }
 
-/// How Meridian's response to a case compares with NSD's.
+/// How Meridian's response to a case compares with the reference server's (NSD's here, Knot's
+/// in `knot.rs`).
 #[derive(Clone, Copy, Debug)]
-enum Expect {
+pub(super) enum Expect {
     Same,
     /// A deliberate difference (documented, or an optional feature) in exactly these aspects.
     Intended(&'static [Aspect], &'static str),
@@ -865,11 +866,12 @@ enum Transport {
     Tcp,
 }
 
-struct Case {
-    what: &'static str,
+pub(super) struct Case {
+    pub(super) what: &'static str,
     query: Message,
     transport: Transport,
-    expect: Expect,
+    /// The expectation against NSD (the Knot differential has its own table, `knot.rs`).
+    pub(super) expect: Expect,
 }
 
 fn case(what: &'static str, query: Message) -> Case {
@@ -902,7 +904,7 @@ fn unknown(code: u16) -> RecordType {
     RecordType::from(code)
 }
 
-fn corpus() -> Vec<Case> {
+pub(super) fn corpus() -> Vec<Case> {
     use RecordType::*;
     let mut rd = q("www.example.com.", A);
     rd.metadata.recursion_desired = true;
@@ -1217,49 +1219,108 @@ fn render(s: &Option<Summary>) -> String {
     }
 }
 
+/// What running the corpus against Meridian and a reference server found.
+pub(super) struct Differential {
+    /// One message per case whose differences were not the expected ones.
+    failures: Vec<String>,
+    cases: usize,
+    /// Cases where the two responses agree in every aspect.
+    identical: usize,
+    /// Cases that differ exactly as expected, counted by reason.
+    intended: BTreeMap<&'static str, usize>,
+    /// The rcodes either server answered with.
+    pub(super) seen_rcodes: BTreeSet<u16>,
+    /// TC responses, both servers' counted.
+    pub(super) truncated: usize,
+}
+
+impl Differential {
+    /// Fails the test with every unexpected difference and the reference server's log.
+    #[track_caller]
+    pub(super) fn assert_as_expected(&self, reference: &str, log: &str) {
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} cases:\n\n{}\n\n{reference} log:\n{log}",
+            self.failures.len(),
+            self.cases,
+            self.failures.join("\n\n"),
+        );
+    }
+
+    /// One line per count, for the test's output.
+    pub(super) fn tally(&self, reference: &str) -> String {
+        let mut t = format!(
+            "{reference} differential: {} cases, {} identical, {} intended differences\n",
+            self.cases,
+            self.identical,
+            self.intended.values().sum::<usize>()
+        );
+        for (why, n) in &self.intended {
+            t.push_str(&format!("  {n:3} {why}\n"));
+        }
+        t
+    }
+}
+
+/// Sends every case to Meridian and to `reference` (named `name` in messages) and compares
+/// the responses with what `expect` says about each case.
+pub(super) fn differential(
+    name: &str,
+    meridian: SocketAddr,
+    reference: SocketAddr,
+    cases: &[Case],
+    expect: impl Fn(&Case) -> Expect,
+) -> Differential {
+    let mut d = Differential {
+        failures: Vec::new(),
+        cases: cases.len(),
+        identical: 0,
+        intended: BTreeMap::new(),
+        seen_rcodes: BTreeSet::new(),
+        truncated: 0,
+    };
+    for c in cases {
+        let ours = exchange(meridian, c.transport, &c.query).map(|r| summarize(&r));
+        let theirs = exchange(reference, c.transport, &c.query).map(|r| summarize(&r));
+        d.seen_rcodes
+            .extend(ours.iter().chain(&theirs).map(|s| s.rcode));
+        d.truncated += ours
+            .iter()
+            .chain(&theirs)
+            .filter(|s| s.flags.contains("tc"))
+            .count();
+        let found = differences(&ours, &theirs);
+        let (allowed, label, why): (&[Aspect], _, _) = match expect(c) {
+            Expect::Same => (&[], "the same".to_string(), None),
+            Expect::Intended(a, why) => (a, format!("an intended difference ({why})"), Some(why)),
+        };
+        if found != allowed {
+            d.failures.push(format!(
+                "{} over {:?}: expected {label} in {allowed:?}, differ in {found:?}\n\
+                 meridian: {}\n{name}: {}",
+                c.what,
+                c.transport,
+                render(&ours),
+                render(&theirs)
+            ));
+        } else if let Some(why) = why {
+            *d.intended.entry(why).or_default() += 1;
+        } else {
+            d.identical += 1;
+        }
+    }
+    d
+}
+
 #[test]
 fn nsd_and_meridian_agree_on_a_static_zone() {
     let scratch = Scratch::new();
     let nsd = start_nsd(&scratch, &static_zone_file());
     let m = Meridian::start(&static_config());
 
-    let cases = corpus();
-    let mut failures = Vec::new();
-    let mut seen_rcodes = BTreeSet::new();
-    let mut truncated = 0;
-    for c in &cases {
-        let ours = exchange(m.v4(), c.transport, &c.query).map(|r| summarize(&r));
-        let theirs = exchange(nsd.addr, c.transport, &c.query).map(|r| summarize(&r));
-        seen_rcodes.extend(ours.iter().chain(&theirs).map(|s| s.rcode));
-        truncated += ours
-            .iter()
-            .chain(&theirs)
-            .filter(|s| s.flags.contains("tc"))
-            .count();
-        let found = differences(&ours, &theirs);
-        let (allowed, label): (&[Aspect], _) = match c.expect {
-            Expect::Same => (&[], "the same".to_string()),
-            Expect::Intended(a, why) => (a, format!("an intended difference ({why})")),
-        };
-        if found != allowed {
-            failures.push(format!(
-                "{} over {:?}: expected {label} in {allowed:?}, differ in {found:?}\n\
-                 meridian: {}\nnsd: {}",
-                c.what,
-                c.transport,
-                render(&ours),
-                render(&theirs)
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases:\n\n{}\n\nnsd log:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n\n"),
-        nsd.log()
-    );
+    let d = differential("nsd", m.v4(), nsd.addr, &corpus(), |c| c.expect);
+    eprint!("{}", d.tally("nsd"));
+    d.assert_as_expected("nsd", &nsd.log());
     // The corpus reached every rcode it means to compare (not, say, SERVFAIL everywhere).
     let want: BTreeSet<u16> = [
         ResponseCode::NoError,
@@ -1272,7 +1333,7 @@ fn nsd_and_meridian_agree_on_a_static_zone() {
     .into_iter()
     .map(u16::from)
     .collect();
-    assert_eq!(seen_rcodes, want);
+    assert_eq!(d.seen_rcodes, want);
     // Both servers truncated big@512, big without EDNS and huge@4096.
-    assert_eq!(truncated, 6, "TC responses");
+    assert_eq!(d.truncated, 6, "TC responses");
 }

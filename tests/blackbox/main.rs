@@ -15,6 +15,7 @@ mod fleet;
 mod hardening;
 mod harness;
 mod interop;
+mod knot;
 mod policies;
 mod protocol;
 mod smoke;
