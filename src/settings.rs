@@ -24,6 +24,9 @@ pub struct Settings {
     pub cluster: Option<ClusterSettings>,
     /// Hash of the config text, published in fleet mode to spot drift.
     pub config_hash: String,
+    /// What this instance answers to an NSID request (RFC 5001): `server.nsid`, or in fleet
+    /// mode the instance name; `None` answers none.
+    pub nsid: Option<Box<[u8]>>,
 }
 
 /// Limits on TCP clients.

@@ -423,6 +423,7 @@ fn server_settings(cx: &mut Ctx, raw: &RawConfig, base: &Path) -> Settings {
             }
         },
         config_hash: String::new(),
+        nsid: None,
     }
 }
 

@@ -64,9 +64,13 @@ pub fn parse(snap: &Snapshot, req: &[u8], src: IpAddr) -> Result<Parsed, Option<
         return Err(None);
     }
     let scanned = wire::scan(req).map_err(|_| None)?;
+    // NSID requests, when we have one to give, are the full handler's.
+    let nsid = snap.table.compiled.settings.nsid.is_some();
     if scanned.qclass != CLASS_IN
         || (req[11] == 1) != scanned.edns.is_some()
-        || scanned.edns.is_some_and(|e| e.version != 0)
+        || scanned
+            .edns
+            .is_some_and(|e| e.version != 0 || (e.nsid && nsid))
     {
         return Err(Some(scanned));
     }

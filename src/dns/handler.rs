@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use hickory_proto::op::{Edns, Header, Message, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption, NSIDPayload};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
@@ -323,11 +323,17 @@ fn respond_to(
     let builder = MessageResponseBuilder::new(&request.queries, None);
     let query = &request.queries.queries()[0];
 
-    // Our OPT, present only when the query had one.
-    let mut edns = Edns::new();
-    edns.set_max_payload(settings.max_udp_payload);
-    edns.set_version(0);
-    edns.set_dnssec_ok(scanned.edns.is_some_and(|e| e.dnssec_ok));
+    // Our OPT, present only when the query had one; our NSID when it asks (RFC 5001).
+    let mut edns = our_edns(
+        settings.max_udp_payload,
+        scanned.edns.is_some_and(|e| e.dnssec_ok),
+    );
+    if scanned.edns.is_some_and(|e| e.nsid)
+        && let Some(nsid) = &settings.nsid
+        && let Ok(payload) = NSIDPayload::new(nsid.to_vec())
+    {
+        edns.options_mut().insert(EdnsOption::NSID(payload));
+    }
     let mut builder = builder;
     let fail = |meta: Metadata, builder: MessageResponseBuilder<'_>, ede: Option<u16>| {
         let rcode = meta.response_code;
@@ -343,8 +349,10 @@ fn respond_to(
 
     // No zone transfers: AXFR over UDP is undefined (NOTIMP, RFC 5936 4.2); a transfer
     // over TCP is refused rather than answered as an empty query.
+    // QCLASS ANY (RFC 1035 3.2.5) is answered from our IN data, as Knot does.
     let xfr = matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR);
-    if query.query_class() != DNSClass::IN || xfr {
+    let class_served = matches!(query.query_class(), DNSClass::IN | DNSClass::ANY);
+    if !class_served || xfr {
         meta.response_code = match (query.query_type(), transport) {
             (RecordType::AXFR, Transport::Udp) => ResponseCode::NotImp,
             _ => ResponseCode::Refused,
@@ -528,6 +536,7 @@ mod tests {
                 version: 0,
                 dnssec_ok: false,
                 ecs,
+                nsid: false,
             }),
             question_end: 0,
             qtype: 1,

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 const HEADER_LEN: usize = 12;
 const TYPE_OPT: u16 = 41;
 const OPTION_ECS: u16 = 8;
+const OPTION_NSID: u16 = 3;
 
 /// Why a query gets FORMERR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +56,8 @@ pub struct Edns {
     /// The DO bit, which a response copies (RFC 3225 3).
     pub dnssec_ok: bool,
     pub ecs: Option<Ecs>,
+    /// The query asks for the server's NSID (RFC 5001).
+    pub nsid: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,11 +241,13 @@ pub fn scan(buf: &[u8]) -> Result<Scanned, Malformed> {
         if !root {
             return Err(Malformed::OptOwner);
         }
+        let (ecs, nsid) = options(rdata)?;
         edns = Some(Edns {
             payload: class.max(512),
             version: ttl[1],
             dnssec_ok: ttl[2] & 0x80 != 0,
-            ecs: options(rdata)?,
+            ecs,
+            nsid,
         });
     }
     if c.pos != buf.len() {
@@ -256,13 +261,15 @@ pub fn scan(buf: &[u8]) -> Result<Scanned, Malformed> {
     })
 }
 
-fn options(rdata: &[u8]) -> Result<Option<Ecs>, Malformed> {
+/// The ECS option, if any, and whether NSID was asked for.
+fn options(rdata: &[u8]) -> Result<(Option<Ecs>, bool), Malformed> {
     let mut c = Cursor {
         buf: rdata,
         pos: 0,
         pointer: false,
     };
     let mut ecs = None;
+    let mut nsid = false;
     while c.pos < rdata.len() {
         let code = c.u16().map_err(|_| Malformed::BadOption)?;
         let len = c.u16().map_err(|_| Malformed::BadOption)?;
@@ -273,8 +280,9 @@ fn options(rdata: &[u8]) -> Result<Option<Ecs>, Malformed> {
             }
             ecs = Some(parse_ecs(data)?);
         }
+        nsid |= code == OPTION_NSID;
     }
-    Ok(ecs)
+    Ok((ecs, nsid))
 }
 
 /// Parses and checks an ECS option body (RFC 7871 section 6).
