@@ -204,7 +204,8 @@ pub fn compile(checked: Checked, reuse: Option<Arc<GeoDb>>) -> Result<Compiled, 
 pub fn read_latency_map(path: &Path, regions: &[Region]) -> Result<LatencyMap, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read latency map {}: {e}", path.display()))?;
-    LatencyMap::parse(&text, Format::of(path), regions).map_err(|errors| {
+    let names: Vec<&str> = regions.iter().map(|r| r.name.as_str()).collect();
+    LatencyMap::parse(&text, Format::of(path), &names).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         format!("latency map {}: {}", path.display(), lines.join("; "))
     })

@@ -208,7 +208,13 @@ impl Publisher {
                 format,
                 reply,
             } => {
-                let r = LatencyMap::parse(&text, format, &self.compiled.regions).map(|map| {
+                let regions: Vec<&str> = self
+                    .compiled
+                    .regions
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect();
+                let r = LatencyMap::parse(&text, format, &regions).map(|map| {
                     let entries = map.entries;
                     self.latency_map = Arc::new(map);
                     info!(entries, "latency map replaced through the admin API");

@@ -2,53 +2,14 @@
 //! the table and the query, allocates nothing, and reports its steps to a [`Trace`]. The walk
 //! lives here; how each policy ranks a region is in [`super::rank`], the weighted draw in
 //! [`super::weighted`], and picking endpoints within a region in [`super::pick`].
+use super::context::{Context, all_down};
 use super::pick::{Healthy, pick};
-use super::query::{Decision, Picks, Query, Reason};
+use super::query::{Decision, Query, Reason};
 use super::rank::{Key, TIER_DEFAULT, TIER_OVERRIDE, expected_rtt, rank_region};
-use super::table::{
-    AllDown, MAX_SERVICE_REGIONS, Policy, RegionId, RoutingTable, Service, ServiceRegion,
-    WeightMode,
-};
+use super::table::{MAX_SERVICE_REGIONS, Policy, RoutingTable, WeightMode};
 use super::trace::{Outcome, Trace};
 use super::weighted::{hash_prefix, weighted};
 use crate::geo::GeoInfo;
-
-/// Everything about the client that ranking needs, worked out once per query.
-pub(super) struct Context<'a> {
-    pub(super) table: &'a RoutingTable,
-    pub(super) svc: &'a Service,
-    pub(super) q: &'a Query,
-    pub(super) geo: GeoInfo,
-    /// Region a CIDR override names, and how many bits it depends on.
-    pub(super) overridden: Option<RegionId>,
-    /// Bit i: the service's i-th region is allowed by residency.
-    pub(super) allowed: u64,
-    pub(super) scope: u8,
-    /// The trace shows details (distances): compute them.
-    pub(super) detailed: bool,
-}
-
-impl Context<'_> {
-    /// A decision with no endpoints yet.
-    pub(super) fn empty(&self, reason: Reason) -> Decision {
-        Decision {
-            service: self.q.service,
-            region: None,
-            endpoints: Picks::EMPTY,
-            scope: self.scope,
-            ttl: self.svc.ttl,
-            reason,
-        }
-    }
-
-    /// Chord length between the client and a region, when both locations are known.
-    pub(super) fn chord(&self, sr: &ServiceRegion) -> Option<f64> {
-        match (self.table.compiled.region(sr.region).point, self.geo.point) {
-            (Some(a), Some(b)) => Some(a.chord(b)),
-            _ => None,
-        }
-    }
-}
 
 /// Decides the answer for one query. The same function serves DNS and `explain`.
 pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decision {
@@ -224,17 +185,6 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
         }
     }
     decision
-}
-
-/// What `on_all_down` says to do, reported to the trace.
-pub(super) fn all_down(svc: &Service, trace: &mut impl Trace) -> Reason {
-    let reason = match &svc.on_all_down {
-        AllDown::FailOpen => Reason::FailOpen,
-        AllDown::ServFail => Reason::ServFail,
-        AllDown::Fallback { .. } => Reason::Fallback,
-    };
-    trace.all_down(reason);
-    reason
 }
 
 #[cfg(test)]

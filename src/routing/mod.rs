@@ -1,5 +1,6 @@
 //! Routing: the immutable table, the one decision function, and answer assembly.
 pub mod answer;
+pub mod context;
 pub mod decide;
 pub mod latency;
 pub mod pick;

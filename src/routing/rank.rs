@@ -2,7 +2,7 @@
 //! [`Rank`] that says why, for the trace. Geo ranks by country, continent, then distance;
 //! proximity by biased distance; latency by expected RTT with the measured penalty and the
 //! incumbent's margin; failover by its configured order. A CIDR override beats them all.
-use super::decide::Context;
+use super::context::Context;
 use super::latency::{Row, RowKind};
 use super::table::{Policy, ServiceRegion};
 use super::trace::{Rank, RttSource};

@@ -1,6 +1,6 @@
 //! The weighted policy: endpoints drawn by weight from every allowed, serving region, stable
 //! per client subnet and name (resolver caches stick) or random.
-use super::decide::{Context, all_down};
+use super::context::{Context, all_down};
 use super::pick::{Healthy, network_hash};
 use super::query::{Client, Decision, Reason};
 use super::table::{EndpointId, MAX_ANSWERS, RegionId, RoutingTable, ServiceRegion, WeightMode};

@@ -73,7 +73,8 @@ fn table(text: &str) -> RoutingTable {
 
 /// `t` with a latency map given as CSV text.
 fn with_map(mut t: RoutingTable, csv: &str) -> RoutingTable {
-    let map = LatencyMap::parse(csv, Format::Csv, &t.compiled.regions)
+    let regions: Vec<&str> = t.compiled.regions.iter().map(|r| r.name.as_str()).collect();
+    let map = LatencyMap::parse(csv, Format::Csv, &regions)
         .unwrap_or_else(|e| panic!("test map must parse: {e:?}"));
     t.latency_map = Arc::new(map);
     t

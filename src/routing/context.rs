@@ -1,0 +1,54 @@
+//! What one decision knows about its client, worked out once per query by
+//! [`super::decide::decide`] and read by the policies' ranking and the weighted draw.
+use super::query::{Decision, Picks, Query, Reason};
+use super::table::{AllDown, RegionId, RoutingTable, Service, ServiceRegion};
+use super::trace::Trace;
+use crate::geo::GeoInfo;
+
+/// Everything about the client that ranking needs, worked out once per query.
+pub(super) struct Context<'a> {
+    pub(super) table: &'a RoutingTable,
+    pub(super) svc: &'a Service,
+    pub(super) q: &'a Query,
+    pub(super) geo: GeoInfo,
+    /// Region a CIDR override names, and how many bits it depends on.
+    pub(super) overridden: Option<RegionId>,
+    /// Bit i: the service's i-th region is allowed by residency.
+    pub(super) allowed: u64,
+    pub(super) scope: u8,
+    /// The trace shows details (distances): compute them.
+    pub(super) detailed: bool,
+}
+
+impl Context<'_> {
+    /// A decision with no endpoints yet.
+    pub(super) fn empty(&self, reason: Reason) -> Decision {
+        Decision {
+            service: self.q.service,
+            region: None,
+            endpoints: Picks::EMPTY,
+            scope: self.scope,
+            ttl: self.svc.ttl,
+            reason,
+        }
+    }
+
+    /// Chord length between the client and a region, when both locations are known.
+    pub(super) fn chord(&self, sr: &ServiceRegion) -> Option<f64> {
+        match (self.table.compiled.region(sr.region).point, self.geo.point) {
+            (Some(a), Some(b)) => Some(a.chord(b)),
+            _ => None,
+        }
+    }
+}
+
+/// What `on_all_down` says to do, reported to the trace.
+pub(super) fn all_down(svc: &Service, trace: &mut impl Trace) -> Reason {
+    let reason = match &svc.on_all_down {
+        AllDown::FailOpen => Reason::FailOpen,
+        AllDown::ServFail => Reason::ServFail,
+        AllDown::Fallback { .. } => Reason::Fallback,
+    };
+    trace.all_down(reason);
+    reason
+}
