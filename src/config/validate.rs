@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,6 +12,9 @@ use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::txt::Parser;
 
 use super::Problem;
+use super::checked::{
+    Checked, CheckedAllDown, CheckedCidrMap, CheckedEndpoint, CheckedService, CheckedZone,
+};
 use super::duration;
 use super::raw::{RawCheck, RawCluster, RawConfig, RawEndpoint, RawRrl, RawService, RawZone, S};
 use crate::geo::{Continent, CountryCode, LatLon};
@@ -46,75 +49,6 @@ const STATIC_TYPES: [RecordType; 9] = [
     RecordType::NS,
     RecordType::PTR,
 ];
-
-/// A config that passed every check, with values parsed and names resolved to ids.
-#[derive(Debug)]
-pub struct Checked {
-    pub settings: Settings,
-    /// Resolved path of the GeoIP database and the span of its `database` key.
-    pub geoip: Option<(PathBuf, Range<usize>)>,
-    pub zones: Vec<CheckedZone>,
-    pub regions: Vec<Region>,
-    pub services: Vec<CheckedService>,
-    pub checks: Vec<CheckSpec>,
-    pub cidr_maps: Vec<CheckedCidrMap>,
-    /// Resolved path of the latency map and the span of its key.
-    pub latency_map: Option<(PathBuf, Range<usize>)>,
-    pub latency_overhead_ms: f32,
-}
-
-/// A CIDR map's inline networks, and the file holding more (read by `compile`).
-#[derive(Debug)]
-pub struct CheckedCidrMap {
-    pub name: String,
-    pub networks: Vec<(ipnet::IpNet, RegionId)>,
-    pub file: Option<(PathBuf, Range<usize>)>,
-}
-
-#[derive(Debug)]
-pub struct CheckedZone {
-    pub origin: Name,
-    pub soa: Record,
-    pub ns: Vec<Record>,
-    pub records: Vec<Record>,
-}
-
-#[derive(Debug)]
-pub struct CheckedService {
-    pub name: Name,
-    pub zone: usize,
-    pub ttl: u32,
-    pub policy: Policy,
-    pub answers: usize,
-    pub min_healthy: usize,
-    pub on_all_down: CheckedAllDown,
-    /// Region order for clients the database cannot place; for failover, the failover order.
-    pub default_order: Vec<RegionId>,
-    pub endpoints: Vec<CheckedEndpoint>,
-    pub latency_margin_ms: f32,
-    pub weight_mode: WeightMode,
-    /// (countries, continents, allowed regions) per residency rule.
-    pub residency: Vec<(Vec<CountryCode>, Vec<Continent>, Vec<RegionId>)>,
-    pub cidr_map: Option<usize>,
-}
-
-#[derive(Debug)]
-pub enum CheckedAllDown {
-    FailOpen,
-    ServFail,
-    Fallback(Vec<IpAddr>),
-}
-
-#[derive(Debug)]
-pub struct CheckedEndpoint {
-    pub region: RegionId,
-    pub address: IpAddr,
-    pub port: u16,
-    /// The check probing this endpoint (its own, else the service's) and the address:port
-    /// it probes.
-    pub probe: Option<(usize, std::net::SocketAddr)>,
-    pub weight: u32,
-}
 
 struct Ctx<'a> {
     problems: Vec<Problem>,
