@@ -4,12 +4,13 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::ops::Range;
 
-use hickory_proto::rr::{LowerName, RecordType};
+use hickory_proto::rr::{LowerName, Name, RecordType};
 
 use super::regions::{geo_codes, region_list};
 use super::{Ctx, parse_name};
 use crate::config::checked::{CheckedAllDown, CheckedEndpoint, CheckedService, CheckedZone};
 use crate::config::raw::{RawConfig, RawEndpoint, RawService, S};
+use crate::geo::{Continent, CountryCode};
 use crate::routing::table::{MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, RegionId, WeightMode};
 use crate::settings::CheckSpec;
 
@@ -52,16 +53,48 @@ pub(super) fn services(cx: &mut Ctx, raw: &RawConfig, known: &Known<'_>) -> Vec<
     services
 }
 
+/// One `[[services]]` entry, step by step. `None` when its name, zone or policy is unusable;
+/// every step still runs, so the rest of its problems are reported too. Problems are shown
+/// by position, and those at one position (the service name, the endpoint list, one
+/// endpoint) in the order found: keep the steps in this order.
 fn service(cx: &mut Ctx, s: &S<RawService>, known: &Known<'_>) -> Option<CheckedService> {
-    let Known {
-        zones,
-        region_ids,
-        checks,
-        check_ids,
-        cidr_map_ids,
-        default_order: global_order,
-    } = *known;
     let s = s.get_ref();
+    let (name, zone) = name_and_zone(cx, s, known.zones);
+    let ttl = s
+        .ttl
+        .as_ref()
+        .map_or(DEFAULT_SERVICE_TTL, |t| cx.ttl(t, "service TTL"));
+    let options = policy_options(cx, s);
+    let on_all_down = all_down(cx, s);
+    let service_check = service_check(cx, s, known.check_ids);
+    let default_order = region_order(cx, s, options.policy, known);
+    let endpoints = endpoints(cx, s, options.policy, &default_order, service_check, known);
+    check_weights(cx, s, options.policy, &endpoints);
+    let cidr_map = cidr_map(cx, s, known.cidr_map_ids);
+    let residency = residency(cx, s, &endpoints, known.region_ids);
+    Some(CheckedService {
+        name: name?,
+        zone: zone?,
+        ttl,
+        policy: options.policy?,
+        answers: options.answers,
+        min_healthy: options.min_healthy,
+        on_all_down,
+        default_order,
+        endpoints,
+        latency_margin_ms: options.latency_margin_ms,
+        weight_mode: options.weight_mode,
+        residency,
+        cidr_map,
+    })
+}
+
+/// The service's name, and the most specific configured zone holding it.
+fn name_and_zone(
+    cx: &mut Ctx,
+    s: &RawService,
+    zones: &[CheckedZone],
+) -> (Option<Name>, Option<usize>) {
     let name = cx.name(&s.name, None, "service name");
     let zone = name.as_ref().and_then(|name| {
         let zone = zones
@@ -78,10 +111,20 @@ fn service(cx: &mut Ctx, s: &S<RawService>, known: &Known<'_>) -> Option<Checked
         }
         zone
     });
-    let ttl = s
-        .ttl
-        .as_ref()
-        .map_or(DEFAULT_SERVICE_TTL, |t| cx.ttl(t, "service TTL"));
+    (name, zone)
+}
+
+/// The policy and the options that shape its answers.
+struct PolicyOptions {
+    /// `None` when the policy is unknown (reported).
+    policy: Option<Policy>,
+    min_healthy: usize,
+    answers: usize,
+    latency_margin_ms: f32,
+    weight_mode: WeightMode,
+}
+
+fn policy_options(cx: &mut Ctx, s: &RawService) -> PolicyOptions {
     let policy = match s.policy.as_ref().map(|p| p.get_ref().as_str()) {
         None | Some("geo") => Some(Policy::Geo),
         Some("failover") => Some(Policy::Failover),
@@ -107,6 +150,45 @@ fn service(cx: &mut Ctx, s: &S<RawService>, known: &Known<'_>) -> Option<Checked
             1
         }
     };
+    let answers = match &s.answers {
+        None => 1,
+        Some(a) if (1..=MAX_ANSWERS as i64).contains(a.get_ref()) => *a.get_ref() as usize,
+        Some(a) => {
+            cx.err(a.span(), format!("answers must be 1 to {MAX_ANSWERS}"));
+            1
+        }
+    };
+    let latency_margin_ms = match &s.latency_margin_ms {
+        None => DEFAULT_LATENCY_MARGIN_MS,
+        Some(v) if (0.0..=10_000.0).contains(v.get_ref()) => *v.get_ref() as f32,
+        Some(v) => {
+            cx.err(v.span(), "latency_margin_ms must be 0 to 10000");
+            DEFAULT_LATENCY_MARGIN_MS
+        }
+    };
+    let weight_mode = match s.weight_mode.as_ref().map(|v| v.get_ref().as_str()) {
+        None | Some("stable") => WeightMode::Stable,
+        Some("random") => WeightMode::Random,
+        Some(other) => {
+            let span = s.weight_mode.as_ref().map(|v| v.span()).unwrap_or_default();
+            cx.err(
+                span,
+                format!("weight_mode {other:?} is not stable or random"),
+            );
+            WeightMode::Stable
+        }
+    };
+    PolicyOptions {
+        policy,
+        min_healthy,
+        answers,
+        latency_margin_ms,
+        weight_mode,
+    }
+}
+
+/// `on_all_down`, and the `fallback` addresses that go with it (and only with it).
+fn all_down(cx: &mut Ctx, s: &RawService) -> CheckedAllDown {
     let on_all_down = match s.on_all_down.as_ref().map(|v| v.get_ref().as_str()) {
         None | Some("fail-open") => CheckedAllDown::FailOpen,
         Some("servfail") => CheckedAllDown::ServFail,
@@ -130,7 +212,7 @@ fn service(cx: &mut Ctx, s: &S<RawService>, known: &Known<'_>) -> Option<Checked
             ),
         }
     }
-    let on_all_down = match on_all_down {
+    match on_all_down {
         CheckedAllDown::Fallback(_) => {
             if s.fallback.is_none() {
                 let span = s.on_all_down.as_ref().map(|v| v.span()).unwrap_or_default();
@@ -150,16 +232,16 @@ fn service(cx: &mut Ctx, s: &S<RawService>, known: &Known<'_>) -> Option<Checked
             }
             other
         }
-    };
-    let answers = match &s.answers {
-        None => 1,
-        Some(a) if (1..=MAX_ANSWERS as i64).contains(a.get_ref()) => *a.get_ref() as usize,
-        Some(a) => {
-            cx.err(a.span(), format!("answers must be 1 to {MAX_ANSWERS}"));
-            1
-        }
-    };
-    let service_check = s.check.as_ref().and_then(|c| {
+    }
+}
+
+/// The service's `check`: it probes every endpoint that names none of its own.
+fn service_check(
+    cx: &mut Ctx,
+    s: &RawService,
+    check_ids: &HashMap<String, usize>,
+) -> Option<usize> {
+    s.check.as_ref().and_then(|c| {
         let id = check_ids.get(c.get_ref()).copied();
         if id.is_none() {
             cx.err(
@@ -172,10 +254,20 @@ fn service(cx: &mut Ctx, s: &S<RawService>, known: &Known<'_>) -> Option<Checked
             );
         }
         id
-    });
-    let default_order = match (policy, &s.regions, &s.default_order) {
+    })
+}
+
+/// A failover service's `regions` (its failover order); any other service's `default_order`,
+/// else the global one.
+fn region_order(
+    cx: &mut Ctx,
+    s: &RawService,
+    policy: Option<Policy>,
+    known: &Known<'_>,
+) -> Vec<RegionId> {
+    match (policy, &s.regions, &s.default_order) {
         (Some(Policy::Failover), Some(list), _) => {
-            region_list(cx, list.get_ref(), region_ids, "regions")
+            region_list(cx, list.get_ref(), known.region_ids, "regions")
         }
         (Some(Policy::Failover), None, _) => {
             cx.err(
@@ -191,42 +283,44 @@ fn service(cx: &mut Ctx, s: &S<RawService>, known: &Known<'_>) -> Option<Checked
             );
             Vec::new()
         }
-        (_, None, Some(list)) => region_list(cx, list.get_ref(), region_ids, "default_order"),
-        (_, None, None) => global_order.to_vec(),
-    };
+        (_, None, Some(list)) => region_list(cx, list.get_ref(), known.region_ids, "default_order"),
+        (_, None, None) => known.default_order.to_vec(),
+    }
+}
 
+/// The endpoints: each one checked, a failover one against the failover order, none listed
+/// twice in a region, and no more regions than a service may span.
+fn endpoints(
+    cx: &mut Ctx,
+    s: &RawService,
+    policy: Option<Policy>,
+    order: &[RegionId],
+    service_check: Option<usize>,
+    known: &Known<'_>,
+) -> Vec<CheckedEndpoint> {
     if s.endpoints.get_ref().is_empty() {
         cx.err(s.endpoints.span(), "a service needs at least one endpoint");
     }
     let mut endpoints = Vec::new();
     let mut seen = HashSet::new();
     for e in s.endpoints.get_ref() {
-        if let Some(ep) = endpoint(
-            cx,
-            e.get_ref(),
-            region_ids,
-            checks,
-            check_ids,
-            service_check,
-        ) {
-            if policy == Some(Policy::Failover)
-                && !default_order.is_empty()
-                && !default_order.contains(&ep.region)
-            {
-                cx.err(
-                    e.get_ref().region.span(),
-                    "endpoint region is not in this failover service's `regions`",
-                );
-            }
-            if !seen.insert((ep.region, ep.address)) {
-                cx.err(
-                    e.span(),
-                    format!("endpoint {} is listed twice in this region", ep.address),
-                );
-                continue;
-            }
-            endpoints.push(ep);
+        let Some(ep) = endpoint(cx, e.get_ref(), known, service_check) else {
+            continue;
+        };
+        if policy == Some(Policy::Failover) && !order.is_empty() && !order.contains(&ep.region) {
+            cx.err(
+                e.get_ref().region.span(),
+                "endpoint region is not in this failover service's `regions`",
+            );
         }
+        if !seen.insert((ep.region, ep.address)) {
+            cx.err(
+                e.span(),
+                format!("endpoint {} is listed twice in this region", ep.address),
+            );
+            continue;
+        }
+        endpoints.push(ep);
     }
     let mut used: Vec<RegionId> = endpoints.iter().map(|e| e.region).collect();
     used.sort();
@@ -237,26 +331,16 @@ fn service(cx: &mut Ctx, s: &S<RawService>, known: &Known<'_>) -> Option<Checked
             format!("a service may span at most {MAX_SERVICE_REGIONS} regions"),
         );
     }
-    let latency_margin_ms = match &s.latency_margin_ms {
-        None => DEFAULT_LATENCY_MARGIN_MS,
-        Some(v) if (0.0..=10_000.0).contains(v.get_ref()) => *v.get_ref() as f32,
-        Some(v) => {
-            cx.err(v.span(), "latency_margin_ms must be 0 to 10000");
-            DEFAULT_LATENCY_MARGIN_MS
-        }
-    };
-    let weight_mode = match s.weight_mode.as_ref().map(|v| v.get_ref().as_str()) {
-        None | Some("stable") => WeightMode::Stable,
-        Some("random") => WeightMode::Random,
-        Some(other) => {
-            let span = s.weight_mode.as_ref().map(|v| v.span()).unwrap_or_default();
-            cx.err(
-                span,
-                format!("weight_mode {other:?} is not stable or random"),
-            );
-            WeightMode::Stable
-        }
-    };
+    endpoints
+}
+
+/// Endpoint weights belong to the weighted policy, which needs one endpoint above weight 0.
+fn check_weights(
+    cx: &mut Ctx,
+    s: &RawService,
+    policy: Option<Policy>,
+    endpoints: &[CheckedEndpoint],
+) {
     if policy != Some(Policy::Weighted)
         && let Some(e) = s
             .endpoints
@@ -275,13 +359,27 @@ fn service(cx: &mut Ctx, s: &S<RawService>, known: &Known<'_>) -> Option<Checked
             "every endpoint has weight 0: nothing would ever be answered first",
         );
     }
-    let cidr_map = s.cidr_map.as_ref().and_then(|m| {
+}
+
+/// The `[cidr_maps.NAME]` table the service places its clients with first.
+fn cidr_map(cx: &mut Ctx, s: &RawService, cidr_map_ids: &HashMap<String, usize>) -> Option<usize> {
+    s.cidr_map.as_ref().and_then(|m| {
         let id = cidr_map_ids.get(m.get_ref()).copied();
         if id.is_none() {
             cx.err(m.span(), format!("no [cidr_maps.{}] table", m.get_ref()));
         }
         id
-    });
+    })
+}
+
+/// Residency rules: the regions allowed to answer clients from some countries or continents;
+/// each rule must leave those clients a region that has an endpoint.
+fn residency(
+    cx: &mut Ctx,
+    s: &RawService,
+    endpoints: &[CheckedEndpoint],
+    region_ids: &HashMap<String, RegionId>,
+) -> Vec<(Vec<CountryCode>, Vec<Continent>, Vec<RegionId>)> {
     let mut residency = Vec::new();
     for rule in &s.residency {
         let r = rule.get_ref();
@@ -302,31 +400,23 @@ fn service(cx: &mut Ctx, s: &S<RawService>, known: &Known<'_>) -> Option<Checked
         }
         residency.push((countries, continents, allowed));
     }
-    Some(CheckedService {
-        name: name?,
-        zone: zone?,
-        ttl,
-        policy: policy?,
-        answers,
-        min_healthy,
-        on_all_down,
-        default_order,
-        endpoints,
-        latency_margin_ms,
-        weight_mode,
-        residency,
-        cidr_map,
-    })
+    residency
 }
 
+/// One endpoint: its region, address and port, and the check probing it (its own, else the
+/// service's) with the address:port that check probes.
 fn endpoint(
     cx: &mut Ctx,
     e: &RawEndpoint,
-    region_ids: &HashMap<String, RegionId>,
-    checks: &[CheckSpec],
-    check_ids: &HashMap<String, usize>,
+    known: &Known<'_>,
     service_check: Option<usize>,
 ) -> Option<CheckedEndpoint> {
+    let Known {
+        region_ids,
+        checks,
+        check_ids,
+        ..
+    } = *known;
     let region = region_ids.get(e.region.get_ref()).copied();
     if region.is_none() {
         cx.err(
@@ -429,7 +519,8 @@ fn endpoint(
     })
 }
 
-/// A traffic-managed name must not also hold static address records or a CNAME.
+/// A traffic-managed name must not also hold static address records or a CNAME, nor sit below
+/// a delegation.
 pub(super) fn check_service_conflicts(
     cx: &mut Ctx,
     raw: &RawConfig,
@@ -446,14 +537,7 @@ pub(super) fn check_service_conflicts(
                 )
         });
         if let Some(rec) = clash {
-            let span = raw
-                .services
-                .iter()
-                .find(|s| {
-                    parse_name(s.get_ref().name.get_ref(), None).ok().as_ref() == Some(&svc.name)
-                })
-                .map(|s| s.get_ref().name.span())
-                .unwrap_or_default();
+            let span = name_span(raw, &svc.name);
             let kind = if rec.record_type() == RecordType::CNAME {
                 "a CNAME beside a traffic-managed name"
             } else {
@@ -469,14 +553,7 @@ pub(super) fn check_service_conflicts(
             .iter()
             .find(|r| r.record_type() == RecordType::NS && r.name.zone_of(&svc.name))
         {
-            let span = raw
-                .services
-                .iter()
-                .find(|s| {
-                    parse_name(s.get_ref().name.get_ref(), None).ok().as_ref() == Some(&svc.name)
-                })
-                .map(|s| s.get_ref().name.span())
-                .unwrap_or_default();
+            let span = name_span(raw, &svc.name);
             cx.err(
                 span,
                 format!(
@@ -486,6 +563,15 @@ pub(super) fn check_service_conflicts(
             );
         }
     }
+}
+
+/// Where the first service entry with this name gives it.
+fn name_span(raw: &RawConfig, name: &Name) -> Range<usize> {
+    raw.services
+        .iter()
+        .find(|s| parse_name(s.get_ref().name.get_ref(), None).ok().as_ref() == Some(name))
+        .map(|s| s.get_ref().name.span())
+        .unwrap_or_default()
 }
 
 /// Without a `[geoip]` database, the policies that place clients by location cannot work.
