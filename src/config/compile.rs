@@ -10,7 +10,7 @@ use std::sync::Arc;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::Problem;
-use super::validate::{Checked, CheckedAllDown, CheckedZone};
+use super::checked::{Checked, CheckedAllDown, CheckedZone};
 use crate::geo::GeoDb;
 use crate::routing::latency::{Format, LatencyMap};
 use crate::routing::prefix::PrefixTable;

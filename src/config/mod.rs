@@ -1,5 +1,6 @@
-//! Configuration: TOML -> [`raw`] -> [`validate`] -> [`compile`] -> an immutable
+//! Configuration: TOML -> [`raw`] -> [`validate`] -> [`checked`] -> [`compile`] -> an immutable
 //! [`Compiled`](crate::routing::Compiled). Every problem is reported with `FILE:LINE:COL`.
+pub mod checked;
 pub mod compile;
 pub mod duration;
 pub mod raw;

@@ -109,6 +109,8 @@ pub struct RawServer {
     pub workers: Option<S<i64>>,
     /// Source address for health probes (multi-homed hosts).
     pub probe_source: Option<S<String>>,
+    /// What to answer an NSID request with (RFC 5001): text, or `hex:` and hex digits.
+    pub nsid: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

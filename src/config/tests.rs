@@ -746,3 +746,61 @@ fn config_hash_is_stable() {
     assert_ne!(config_hash("a"), config_hash("b"));
     assert_eq!(config_hash("").len(), 16);
 }
+
+#[test]
+fn a_cname_loop_is_refused_at_every_record_of_it() {
+    let text = edit(
+        "  { name = \"@\", type = \"MX\", data = \"10 mail\" },\n",
+        "  { name = \"@\", type = \"MX\", data = \"10 mail\" },\n  \
+         { name = \"a\", type = \"CNAME\", data = \"b\" },\n  \
+         { name = \"b\", type = \"CNAME\", data = \"c.example.com.\" },\n  \
+         { name = \"c\", type = \"CNAME\", data = \"a\" },\n  \
+         { name = \"d\", type = \"CNAME\", data = \"a\" },\n",
+    );
+    let loop_text =
+        "CNAME loop: a.example.com. -> b.example.com. -> c.example.com. -> a.example.com.";
+    // d leads into the loop but is not part of it.
+    assert_errors(
+        &text,
+        &[(19, 3, loop_text), (20, 3, loop_text), (21, 3, loop_text)],
+    );
+}
+
+#[test]
+fn nsid_is_text_or_hex_and_defaults_to_the_fleet_name() {
+    let with = |nsid: &str| {
+        edit(
+            "dns_listen = [\"127.0.0.1:0\"]\n",
+            &format!("dns_listen = [\"127.0.0.1:0\"]\nnsid = {nsid:?}\n"),
+        )
+    };
+    let c = compiled(&with("ns1.fra"));
+    assert_eq!(c.settings.nsid.as_deref(), Some(&b"ns1.fra"[..]));
+    let c = compiled(&with("hex:6e7331"));
+    assert_eq!(c.settings.nsid.as_deref(), Some(&b"ns1"[..]));
+    assert_error(&with("hex:6e7"), 4, 8, "pairs of hex digits");
+    assert_error(&with("hex:zz"), 4, 8, "pairs of hex digits");
+    assert_eq!(
+        compiled(&base()).settings.nsid,
+        None,
+        "none unless asked for"
+    );
+    // In fleet mode, the instance's name (behind anycast: which one answered).
+    let fleet = format!(
+        "{}\n[cluster]\nbackend = \"etcd\"\nendpoints = [\"127.0.0.1:2379\"]\nname = \"fra-1\"\n",
+        base()
+    );
+    assert_eq!(
+        compiled(&fleet).settings.nsid.as_deref(),
+        Some(&b"fra-1"[..])
+    );
+    let both = fleet.replace(
+        "dns_listen = [\"127.0.0.1:0\"]\n",
+        "dns_listen = [\"127.0.0.1:0\"]\nnsid = \"x\"\n",
+    );
+    assert_eq!(
+        compiled(&both).settings.nsid.as_deref(),
+        Some(&b"x"[..]),
+        "nsid wins"
+    );
+}

@@ -89,6 +89,8 @@ pub fn answer<'t>(
     let zone = table.zone(zid);
     let mut ans = Answer::new(ResponseCode::NoError, true, Some(zid));
     let mut name = qname.clone();
+    // Names a CNAME chain has passed through.
+    let mut visited: Vec<LowerName> = vec![qname.clone()];
     for _ in 0..MAX_CNAME_HOPS {
         // DS lives on the parent side of a cut (RFC 4035 3.1.4.1): at the cut itself the
         // parent answers it, so look for a cut strictly above the name.
@@ -124,7 +126,13 @@ pub fn answer<'t>(
             });
         }
         match next {
-            Some(target) => name = target,
+            // Every RR appears once (RFC 2181 5): a target already passed through is a loop
+            // (a wildcard can make one that `meridian check` cannot see).
+            Some(target) if visited.contains(&target) => return ans,
+            Some(target) => {
+                visited.push(target.clone());
+                name = target;
+            }
             None => return ans,
         }
     }
@@ -186,10 +194,6 @@ fn at_node<'t>(
     if qtype != RecordType::CNAME
         && let Some([cname, ..]) = node.rrset(RecordType::CNAME)
     {
-        // Every RR appears once (RFC 2181 5): a CNAME already in the answer is a loop.
-        if ans.answers.iter().any(|r| std::ptr::eq(*r, cname)) {
-            return None;
-        }
         ans.answers.push(cname);
         // ANY at an alias is the alias alone (RFC 1034 4.3.2 step 3a: not chased).
         if qtype == RecordType::ANY {

@@ -40,8 +40,7 @@ records = [
   { name = "alias", type = "CNAME", data = "shop" },
   { name = "out", type = "CNAME", data = "elsewhere.org." },
   { name = "todel", type = "CNAME", data = "host.sub" },
-  { name = "loop1", type = "CNAME", data = "loop2" },
-  { name = "loop2", type = "CNAME", data = "loop1" },
+  { name = "*.loop", type = "CNAME", data = "x.loop" },
   { name = "dangling", type = "CNAME", data = "nothing" },
   { name = "*.wild", type = "A", data = "192.0.2.77" },
   { name = "real.wild", type = "TXT", data = "exists" },
@@ -563,12 +562,22 @@ fn any_at_an_alias_is_the_alias_alone() {
 
 #[test]
 fn a_cname_loop_answers_each_record_once() {
+    // `meridian check` refuses static loops; a wildcard can still make one at query time.
     let t = table();
-    let a = answer_name(&t, "loop1.example.com.", RecordType::A, &src("11.0.130.7"));
+    let a = answer_name(&t, "a.loop.example.com.", RecordType::A, &src("11.0.130.7"));
     assert_eq!(a.rcode, ResponseCode::NoError);
-    let got: Vec<String> = a.answers.iter().map(|r| r.to_string()).collect();
-    assert_eq!(got.len(), 2, "each link once: {got:?}");
-    assert_ne!(got[0], got[1]);
+    let got: Vec<String> = sent(&a)
+        .iter()
+        .map(|r| format!("{} {}", r.0, r.2))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "a.loop.example.com. x.loop.example.com.",
+            "x.loop.example.com. x.loop.example.com."
+        ],
+        "each link once"
+    );
 }
 
 #[test]

@@ -515,6 +515,37 @@ fn extended_dns_errors_explain_refusals_when_the_query_had_opt() {
 }
 
 #[test]
+fn nsid_is_returned_when_asked_for() {
+    let text = example_config().replacen("[server]\n", "[server]\nnsid = \"ns1.fra\"\n", 1);
+    let m = Meridian::start(&text);
+    let nsid_of = |raw: &[u8]| {
+        let opt = raw_opt(raw)?;
+        let mut rest = &opt.rdata[..];
+        while rest.len() >= 4 {
+            let code = u16::from_be_bytes([rest[0], rest[1]]);
+            let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+            if code == 3 {
+                return Some(rest[4..4 + len].to_vec());
+            }
+            rest = &rest[4 + len..];
+        }
+        None
+    };
+    let ask = opt_rr(1232, 0, &edns_option(3, &[]));
+    // A traffic-managed name (which the fast path passes on) and static data.
+    for (id, name) in [(0x3030, "www.example.com."), (0x3031, "mail.example.com.")] {
+        let q = raw_query(id, FLAGS_RD, name, std::slice::from_ref(&ask));
+        let (raw, r) = udp_bytes(m.v4(), &q);
+        assert_eq!(rcode(&r), ResponseCode::NoError, "{name}");
+        assert_eq!(nsid_of(&raw).as_deref(), Some(&b"ns1.fra"[..]), "{name}");
+        // Not asked: not sent.
+        let q = raw_query(id, FLAGS_RD, name, &[opt_rr(1232, 0, &[])]);
+        let (raw, _) = udp_bytes(m.v4(), &q);
+        assert_eq!(nsid_of(&raw), None, "{name}");
+    }
+}
+
+#[test]
 fn a_formerr_too_large_for_udp_goes_out_header_only() {
     let m = Meridian::start_example();
     // Three questions of about 250 bytes each: echoing them would take over 512 bytes.

@@ -1,0 +1,79 @@
+//! What validation hands to `compile`: the config with values parsed and names resolved to ids.
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::PathBuf;
+
+use hickory_proto::rr::{Name, Record};
+
+use crate::geo::{Continent, CountryCode};
+use crate::routing::table::{Policy, Region, RegionId, WeightMode};
+use crate::settings::{CheckSpec, Settings};
+
+/// A config that passed every check, with values parsed and names resolved to ids.
+#[derive(Debug)]
+pub struct Checked {
+    pub settings: Settings,
+    /// Resolved path of the GeoIP database and the span of its `database` key.
+    pub geoip: Option<(PathBuf, Range<usize>)>,
+    pub zones: Vec<CheckedZone>,
+    pub regions: Vec<Region>,
+    pub services: Vec<CheckedService>,
+    pub checks: Vec<CheckSpec>,
+    pub cidr_maps: Vec<CheckedCidrMap>,
+    /// Resolved path of the latency map and the span of its key.
+    pub latency_map: Option<(PathBuf, Range<usize>)>,
+    pub latency_overhead_ms: f32,
+}
+
+/// A CIDR map's inline networks, and the file holding more (read by `compile`).
+#[derive(Debug)]
+pub struct CheckedCidrMap {
+    pub name: String,
+    pub networks: Vec<(ipnet::IpNet, RegionId)>,
+    pub file: Option<(PathBuf, Range<usize>)>,
+}
+
+#[derive(Debug)]
+pub struct CheckedZone {
+    pub origin: Name,
+    pub soa: Record,
+    pub ns: Vec<Record>,
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug)]
+pub struct CheckedService {
+    pub name: Name,
+    pub zone: usize,
+    pub ttl: u32,
+    pub policy: Policy,
+    pub answers: usize,
+    pub min_healthy: usize,
+    pub on_all_down: CheckedAllDown,
+    /// Region order for clients the database cannot place; for failover, the failover order.
+    pub default_order: Vec<RegionId>,
+    pub endpoints: Vec<CheckedEndpoint>,
+    pub latency_margin_ms: f32,
+    pub weight_mode: WeightMode,
+    /// (countries, continents, allowed regions) per residency rule.
+    pub residency: Vec<(Vec<CountryCode>, Vec<Continent>, Vec<RegionId>)>,
+    pub cidr_map: Option<usize>,
+}
+
+#[derive(Debug)]
+pub enum CheckedAllDown {
+    FailOpen,
+    ServFail,
+    Fallback(Vec<IpAddr>),
+}
+
+#[derive(Debug)]
+pub struct CheckedEndpoint {
+    pub region: RegionId,
+    pub address: IpAddr,
+    pub port: u16,
+    /// The check probing this endpoint (its own, else the service's) and the address:port
+    /// it probes.
+    pub probe: Option<(usize, SocketAddr)>,
+    pub weight: u32,
+}

@@ -1,0 +1,188 @@
+//! `[[regions]]` and `[cidr_maps]`, and the region and geo-code lists other sections refer to.
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+
+use super::Ctx;
+use crate::config::checked::CheckedCidrMap;
+use crate::config::raw::{RawConfig, S};
+use crate::geo::{Continent, CountryCode, LatLon};
+use crate::routing::table::{Region, RegionId};
+
+pub(super) fn regions(cx: &mut Ctx, raw: &RawConfig) -> (Vec<Region>, HashMap<String, RegionId>) {
+    let mut out = Vec::new();
+    let mut ids = HashMap::new();
+    for r in &raw.regions {
+        let r = r.get_ref();
+        let name = r.name.get_ref().clone();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            cx.err(
+                r.name.span(),
+                format!("region name {name:?} must be non-empty letters, digits, '-', '_' or '.'"),
+            );
+        }
+        if ids.contains_key(&name) {
+            cx.err(r.name.span(), format!("region {name} is defined twice"));
+            continue;
+        }
+        let location = r.location.as_ref().and_then(|l| {
+            let l = l.get_ref();
+            let (lat, lon) = (*l.lat.get_ref(), *l.lon.get_ref());
+            let mut ok = true;
+            if !(-90.0..=90.0).contains(&lat) {
+                cx.err(l.lat.span(), format!("latitude {lat} is outside -90..90"));
+                ok = false;
+            }
+            if !(-180.0..=180.0).contains(&lon) {
+                cx.err(
+                    l.lon.span(),
+                    format!("longitude {lon} is outside -180..180"),
+                );
+                ok = false;
+            }
+            ok.then_some(LatLon { lat, lon })
+        });
+        let (countries, continents) = geo_codes(cx, &r.countries, &r.continents);
+        let bias = match &r.bias {
+            None => 0.0,
+            Some(b) if (-99..=99).contains(b.get_ref()) => *b.get_ref() as f64 / 100.0,
+            Some(b) => {
+                cx.err(b.span(), format!("bias {} must be -99 to 99", b.get_ref()));
+                0.0
+            }
+        };
+        ids.insert(name.clone(), RegionId(out.len() as u32));
+        out.push(Region {
+            name,
+            point: location.map(LatLon::point),
+            location,
+            countries,
+            continents,
+            bias,
+        });
+    }
+    (out, ids)
+}
+
+/// A region's or residency rule's country and continent lists.
+pub(super) fn geo_codes(
+    cx: &mut Ctx,
+    countries: &[S<String>],
+    continents: &[S<String>],
+) -> (Vec<CountryCode>, Vec<Continent>) {
+    let countries = codes(
+        cx,
+        countries,
+        "country",
+        "a two-letter ISO 3166 country code",
+    );
+    let continents = codes(
+        cx,
+        continents,
+        "continent",
+        "a continent code (AF AN AS EU NA OC SA)",
+    );
+    (countries, continents)
+}
+
+/// Parses a list of country or continent codes, refusing bad and repeated ones.
+fn codes<T: FromStr<Err = ()> + PartialEq + std::fmt::Display>(
+    cx: &mut Ctx,
+    list: &[S<String>],
+    what: &str,
+    expected: &str,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for c in list {
+        match c.get_ref().parse::<T>() {
+            Ok(code) if out.contains(&code) => {
+                cx.err(c.span(), format!("{what} {code} is listed twice"))
+            }
+            Ok(code) => out.push(code),
+            Err(()) => cx.err(c.span(), format!("{:?} is not {expected}", c.get_ref())),
+        }
+    }
+    out
+}
+
+pub(super) fn region_list(
+    cx: &mut Ctx,
+    list: &[S<String>],
+    ids: &HashMap<String, RegionId>,
+    what: &str,
+) -> Vec<RegionId> {
+    let mut out = Vec::new();
+    for r in list {
+        match ids.get(r.get_ref()) {
+            Some(id) if out.contains(id) => cx.err(
+                r.span(),
+                format!("{what} lists region {} twice", r.get_ref()),
+            ),
+            Some(id) => out.push(*id),
+            None => cx.err(
+                r.span(),
+                format!("{what} names undefined region {:?}", r.get_ref()),
+            ),
+        }
+    }
+    out
+}
+
+/// `[cidr_maps.NAME]`: inline networks checked here; a `file` is read by `compile`.
+pub(super) fn cidr_maps(
+    cx: &mut Ctx,
+    raw: &RawConfig,
+    region_ids: &HashMap<String, RegionId>,
+    base: &Path,
+) -> Vec<CheckedCidrMap> {
+    raw.cidr_maps
+        .iter()
+        .map(|(name, m)| {
+            let m = m.get_ref();
+            let mut networks = Vec::new();
+            for e in &m.networks {
+                let e = e.get_ref();
+                let net = match e.network.get_ref().parse::<ipnet::IpNet>() {
+                    Ok(n) if n.trunc() == n => Some(n),
+                    Ok(n) => {
+                        cx.err(
+                            e.network.span(),
+                            format!("{n} has host bits set (did you mean {}?)", n.trunc()),
+                        );
+                        None
+                    }
+                    Err(_) => {
+                        cx.err(
+                            e.network.span(),
+                            format!("{:?} is not a network (CIDR)", e.network.get_ref()),
+                        );
+                        None
+                    }
+                };
+                let region = region_ids.get(e.region.get_ref()).copied();
+                if region.is_none() {
+                    cx.err(
+                        e.region.span(),
+                        format!("cidr map names undefined region {:?}", e.region.get_ref()),
+                    );
+                }
+                if let (Some(net), Some(region)) = (net, region) {
+                    if networks.iter().any(|(n, _)| *n == net) {
+                        cx.err(e.network.span(), format!("network {net} is listed twice"));
+                    } else {
+                        networks.push((net, region));
+                    }
+                }
+            }
+            CheckedCidrMap {
+                name: name.clone(),
+                networks,
+                file: m.file.as_ref().map(|f| (base.join(f.get_ref()), f.span())),
+            }
+        })
+        .collect()
+}
