@@ -27,6 +27,7 @@ SKIP_APT=${SKIP_APT:-0}           # 1: never call apt-get (fail if something is 
 SKIP_BUILD=${SKIP_BUILD:-0}       # 1: use the existing target/release/meridian
 START_TIMEOUT=${START_TIMEOUT:-180} # seconds a server may take to answer after start
 QUIET_WAIT=${QUIET_WAIT:-20}      # seconds to wait for idle CPUs before each throughput run
+MERIDIAN_BEFORE=${MERIDIAN_BEFORE:-} # run.sh: another meridian binary, measured as row meridian-before
 
 # ---- small helpers ----------------------------------------------------------------------
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -220,15 +221,15 @@ meridian_config() {
 
 # Write and validate Meridian's config; drops `workers` when this build does not know it.
 # Sets MERIDIAN_WORKERS_NOTE.
-meridian_setup() { # dir port aport
-  local dir=$1 out
+meridian_setup() { # dir port aport [binary, default $MERIDIAN]
+  local dir=$1 out bin=${4:-$MERIDIAN}
   mkdir -p "$dir/state"
   meridian_config "$dir" "$2" "$3" yes
-  if ! out=$("$MERIDIAN" check --config "$dir/meridian.toml" 2>&1); then
+  if ! out=$("$bin" check --config "$dir/meridian.toml" 2>&1); then
     if grep -q 'unknown field .workers.' <<<"$out"; then
       MERIDIAN_WORKERS_NOTE="this Meridian build has no [server] workers key: ran without it (the build's own default threading)"
       meridian_config "$dir" "$2" "$3" no
-      out=$("$MERIDIAN" check --config "$dir/meridian.toml" 2>&1) || die "meridian check failed:"$'\n'"$out"
+      out=$("$bin" check --config "$dir/meridian.toml" 2>&1) || die "meridian check failed:"$'\n'"$out"
     else
       die "meridian check failed:"$'\n'"$out"
     fi
@@ -326,10 +327,16 @@ start_server() {
   local name=$1 dir=$2 port=$3 aport=${4:-0} i
   rm -rf "$dir"; mkdir -p "$dir"
   case $name in
-    meridian)
-      meridian_setup "$dir" "$port" "$aport"
+    meridian | meridian-before)
+      # meridian-before: the same config, workers and pinning, with the $MERIDIAN_BEFORE binary.
+      local bin=$MERIDIAN keep=${MERIDIAN_WORKERS_NOTE:-}
+      if [ "$name" = meridian-before ]; then bin=$MERIDIAN_BEFORE; fi
+      meridian_setup "$dir" "$port" "$aport" "$bin"
+      if [ "$name" = meridian-before ]; then
+        MERIDIAN_BEFORE_NOTE=$MERIDIAN_WORKERS_NOTE MERIDIAN_WORKERS_NOTE=$keep
+      fi
       MERIDIAN_LOG=${MERIDIAN_LOG:-warn} MERIDIAN_ADMIN_TOKEN=${ADMIN_TOKEN:-} \
-        taskset -c "$SERVER_CPUS" "$MERIDIAN" serve --config "$dir/meridian.toml" > "$dir/server.log" 2>&1 &
+        taskset -c "$SERVER_CPUS" "$bin" serve --config "$dir/meridian.toml" > "$dir/server.log" 2>&1 &
       ;;
     gdnsd)
       gdnsd_setup "$dir" "$port"
@@ -343,7 +350,7 @@ start_server() {
       [ -x "$UDP_FLOOR" ] || die "no udp_floor binary at $UDP_FLOOR (cargo build --release --example udp_floor)"
       taskset -c "$SERVER_CPUS" "$UDP_FLOOR" "127.0.0.1:$port" > "$dir/server.log" 2>&1 &
       ;;
-    *) die "unknown server '$name' (known: meridian gdnsd nsd floor)" ;;
+    *) die "unknown server '$name' (known: meridian meridian-before gdnsd nsd floor)" ;;
   esac
   SRV_PID=$!
   for i in $(seq 1 $((START_TIMEOUT * 5))); do

@@ -194,7 +194,8 @@ wls = sorted({r["wl"] for r in rows})
 names = {"a": "a geo", "b": "b geo+ECS", "c": "c mix"}
 print(f"\nResults: median of {runs} run(s) of {duration}s; lost = sum over runs; "
       f"latency at {lat_qps} qps fixed rate; CPU from /proc/PID/stat over the throughput run")
-hdr = (f"{'server':9} {'workload':10} {'QPS':>8} {'min-max':>15} {'lost':>5} {'usr µs/q':>8} {'sys µs/q':>8} "
+sw = max([9] + [len(s) for s in servers])
+hdr = (f"{'server':{sw}} {'workload':10} {'QPS':>8} {'min-max':>15} {'lost':>5} {'usr µs/q':>8} {'sys µs/q':>8} "
        f"{'cpu µs/q':>8} {'p50 ms':>7} {'p99 ms':>7} {'RSS MiB':>7} {'resp B':>6} {'cpu0%':>5} {'si0%':>4} {'cpu1%':>5}  rcodes")
 print(hdr)
 print("-" * len(hdr))
@@ -209,7 +210,7 @@ for wl in wls:
             flag, noisy = " !", True
         if (s["ccpu"] or 0) >= 95 and (s["scpu"] or 0) < 95:
             flag, client_bound = flag + " c", True
-        print(f"{srv:9} {names.get(wl, wl):10} {f(s['qps'], '.0f'):>8} {f(s['qmin'], '.0f') + '-' + f(s['qmax'], '.0f'):>15} "
+        print(f"{srv:{sw}} {names.get(wl, wl):10} {f(s['qps'], '.0f'):>8} {f(s['qmin'], '.0f') + '-' + f(s['qmax'], '.0f'):>15} "
               f"{s['lost']:>5} {f(s['usr'], '.2f'):>8} {f(s['sys'], '.2f'):>8} {f(s['tot'], '.2f'):>8} "
               f"{f(s['p50'], '.3f'):>7} {f(s['p99'], '.3f'):>7} {f(s['rss'], '.1f'):>7} {s['resp']:>6} "
               f"{f(s['scpu'], '.0f'):>5} {f(s['si'], '.0f'):>4} {f(s['ccpu'], '.0f'):>5}  {s['rc']}{flag}")
@@ -225,7 +226,8 @@ if noisy:
 peers = [s for s in servers if s != "meridian"]
 if "meridian" in servers and peers:
     print("\nMeridian / peer (QPS: above 1 is better for Meridian; CPU, p50, RSS: below 1 is better)")
-    hdr2 = f"{'workload':10} {'peer':7} {'QPS':>6} {'usr CPU':>8} {'tot CPU':>8} {'p50':>6} {'RSS':>6}"
+    pw = max([7] + [len(p) for p in peers])
+    hdr2 = f"{'workload':10} {'peer':{pw}} {'QPS':>6} {'usr CPU':>8} {'tot CPU':>8} {'p50':>6} {'RSS':>6}"
     print(hdr2)
     print("-" * len(hdr2))
     for wl in wls:
@@ -236,7 +238,7 @@ if "meridian" in servers and peers:
                 continue
             def ratio(k):
                 return "-" if not m[k] or not o[k] else f"{m[k] / o[k]:.2f}"
-            print(f"{names.get(wl, wl):10} {p:7} {ratio('qps'):>6} {ratio('usr'):>8} {ratio('tot'):>8} "
+            print(f"{names.get(wl, wl):10} {p:{pw}} {ratio('qps'):>6} {ratio('usr'):>8} {ratio('tot'):>8} "
                   f"{ratio('p50'):>6} {ratio('rss'):>6}")
     print("(NSD serves geo.example.com as one static A record: its geo rows are a no-geo baseline.)")
     if "floor" in peers:
@@ -264,6 +266,9 @@ main() {
     esac
   done
   ensure_deps "${deps[@]}"
+  if [ -n "$MERIDIAN_BEFORE" ] && [ ! -x "$MERIDIAN_BEFORE" ]; then
+    die "no Meridian binary at MERIDIAN_BEFORE=$MERIDIAN_BEFORE"
+  fi
   taskset -c "$SERVER_CPUS" true 2>/dev/null || die "cannot pin to SERVER_CPUS=$SERVER_CPUS"
   taskset -c "$CLIENT_CPUS" true 2>/dev/null || die "cannot pin to CLIENT_CPUS=$CLIENT_CPUS"
   setup_work
@@ -276,6 +281,9 @@ main() {
   {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  host: $(uname -r), $(nproc) cpus"
     echo "meridian: $("$MERIDIAN" --version 2>&1 | head -n 1) ($(cd "$REPO_DIR" && git describe --always --dirty 2>/dev/null || echo 'no git'))"
+    if [ -n "$MERIDIAN_BEFORE" ]; then
+      echo "meridian-before: $("$MERIDIAN_BEFORE" --version 2>&1 | head -n 1) ($(git -C "$(dirname "$MERIDIAN_BEFORE")" describe --always --dirty 2>/dev/null || echo 'no git'); $MERIDIAN_BEFORE)"
+    fi
     command -v gdnsd >/dev/null && echo "gdnsd: $(gdnsd 2>&1 | head -n 1)"
     command -v nsd >/dev/null && echo "nsd: $(nsd -v 2>&1 | head -n 1)"
     echo "dnsperf: $(dnsperf -h 2>&1 | grep -m1 Version)"
@@ -285,6 +293,7 @@ main() {
   verify_layout
 
   local servers="meridian $PEERS" round srv port aport wl
+  if [ -n "$MERIDIAN_BEFORE" ]; then servers="meridian meridian-before $PEERS"; fi
   for round in $(seq 1 "$RUNS"); do
     for srv in $servers; do
       port=$(pick_port)
@@ -301,6 +310,7 @@ main() {
       stop_server
     done
     if [ "$round" = 1 ]; then
+      if [ -n "$MERIDIAN_BEFORE" ]; then compare_spot meridian-before; fi
       for srv in $PEERS; do [ "$srv" = gdnsd ] && compare_spot gdnsd; done
       if [[ " $PEERS " == *" nsd "* ]] && [ -s "$RES/spot-nsd.txt" ]; then
         echo "nsd spot check: $(awk '{print $2}' "$RES/spot-nsd.txt" | sort | uniq -c | tr -s ' ' | tr '\n' ';') (static geo A, no ECS scope expected)" \
@@ -311,6 +321,7 @@ main() {
   {
     cat "$RES/env.txt"
     echo "meridian: ${MERIDIAN_WORKERS_NOTE:-not run}"
+    if [ -n "$MERIDIAN_BEFORE" ]; then echo "meridian-before: ${MERIDIAN_BEFORE_NOTE:-not run}"; fi
     echo "dnsperf: -T 1 -c $CLIENTS -q $OUTSTANDING -t 2, binary input (-B), pinned to cpu $CLIENT_CPUS; servers pinned to cpu $SERVER_CPUS"
     summarize
     echo
