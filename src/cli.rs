@@ -114,7 +114,8 @@ fn check(path: &Path) -> ExitCode {
     match config::load(path) {
         Ok(compiled) => {
             println!("{}: ok", path.display());
-            if let Some(db) = &compiled.geo {
+            let dbs = compiled.geo.iter().flat_map(|set| set.databases());
+            for db in dbs.clone() {
                 println!(
                     "geoip: {} ({}, database_type {:?})",
                     db.path().display(),
@@ -122,6 +123,16 @@ fn check(path: &Path) -> ExitCode {
                     db.database_type()
                 );
                 println!("geoip: {}", db.coverage());
+            }
+            let named = compiled.regions.iter().any(|r| !r.subdivisions.is_empty())
+                || compiled
+                    .services
+                    .iter()
+                    .any(|s| s.residency.iter().any(|r| !r.subdivisions.is_empty()));
+            if named && dbs.clone().all(|db| db.coverage().with_subdivision == 0) {
+                println!(
+                    "geoip: no database gives subdivision codes (the flat schemas carry subdivision names only, the Country schemas none): `subdivisions` will not match; clients are placed by country"
+                );
             }
             println!(
                 "{} zones, {} regions, {} services, {} endpoints",

@@ -41,7 +41,11 @@ pub struct Explanation {
 
 #[derive(Debug, Serialize)]
 pub struct GeoStep {
+    /// The database file the result came from.
     pub database: Option<String>,
+    /// The config names more than one database (the text output then names the file).
+    #[serde(skip)]
+    pub several: bool,
     pub network: String,
     pub found: bool,
     pub country: Option<String>,
@@ -171,8 +175,12 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
     for step in rec.steps {
         match step {
             Step::Geo { client, geo } => {
+                // The database that answered, when the config names several.
+                let set = table.geo.as_ref();
+                let answered = set.and_then(|s| s.lookup_in(client.addr).1);
                 out.geoip = Some(GeoStep {
-                    database: table.geo.as_ref().map(|db| db.path().display().to_string()),
+                    database: answered.map(|db| db.path().display().to_string()),
+                    several: set.is_some_and(|s| s.databases().len() > 1),
                     network: format!(
                         "{}/{}",
                         mask(client.addr, geo.network_prefix),
@@ -183,7 +191,7 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
                     continent: geo.continent.map(|c| c.to_string()),
                     latitude: geo.location.map(|l| l.lat),
                     longitude: geo.location.map(|l| l.lon),
-                    record: table.geo.as_ref().and_then(|db| db.describe(client.addr)),
+                    record: answered.and_then(|db| db.describe(client.addr)),
                 });
             }
             Step::Candidate {
@@ -193,6 +201,7 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
             } => {
                 let r = table.region(region);
                 let why = match rank {
+                    Rank::Subdivision => "lists the client's subdivision".to_string(),
                     Rank::Country => "lists the client's country".to_string(),
                     Rank::Continent => "lists the client's continent".to_string(),
                     Rank::Distance { km } => format!("{km} km from the client"),
@@ -310,6 +319,9 @@ impl Explanation {
                 "not in the database".to_string()
             };
             let _ = writeln!(s, "geoip      network {}: {place}", g.network);
+            if let (true, Some(db)) = (g.several, &g.database) {
+                let _ = writeln!(s, "           from {db}");
+            }
             if let Some(sub) = g
                 .record
                 .as_ref()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use hickory_proto::rr::{Name, Record};
 
-use crate::geo::{Continent, CountryCode};
+use crate::geo::{Continent, CountryCode, Subdivision};
 use crate::routing::table::{Policy, Region, RegionId, WeightMode};
 use crate::settings::{CheckSpec, Settings};
 
@@ -14,7 +14,7 @@ use crate::settings::{CheckSpec, Settings};
 pub struct Checked {
     pub settings: Settings,
     /// Resolved path of the GeoIP database and the span of its `database` key.
-    pub geoip: Option<(PathBuf, Range<usize>)>,
+    pub geoip: Option<(Vec<PathBuf>, Range<usize>)>,
     pub zones: Vec<CheckedZone>,
     pub regions: Vec<Region>,
     pub services: Vec<CheckedService>,
@@ -55,8 +55,7 @@ pub struct CheckedService {
     pub endpoints: Vec<CheckedEndpoint>,
     pub latency_margin_ms: f32,
     pub weight_mode: WeightMode,
-    /// (countries, continents, allowed regions) per residency rule.
-    pub residency: Vec<(Vec<CountryCode>, Vec<Continent>, Vec<RegionId>)>,
+    pub residency: Vec<CheckedResidency>,
     pub cidr_map: Option<usize>,
 }
 
@@ -76,4 +75,26 @@ pub struct CheckedEndpoint {
     /// it probes.
     pub probe: Option<(usize, SocketAddr)>,
     pub weight: u32,
+}
+
+/// One residency rule: clients placed in these subdivisions, countries or continents only go
+/// to the `allowed` regions.
+#[derive(Debug)]
+pub struct CheckedResidency {
+    pub places: Places,
+    pub allowed: Vec<RegionId>,
+}
+
+/// Subdivision, country and continent lists, as a region or a residency rule names them.
+#[derive(Debug, Default, Clone)]
+pub struct Places {
+    pub subdivisions: Vec<Subdivision>,
+    pub countries: Vec<CountryCode>,
+    pub continents: Vec<Continent>,
+}
+
+impl Places {
+    pub fn is_empty(&self) -> bool {
+        self.subdivisions.is_empty() && self.countries.is_empty() && self.continents.is_empty()
+    }
 }

@@ -11,7 +11,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::Problem;
 use super::checked::{Checked, CheckedAllDown, CheckedZone};
-use crate::geo::GeoDb;
+use crate::geo::{GeoDb, GeoSet};
 use crate::routing::latency::{Format, LatencyMap};
 use crate::routing::prefix::PrefixTable;
 use crate::routing::table::{
@@ -19,21 +19,27 @@ use crate::routing::table::{
     Service, ServiceId, ServiceRegion, Target, TargetId, Zone, ZoneId, wire_name,
 };
 
-/// Compiles a checked config; `reuse` is a database already open, kept when it is the same
-/// unchanged file.
-pub fn compile(checked: Checked, reuse: Option<Arc<GeoDb>>) -> Result<Compiled, Vec<Problem>> {
+/// Compiles a checked config; `reuse` holds databases already open, each kept when the config
+/// names the same unchanged file.
+pub fn compile(checked: Checked, reuse: Option<Arc<GeoSet>>) -> Result<Compiled, Vec<Problem>> {
     let mut problems = Vec::new();
-    let geo = match &checked.geoip {
-        None => None,
-        Some((path, _)) if reuse.as_ref().is_some_and(|db| db.unchanged_at(path)) => reuse,
-        Some((path, span)) => match GeoDb::open(path) {
-            Ok(db) => Some(Arc::new(db)),
-            Err(e) => {
-                problems.push(Problem::new(span.clone(), e.to_string()));
-                None
+    let geo = checked.geoip.as_ref().and_then(|(paths, span)| {
+        let mut dbs = Vec::new();
+        for path in paths {
+            let kept = reuse
+                .iter()
+                .flat_map(|set| set.databases())
+                .find(|db| db.unchanged_at(path));
+            match kept {
+                Some(db) => dbs.push(db.clone()),
+                None => match GeoDb::open(path) {
+                    Ok(db) => dbs.push(Arc::new(db)),
+                    Err(e) => problems.push(Problem::new(span.clone(), e.to_string())),
+                },
             }
-        },
-    };
+        }
+        (dbs.len() == paths.len()).then(|| Arc::new(GeoSet::new(dbs)))
+    });
     let latency_map = match &checked.latency_map {
         None => Arc::new(LatencyMap::default()),
         Some((path, span)) => match read_latency_map(path, &checked.regions) {
@@ -146,13 +152,14 @@ pub fn compile(checked: Checked, reuse: Option<Arc<GeoDb>>) -> Result<Compiled, 
             residency: svc
                 .residency
                 .iter()
-                .map(|(countries, continents, allowed)| Residency {
-                    countries: countries.clone(),
-                    continents: continents.clone(),
+                .map(|rule| Residency {
+                    subdivisions: rule.places.subdivisions.clone(),
+                    countries: rule.places.countries.clone(),
+                    continents: rule.places.continents.clone(),
                     allowed: regions
                         .iter()
                         .enumerate()
-                        .filter(|(_, sr)| allowed.contains(&sr.region))
+                        .filter(|(_, sr)| rule.allowed.contains(&sr.region))
                         .fold(0u64, |m, (i, _)| m | 1 << i),
                 })
                 .collect(),
@@ -376,10 +383,8 @@ mod reuse_tests {
         std::fs::write(&config, &text).unwrap();
         let first = crate::config::load(&config).unwrap();
         let second = crate::config::load_reusing(&config, Some(&first)).unwrap();
-        assert!(Arc::ptr_eq(
-            first.geo.as_ref().unwrap(),
-            second.geo.as_ref().unwrap()
-        ));
+        let open = |c: &crate::routing::Compiled| c.geo.as_ref().unwrap().databases()[0].clone();
+        assert!(Arc::ptr_eq(&open(&first), &open(&second)));
         std::fs::copy(
             concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -389,10 +394,7 @@ mod reuse_tests {
         )
         .unwrap();
         let third = crate::config::load_reusing(&config, Some(&second)).unwrap();
-        assert!(!Arc::ptr_eq(
-            second.geo.as_ref().unwrap(),
-            third.geo.as_ref().unwrap()
-        ));
+        assert!(!Arc::ptr_eq(&open(&second), &open(&third)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -115,10 +115,12 @@ fn load_text(
         Ok(c) => c,
         Err(mut problems) => {
             // Report an unusable database in the same pass (compile would open it next).
-            if let Some(g) = &raw.geoip
-                && let Err(e) = crate::geo::GeoDb::open(&base.join(g.database.get_ref()))
-            {
-                problems.push(Problem::new(g.database.span(), e.to_string()));
+            if let Some(g) = &raw.geoip {
+                for path in g.database.get_ref().iter() {
+                    if let Err(e) = crate::geo::GeoDb::open(&base.join(path)) {
+                        problems.push(Problem::new(g.database.span(), e.to_string()));
+                    }
+                }
             }
             return Err(positioned(problems));
         }

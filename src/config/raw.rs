@@ -83,6 +83,9 @@ pub struct RawCidrEntry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawResidency {
+    /// ISO 3166-2 codes, `US-CA`.
+    #[serde(default)]
+    pub subdivisions: Vec<S<String>>,
     #[serde(default)]
     pub countries: Vec<S<String>>,
     #[serde(default)]
@@ -116,7 +119,26 @@ pub struct RawServer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGeoip {
-    pub database: S<String>,
+    /// One file, or several (ip-location-db ships IPv4 and IPv6 apart), asked in order.
+    pub database: S<Paths>,
+}
+
+/// A path, or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Paths {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Paths {
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let (one, many) = match self {
+            Paths::One(p) => (Some(p.as_str()), &[][..]),
+            Paths::Many(v) => (None, &v[..]),
+        };
+        one.into_iter().chain(many.iter().map(String::as_str))
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -172,6 +194,9 @@ pub struct RawRecord {
 pub struct RawRegion {
     pub name: S<String>,
     pub location: Option<S<RawLocation>>,
+    /// ISO 3166-2 codes, `US-CA`: a tier above countries.
+    #[serde(default)]
+    pub subdivisions: Vec<S<String>>,
     #[serde(default)]
     pub countries: Vec<S<String>>,
     #[serde(default)]

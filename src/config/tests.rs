@@ -558,7 +558,10 @@ fn example_config_loads() {
     assert_eq!(c.regions.len(), 4);
     assert_eq!(c.services.len(), 2);
     assert_eq!(c.endpoints.len(), 11);
-    assert_eq!(c.geo.as_ref().expect("geoip").schema(), Schema::MaxMindCity);
+    assert_eq!(
+        c.geo.as_ref().expect("geoip").databases()[0].schema(),
+        Schema::MaxMindCity
+    );
 }
 
 #[test]
@@ -734,9 +737,38 @@ fn each_fixture_schema_is_detected() {
     ] {
         let c = compiled(&edit(CITY, db));
         let geo = c.geo.expect("geoip");
-        assert_eq!(geo.schema(), schema, "{db}");
-        assert_eq!(geo.path(), Path::new(db));
+        assert_eq!(geo.databases().len(), 1);
+        assert_eq!(geo.databases()[0].schema(), schema, "{db}");
+        assert_eq!(geo.databases()[0].path(), Path::new(db));
     }
+}
+
+#[test]
+fn several_database_files_are_asked_in_order_for_their_family() {
+    // The Country fixture first, then the City one: both have IPv4 and IPv6 networks, so a
+    // client found in the first is answered from it (no location), one only in the second
+    // (none here) would fall through.
+    let text = edit(
+        &format!("database = \"{CITY}\""),
+        &format!("database = [\"{COUNTRY}\", \"{CITY}\"]"),
+    );
+    let c = compiled(&text);
+    let geo = c.geo.expect("geoip");
+    let paths: Vec<&Path> = geo.databases().iter().map(|d| d.path()).collect();
+    assert_eq!(paths, [Path::new(COUNTRY), Path::new(CITY)]);
+    let (info, from) = geo.lookup_in("11.0.130.7".parse().unwrap());
+    assert!(
+        info.found && info.location.is_none(),
+        "the Country file answers first"
+    );
+    assert_eq!(from.map(|d| d.path()), Some(Path::new(COUNTRY)));
+    // An empty list is refused.
+    assert_error(
+        &edit(&format!("database = \"{CITY}\""), "database = []"),
+        6,
+        12,
+        "lists no file",
+    );
 }
 
 #[test]
@@ -802,5 +834,21 @@ fn nsid_is_text_or_hex_and_defaults_to_the_fleet_name() {
         compiled(&both).settings.nsid.as_deref(),
         Some(&b"x"[..]),
         "nsid wins"
+    );
+}
+
+#[test]
+fn subdivision_codes_are_checked() {
+    let text = edit(
+        r#"countries = ["US"]"#,
+        r#"countries = ["US"]
+subdivisions = ["US-VA", "USA-CA", "US-VA"]"#,
+    );
+    assert_errors(
+        &text,
+        &[
+            (25, 26, "\"USA-CA\" is not an ISO 3166-2 subdivision code"),
+            (25, 36, "subdivision US-VA is listed twice"),
+        ],
     );
 }

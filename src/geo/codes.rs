@@ -38,6 +38,56 @@ impl fmt::Debug for CountryCode {
     }
 }
 
+/// An ISO 3166-2 subdivision code such as `US-CA` or `GB-ENG`: the country, then one to three
+/// letters or digits. A small `Copy` value.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subdivision {
+    pub country: CountryCode,
+    code: [u8; 3],
+    len: u8,
+}
+
+impl Subdivision {
+    /// The subdivision `code` (without the country part, as MaxMind stores it) of `country`.
+    pub fn new(country: CountryCode, code: &str) -> Option<Subdivision> {
+        let b = code.as_bytes();
+        if b.is_empty() || b.len() > 3 || !b.iter().all(u8::is_ascii_alphanumeric) {
+            return None;
+        }
+        let mut out = [0u8; 3];
+        for (o, c) in out.iter_mut().zip(b) {
+            *o = c.to_ascii_uppercase();
+        }
+        Some(Subdivision {
+            country,
+            code: out,
+            len: b.len() as u8,
+        })
+    }
+}
+
+impl FromStr for Subdivision {
+    type Err = ();
+    /// `US-CA`: a country code, a hyphen, the subdivision's own code.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (country, code) = s.split_once('-').ok_or(())?;
+        Subdivision::new(country.parse()?, code).ok_or(())
+    }
+}
+
+impl fmt::Display for Subdivision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = std::str::from_utf8(&self.code[..usize::from(self.len)]).unwrap_or("?");
+        write!(f, "{}-{code}", self.country)
+    }
+}
+
+impl fmt::Debug for Subdivision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 /// The seven continent codes MaxMind databases use.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub enum Continent {
@@ -144,6 +194,22 @@ pub fn continent_of(country: CountryCode) -> Option<Continent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subdivision_codes_read_and_print_as_iso_3166_2() {
+        let ca: Subdivision = "us-ca".parse().unwrap();
+        assert_eq!(ca.to_string(), "US-CA");
+        assert_eq!(
+            "GB-ENG".parse::<Subdivision>().unwrap().to_string(),
+            "GB-ENG"
+        );
+        assert_eq!("FR-13".parse::<Subdivision>().unwrap().to_string(), "FR-13");
+        let us: CountryCode = "US".parse().unwrap();
+        assert_eq!(Subdivision::new(us, "ca"), Some(ca));
+        for bad in ["US", "USA-CA", "US-", "US-CALI", "US-C A", "-CA"] {
+            assert!(bad.parse::<Subdivision>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn country_codes_parse_case_insensitively() {

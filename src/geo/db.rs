@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use maxminddb::{Reader, WithinOptions};
 use serde::Deserialize;
 
-use super::codes::continent_of;
+use super::codes::{Subdivision, continent_of};
 use super::index::{OffsetHasher, RangeTables, Stage};
 use super::model::{GeoInfo, LatLon, Place};
 
@@ -64,8 +64,13 @@ pub enum GeoError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Coverage {
     pub networks: u64,
+    /// Of which IPv4 (including IPv4-mapped) and IPv6.
+    pub v4_networks: u64,
+    pub v6_networks: u64,
     pub with_country: u64,
     pub with_location: u64,
+    /// Networks whose record gives a subdivision code (MaxMind City schemas only).
+    pub with_subdivision: u64,
 }
 
 impl std::fmt::Display for Coverage {
@@ -88,6 +93,9 @@ impl std::fmt::Display for Coverage {
             share(self.with_country),
             share(self.with_location)
         )?;
+        if self.with_subdivision > 0 {
+            write!(f, ", {} with a subdivision", share(self.with_subdivision))?;
+        }
         if self.with_location == 0 {
             f.write_str(": nearest-region ranking will fall back to the default order")?;
         }
@@ -162,6 +170,9 @@ struct MaxMindRecord<'a> {
     #[serde(borrow)]
     continent: Option<ContinentCode<'a>>,
     location: Option<Location>,
+    /// Largest first (state, then county); only the first is used.
+    #[serde(borrow)]
+    subdivisions: Option<Vec<Code<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -240,8 +251,14 @@ impl GeoDb {
                     .entry(offset)
                     .or_insert_with(|| decode_place(&item, schema));
                 coverage.networks += 1;
+                match item.network() {
+                    Ok(net) if net.network().to_canonical().is_ipv4() => coverage.v4_networks += 1,
+                    Ok(_) => coverage.v6_networks += 1,
+                    Err(_) => {}
+                }
                 coverage.with_country += u64::from(place.country.is_some());
                 coverage.with_location += u64::from(place.location.is_some());
+                coverage.with_subdivision += u64::from(place.subdivision.is_some());
             }
         }
         if coverage.with_country == 0 {
@@ -331,6 +348,7 @@ pub(super) fn decode_place<S: AsRef<[u8]>>(
 ) -> Place {
     let mut place = Place {
         country: None,
+        subdivision: None,
         continent: None,
         location: None,
         point: None,
@@ -348,6 +366,13 @@ pub(super) fn decode_place<S: AsRef<[u8]>>(
                     .and_then(|c| c.code)
                     .and_then(|c| c.parse().ok());
                 place.location = rec.location.and_then(|l| lat_lon(l.latitude, l.longitude));
+                place.subdivision = match (place.country, rec.subdivisions) {
+                    (Some(country), Some(subs)) => subs
+                        .first()
+                        .and_then(|s| s.iso_code)
+                        .and_then(|code| Subdivision::new(country, code)),
+                    _ => None,
+                };
             }
         }
         Schema::Flat => {
@@ -459,8 +484,11 @@ mod tests {
             db.coverage(),
             Coverage {
                 networks: 3,
+                v4_networks: 3,
+                v6_networks: 0,
                 with_country: 3,
-                with_location: 2
+                with_location: 2,
+                with_subdivision: 0,
             }
         );
         assert_eq!(
@@ -489,8 +517,11 @@ mod tests {
     fn coverage_reads_at_a_glance() {
         let c = Coverage {
             networks: 1_010_885,
+            v4_networks: 1_010_885,
+            v6_networks: 0,
             with_country: 1_010_885,
             with_location: 0,
+            with_subdivision: 0,
         };
         assert_eq!(
             c.to_string(),

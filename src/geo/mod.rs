@@ -16,8 +16,10 @@ mod db;
 mod huge;
 mod index;
 mod model;
+mod set;
 
-pub use codes::{Continent, CountryCode, all_countries, continent_of};
+pub use codes::{Continent, CountryCode, Subdivision, all_countries, continent_of};
 pub use db::{Coverage, GeoDb, GeoError, Schema};
 pub use index::Stage;
 pub use model::{GeoInfo, LatLon, Point};
+pub use set::GeoSet;

@@ -1,7 +1,7 @@
 //! The values a lookup produces: what routing learns about an address ([`GeoInfo`], and
 //! `Place`, the part of it a database record holds), and the geometry of locations: degrees
 //! ([`LatLon`]), unit vectors ([`Point`]) and the distances between them.
-use super::codes::{Continent, CountryCode};
+use super::codes::{Continent, CountryCode, Subdivision};
 
 /// A latitude/longitude pair in degrees.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -54,6 +54,8 @@ impl LatLon {
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct GeoInfo {
     pub country: Option<CountryCode>,
+    /// The first-level subdivision (state, province), where the database gives its code.
+    pub subdivision: Option<Subdivision>,
     pub continent: Option<Continent>,
     pub location: Option<LatLon>,
     /// `location` as a unit vector, for cheap distance ranking.
@@ -69,6 +71,7 @@ pub struct GeoInfo {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct Place {
     pub(super) country: Option<CountryCode>,
+    pub(super) subdivision: Option<Subdivision>,
     pub(super) continent: Option<Continent>,
     pub(super) location: Option<LatLon>,
     pub(super) point: Option<Point>,
@@ -80,6 +83,7 @@ impl Place {
         match place {
             Some(p) => GeoInfo {
                 country: p.country,
+                subdivision: p.subdivision,
                 continent: p.continent,
                 location: p.location,
                 point: p.point,

@@ -89,8 +89,8 @@ pub fn answer<'t>(
     let zone = table.zone(zid);
     let mut ans = Answer::new(ResponseCode::NoError, true, Some(zid));
     let mut name = qname.clone();
-    // Names a CNAME chain has passed through.
-    let mut visited: Vec<LowerName> = vec![qname.clone()];
+    // Targets a CNAME chain has passed through (nothing is allocated until one is followed).
+    let mut visited: Vec<LowerName> = Vec::new();
     for _ in 0..MAX_CNAME_HOPS {
         // DS lives on the parent side of a cut (RFC 4035 3.1.4.1): at the cut itself the
         // parent answers it, so look for a cut strictly above the name.
@@ -128,7 +128,7 @@ pub fn answer<'t>(
         match next {
             // Every RR appears once (RFC 2181 5): a target already passed through is a loop
             // (a wildcard can make one that `meridian check` cannot see).
-            Some(target) if visited.contains(&target) => return ans,
+            Some(target) if target == *qname || visited.contains(&target) => return ans,
             Some(target) => {
                 visited.push(target.clone());
                 name = target;

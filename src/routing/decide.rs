@@ -34,7 +34,7 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
     let allowed = svc
         .residency
         .iter()
-        .find(|r| r.applies(geo.country, geo.continent))
+        .find(|r| r.applies(&geo))
         .map_or(u64::MAX, |r| r.allowed);
 
     // The answer depends on: the GeoIP network (ranking, residency), the override network,

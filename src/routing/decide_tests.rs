@@ -745,3 +745,45 @@ fn any_returns_a_single_rrset() {
     let types: HashSet<RecordType> = a.answers.iter().map(|r| r.record_type()).collect();
     assert_eq!(types, [RecordType::A].into());
 }
+
+#[test]
+fn a_subdivision_ranks_above_the_country() {
+    // The fixture places 11.0.0.0/16 and 11.0.128.0/20 in US-VA, 11.1.0.0/16 in US-CA.
+    let text = format!(
+        r#"{GEOIP}{ZONE}
+[[regions]]
+name = "virginia"
+location = {{ lat = 1.35, lon = 103.8 }}
+subdivisions = ["US-VA"]
+
+[[regions]]
+name = "us"
+location = {{ lat = 39.0, lon = -77.5 }}
+countries = ["US"]
+
+[[services]]
+name = "sub.example.com."
+endpoints = [
+  {{ region = "virginia", address = "192.0.2.91" }},
+  {{ region = "us", address = "192.0.2.92" }},
+]
+residency = [{{ subdivisions = ["US-CA"], regions = ["us"] }}]
+"#
+    );
+    let t = compile(&text);
+    let svc = "sub.example.com.";
+    // A Virginian goes to the region listing US-VA, however far away it is.
+    let cands = candidates(&t, svc, src("11.0.130.7"));
+    assert_eq!(order(&cands), ["virginia", "us"]);
+    assert_eq!(cands[0].1, Rank::Subdivision);
+    // A Californian: residency keeps them in `us`; the rest of the US by country.
+    assert_eq!(
+        region_name(&t, &run(&t, svc, src("11.1.0.1"))).as_deref(),
+        Some("us")
+    );
+    let cands = candidates(&t, svc, src("11.1.0.1"));
+    assert_eq!(
+        cands.iter().find(|c| c.0 == "virginia").map(|c| c.2),
+        Some(Outcome::Residency)
+    );
+}

@@ -16,12 +16,13 @@ pub(super) struct Key(u64);
 
 /// Tiers of [`Key`], best first.
 pub(super) const TIER_OVERRIDE: u8 = 0;
-pub(super) const TIER_COUNTRY: u8 = 1;
-pub(super) const TIER_CONTINENT: u8 = 2;
+pub(super) const TIER_SUBDIVISION: u8 = 1;
+pub(super) const TIER_COUNTRY: u8 = 2;
+pub(super) const TIER_CONTINENT: u8 = 3;
 /// Ranked by a metric: distance, biased distance or expected RTT.
-pub(super) const TIER_METRIC: u8 = 3;
-pub(super) const TIER_DEFAULT: u8 = 4;
-pub(super) const TIER_FAILOVER: u8 = 5;
+pub(super) const TIER_METRIC: u8 = 4;
+pub(super) const TIER_DEFAULT: u8 = 5;
+pub(super) const TIER_FAILOVER: u8 = 6;
 
 impl Key {
     fn new(tier: u8, metric: u32, challenger: bool, position: u16, index: usize) -> Key {
@@ -80,6 +81,12 @@ pub(super) fn rank_region(
         Policy::Geo => {
             let km_key = chord.map_or(u32::MAX, chord_key);
             if cx
+                .geo
+                .subdivision
+                .is_some_and(|s| region.subdivisions.contains(&s))
+            {
+                (key(TIER_SUBDIVISION, km_key), Rank::Subdivision)
+            } else if cx
                 .geo
                 .country
                 .is_some_and(|c| region.countries.contains(&c))

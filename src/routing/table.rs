@@ -8,7 +8,7 @@ use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 
 use super::latency::LatencyMap;
 use super::prefix::PrefixTable;
-use crate::geo::{Continent, CountryCode, GeoDb, LatLon, Point};
+use crate::geo::{Continent, CountryCode, GeoInfo, GeoSet, LatLon, Point, Subdivision};
 use crate::hash::FnvHasher;
 use crate::settings::{CheckSpec, Settings};
 
@@ -54,9 +54,11 @@ pub enum WeightMode {
     Random,
 }
 
-/// Clients from these countries or continents only ever go to the regions in `allowed`.
+/// Clients from these subdivisions, countries or continents only ever go to the regions in
+/// `allowed`.
 #[derive(Debug, Clone)]
 pub struct Residency {
+    pub subdivisions: Vec<Subdivision>,
     pub countries: Vec<CountryCode>,
     pub continents: Vec<Continent>,
     /// Bit i set: the service's i-th region (in `Service::regions`) is allowed.
@@ -64,9 +66,11 @@ pub struct Residency {
 }
 
 impl Residency {
-    pub fn applies(&self, country: Option<CountryCode>, continent: Option<Continent>) -> bool {
-        country.is_some_and(|c| self.countries.contains(&c))
-            || continent.is_some_and(|c| self.continents.contains(&c))
+    pub fn applies(&self, geo: &GeoInfo) -> bool {
+        geo.subdivision
+            .is_some_and(|s| self.subdivisions.contains(&s))
+            || geo.country.is_some_and(|c| self.countries.contains(&c))
+            || geo.continent.is_some_and(|c| self.continents.contains(&c))
     }
 }
 
@@ -136,6 +140,8 @@ impl Family {
 pub struct Region {
     pub name: String,
     pub location: Option<LatLon>,
+    /// ISO 3166-2 subdivisions this region serves first (a tier above countries).
+    pub subdivisions: Vec<Subdivision>,
     pub countries: Vec<CountryCode>,
     pub continents: Vec<Continent>,
     /// Proximity bias as a fraction (-0.99 to 0.99): distance counts as km x (1 - bias).
@@ -286,7 +292,7 @@ pub struct Zone {
 #[derive(Debug)]
 pub struct Compiled {
     pub settings: Settings,
-    pub geo: Option<Arc<GeoDb>>,
+    pub geo: Option<Arc<GeoSet>>,
     pub zones: Vec<Zone>,
     pub zone_by_origin: HashMap<LowerName, ZoneId>,
     pub regions: Vec<Region>,

@@ -7,6 +7,8 @@ use crate::geo::GeoInfo;
 /// Why a region stands where it does in a client's order.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Rank {
+    /// The region lists the client's subdivision (state, province).
+    Subdivision,
     /// The region lists the client's country.
     Country,
     /// The region lists the client's continent.

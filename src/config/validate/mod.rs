@@ -8,7 +8,7 @@ mod zones;
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hickory_proto::rr::Name;
 
@@ -96,8 +96,11 @@ pub fn validate(raw: &RawConfig, text: &str, base: &Path) -> Result<Checked, Vec
     };
     let settings = server::server_settings(&mut cx, raw, base);
     let geoip = raw.geoip.as_ref().map(|g| {
-        let p = Path::new(g.database.get_ref());
-        (base.join(p), g.database.span())
+        let paths: Vec<PathBuf> = g.database.get_ref().iter().map(|p| base.join(p)).collect();
+        if paths.is_empty() {
+            cx.err(g.database.span(), "[geoip] database lists no file");
+        }
+        (paths, g.database.span())
     });
 
     let zones: Vec<CheckedZone> = raw.zones.iter().map(|z| zones::zone(&mut cx, z)).collect();

@@ -4,9 +4,9 @@ use std::path::Path;
 use std::str::FromStr;
 
 use super::Ctx;
-use crate::config::checked::CheckedCidrMap;
+use crate::config::checked::{CheckedCidrMap, Places};
 use crate::config::raw::{RawConfig, S};
-use crate::geo::{Continent, CountryCode, LatLon};
+use crate::geo::LatLon;
 use crate::routing::table::{Region, RegionId};
 
 pub(super) fn regions(cx: &mut Ctx, raw: &RawConfig) -> (Vec<Region>, HashMap<String, RegionId>) {
@@ -46,7 +46,7 @@ pub(super) fn regions(cx: &mut Ctx, raw: &RawConfig) -> (Vec<Region>, HashMap<St
             }
             ok.then_some(LatLon { lat, lon })
         });
-        let (countries, continents) = geo_codes(cx, &r.countries, &r.continents);
+        let places = geo_codes(cx, &r.subdivisions, &r.countries, &r.continents);
         let bias = match &r.bias {
             None => 0.0,
             Some(b) if (-99..=99).contains(b.get_ref()) => *b.get_ref() as f64 / 100.0,
@@ -60,20 +60,28 @@ pub(super) fn regions(cx: &mut Ctx, raw: &RawConfig) -> (Vec<Region>, HashMap<St
             name,
             point: location.map(LatLon::point),
             location,
-            countries,
-            continents,
+            subdivisions: places.subdivisions,
+            countries: places.countries,
+            continents: places.continents,
             bias,
         });
     }
     (out, ids)
 }
 
-/// A region's or residency rule's country and continent lists.
+/// A region's or residency rule's subdivision, country and continent lists.
 pub(super) fn geo_codes(
     cx: &mut Ctx,
+    subdivisions: &[S<String>],
     countries: &[S<String>],
     continents: &[S<String>],
-) -> (Vec<CountryCode>, Vec<Continent>) {
+) -> Places {
+    let subdivisions = codes(
+        cx,
+        subdivisions,
+        "subdivision",
+        "an ISO 3166-2 subdivision code such as US-CA",
+    );
     let countries = codes(
         cx,
         countries,
@@ -86,7 +94,11 @@ pub(super) fn geo_codes(
         "continent",
         "a continent code (AF AN AS EU NA OC SA)",
     );
-    (countries, continents)
+    Places {
+        subdivisions,
+        countries,
+        continents,
+    }
 }
 
 /// Parses a list of country or continent codes, refusing bad and repeated ones.

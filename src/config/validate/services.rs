@@ -8,9 +8,10 @@ use hickory_proto::rr::{LowerName, Name, RecordType};
 
 use super::regions::{geo_codes, region_list};
 use super::{Ctx, parse_name};
-use crate::config::checked::{CheckedAllDown, CheckedEndpoint, CheckedService, CheckedZone};
+use crate::config::checked::{
+    CheckedAllDown, CheckedEndpoint, CheckedResidency, CheckedService, CheckedZone,
+};
 use crate::config::raw::{RawConfig, RawEndpoint, RawService, S};
-use crate::geo::{Continent, CountryCode};
 use crate::routing::table::{MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, RegionId, WeightMode};
 use crate::settings::CheckSpec;
 
@@ -380,15 +381,15 @@ fn residency(
     s: &RawService,
     endpoints: &[CheckedEndpoint],
     region_ids: &HashMap<String, RegionId>,
-) -> Vec<(Vec<CountryCode>, Vec<Continent>, Vec<RegionId>)> {
+) -> Vec<CheckedResidency> {
     let mut residency = Vec::new();
     for rule in &s.residency {
         let r = rule.get_ref();
-        let (countries, continents) = geo_codes(cx, &r.countries, &r.continents);
-        if r.countries.is_empty() && r.continents.is_empty() {
+        let places = geo_codes(cx, &r.subdivisions, &r.countries, &r.continents);
+        if r.subdivisions.is_empty() && r.countries.is_empty() && r.continents.is_empty() {
             cx.err(
                 rule.span(),
-                "a residency rule needs countries or continents to apply to",
+                "a residency rule needs subdivisions, countries or continents to apply to",
             );
         }
         let allowed = region_list(cx, r.regions.get_ref(), region_ids, "residency regions");
@@ -399,7 +400,7 @@ fn residency(
                 "this residency rule leaves its clients with no region: none of its regions has an endpoint of this service",
             );
         }
-        residency.push((countries, continents, allowed));
+        residency.push(CheckedResidency { places, allowed });
     }
     residency
 }

@@ -194,7 +194,10 @@ endpoints = [
     ));
     assert!(err.contains("undefined region \"mars\""), "{err}");
     let err = load_err(&config("", &[], &rest(r#"{ regions = ["eu-west"] }"#)));
-    assert!(err.contains("needs countries or continents"), "{err}");
+    assert!(
+        err.contains("needs subdivisions, countries or continents"),
+        "{err}"
+    );
     let err = load_err(&config(
         "",
         &[],
