@@ -232,6 +232,11 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
         info!(%region, "region evacuated (from saved state)");
     }
     let token = Token::load(settings.admin_token_file.as_deref())?;
+    let read_token = settings
+        .read_token_file
+        .as_deref()
+        .map(Token::read)
+        .transpose()?;
     let admin_listener = match settings.admin_listen {
         Some(addr) => Some(admin::bind(addr, token.as_ref()).await?),
         None => None,
@@ -285,6 +290,7 @@ async fn serve_async(path: &Path) -> anyhow::Result<()> {
             commands: command_tx.clone(),
             metrics,
             token,
+            read_token,
             cluster: cluster_status,
         });
         tokio::spawn(admin::serve(listener, admin));

@@ -16,6 +16,7 @@ pub struct Settings {
     pub rrl: RrlSettings,
     pub state_dir: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
+    pub read_token_file: Option<PathBuf>,
     /// UDP worker threads per listen address (0: one per core).
     pub workers: usize,
     /// Source address health probes connect from.

@@ -64,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
             commands,
             metrics: meridian_fuzz::metrics().clone(),
             token: Token::new("t"),
+            read_token: Token::new("r"),
             cluster: None,
         };
         let publisher = async {

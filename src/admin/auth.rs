@@ -16,12 +16,12 @@ impl std::fmt::Debug for Token {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("cannot read admin_token_file {path}: {source}")]
+    #[error("cannot read token file {path}: {source}")]
     Read {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("admin token in {0} is empty")]
+    #[error("token in {0} is empty")]
     Empty(String),
 }
 
@@ -33,16 +33,19 @@ impl Token {
 
     /// From `admin_token_file`, else `MERIDIAN_ADMIN_TOKEN`, else none.
     pub fn load(file: Option<&Path>) -> Result<Option<Token>, TokenError> {
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-            return Token::new(&text)
-                .map(Some)
-                .ok_or_else(|| TokenError::Empty(path.display().to_string()));
+        match file {
+            Some(path) => Token::read(path).map(Some),
+            None => Ok(std::env::var(TOKEN_ENV).ok().and_then(|v| Token::new(&v))),
         }
-        Ok(std::env::var(TOKEN_ENV).ok().and_then(|v| Token::new(&v)))
+    }
+
+    /// From a token file (`admin_token_file`, `read_token_file`).
+    pub fn read(path: &Path) -> Result<Token, TokenError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Token::new(&text).ok_or_else(|| TokenError::Empty(path.display().to_string()))
     }
 
     /// Whether an `Authorization` header value carries this token.

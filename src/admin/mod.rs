@@ -40,6 +40,9 @@ pub struct Admin {
     pub commands: mpsc::Sender<Command>,
     pub metrics: Arc<Metrics>,
     pub token: Option<Token>,
+    /// Allows the read-only calls from outside loopback (a Prometheus scraping remotely),
+    /// and nothing else.
+    pub read_token: Option<Token>,
     /// Fleet mode status, when configured.
     pub cluster: Option<Arc<crate::cluster::SharedStatus>>,
 }
@@ -99,15 +102,19 @@ impl Admin {
             .map(percent_decode)
             .collect();
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let authorized = self.token.as_ref().is_some_and(|t| {
-            t.accepts(
-                parts
-                    .headers
-                    .get(header::AUTHORIZATION)
-                    .map(|v| v.as_bytes()),
-            )
-        });
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        let authorized = self.token.as_ref().is_some_and(|t| t.accepts(bearer));
+        let may_read = authorized || self.read_token.as_ref().is_some_and(|t| t.accepts(bearer));
         let mutating = parts.method == Method::POST || parts.method == Method::PUT;
+        if mutating && !authorized && may_read {
+            return error(
+                StatusCode::FORBIDDEN,
+                "the read token allows only read-only calls; changes need the admin token",
+            );
+        }
         if mutating && !authorized {
             let why = if self.token.is_none() {
                 "no admin token is configured (server.admin_token_file or MERIDIAN_ADMIN_TOKEN); changes are refused"
@@ -116,10 +123,10 @@ impl Admin {
             };
             return error(StatusCode::UNAUTHORIZED, why);
         }
-        if !mutating && !is_loopback(peer) && !authorized {
+        if !mutating && !is_loopback(peer) && !may_read {
             return error(
                 StatusCode::UNAUTHORIZED,
-                "read-only calls from outside loopback need the bearer token",
+                "read-only calls from outside loopback need the admin or the read token",
             );
         }
         let who = format!("admin@{peer}");
@@ -483,6 +490,74 @@ pub async fn bind(addr: SocketAddr, token: Option<&Token>) -> Result<TcpListener
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An admin API over a published table of a small config, with both tokens.
+    fn admin() -> (Admin, mpsc::Receiver<Command>) {
+        use crate::routing::test_support::{GEOIP, ZONE, load};
+        let compiled = Arc::new(load(&format!("{GEOIP}{ZONE}")).expect("config"));
+        let metrics = Arc::new(Metrics::new());
+        let (_publisher, store) = crate::control::Publisher::new(
+            compiled,
+            &Default::default(),
+            Default::default(),
+            metrics.clone(),
+        );
+        let (commands, rx) = mpsc::channel(4);
+        let admin = Admin {
+            store,
+            commands,
+            metrics,
+            token: Token::new("admin-secret"),
+            read_token: Token::new("read-secret"),
+            cluster: None,
+        };
+        (admin, rx)
+    }
+
+    async fn status(admin: &Admin, method: Method, path: &str, bearer: Option<&str>) -> u16 {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(b) = bearer {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {b}"));
+        }
+        let req = req.body(Full::new(Bytes::new())).expect("request");
+        let remote: IpAddr = "192.0.2.7".parse().expect("ip");
+        admin.handle(req, remote).await.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn the_read_token_reads_from_anywhere_and_changes_nothing() {
+        let (admin, _rx) = admin();
+        for path in ["/metrics", "/v1/regions", "/v1/routing-table"] {
+            assert_eq!(status(&admin, Method::GET, path, None).await, 401, "{path}");
+            assert_eq!(
+                status(&admin, Method::GET, path, Some("read-secret")).await,
+                200,
+                "{path}"
+            );
+            assert_eq!(
+                status(&admin, Method::GET, path, Some("admin-secret")).await,
+                200,
+                "{path}"
+            );
+            assert_eq!(
+                status(&admin, Method::GET, path, Some("wrong")).await,
+                401,
+                "{path}"
+            );
+        }
+        for path in ["/v1/regions/us-east/evacuate", "/v1/reload"] {
+            assert_eq!(
+                status(&admin, Method::POST, path, Some("read-secret")).await,
+                403,
+                "{path}"
+            );
+            assert_eq!(
+                status(&admin, Method::POST, path, None).await,
+                401,
+                "{path}"
+            );
+        }
+    }
 
     #[test]
     fn percent_decoding() {

@@ -443,3 +443,32 @@ fn start_up_refuses_unsafe_or_corrupt_state() {
         "{err}"
     );
 }
+
+#[test]
+fn the_read_token_from_the_config_reads_but_cannot_change_anything() {
+    let scratch = Scratch::new();
+    let admin_file = scratch.write("admin-token", &format!("{TOKEN}\n"));
+    let read_file = scratch.write("read-token", "scrape-only\n");
+    let text = example_config().replace(
+        "[server]\n",
+        &format!(
+            "[server]\nadmin_token_file = \"{}\"\nread_token_file = \"{}\"\n",
+            admin_file.display(),
+            read_file.display()
+        ),
+    );
+    let config = scratch.write("meridian.toml", &text);
+    let m = Meridian::start_with(scratch, config, &[]).unwrap_or_else(|e| panic!("start: {e}"));
+    let (status, body) = http(m.admin(), "GET", "/metrics", Some("scrape-only"), "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(
+        m.admin(),
+        "POST",
+        "/v1/regions/us-east/evacuate",
+        Some("scrape-only"),
+        "",
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("read-only"), "{body}");
+    assert_eq!(us_answer(m.v4()), vec![ip(US)], "nothing changed");
+}

@@ -126,6 +126,7 @@ pub(super) fn server_settings(cx: &mut Ctx, raw: &RawConfig, base: &Path) -> Set
             .map_or_else(RrlSettings::default, |r| rrl(cx, r.get_ref())),
         state_dir: s.state_dir.as_ref().map(|d| base.join(d.get_ref())),
         admin_token_file: s.admin_token_file.as_ref().map(|f| base.join(f.get_ref())),
+        read_token_file: s.read_token_file.as_ref().map(|f| base.join(f.get_ref())),
         probe_source: s
             .probe_source
             .as_ref()
