@@ -38,6 +38,10 @@ enum Command {
     Serve {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Log lines as text or JSON (one object a line, for log shippers); overrides
+        /// `server.log_format`.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
     },
     /// Validate a config without serving; print every problem as FILE:LINE:COL.
     Check {
@@ -78,7 +82,7 @@ enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config } => serve(&config),
+        Command::Serve { config, log_format } => serve(&config, log_format),
         Command::Check { config } => return check(&config),
         Command::Explain {
             config,
@@ -191,17 +195,23 @@ fn geoip_build(source: &Path, out_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(path: &Path) -> anyhow::Result<()> {
-    init_logging();
+fn serve(path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+    // The config first, for its log format; a config that does not load is reported on
+    // stderr by main either way.
+    let compiled = config::load(path)?;
+    init_logging(log_format.unwrap_or(match compiled.settings.log_format {
+        crate::settings::LogFormat::Text => LogFormat::Text,
+        crate::settings::LogFormat::Json => LogFormat::Json,
+    }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve_async(path))
+    runtime.block_on(serve_async(compiled, path))
 }
 
-async fn serve_async(path: &Path) -> anyhow::Result<()> {
-    let compiled = Arc::new(config::load(path)?);
+async fn serve_async(compiled: crate::routing::Compiled, path: &Path) -> anyhow::Result<()> {
+    let compiled = Arc::new(compiled);
     let settings = compiled.settings.clone();
     let metrics = Arc::new(Metrics::new());
     let (health, evacuations) = match &settings.state_dir {
@@ -351,13 +361,26 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging() {
+/// How `serve` writes its log lines (stderr).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     // hickory logs every request at info; keep that out of production logs.
     let filter = EnvFilter::try_from_env("MERIDIAN_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn,hickory_proto=warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // Colour only on a terminal: files and journald get plain text.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One JSON object a line: level, target, message and the event's fields.
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }

@@ -25,9 +25,19 @@ pub struct Settings {
     pub cluster: Option<ClusterSettings>,
     /// Hash of the config text, published in fleet mode to spot drift.
     pub config_hash: String,
+    /// How `serve` writes its log lines (the command line's `--log-format` overrides it).
+    pub log_format: LogFormat,
     /// What this instance answers to an NSID request (RFC 5001): `server.nsid`, or in fleet
     /// mode the instance name; `None` answers none.
     pub nsid: Option<Box<[u8]>>,
+}
+
+/// Log lines as text (coloured only on a terminal) or as JSON objects, one a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// Limits on TCP clients.

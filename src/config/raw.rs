@@ -108,6 +108,8 @@ pub struct RawServer {
     pub tcp_max_queries: Option<S<i64>>,
     pub state_dir: Option<S<String>>,
     pub admin_token_file: Option<S<String>>,
+    /// "text" or "json".
+    pub log_format: Option<S<String>>,
     /// A second token that allows only the admin API's read-only calls (GET), from anywhere.
     pub read_token_file: Option<S<String>>,
     /// UDP worker threads per listen address; 0 or absent = one per core.

@@ -392,3 +392,43 @@ fn every_example_config_passes_check() {
         "config/ holds the example configs ({checked} found)"
     );
 }
+
+#[test]
+fn logs_are_plain_text_off_a_terminal_and_json_on_request() {
+    // Text (the default): no colour codes when stderr is not a terminal.
+    let m = Meridian::start_example();
+    let text = m.logs();
+    assert!(
+        text.contains("first probe round") || text.contains("INFO"),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "ANSI escapes in a pipe: {text:?}");
+    drop(m);
+    // JSON, from the config: every log line is one object with a level and a message.
+    let m = Meridian::start(
+        &example_config().replace("[server]\n", "[server]\nlog_format = \"json\"\n"),
+    );
+    let logs = m.logs();
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for line in lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+    }
+}
+
+#[test]
+fn an_unknown_log_format_is_a_check_error() {
+    let scratch = Scratch::new();
+    let path = scratch.write(
+        "meridian.toml",
+        &example_config().replace("[server]\n", "[server]\nlog_format = \"xml\"\n"),
+    );
+    let out = meridian(&["check", "--config", path.to_str().expect("path")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("log_format \"xml\" is not \"text\" or \"json\""),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::Ctx;
 use crate::config::duration;
 use crate::config::raw::{RawCluster, RawConfig, RawRrl, S};
-use crate::settings::{ClusterSettings, Quorum, RrlSettings, Settings, TcpLimits};
+use crate::settings::{ClusterSettings, LogFormat, Quorum, RrlSettings, Settings, TcpLimits};
 
 const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
 const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(10);
@@ -127,6 +127,17 @@ pub(super) fn server_settings(cx: &mut Ctx, raw: &RawConfig, base: &Path) -> Set
         state_dir: s.state_dir.as_ref().map(|d| base.join(d.get_ref())),
         admin_token_file: s.admin_token_file.as_ref().map(|f| base.join(f.get_ref())),
         read_token_file: s.read_token_file.as_ref().map(|f| base.join(f.get_ref())),
+        log_format: match s.log_format.as_ref().map(|f| (f, f.get_ref().as_str())) {
+            None | Some((_, "text")) => LogFormat::Text,
+            Some((_, "json")) => LogFormat::Json,
+            Some((f, other)) => {
+                cx.err(
+                    f.span(),
+                    format!("log_format {other:?} is not \"text\" or \"json\""),
+                );
+                LogFormat::Text
+            }
+        },
         probe_source: s
             .probe_source
             .as_ref()
