@@ -33,6 +33,35 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum CtlAction {
+    /// Readiness, generation, probes and fleet connection.
+    Status,
+    /// Each region: evacuation, and per service how many endpoints serve.
+    Regions,
+    /// Move every client away from a region.
+    Evacuate {
+        region: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Even when a service would be left with no serving region.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Undo an evacuation.
+    Restore { region: String },
+    /// Read the config file again (refused, with every problem, if it does not load).
+    Reload,
+    /// How the server answers NAME TYPE for a client, step by step.
+    Explain {
+        name: String,
+        #[arg(value_name = "TYPE")]
+        qtype: String,
+        #[arg(long)]
+        client: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Serve DNS on the configured addresses.
     Serve {
@@ -61,6 +90,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Drive a running server through its admin API.
+    Ctl {
+        /// The admin API, http://HOST:PORT (default: `admin_listen` of --config).
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// File holding the admin token (default: MERIDIAN_ADMIN_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: CtlAction,
+    },
     /// Write a synthetic world-sized GeoIP2 City database (for benchmarks).
     GeoipSynth {
         #[arg(long, default_value_t = 1_000_000)]
@@ -83,6 +128,13 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, log_format } => serve(&config, log_format),
+        Command::Ctl {
+            server,
+            config,
+            token_file,
+            json,
+            action,
+        } => return ctl(server, &config, token_file.as_deref(), json, action),
         Command::Check { config } => return check(&config),
         Command::Explain {
             config,
@@ -182,6 +234,119 @@ fn explain_cmd(
         print!("{}", ex.to_text());
     }
     Ok(())
+}
+
+/// `meridian ctl`: exit 0 when the server did it, 1 when it refused or could not be reached
+/// (with its message), 2 for usage errors (clap's own).
+fn ctl(
+    server: Option<String>,
+    config: &Path,
+    token_file: Option<&Path>,
+    json: bool,
+    action: CtlAction,
+) -> ExitCode {
+    match ctl_run(server, config, token_file, json, action) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("meridian ctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ctl_run(
+    server: Option<String>,
+    config: &Path,
+    token_file: Option<&Path>,
+    json: bool,
+    action: CtlAction,
+) -> anyhow::Result<String> {
+    use crate::ctl;
+    use hyper::Method;
+    let server = match server {
+        Some(s) => s,
+        None => {
+            let text = std::fs::read_to_string(config).with_context(|| {
+                format!(
+                    "reading {} for its admin_listen (or pass --server)",
+                    config.display()
+                )
+            })?;
+            let raw: toml::Value = toml::from_str(&text)
+                .with_context(|| format!("{} is not TOML", config.display()))?;
+            let addr = raw
+                .get("server")
+                .and_then(|s| s.get("admin_listen"))
+                .and_then(|a| a.as_str())
+                .with_context(|| {
+                    format!(
+                        "{} has no server.admin_listen: pass --server",
+                        config.display()
+                    )
+                })?;
+            format!("http://{addr}")
+        }
+    };
+    let token = match token_file {
+        Some(path) => Some(Token::read(path)?),
+        None => Token::load(None)?,
+    };
+    let token = token.as_ref().map(Token::secret);
+    let (method, path, body) = match &action {
+        CtlAction::Status => (Method::GET, "/readyz".to_string(), None),
+        CtlAction::Regions => (Method::GET, "/v1/regions".to_string(), None),
+        CtlAction::Evacuate {
+            region,
+            reason,
+            force,
+        } => (
+            Method::POST,
+            format!("/v1/regions/{region}/evacuate"),
+            Some(ctl::evacuate_body(reason, *force)),
+        ),
+        CtlAction::Restore { region } => {
+            (Method::POST, format!("/v1/regions/{region}/restore"), None)
+        }
+        CtlAction::Reload => (Method::POST, "/v1/reload".to_string(), None),
+        CtlAction::Explain {
+            name,
+            qtype,
+            client,
+        } => (Method::GET, ctl::explain_path(name, qtype, client), None),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // A not-ready server answers /readyz with 503 and its state: still a status to show.
+    let answer = match runtime.block_on(ctl::call(&server, token, method, &path, body)) {
+        Err(ctl::CtlError::Refused { status: 503, .. }) if matches!(action, CtlAction::Status) => {
+            runtime
+                .block_on(ctl::call(&server, token, Method::GET, "/readyz", None))
+                .unwrap_or(serde_json::Value::Null)
+        }
+        other => other?,
+    };
+    if json {
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&answer)?));
+    }
+    Ok(match action {
+        CtlAction::Status => ctl::status_text(&answer),
+        CtlAction::Regions => ctl::regions_text(&answer),
+        CtlAction::Explain { .. } => {
+            serde_json::from_value::<explain::Explanation>(answer)?.to_text()
+        }
+        CtlAction::Evacuate { region, .. } => {
+            format!("evacuated {region}: generation {}\n", answer["generation"])
+        }
+        CtlAction::Restore { region } => {
+            format!("restored {region}: generation {}\n", answer["generation"])
+        }
+        CtlAction::Reload => format!("reloaded: generation {}\n", answer["generation"]),
+    })
 }
 
 fn geoip_build(source: &Path, out_dir: &Path) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! `explain`: the steps `decide` took for one query, as text for people or JSON for machines.
 //! Built from the same [`answer`] call the DNS handler makes, with a [`Recorder`] trace.
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -14,21 +15,21 @@ use crate::routing::query::Client;
 use crate::routing::table::Family;
 use crate::routing::trace::{Outcome, Rank, Recorder, RttSource, Step};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Explanation {
     pub name: String,
     #[serde(rename = "type")]
     pub qtype: String,
     pub client: String,
-    pub client_source: &'static str,
+    pub client_source: Cow<'static, str>,
     pub geoip: Option<GeoStep>,
     pub service: Option<ServiceStep>,
     pub candidates: Vec<CandidateStep>,
     pub chosen_region: Option<String>,
     /// Why the decision came out this way (preferred, failover, fail-open, ...).
-    pub reason: Option<&'static str>,
+    pub reason: Option<Cow<'static, str>>,
     /// Set when no region was healthy: what `on_all_down` did.
-    pub all_down: Option<&'static str>,
+    pub all_down: Option<Cow<'static, str>>,
     pub generation: u64,
     pub rcode: String,
     pub authoritative: bool,
@@ -39,12 +40,12 @@ pub struct Explanation {
     pub ecs_scope: Option<u8>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct GeoStep {
     /// The database file the result came from.
     pub database: Option<String>,
     /// The config names more than one database (the text output then names the file).
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub several: bool,
     pub network: String,
     pub found: bool,
@@ -56,15 +57,15 @@ pub struct GeoStep {
     pub record: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct ServiceStep {
     pub name: String,
-    pub policy: &'static str,
+    pub policy: Cow<'static, str>,
     pub answers: usize,
     pub ttl: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct CandidateStep {
     pub region: String,
     pub why: String,
@@ -73,11 +74,11 @@ pub struct CandidateStep {
     pub endpoints: Vec<EndpointStep>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct EndpointStep {
     pub address: String,
     /// up, down, unknown (no verdict yet, served) or unmonitored (no check).
-    pub health: &'static str,
+    pub health: Cow<'static, str>,
     /// Fleet mode: how many instances observe it and how many see it down.
     pub observers: Option<u8>,
     pub seen_down_by: Option<u8>,
@@ -146,9 +147,9 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
             None => client.addr.to_string(),
         },
         client_source: if client.ecs_source.is_some() {
-            "ECS subnet"
+            "ECS subnet".into()
         } else {
-            "packet source address"
+            "packet source address".into()
         },
         geoip: None,
         service: None,
@@ -253,18 +254,18 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
                 });
             }
             Step::AllDown(action) => {
-                out.all_down = Some(action.name());
+                out.all_down = Some(action.name().into());
             }
             Step::Decided(d) => {
                 let svc = table.service(d.service);
                 out.service = Some(ServiceStep {
                     name: svc.name.to_ascii(),
-                    policy: svc.policy.name(),
+                    policy: svc.policy.name().into(),
                     answers: svc.answers,
                     ttl: svc.ttl,
                 });
                 out.chosen_region = d.region.map(|r| table.region(r).name.clone());
-                out.reason = Some(d.reason.name());
+                out.reason = Some(d.reason.name().into());
             }
         }
     }
@@ -290,7 +291,10 @@ fn step_endpoints(
             let votes = e.target.and_then(|t| rt.health.targets.get(t.index()));
             EndpointStep {
                 address: e.address.to_string(),
-                health: rt.endpoint_health(*id).map_or("unmonitored", |h| h.name()),
+                health: rt
+                    .endpoint_health(*id)
+                    .map_or("unmonitored", |h| h.name())
+                    .into(),
                 observers: votes.map(|v| v.observers),
                 seen_down_by: votes.map(|v| v.down_votes),
             }
@@ -374,11 +378,15 @@ impl Explanation {
                 );
             }
         }
-        if let Some(action) = self.all_down {
+        if let Some(action) = &self.all_down {
             let _ = writeln!(s, "all down   no region is healthy: on_all_down = {action}");
         }
         if let Some(r) = &self.chosen_region {
-            let _ = writeln!(s, "chosen     {r} ({})", self.reason.unwrap_or("-"));
+            let _ = writeln!(
+                s,
+                "chosen     {r} ({})",
+                self.reason.as_deref().unwrap_or("-")
+            );
         }
         let _ = writeln!(s, "table      generation {}", self.generation);
         let flags = if self.authoritative {

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub mod dns;
 pub mod explain;
 pub mod geo;

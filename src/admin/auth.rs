@@ -48,6 +48,11 @@ impl Token {
         Token::new(&text).ok_or_else(|| TokenError::Empty(path.display().to_string()))
     }
 
+    /// The secret itself, to send (`meridian ctl`); never printed.
+    pub fn secret(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+
     /// Whether an `Authorization` header value carries this token.
     pub fn accepts(&self, header: Option<&[u8]>) -> bool {
         let Some(given) = header.and_then(|h| h.strip_prefix(b"Bearer ")) else {

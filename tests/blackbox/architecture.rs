@@ -79,6 +79,11 @@ const RULES: &[Rule] = &[
         "clock is a leaf: the one seam to the system clocks",
     ),
     (
+        "ctl",
+        Only(&[]),
+        "ctl is an HTTP client of the admin API: it shares no code with the server it drives",
+    ),
+    (
         "metrics",
         Only(&["settings", "hash"]),
         "metrics is a leaf: registry and rendering, no routing types",

@@ -7,6 +7,7 @@ mod admin;
 mod architecture;
 mod backend;
 mod cli;
+mod ctl;
 mod dig;
 mod failover;
 mod fixtures;

@@ -1,0 +1,210 @@
+//! `meridian ctl`: the admin API from the command line. One request per call to a running
+//! server (its `admin_listen`, or `--server`), with the admin token; the answer comes back as
+//! JSON for `--json` and is rendered as a table for people. No printing here: the CLI prints.
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::{Method, Request, header};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+
+/// Longest a call may take, connect to last byte.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer read (a routing table of a big config fits).
+const MAX_ANSWER: usize = 64 << 20;
+
+/// What went wrong with a call.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// The server answered, and refused or failed (its status and message).
+    #[error("{status}: {message}")]
+    Refused { status: u16, message: String },
+    /// No usable answer: the server is unreachable, timed out or sent something unreadable.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// One call: `method` on `path` (with a JSON `body`) at `server` (`http://HOST:PORT`).
+pub async fn call(
+    server: &str,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, CtlError> {
+    let unreachable = |what: &str, e: &dyn std::fmt::Display| {
+        CtlError::Unreachable(format!("{what} {server}: {e}"))
+    };
+    let authority = server
+        .strip_prefix("http://")
+        .ok_or_else(|| {
+            CtlError::Unreachable(format!("--server {server:?} must be http://HOST:PORT"))
+        })?
+        .trim_end_matches('/');
+    let exchange = async {
+        let stream = TcpStream::connect(authority)
+            .await
+            .map_err(|e| unreachable("cannot connect to", &e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable("no HTTP from", &e))?;
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, authority)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let payload = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+        let req = req
+            .body(Full::new(payload))
+            .map_err(|e| unreachable("bad request for", &e))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| unreachable("no answer from", &e))?;
+        let status = resp.status().as_u16();
+        let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| unreachable("unreadable answer from", &e))?
+            .to_bytes();
+        Ok::<_, CtlError>((status, bytes))
+    };
+    let (status, bytes) = tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .map_err(|_| {
+            CtlError::Unreachable(format!("{server} did not answer within {TIMEOUT:?}"))
+        })??;
+    let value: Value = if path == "/metrics" {
+        Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| unreachable("not JSON from", &e))?
+    };
+    if (200..300).contains(&status) {
+        Ok(value)
+    } else {
+        let message = value["error"].as_str().unwrap_or("refused").to_string();
+        Err(CtlError::Refused { status, message })
+    }
+}
+
+/// `GET /readyz` (ready or not, both answer JSON) as a few lines.
+pub fn status_text(v: &Value) -> String {
+    let mut s = String::new();
+    let yes = |b: &Value| {
+        if b.as_bool() == Some(true) {
+            "yes"
+        } else {
+            "no"
+        }
+    };
+    let _ = writeln!(s, "ready       {}", yes(&v["ready"]));
+    let _ = writeln!(s, "generation  {}", v["generation"]);
+    let _ = writeln!(
+        s,
+        "probes      first round {}",
+        if v["first_probe_round_complete"].as_bool() == Some(true) {
+            "complete"
+        } else {
+            "pending"
+        }
+    );
+    if let Some(c) = v.get("cluster").filter(|c| !c.is_null()) {
+        let _ = writeln!(
+            s,
+            "fleet       {} ({})",
+            c["name"].as_str().unwrap_or("?"),
+            if c["connected"].as_bool() == Some(true) {
+                "connected"
+            } else {
+                "disconnected"
+            }
+        );
+    }
+    s
+}
+
+/// `GET /v1/regions` as a table: each region, its evacuation, and per service how many
+/// endpoints serve.
+pub fn regions_text(v: &Value) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<16} {:<10} {:<32} SERVICES (serving endpoints)",
+        "REGION", "STATE", "EVACUATED BY / REASON"
+    );
+    for r in v["regions"].as_array().into_iter().flatten() {
+        let state = if r["evacuated"].as_bool() == Some(true) {
+            "evacuated"
+        } else {
+            "serving"
+        };
+        let why = match r["evacuation"].as_object() {
+            Some(e) => format!(
+                "{} / {}",
+                e.get("by").and_then(Value::as_str).unwrap_or("-"),
+                e.get("reason").and_then(Value::as_str).unwrap_or("")
+            ),
+            None => "-".to_string(),
+        };
+        let services: Vec<String> = r["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|svc| {
+                format!(
+                    "{} {}/{}{}",
+                    svc["service"].as_str().unwrap_or("?"),
+                    svc["endpoints_up"],
+                    svc["endpoints_total"],
+                    if svc["up"].as_bool() == Some(true) {
+                        ""
+                    } else {
+                        " (down)"
+                    }
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "{:<16} {:<10} {:<32} {}",
+            r["name"].as_str().unwrap_or("?"),
+            state,
+            why,
+            services.join(", ")
+        );
+    }
+    let _ = writeln!(s, "generation {}", v["generation"]);
+    s
+}
+
+/// The body of an evacuation.
+pub fn evacuate_body(reason: &str, force: bool) -> Value {
+    json!({ "reason": reason, "force": force })
+}
+
+/// The query string of an explain call, escaped.
+pub fn explain_path(name: &str, qtype: &str, client: &str) -> String {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b':' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    format!(
+        "/v1/explain?name={}&type={}&client={}",
+        enc(name),
+        enc(qtype),
+        enc(client)
+    )
+}
