@@ -491,8 +491,8 @@ EOF
    curl -s $n1_admin/v1/cluster
    $LAB_SH status $DIR
 
-   The config hash covers the whole file, so each instance lists the other two as
-   "drifted": their files differ in [cluster] name.
+   The instances' files differ only in [cluster] name, which the config hash leaves
+   out: "drifted" is empty. Edit one file and reload that instance to see it listed.
 
 5. Stop the lab (logs and data stay in $DIR; remove it yourself when done):
 

@@ -154,7 +154,21 @@ fn position(text: &str, path: &Path, mut problems: Vec<Problem>) -> Vec<ConfigEr
 #[cfg(test)]
 mod tests;
 
-/// FNV-1a of a config text, as hex: what fleet instances compare to spot drift.
+/// What fleet instances compare to spot drift, as hex: FNV-1a of the config as parsed
+/// (comments and layout do not count) without the one key that must differ between
+/// instances, `[cluster] name` (nor `server.nsid`, which names the instance too). A text that
+/// is not TOML is hashed as it is.
 pub fn config_hash(text: &str) -> String {
-    format!("{:016x}", crate::hash::fnv1a(text.as_bytes()))
+    let canonical = match text.parse::<toml::Table>() {
+        Ok(mut table) => {
+            for (section, key) in [("cluster", "name"), ("server", "nsid")] {
+                if let Some(toml::Value::Table(t)) = table.get_mut(section) {
+                    t.remove(key);
+                }
+            }
+            toml::Value::Table(table).to_string()
+        }
+        Err(_) => text.to_string(),
+    };
+    format!("{:016x}", crate::hash::fnv1a(canonical.as_bytes()))
 }

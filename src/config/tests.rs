@@ -777,6 +777,14 @@ fn config_hash_is_stable() {
     assert_eq!(config_hash("a"), config_hash("a"));
     assert_ne!(config_hash("a"), config_hash("b"));
     assert_eq!(config_hash("").len(), 16);
+    // Instances of one fleet differ in their names only: not drift. Anything else is.
+    let ns = |name: &str, workers: u32| {
+        format!(
+            "# instance {name}\n[server]\nworkers = {workers}\nnsid = \"{name}\"\n[cluster]\nname = \"{name}\"\nprefix = \"/m/\"\n"
+        )
+    };
+    assert_eq!(config_hash(&ns("ns1", 2)), config_hash(&ns("ns2", 2)));
+    assert_ne!(config_hash(&ns("ns1", 2)), config_hash(&ns("ns1", 4)));
 }
 
 #[test]
