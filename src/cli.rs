@@ -492,6 +492,15 @@ async fn serve_async(compiled: crate::routing::Compiled, path: &Path) -> anyhow:
     shutdown_signal().await?;
     info!("shutting down");
     listeners.shutdown().await;
+    // The publisher writes what it has pending (health verdicts) before the process ends.
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    if command_tx
+        .send(command::Command::Shutdown { done })
+        .await
+        .is_ok()
+    {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stopped).await;
+    }
     Ok(())
 }
 

@@ -28,6 +28,9 @@ pub enum Command {
     },
     /// Fleet mode: the shared admin document or the peers' verdicts changed.
     Fleet(FleetUpdate),
+    /// The process is stopping: publish what is pending, write the health file, stop, and
+    /// say so.
+    Shutdown { done: oneshot::Sender<()> },
     /// Replace the latency map (validated against the current regions) atomically.
     SetLatencyMap {
         text: String,

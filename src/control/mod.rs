@@ -12,11 +12,12 @@ pub mod reload;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::clock::{Clock, SystemClock};
@@ -31,6 +32,14 @@ use crate::state::{SavedEvacuations, SavedHealth};
 use command::Command;
 use gauges::Gauges;
 use health::{HealthState, PeerViews, update_penalties};
+
+/// Shortest time between two tables published for health changes: a storm is folded into
+/// one table per gap.
+pub const PUBLISH_GAP: Duration = Duration::from_millis(25);
+/// Shortest time between two writes of the health file.
+pub const SAVE_GAP: Duration = Duration::from_secs(1);
+/// Probe events folded in one go before the loop looks at its other inputs.
+const PROBE_DRAIN: usize = 4096;
 
 /// Starts the probers for a compiled config; returns their task set (dropping it stops them).
 pub type ProberSpawner = Box<dyn Fn(Arc<Compiled>, u64) -> JoinSet<()> + Send + Sync>;
@@ -138,12 +147,23 @@ impl Publisher {
     /// Folds one probe result in; publishes and returns true when a verdict changed (or the
     /// first probe round just completed).
     pub fn on_probe(&mut self, ev: &ProbeEvent) -> bool {
-        if ev.generation != self.config_generation {
-            return false;
-        }
-        let Some(observed) = self.health.observe(&self.compiled, ev.target, &ev.outcome) else {
+        let Some(why) = self.fold_probe(ev) else {
             return false;
         };
+        let now = self.clock.now();
+        self.publish(why.into(), now);
+        true
+    }
+
+    /// Folds one probe result into the health state without publishing; says why a table
+    /// is due when a verdict changed or the first probe round completed.
+    fn fold_probe(&mut self, ev: &ProbeEvent) -> Option<&'static str> {
+        if ev.generation != self.config_generation {
+            return None;
+        }
+        let observed = self
+            .health
+            .observe(&self.compiled, ev.target, &ev.outcome)?;
         self.gauges.probe(ev.target, &ev.outcome);
         let key = &self.compiled.targets[ev.target.index()].key;
         if let Some(new) = observed.changed {
@@ -160,14 +180,11 @@ impl Publisher {
         if observed.first_round_completed {
             info!("first probe round complete");
         }
-        let why = match (observed.changed, observed.first_round_completed) {
-            (Some(_), _) => "health",
-            (None, true) => "first probe round complete",
-            (None, false) => return false,
-        };
-        let now = self.clock.now();
-        self.publish(why.into(), now);
-        true
+        match (observed.changed, observed.first_round_completed) {
+            (Some(_), _) => Some("health"),
+            (None, true) => Some("first probe round complete"),
+            (None, false) => None,
+        }
     }
 
     /// Applies an admin command.
@@ -193,6 +210,10 @@ impl Publisher {
                 if let Some(reply) = reply {
                     let _ = reply.send(r);
                 }
+            }
+            // Handled by the loop, which owns what is pending.
+            Command::Shutdown { done } => {
+                let _ = done.send(());
             }
             Command::Fleet(FleetUpdate::Admin { doc, revision }) => {
                 self.on_cluster_admin(doc, revision, now).await;
@@ -253,38 +274,214 @@ impl Publisher {
         self.health.saved(&self.compiled)
     }
 
-    /// Applies probe events and commands until both channels close, saving health after
-    /// each change.
+    /// Applies probe events and commands until both channels close.
+    ///
+    /// Probe events are folded in as they come and published together: a change publishes at
+    /// once when the last table is at least [`PUBLISH_GAP`] old, else when it is (so a storm
+    /// of thousands of health changes costs a few tables, not one per change). Commands
+    /// publish at once. The health file is written off this loop, at most every
+    /// [`SAVE_GAP`], with the latest verdicts.
     pub async fn run(
         mut self,
         mut probes: mpsc::Receiver<ProbeEvent>,
         mut commands: mpsc::Receiver<Command>,
     ) {
+        let mut due: Option<&'static str> = None;
+        let mut last_publish = Instant::now();
+        let mut save_at: Option<Instant> = None;
+        let mut saving: Option<tokio::task::JoinHandle<()>> = None;
+        let mut stopped = None;
         loop {
+            let publish_at = last_publish + PUBLISH_GAP;
             tokio::select! {
                 ev = probes.recv() => match ev {
-                    Some(ev) => if self.on_probe(&ev) { self.persist_health().await },
+                    Some(ev) => {
+                        // Fold in everything already queued, then see whether to publish.
+                        let mut next = Some(ev);
+                        for _ in 0..PROBE_DRAIN {
+                            let Some(ev) = next.take() else { break };
+                            if let Some(why) = self.fold_probe(&ev) {
+                                due = due.or(Some(why));
+                            }
+                            next = probes.try_recv().ok();
+                        }
+                        if let Some(ev) = next
+                            && let Some(why) = self.fold_probe(&ev)
+                        {
+                            due = due.or(Some(why));
+                        }
+                        if due.is_some() && Instant::now() >= publish_at {
+                            self.publish_due(&mut due, &mut last_publish, &mut save_at);
+                        }
+                    }
                     None => break,
                 },
+                () = tokio::time::sleep_until(publish_at), if due.is_some() => {
+                    self.publish_due(&mut due, &mut last_publish, &mut save_at);
+                }
+                () = tokio::time::sleep_until(save_at.unwrap_or(publish_at)), if save_at.is_some() => {
+                    save_at = None;
+                    if let Some(previous) = saving.take() {
+                        // One writer at a time; the next write carries the newest verdicts.
+                        let _ = previous.await;
+                    }
+                    saving = self.save_health();
+                }
                 cmd = commands.recv() => match cmd {
-                    Some(cmd) => self.on_command(cmd).await,
+                    Some(Command::Shutdown { done }) => {
+                        stopped = Some(done);
+                        break;
+                    }
+                    Some(cmd) => {
+                        // Health folded in so far goes out first, then the command's change.
+                        self.publish_due(&mut due, &mut last_publish, &mut save_at);
+                        self.on_command(cmd).await;
+                    }
                     None => break,
                 },
             }
         }
+        self.publish_due(&mut due, &mut last_publish, &mut save_at);
+        if let Some(previous) = saving.take() {
+            let _ = previous.await;
+        }
+        if save_at.is_some()
+            && let Some(last) = self.save_health()
+        {
+            let _ = last.await;
+        }
+        if let Some(done) = stopped {
+            let _ = done.send(());
+        }
     }
 
-    async fn persist_health(&self) {
-        let Some(dir) = self.state_dir.clone() else {
-            return;
-        };
-        let saved = self.saved();
-        let result =
-            tokio::task::spawn_blocking(move || crate::state::save_health(&dir, &saved)).await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, "cannot save health state"),
-            Err(e) => warn!(error = %e, "health state writer failed"),
+    fn publish_due(
+        &mut self,
+        due: &mut Option<&'static str>,
+        last_publish: &mut Instant,
+        save_at: &mut Option<Instant>,
+    ) {
+        if let Some(why) = due.take() {
+            let now = self.clock.now();
+            self.publish(why.into(), now);
+            *last_publish = Instant::now();
+            save_at.get_or_insert(*last_publish + SAVE_GAP);
         }
+    }
+
+    /// Writes the health file in the background (atomic, as every state file); `None`
+    /// without a `state_dir`.
+    fn save_health(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let dir = self.state_dir.clone()?;
+        let saved = self.saved();
+        Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = crate::state::save_health(&dir, &saved) {
+                warn!(error = %e, "cannot save health state");
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::health::check::ProbeOutcome;
+    use crate::routing::table::{Health, TargetId};
+    use crate::routing::test_support::{GEOIP, ZONE, load};
+
+    /// A service with `n` endpoints in one region, each probed by a check that takes one
+    /// failure to go down.
+    fn publisher(n: usize) -> (Publisher, Arc<Store>) {
+        let endpoints: String = (0..n)
+            .map(|i| {
+                format!(
+                    "  {{ region = \"r\", address = \"10.0.{}.{}\" }},\n",
+                    i / 250,
+                    i % 250 + 1
+                )
+            })
+            .collect();
+        let text = format!(
+            "{GEOIP}{ZONE}\n[checks.web]\nkind = \"tcp\"\nport = 80\nfall = 1\nrise = 1\n\n\
+             [[regions]]\nname = \"r\"\n\n[[services]]\nname = \"storm.example.com.\"\n\
+             check = \"web\"\nendpoints = [\n{endpoints}]\n"
+        );
+        let compiled = Arc::new(load(&text).expect("config"));
+        Publisher::new(
+            compiled,
+            &Default::default(),
+            Default::default(),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    fn failed(target: usize) -> ProbeEvent {
+        ProbeEvent {
+            generation: 1,
+            target: TargetId(target as u32),
+            outcome: ProbeOutcome {
+                ok: false,
+                latency: None,
+                error: Some("refused".into()),
+            },
+            at: Instant::now(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_health_storm_is_published_as_a_few_tables() {
+        let (p, store) = publisher(1000);
+        let (probe_tx, probe_rx) = mpsc::channel(4096);
+        let (_cmd_tx, cmd_rx) = mpsc::channel(4);
+        let task = tokio::spawn(p.run(probe_rx, cmd_rx));
+        let start = store.load().table.generation;
+        for i in 0..1000 {
+            probe_tx.send(failed(i)).await.expect("send");
+        }
+        tokio::time::sleep(PUBLISH_GAP * 4).await;
+        let snap = store.load();
+        let down = snap
+            .table
+            .health
+            .targets
+            .iter()
+            .filter(|t| t.health == Health::Down)
+            .count();
+        assert_eq!(down, 1000, "every change is in the table");
+        let tables = snap.table.generation - start;
+        assert!(
+            (1..=3).contains(&tables),
+            "1000 changes took {tables} tables"
+        );
+        drop(probe_tx);
+        task.await.expect("run ends when its inputs close");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_change_is_published_at_once() {
+        let (p, store) = publisher(3);
+        let (probe_tx, probe_rx) = mpsc::channel(16);
+        let (cmd_tx, cmd_rx) = mpsc::channel(4);
+        let task = tokio::spawn(p.run(probe_rx, cmd_rx));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = store.load().table.generation;
+        let sent = Instant::now();
+        probe_tx.send(failed(1)).await.expect("send");
+        // No time passes: the table is published as soon as the loop has run.
+        for _ in 0..100 {
+            if store.load().table.generation > before {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(store.load().table.generation, before + 1);
+        assert_eq!(Instant::now(), sent, "published without waiting");
+        // Shutdown answers once pending work is written.
+        let (done, stopped) = tokio::sync::oneshot::channel();
+        cmd_tx.send(Command::Shutdown { done }).await.expect("send");
+        stopped.await.expect("acknowledged");
+        task.await.expect("stopped");
     }
 }

@@ -248,17 +248,8 @@ fn restart_remembers_health() {
         wait_for(m.v4(), US, Duration::from_secs(5));
         us.set(Mode::Failing);
         wait_for(m.v4(), EU, INTERVAL * FALL + INTERVAL + SLACK);
-        // Health is saved just after it is published; wait for the file before killing.
-        let file = std::path::Path::new(&state).join("health.json");
-        let key = format!("\"web@127.0.0.1:{}\": \"down\"", us.port());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains(&key)) {
-            assert!(
-                Instant::now() < deadline,
-                "health.json never recorded {key}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // Health is saved shortly after it is published; wait for the file before killing.
+        wait_for_saved_down(&state, us.port());
     }
     // Healthy again, but the new process needs `rise` successes before trusting it.
     us.set(Mode::Healthy);
@@ -282,6 +273,8 @@ fn explain_shows_health() {
     wait_for(m.v4(), US, Duration::from_secs(5));
     us.set(Mode::Failing);
     wait_for(m.v4(), EU, INTERVAL * FALL + INTERVAL + SLACK);
+    // `explain` reads the health the server saved, which is written at most once a second.
+    wait_for_saved_down(&state, us.port());
     let out = run(
         &[
             "explain",
@@ -331,4 +324,19 @@ fn a_flapping_backend_does_not_move_answers() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(checked > 50);
+}
+
+/// Waits (bounded) until the server's `health.json` in `state` records the backend on `port`
+/// as down.
+fn wait_for_saved_down(state: &str, port: u16) {
+    let file = std::path::Path::new(state).join("health.json");
+    let key = format!("\"web@127.0.0.1:{port}\": \"down\"");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains(&key)) {
+        assert!(
+            Instant::now() < deadline,
+            "health.json never recorded {key}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

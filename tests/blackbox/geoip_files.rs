@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -34,6 +35,9 @@ const FILES: [(&str, &str, &str, bool); 4] = [
         false,
     ),
 ];
+
+/// Indexing millions of real networks takes seconds in a debug build, more on a busy machine.
+const REAL_FILE_START: Duration = Duration::from_secs(180);
 
 /// Downloads happen one at a time (the tests run in parallel).
 static FETCH: Mutex<()> = Mutex::new(());
@@ -121,7 +125,7 @@ fn every_ip_location_db_file_routes_real_clients() {
         // Clients in Great Britain and Sweden (MaxMind's documented test addresses, in
         // every one of these files) go to the region that lists Europe; one in Japan to
         // ap-southeast.
-        let m = Meridian::start(&text);
+        let m = Meridian::start_within(&text, REAL_FILE_START);
         assert_routes(
             &m,
             &[
@@ -143,7 +147,7 @@ fn ip_location_db_ipv4_and_ipv6_files_together() {
         &format!("database = \"{}\"", v4.display()),
         &format!("database = [\"{}\", \"{}\"]", v4.display(), v6.display()),
     );
-    let m = Meridian::start(&text);
+    let m = Meridian::start_within(&text, REAL_FILE_START);
     // IPv6 clients are placed by the IPv6 file, IPv4 ones by the IPv4 file.
     assert_routes(
         &m,

@@ -14,6 +14,8 @@ use hickory_proto::rr::{Name, RecordType};
 
 /// How long any single network operation in a test may take.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a server may take to print `meridian: ready`.
+const START_LIMIT: Duration = Duration::from_secs(20);
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -107,11 +109,29 @@ impl Meridian {
         Meridian::start_with(scratch, config, &[])
     }
 
+    /// Like [`Meridian::start`], waiting up to `limit` for it to be ready (a config whose
+    /// GeoIP files take long to index in a debug build).
+    pub fn start_within(config_text: &str, limit: Duration) -> Meridian {
+        let scratch = Scratch::new();
+        let config = scratch.write("meridian.toml", config_text);
+        Meridian::launch(scratch, config, &[], limit)
+            .unwrap_or_else(|e| panic!("meridian did not start: {e}"))
+    }
+
     /// Starts on an existing config file, with extra environment variables.
     pub fn start_with(
         scratch: Scratch,
         config: PathBuf,
         env: &[(&str, &str)],
+    ) -> Result<Meridian, String> {
+        Meridian::launch(scratch, config, env, START_LIMIT)
+    }
+
+    fn launch(
+        scratch: Scratch,
+        config: PathBuf,
+        env: &[(&str, &str)],
+        limit: Duration,
     ) -> Result<Meridian, String> {
         let mut child = Command::new(bin())
             .args(["serve", "--config"])
@@ -143,7 +163,7 @@ impl Meridian {
         });
         let mut addrs = Vec::new();
         let mut admin = None;
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
