@@ -320,12 +320,18 @@ impl Publisher {
                     self.publish_due(&mut due, &mut last_publish, &mut save_at);
                 }
                 () = tokio::time::sleep_until(save_at.unwrap_or(publish_at)), if save_at.is_some() => {
-                    save_at = None;
-                    if let Some(previous) = saving.take() {
-                        // One writer at a time; the next write carries the newest verdicts.
-                        let _ = previous.await;
+                    match saving.take() {
+                        // One writer at a time, and the loop never waits for it: look again
+                        // shortly; the next write carries the newest verdicts.
+                        Some(previous) if !previous.is_finished() => {
+                            saving = Some(previous);
+                            save_at = Some(Instant::now() + PUBLISH_GAP);
+                        }
+                        _ => {
+                            save_at = None;
+                            saving = self.save_health();
+                        }
                     }
-                    saving = self.save_health();
                 }
                 cmd = commands.recv() => match cmd {
                     Some(Command::Shutdown { done }) => {
