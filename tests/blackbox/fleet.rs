@@ -475,3 +475,44 @@ fn etcd_outage_keeps_serving_and_reconverges() {
         });
     }
 }
+
+/// `deploy/fleet/lab.sh` brings a three-instance fleet up on loopback, reports it, and
+/// stops everything it started.
+#[test]
+fn the_fleet_lab_script_runs() {
+    let scratch = Scratch::new();
+    let dir = scratch.0.join("lab");
+    let lab = |action: &str| {
+        std::process::Command::new(repo().join("deploy/fleet/lab.sh"))
+            .args([action, dir.to_str().expect("utf-8 path")])
+            .env("MERIDIAN", bin())
+            .output()
+            .expect("run deploy/fleet/lab.sh")
+    };
+    let up = lab("up");
+    let text = String::from_utf8_lossy(&up.stdout).into_owned();
+    let down_anyway = |why: &str| {
+        let _ = lab("down");
+        panic!("{why}\n{text}\n{}", String::from_utf8_lossy(&up.stderr));
+    };
+    if !up.status.success() {
+        down_anyway("lab.sh up failed");
+    }
+    if !text.contains("every instance is connected to etcd and sees the other 2") {
+        down_anyway("the fleet did not come together");
+    }
+    let status = lab("status");
+    let status_text = String::from_utf8_lossy(&status.stdout).into_owned();
+    let down = lab("down");
+    assert!(status.status.success(), "{status_text}");
+    assert!(status_text.contains("ns3   running"), "{status_text}");
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    let stopped = String::from_utf8_lossy(&down.stdout).into_owned();
+    for what in ["ns1", "ns2", "ns3", "etcd"] {
+        assert!(stopped.contains(&format!("stopped {what}")), "{stopped}");
+    }
+}
