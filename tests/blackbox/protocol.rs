@@ -466,21 +466,25 @@ fn error_responses_carry_an_opt_when_the_query_had_one() {
     assert!(raw_opt(&raw).is_none(), "NOTIMP without OPT in the query");
 }
 
-/// The Extended DNS Error (RFC 8914) in a response's OPT: (info code, text).
-fn raw_ede(raw: &[u8]) -> Option<(u16, String)> {
+/// The data of the response OPT's first option with `code`, if any.
+fn raw_option(raw: &[u8], code: u16) -> Option<Vec<u8>> {
     let opt = raw_opt(raw)?;
     let mut rest = &opt.rdata[..];
     while rest.len() >= 4 {
-        let code = u16::from_be_bytes([rest[0], rest[1]]);
         let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
-        let data = &rest[4..4 + len];
-        if code == 15 {
-            let info = u16::from_be_bytes([data[0], data[1]]);
-            return Some((info, String::from_utf8_lossy(&data[2..]).into_owned()));
+        if u16::from_be_bytes([rest[0], rest[1]]) == code {
+            return Some(rest[4..4 + len].to_vec());
         }
         rest = &rest[4 + len..];
     }
     None
+}
+
+/// The Extended DNS Error (RFC 8914) in a response's OPT: (info code, text).
+fn raw_ede(raw: &[u8]) -> Option<(u16, String)> {
+    let data = raw_option(raw, 15)?;
+    let info = u16::from_be_bytes([data[0], data[1]]);
+    Some((info, String::from_utf8_lossy(&data[2..]).into_owned()))
 }
 
 #[test]
@@ -518,19 +522,7 @@ fn extended_dns_errors_explain_refusals_when_the_query_had_opt() {
 fn nsid_is_returned_when_asked_for() {
     let text = example_config().replacen("[server]\n", "[server]\nnsid = \"ns1.fra\"\n", 1);
     let m = Meridian::start(&text);
-    let nsid_of = |raw: &[u8]| {
-        let opt = raw_opt(raw)?;
-        let mut rest = &opt.rdata[..];
-        while rest.len() >= 4 {
-            let code = u16::from_be_bytes([rest[0], rest[1]]);
-            let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
-            if code == 3 {
-                return Some(rest[4..4 + len].to_vec());
-            }
-            rest = &rest[4 + len..];
-        }
-        None
-    };
+    let nsid_of = |raw: &[u8]| raw_option(raw, 3);
     let ask = opt_rr(1232, 0, &edns_option(3, &[]));
     // A traffic-managed name (which the fast path passes on) and static data.
     for (id, name) in [(0x3030, "www.example.com."), (0x3031, "mail.example.com.")] {
