@@ -415,11 +415,11 @@ run_once() { # n
 
   log "run $n: starting Meridian ($MERIDIAN), $TARGETS targets, state_dir ${state:-none}"
   MERIDIAN_LOG=$MERIDIAN_LOG "$MERIDIAN" serve --config "$dir/meridian.toml" \
-    > "$dir/stdout.log" 2> "$dir/server.log" &
+    > "$dir/server.log" 2>&1 &
   MERIDIAN_PID=$!
   t_ready=""
   for ((i = 0; i < WAIT_LIMIT * 100; i++)); do
-    if grep -qx 'meridian: ready' "$dir/stdout.log" 2>/dev/null; then
+    if grep -q ' meridian::startup: ready' "$dir/server.log" 2>/dev/null; then
       now_us; t_ready=$NOW
       c_ready=$(proc_ticks "$MERIDIAN_PID"); h0=$(host_ticks)
       break
@@ -427,12 +427,12 @@ run_once() { # n
     kill -0 "$MERIDIAN_PID" 2>/dev/null || { tail -n 20 "$dir/server.log" >&2; die "Meridian exited during start-up"; }
     sleep 0.01
   done
-  [ -n "$t_ready" ] || die "Meridian did not print 'meridian: ready' within ${WAIT_LIMIT}s"
-  DNS_PORT=$(sed -n 's/^meridian: serving DNS on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$dir/stdout.log" | head -n 1)
-  ADMIN=$(sed -n 's/^meridian: admin API on \(http:[^ ]*\).*/\1/p' "$dir/stdout.log" | head -n 1)
-  if [ -z "$DNS_PORT" ] || [ -z "$ADMIN" ]; then die "Meridian is ready but did not print its addresses; see $dir/stdout.log"; fi
+  [ -n "$t_ready" ] || die "Meridian did not log 'ready' within ${WAIT_LIMIT}s"
+  DNS_PORT=$(sed -n 's/.* meridian::startup: serving DNS .*addr=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$dir/server.log" | head -n 1)
+  ADMIN=$(sed -n 's/.* meridian::startup: admin API listening .*url=\(http:[^ ]*\).*/\1/p' "$dir/server.log" | head -n 1)
+  if [ -z "$DNS_PORT" ] || [ -z "$ADMIN" ]; then die "Meridian is ready but did not log its addresses; see $dir/server.log"; fi
 
-  # 1. First probe round: from `meridian: ready` until /readyz says it is complete.
+  # 1. First probe round: from the `ready` log line until /readyz says it is complete.
   t_first=""
   for ((i = 0; i < MAX_POLLS; i++)); do
     if readyz | grep -q '"first_probe_round_complete": *true'; then

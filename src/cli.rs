@@ -453,10 +453,10 @@ async fn serve_async(compiled: crate::routing::Compiled, path: &Path) -> anyhow:
     .await?;
     tokio::spawn(publisher.run(probe_rx, command_rx));
 
+    // The start-up lines: logged once, under their own target, whatever the filter; scripts and
+    // tests wait for them (see `STARTUP`).
     for addr in &listeners.bound {
-        // Stable lines that scripts and tests wait for.
-        println!("meridian: serving DNS on {addr} (udp, tcp)");
-        info!(%addr, "serving DNS");
+        info!(target: STARTUP, %addr, "serving DNS over UDP and TCP");
     }
     if let Some(listener) = admin_listener {
         let addr = listener.local_addr().context("admin listener address")?;
@@ -469,10 +469,9 @@ async fn serve_async(compiled: crate::routing::Compiled, path: &Path) -> anyhow:
             cluster: cluster_status,
         });
         tokio::spawn(admin::serve(listener, admin));
-        println!("meridian: admin API on http://{addr}");
-        info!(%addr, "admin API listening");
+        info!(target: STARTUP, url = %format_args!("http://{addr}"), "admin API listening");
     }
-    println!("meridian: ready");
+    info!(target: STARTUP, "ready");
     let hup_tx = command_tx.clone();
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing SIGHUP handler")?;
@@ -535,6 +534,11 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The log target of the start-up lines: `serving DNS over UDP and TCP addr=ADDR` for each
+/// listen address, `admin API listening url=URL`, then `ready`. Logged whatever `MERIDIAN_LOG`
+/// says (unless it names this target), so scripts can wait for them.
+const STARTUP: &str = "meridian::startup";
+
 /// How `serve` writes its log lines (stderr).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
@@ -546,8 +550,15 @@ fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     // hickory logs every request at info; keep that out of production logs.
-    let filter = EnvFilter::try_from_env("MERIDIAN_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn,hickory_proto=warn"));
+    let asked = std::env::var("MERIDIAN_LOG").ok();
+    let mut filter = asked
+        .as_deref()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("info,hickory_server=warn,hickory_proto=warn"));
+    // The start-up lines stay on under a quieter filter, unless it names them itself.
+    if !asked.is_some_and(|f| f.contains(STARTUP)) {
+        filter = filter.add_directive(format!("{STARTUP}=info").parse().expect("directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -8,8 +8,8 @@
 #
 # DIR defaults to /tmp/meridian-fleet-lab and holds everything the lab writes: admin.token,
 # lab.env (the addresses), etcd-data/, etcd.log, the PID files (etcd.pid, ns1.pid, ...) and
-# per instance nsN/meridian.toml (generated), nsN/state/ (its state_dir), nsN/meridian.log
-# (its log) and nsN/stdout (its start-up lines).
+# per instance nsN/meridian.toml (generated), nsN/state/ (its state_dir) and nsN/meridian.log
+# (its log, start-up lines included).
 #
 # Needs a meridian built with the etcd feature (cargo build --release --features etcd), the
 # `etcd` binary (Debian: apt-get install etcd-server) and curl; dig and jq are optional.
@@ -301,14 +301,14 @@ start_etcd() {
     die "no free pair of loopback ports for etcd between 23790 and 23989"
 }
 
-# Waits (bounded) for NAME to print `meridian: ready`; then records its addresses.
+# Waits (bounded) for NAME to log `ready`; then records its addresses from its start-up lines.
 wait_ready() {
-    local name=$1 pid=$2 out="$DIR/$1/stdout" i dns admin deadline=$((SECONDS + READY_TIMEOUT))
+    local name=$1 pid=$2 out="$DIR/$1/meridian.log" i dns admin deadline=$((SECONDS + READY_TIMEOUT))
     for ((i = 0; i < READY_TIMEOUT * 5 && SECONDS <= deadline; i++)); do
-        if grep -qx 'meridian: ready' "$out" 2>/dev/null; then
-            dns=$(sed -n 's/^meridian: serving DNS on \([^ ]*\) .*/\1/p' "$out" | head -n1)
-            admin=$(sed -n 's|^meridian: admin API on \(http://[^ ]*\)$|\1|p' "$out" | head -n1)
-            [[ -n $dns && -n $admin ]] || die "$name is ready but did not print its addresses; see $out"
+        if grep -q ' meridian::startup: ready' "$out" 2>/dev/null; then
+            dns=$(sed -n 's/.* meridian::startup: serving DNS .*addr=\([^ ]*\).*/\1/p' "$out" | head -n1)
+            admin=$(sed -n 's|.* meridian::startup: admin API listening .*url=\(http://[^ ]*\).*|\1|p' "$out" | head -n1)
+            [[ -n $dns && -n $admin ]] || die "$name is ready but did not log its addresses; see $out"
             {
                 say "${name}_DNS=$dns"
                 say "${name}_ADMIN=$admin"
@@ -323,7 +323,7 @@ wait_ready() {
         fi
         sleep 0.2
     done
-    die "$name did not print 'meridian: ready' within ${READY_TIMEOUT}s; see $DIR/$name/meridian.log"
+    die "$name did not log 'ready' within ${READY_TIMEOUT}s; see $DIR/$name/meridian.log"
 }
 
 # How many live peers an instance's /v1/cluster lists, and whether it is connected.
@@ -420,7 +420,7 @@ cmd_up() {
     done
     local -A pids=()
     for name in "${INSTANCES[@]}"; do
-        pids[$name]=$(start_detached "$name" "$DIR/$name/stdout" "$DIR/$name/meridian.log" \
+        pids[$name]=$(start_detached "$name" /dev/null "$DIR/$name/meridian.log" \
             "$MERIDIAN_BIN" serve --config "$DIR/$name/meridian.toml")
     done
     for name in "${INSTANCES[@]}"; do

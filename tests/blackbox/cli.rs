@@ -395,14 +395,29 @@ fn every_example_config_passes_check() {
 
 #[test]
 fn logs_are_plain_text_off_a_terminal_and_json_on_request() {
-    // Text (the default): no colour codes when stderr is not a terminal.
+    // Text (the default): no colour codes when stderr is not a terminal, and each start-up
+    // line logged once.
     let m = Meridian::start_example();
     let text = m.logs();
-    assert!(
-        text.contains("first probe round") || text.contains("INFO"),
-        "{text}"
-    );
     assert!(!text.contains('\u{1b}'), "ANSI escapes in a pipe: {text:?}");
+    let startup: Vec<Startup> = text.lines().filter_map(Startup::parse).collect();
+    let mut want: Vec<Startup> = [m.v4(), m.v6()].into_iter().map(Startup::Dns).collect();
+    want.extend([Startup::Admin(m.admin()), Startup::Ready]);
+    assert_eq!(startup, want, "{text}");
+    assert_eq!(text.matches("serving DNS").count(), 2, "{text}");
+    drop(m);
+    // A quieter filter keeps the start-up lines (scripts wait for them) and drops the rest.
+    let scratch = Scratch::new();
+    let config = scratch.write("meridian.toml", &example_config());
+    let m = Meridian::start_with(scratch, config, &[("MERIDIAN_LOG", "warn")])
+        .unwrap_or_else(|e| panic!("did not start: {e}"));
+    let quiet = m.logs();
+    assert!(!quiet.contains(" INFO meridian::cli"), "{quiet}");
+    assert_eq!(
+        quiet.lines().filter_map(Startup::parse).count(),
+        4,
+        "{quiet}"
+    );
     drop(m);
     // JSON, from the config: every log line is one object with a level and a message.
     let m = Meridian::start(
@@ -411,10 +426,12 @@ fn logs_are_plain_text_off_a_terminal_and_json_on_request() {
     let logs = m.logs();
     let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty(), "no log lines");
-    for line in lines {
+    for line in &lines {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
     }
+    let last = lines.iter().rev().find_map(|l| Startup::parse(l));
+    assert_eq!(last, Some(Startup::Ready), "{logs}");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use hickory_proto::rr::{Name, RecordType};
 
 /// How long any single network operation in a test may take.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a server may take to print `meridian: ready`.
+/// How long a server may take to log that it is ready.
 const START_LIMIT: Duration = Duration::from_secs(20);
 
 pub fn repo() -> PathBuf {
@@ -138,27 +138,24 @@ impl Meridian {
             .arg(&config)
             .env_remove("MERIDIAN_ADMIN_TOKEN")
             .envs(env.iter().copied())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn meridian");
-        let stdout = child.stdout.take().expect("stdout");
         let stderr_pipe = child.stderr.take().expect("stderr");
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = stderr.clone();
+        // One reader keeps the whole log and passes the start-up lines on.
+        let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut waiting = true;
             for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                if waiting && let Some(event) = Startup::parse(&line) {
+                    waiting = tx.send(event).is_ok();
+                }
                 let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
                 s.push_str(&line);
                 s.push('\n');
-            }
-        });
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
             }
         });
         let mut addrs = Vec::new();
@@ -167,19 +164,13 @@ impl Meridian {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(line) if line == "meridian: ready" => break,
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("meridian: serving DNS on ") {
-                        let addr = rest.split_whitespace().next().unwrap_or_default();
-                        addrs.push(addr.parse().expect("listen address"));
-                    } else if let Some(rest) = line.strip_prefix("meridian: admin API on http://") {
-                        admin = Some(rest.trim().parse().expect("admin address"));
-                    }
-                }
+                Ok(Startup::Ready) => break,
+                Ok(Startup::Dns(addr)) => addrs.push(addr),
+                Ok(Startup::Admin(addr)) => admin = Some(addr),
                 Err(_) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    // Give the drain thread a moment to collect the last lines.
+                    // Give the reader a moment to collect the last lines.
                     std::thread::sleep(Duration::from_millis(100));
                     let err = stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     return Err(err);
@@ -416,4 +407,43 @@ pub fn dig(server: SocketAddr, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A start-up line of `meridian serve`'s log (target `meridian::startup`), text or JSON.
+#[derive(Debug, PartialEq)]
+pub enum Startup {
+    Dns(SocketAddr),
+    Admin(SocketAddr),
+    Ready,
+}
+
+impl Startup {
+    pub fn parse(line: &str) -> Option<Startup> {
+        let (message, field) = if line.starts_with('{') {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            if v["target"] != "meridian::startup" {
+                return None;
+            }
+            let field = v["addr"].as_str().or(v["url"].as_str()).map(str::to_owned);
+            (v["message"].as_str()?.to_owned(), field)
+        } else {
+            let (_, rest) = line.split_once(" meridian::startup: ")?;
+            let field = rest
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr=").or(w.strip_prefix("url=")))
+                .map(str::to_owned);
+            (rest.to_owned(), field)
+        };
+        let addr = || {
+            let f = field.as_deref()?;
+            f.strip_prefix("http://").unwrap_or(f).parse().ok()
+        };
+        if message.starts_with("serving DNS") {
+            addr().map(Startup::Dns)
+        } else if message.starts_with("admin API listening") {
+            addr().map(Startup::Admin)
+        } else {
+            (message == "ready").then_some(Startup::Ready)
+        }
+    }
 }
