@@ -46,6 +46,22 @@ enum CtlAction {
         /// Even when a service would be left with no serving region.
         #[arg(long)]
         force: bool,
+        /// Lift the evacuation by itself after this long ("30m", "4h").
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// Move a stable share of a region's clients (0 to 100 percent; 0 lifts the drain).
+    Drain {
+        region: String,
+        percent: f64,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Even when a 100 % drain would leave a service with no serving region.
+        #[arg(long)]
+        force: bool,
+        /// Lift the drain by itself after this long ("30m", "4h").
+        #[arg(long)]
+        expires_in: Option<String>,
     },
     /// Undo an evacuation.
     Restore { region: String },
@@ -302,10 +318,32 @@ fn ctl_run(
             region,
             reason,
             force,
+            expires_in,
         } => (
             Method::POST,
             format!("/v1/regions/{region}/evacuate"),
-            Some(ctl::evacuate_body(reason, *force)),
+            Some(ctl::change_body(
+                reason,
+                *force,
+                expires_in.as_deref(),
+                None,
+            )),
+        ),
+        CtlAction::Drain {
+            region,
+            percent,
+            reason,
+            force,
+            expires_in,
+        } => (
+            Method::POST,
+            format!("/v1/regions/{region}/drain"),
+            Some(ctl::change_body(
+                reason,
+                *force,
+                expires_in.as_deref(),
+                Some(*percent),
+            )),
         ),
         CtlAction::Restore { region } => {
             (Method::POST, format!("/v1/regions/{region}/restore"), None)
@@ -345,6 +383,12 @@ fn ctl_run(
         CtlAction::Restore { region } => {
             format!("restored {region}: generation {}\n", answer["generation"])
         }
+        CtlAction::Drain {
+            region, percent, ..
+        } => format!(
+            "drained {percent} % of {region}: generation {}\n",
+            answer["generation"]
+        ),
         CtlAction::Reload => format!("reloaded: generation {}\n", answer["generation"]),
     })
 }

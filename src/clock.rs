@@ -31,6 +31,28 @@ impl Clock for FixedClock {
 }
 
 /// Whole seconds since the Unix epoch (0 for times before it).
+/// Wall-clock time that moves with tokio's clock from a given start: under a paused tokio
+/// clock (tests), it advances exactly as the test advances time.
+pub struct TokioClock {
+    start: SystemTime,
+    at: tokio::time::Instant,
+}
+
+impl TokioClock {
+    pub fn starting_at(start: SystemTime) -> TokioClock {
+        TokioClock {
+            start,
+            at: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> SystemTime {
+        self.start + self.at.elapsed()
+    }
+}
+
 pub fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

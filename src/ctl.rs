@@ -137,15 +137,18 @@ pub fn regions_text(v: &Value) -> String {
     let _ = writeln!(
         s,
         "{:<16} {:<10} {:<32} SERVICES (serving endpoints)",
-        "REGION", "STATE", "EVACUATED BY / REASON"
+        "REGION", "STATE", "BY / REASON"
     );
     for r in v["regions"].as_array().into_iter().flatten() {
+        let drain = r["drain"].as_object();
         let state = if r["evacuated"].as_bool() == Some(true) {
-            "evacuated"
+            "evacuated".to_string()
+        } else if let Some(p) = drain.and_then(|d| d.get("percent")).and_then(Value::as_f64) {
+            format!("drain {p}%")
         } else {
-            "serving"
+            "serving".to_string()
         };
-        let why = match r["evacuation"].as_object() {
+        let why = match r["evacuation"].as_object().or(drain) {
             Some(e) => format!(
                 "{} / {}",
                 e.get("by").and_then(Value::as_str).unwrap_or("-"),
@@ -184,9 +187,21 @@ pub fn regions_text(v: &Value) -> String {
     s
 }
 
-/// The body of an evacuation.
-pub fn evacuate_body(reason: &str, force: bool) -> Value {
-    json!({ "reason": reason, "force": force })
+/// The body of an evacuation, or of a drain (with its percentage).
+pub fn change_body(
+    reason: &str,
+    force: bool,
+    expires_in: Option<&str>,
+    percent: Option<f64>,
+) -> Value {
+    let mut body = json!({ "reason": reason, "force": force });
+    if let Some(e) = expires_in {
+        body["expires_in"] = json!(e);
+    }
+    if let Some(p) = percent {
+        body["percent"] = json!(p);
+    }
+    body
 }
 
 /// The query string of an explain call, escaped.

@@ -8,6 +8,7 @@ use hickory_proto::rr::{LowerName, Name, RecordType};
 use serde::Serialize;
 
 use crate::routing::RoutingTable;
+use crate::routing::admin::DRAIN_BUCKETS;
 use crate::routing::answer::{answer, rcode_name};
 use crate::routing::latency::RowKind;
 use crate::routing::prefix::mask;
@@ -38,6 +39,9 @@ pub struct Explanation {
     pub ttl: Option<u32>,
     /// The ECS scope prefix a query with this client subnet gets back.
     pub ecs_scope: Option<u8>,
+    /// Some region is drained: the client's bucket as a percentage (0 to 100). A drain of
+    /// p % moves the client when its bucket is below p.
+    pub drain_bucket: Option<f64>,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -167,6 +171,7 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
         authority: ans.authority.iter().map(|r| r.to_string()).collect(),
         ttl: ans.decision.map(|d| d.ttl),
         ecs_scope: client.ecs_source.map(|_| ans.ecs_scope()),
+        drain_bucket: None,
     };
     // The service is known only at the end of the trace; find it first for endpoint listings.
     let rec_service = rec.steps.iter().find_map(|s| match s {
@@ -194,6 +199,9 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
                     longitude: geo.location.map(|l| l.lon),
                     record: answered.and_then(|db| db.describe(client.addr)),
                 });
+            }
+            Step::DrainBucket(bucket) => {
+                out.drain_bucket = Some(percent_of_buckets(bucket));
             }
             Step::Candidate {
                 region,
@@ -247,8 +255,18 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
                             format!("skipped: {up} of {total} endpoints up")
                         }
                         Outcome::Evacuated => "skipped: evacuated".to_string(),
+                        Outcome::Drained => format!(
+                            "skipped: drained {} %, moves this client",
+                            drain_percent(rt, region)
+                        ),
                         Outcome::Residency => "skipped: residency rule excludes it".to_string(),
                         Outcome::NotNeeded => "not needed".to_string(),
+                    } + &match rt.admin.drained.get(region.index()) {
+                        // A partial drain that leaves this client where it is.
+                        Some(&b) if b > 0 && outcome != Outcome::Drained => {
+                            format!(" (drained {} %, client stays)", drain_percent(rt, region))
+                        }
+                        _ => String::new(),
                     },
                     endpoints,
                 });
@@ -270,6 +288,16 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
         }
     }
     out
+}
+
+/// A drain bucket as a percentage of all buckets.
+fn percent_of_buckets(buckets: u16) -> f64 {
+    f64::from(buckets) * 100.0 / f64::from(DRAIN_BUCKETS)
+}
+
+/// How much of a region is drained, as the operator gave it.
+fn drain_percent(rt: &RoutingTable, region: crate::routing::table::RegionId) -> f64 {
+    percent_of_buckets(rt.admin.drained.get(region.index()).copied().unwrap_or(0))
 }
 
 fn step_endpoints(
@@ -339,6 +367,12 @@ impl Explanation {
             let _ = writeln!(
                 s,
                 "geoip      not consulted (the policy does not depend on location)"
+            );
+        }
+        if let Some(b) = self.drain_bucket {
+            let _ = writeln!(
+                s,
+                "drain      bucket {b:.2} % (a drain of p % moves the client when p is above it)"
             );
         }
         if let Some(svc) = &self.service {

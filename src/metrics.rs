@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -39,6 +39,7 @@ pub struct Metrics {
     pub region_up: IntGaugeVec,
     pub region_evacuated: IntGaugeVec,
     pub evacuated_since: IntGaugeVec,
+    pub drain_percent: GaugeVec,
     pub service_all_down: IntGaugeVec,
     pub all_down_total: IntCounterVec,
     pub generation: IntGauge,
@@ -85,6 +86,17 @@ impl Metrics {
                 .unwrap_or_else(|e| panic!("metric {name}: {e}"));
             g
         };
+        let drain_percent = GaugeVec::new(
+            Opts::new(
+                "meridian_region_drain_percent",
+                "Share of a region's clients an operator's drain moves to their next region (0 to 100).",
+            ),
+            &["region"],
+        )
+        .unwrap_or_else(|e| panic!("metric meridian_region_drain_percent: {e}"));
+        registry
+            .register(Box::new(drain_percent.clone()))
+            .unwrap_or_else(|e| panic!("metric meridian_region_drain_percent: {e}"));
         let histogram_vec = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
             let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
                 .unwrap_or_else(|e| panic!("metric {name}: {e}"));
@@ -181,6 +193,7 @@ impl Metrics {
                 "1 while a region is evacuated.",
                 &["region"],
             ),
+            drain_percent,
             evacuated_since: gauge_vec(
                 "meridian_region_evacuated_since_seconds",
                 "Unix time an evacuation started; 0 when the region is not evacuated.",

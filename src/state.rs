@@ -1,6 +1,6 @@
 //! State kept in `state_dir` across restarts, written atomically (temp file, fsync, rename):
-//! - `evacuations.json`: operators' evacuations. Operator intent: a corrupt file stops
-//!   start-up rather than silently undoing an evacuation.
+//! - `evacuations.json`: operators' evacuations and drains. Operator intent: a corrupt file
+//!   stops start-up rather than silently undoing an evacuation.
 //! - `health.json`: the last verdict of each probe target, so a restart never answers blind.
 //!   Derived data: a corrupt file is ignored with a warning.
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::routing::table::Evacuation;
+use crate::routing::admin::{AdminState, Drain, Evacuation};
 use crate::routing::table::Health;
 
 const HEALTH_FILE: &str = "health.json";
@@ -20,6 +20,26 @@ pub struct SavedEvacuations {
     pub version: u32,
     /// Region name -> evacuation.
     pub regions: BTreeMap<String, Evacuation>,
+    /// Region name -> drain.
+    #[serde(default)]
+    pub drains: BTreeMap<String, Drain>,
+}
+
+impl SavedEvacuations {
+    pub fn new(state: &AdminState) -> SavedEvacuations {
+        SavedEvacuations {
+            version: 1,
+            regions: state.evacuations.clone(),
+            drains: state.drains.clone(),
+        }
+    }
+
+    pub fn into_state(self) -> AdminState {
+        AdminState {
+            evacuations: self.regions,
+            drains: self.drains,
+        }
+    }
 }
 
 pub fn evacuations_path(dir: &Path) -> PathBuf {

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
+use crate::control::admin::Change;
 use crate::control::command::{AdminError, Command};
 use crate::dns::counters;
 use crate::dns::snapshot::Store;
@@ -63,13 +64,51 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Reply {
     json_reply(status, json!({ "error": message.to_string() }))
 }
 
+/// The body of an evacuation or a drain (which also gives `percent`).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct EvacuateBody {
+struct ChangeBody {
     #[serde(default)]
     reason: String,
     #[serde(default)]
     force: bool,
+    /// "4h", "30m": the change lifts itself after this long.
+    expires_in: Option<String>,
+    /// Drains only.
+    percent: Option<f64>,
+}
+
+impl ChangeBody {
+    /// The body as sent, checked; `Err` is what a 400 says.
+    fn parse(body: &[u8], drain: bool) -> Result<ChangeBody, String> {
+        let parsed: ChangeBody = if body.is_empty() {
+            ChangeBody::default()
+        } else {
+            serde_json::from_slice(body).map_err(|e| format!("body: {e}"))?
+        };
+        match (drain, parsed.percent) {
+            (true, None) => Err("body: missing \"percent\" (0 to 100)".into()),
+            (false, Some(_)) => Err("an evacuation takes no percent: drain through /drain".into()),
+            _ => Ok(parsed),
+        }
+    }
+
+    fn change(self, region: &str, by: String) -> Result<(Change, f64), String> {
+        let expires_in = match self.expires_in.as_deref().map(humantime::parse_duration) {
+            Some(Err(e)) => return Err(format!("expires_in: {e} (e.g. \"30m\", \"4h\")")),
+            Some(Ok(d)) if d.is_zero() => return Err("expires_in must be above zero".into()),
+            Some(Ok(d)) => Some(d),
+            None => None,
+        };
+        let change = Change {
+            region: region.to_owned(),
+            reason: self.reason,
+            by,
+            force: self.force,
+            expires_in,
+        };
+        Ok((change, self.percent.unwrap_or(100.0)))
+    }
 }
 
 impl Admin {
@@ -171,25 +210,24 @@ impl Admin {
                     "fleet mode is not configured (no [cluster] section)",
                 ),
             },
-            Route::Evacuate(region) => {
-                let body: EvacuateBody = if body.is_empty() {
-                    EvacuateBody::default()
-                } else {
-                    match serde_json::from_slice(&body) {
-                        Ok(b) => b,
-                        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
-                    }
-                };
-                let asked = self
-                    .ask(|reply| Command::Evacuate {
-                        region: region.to_string(),
-                        reason: body.reason,
-                        by: who,
-                        force: body.force,
+            Route::Evacuate(region) | Route::Drain(region) => {
+                let drain = matches!(route, Route::Drain(_));
+                let (change, percent) =
+                    match ChangeBody::parse(&body, drain).and_then(|b| b.change(region, who)) {
+                        Ok(c) => c,
+                        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                    };
+                let asked = if drain {
+                    self.ask(|reply| Command::Drain {
+                        change,
+                        percent,
                         reply,
                     })
-                    .await;
-                admin_change(asked, region, "evacuate")
+                    .await
+                } else {
+                    self.ask(|reply| Command::Evacuate { change, reply }).await
+                };
+                admin_change(asked, region, if drain { "drain" } else { "evacuate" })
             }
             Route::Restore(region) => {
                 let asked = self
@@ -342,6 +380,7 @@ enum Route<'a> {
     Cluster,
     Evacuate(&'a str),
     Restore(&'a str),
+    Drain(&'a str),
     Reload,
     LatencyMap,
 }
@@ -358,6 +397,7 @@ fn route<'a>(segs: &[&'a str]) -> Option<(Method, Route<'a>)> {
         ["v1", "cluster"] => (Method::GET, Route::Cluster),
         ["v1", "regions", region, "evacuate"] => (Method::POST, Route::Evacuate(region)),
         ["v1", "regions", region, "restore"] => (Method::POST, Route::Restore(region)),
+        ["v1", "regions", region, "drain"] => (Method::POST, Route::Drain(region)),
         ["v1", "reload"] => (Method::POST, Route::Reload),
         ["v1", "latency-map"] => (Method::PUT, Route::LatencyMap),
         _ => return None,
@@ -378,7 +418,9 @@ fn admin_change(
         Ok(Err(e)) => {
             let status = match &e {
                 AdminError::UnknownRegion(_) => StatusCode::NOT_FOUND,
+                AdminError::BadPercent(_) => StatusCode::BAD_REQUEST,
                 AdminError::NotEvacuated(_)
+                | AdminError::NotDrained(_)
                 | AdminError::AlreadyEvacuated(_)
                 | AdminError::WouldEmpty { .. } => StatusCode::CONFLICT,
                 AdminError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -19,7 +19,7 @@ pub fn regions(t: &RoutingTable) -> Value {
         .enumerate()
         .map(|(i, region)| {
             let evacuation = t.admin.evacuations.get(&region.name).map(|e| {
-                json!({ "reason": e.reason, "by": e.by, "since": e.since, "since_rfc3339": rfc3339(e.since) })
+                json!({ "reason": e.reason, "by": e.by, "since": e.since, "since_rfc3339": rfc3339(e.since), "expires": e.expires, "expires_rfc3339": e.expires.map(rfc3339) })
             });
             let services: Vec<Value> = c
                 .services
@@ -61,10 +61,14 @@ pub fn regions(t: &RoutingTable) -> Value {
                     }))
                 })
                 .collect();
+            let drain = t.admin.drains.get(&region.name).map(|d| {
+                json!({ "percent": d.percent, "reason": d.reason, "by": d.by, "since": d.since, "since_rfc3339": rfc3339(d.since), "expires": d.expires, "expires_rfc3339": d.expires.map(rfc3339) })
+            });
             json!({
                 "name": region.name,
                 "evacuated": t.admin.evacuated[i],
                 "evacuation": evacuation,
+                "drain": drain,
                 "services": services,
             })
         })

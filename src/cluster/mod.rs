@@ -14,7 +14,6 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::routing::table::Evacuation;
 use crate::routing::table::Health;
 
 /// What an instance publishes about itself under its lease.
@@ -37,11 +36,8 @@ pub enum FleetUpdate {
     PeerViews(BTreeMap<String, BTreeMap<String, Health>>),
 }
 
-/// The shared admin document: every evacuation in the fleet.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct AdminDoc {
-    pub evacuations: BTreeMap<String, Evacuation>,
-}
+/// The shared admin document: every evacuation and drain in the fleet.
+pub type AdminDoc = crate::routing::admin::AdminState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {

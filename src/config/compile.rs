@@ -131,6 +131,9 @@ pub fn compile(checked: Checked, reuse: Option<Arc<GeoSet>>) -> Result<Compiled,
                 .all(|r| r.v4.len() <= svc.answers && r.v6.len() <= svc.answers);
         services.push(Service {
             fixed,
+            seed: crate::hash::mix64(crate::hash::fnv1a(
+                svc.name.to_lowercase().to_ascii().as_bytes(),
+            )),
             name: svc.name.clone(),
             ttl: svc.ttl,
             policy: svc.policy,

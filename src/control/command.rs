@@ -3,6 +3,7 @@
 //! publisher answers once the change is being served.
 use tokio::sync::oneshot;
 
+use super::admin::Change;
 use crate::cluster::{ClusterError, FleetUpdate};
 use crate::config::ConfigErrors;
 use crate::routing::latency::{Format, MapError};
@@ -11,10 +12,13 @@ use crate::state::StateError;
 /// What admin callers can ask of the publisher.
 pub enum Command {
     Evacuate {
-        region: String,
-        reason: String,
-        by: String,
-        force: bool,
+        change: Change,
+        reply: oneshot::Sender<Result<u64, AdminError>>,
+    },
+    /// Drain a share of a region's clients; 0 % lifts the drain.
+    Drain {
+        change: Change,
+        percent: f64,
         reply: oneshot::Sender<Result<u64, AdminError>>,
     },
     Restore {
@@ -47,8 +51,12 @@ pub enum AdminError {
     NotEvacuated(String),
     #[error("region {0:?} is already evacuated")]
     AlreadyEvacuated(String),
+    #[error("region {0:?} is not drained")]
+    NotDrained(String),
+    #[error("a drain is 0 to 100 percent, not {0}")]
+    BadPercent(f64),
     #[error(
-        "evacuating {region:?} would leave these services with no serving region: {}; pass \"force\": true to do it anyway",
+        "closing {region:?} would leave these services with no serving region: {}; pass \"force\": true to do it anyway",
         services.join(", ")
     )]
     WouldEmpty {

@@ -3,11 +3,12 @@
 //! counters and latency histogram, counted at every probe event without a lookup.
 use std::collections::HashSet;
 
-use prometheus::{Histogram, IntCounter, IntGauge};
+use prometheus::{Gauge, Histogram, IntCounter, IntGauge};
 use tracing::{info, warn};
 
 use crate::health::check::ProbeOutcome;
 use crate::metrics::Metrics;
+use crate::routing::admin::DRAIN_BUCKETS;
 use crate::routing::table::{Compiled, EndpointId, Family, RoutingTable, ServiceId, TargetId};
 
 /// One probe target's series.
@@ -23,6 +24,8 @@ pub struct Gauges {
     region_up: Vec<IntGauge>,
     /// By region: (evacuated, evacuated since).
     evacuated: Vec<(IntGauge, IntGauge)>,
+    /// By region: the drain's percentage.
+    drained: Vec<Gauge>,
     /// By service: [IPv4, IPv6], for the families the service has.
     all_down: Vec<[Option<IntGauge>; 2]>,
     /// By target.
@@ -38,6 +41,7 @@ impl Gauges {
         m.region_up.reset();
         m.region_evacuated.reset();
         m.evacuated_since.reset();
+        m.drain_percent.reset();
         m.service_all_down.reset();
         let mut region_up = vec![None; c.service_region_slots];
         let mut all_down = Vec::new();
@@ -78,6 +82,11 @@ impl Gauges {
                         m.evacuated_since.with_label_values(&[&r.name]),
                     )
                 })
+                .collect(),
+            drained: c
+                .regions
+                .iter()
+                .map(|r| m.drain_percent.with_label_values(&[&r.name]))
                 .collect(),
             all_down,
             probes: c
@@ -122,6 +131,9 @@ impl Gauges {
             let region = &c.regions[i].name;
             let started = table.admin.evacuations.get(region);
             since.set(started.map_or(0, |e| e.since as i64));
+        }
+        for (gauge, buckets) in self.drained.iter().zip(table.admin.drained.iter()) {
+            gauge.set(f64::from(*buckets) * 100.0 / f64::from(DRAIN_BUCKETS));
         }
         for (i, e) in self.endpoint_up.iter().enumerate() {
             e.set(i64::from(table.serving(EndpointId(i as u32))));

@@ -25,8 +25,9 @@ use crate::cluster::{ClusterStore, FleetUpdate};
 use crate::dns::snapshot::{Snapshot, Store};
 use crate::health::prober::ProbeEvent;
 use crate::metrics::Metrics;
+use crate::routing::admin::{AdminState, AdminView};
 use crate::routing::latency::LatencyMap;
-use crate::routing::table::{AdminView, Compiled, Evacuation, RoutingTable};
+use crate::routing::table::{Compiled, RoutingTable};
 use crate::settings::Quorum;
 use crate::state::{SavedEvacuations, SavedHealth};
 use command::Command;
@@ -52,7 +53,8 @@ pub struct Publisher {
     config_generation: u64,
     config_path: Option<PathBuf>,
     health: HealthState,
-    evacuations: BTreeMap<String, Evacuation>,
+    /// Evacuations and drains, expired ones included until the next change.
+    admin: AdminState,
     generation: u64,
     state_dir: Option<PathBuf>,
     metrics: Arc<Metrics>,
@@ -93,7 +95,7 @@ impl Publisher {
             cold,
             config_generation: 1,
             config_path: None,
-            evacuations: evacuations.regions,
+            admin: evacuations.into_state(),
             generation: 0,
             metrics,
             probers: JoinSet::new(),
@@ -191,14 +193,16 @@ impl Publisher {
     pub async fn on_command(&mut self, cmd: Command) {
         let now = self.clock.now();
         match cmd {
-            Command::Evacuate {
-                region,
-                reason,
-                by,
-                force,
+            Command::Evacuate { change, reply } => {
+                let r = self.evacuate(change, now).await;
+                let _ = reply.send(r);
+            }
+            Command::Drain {
+                change,
+                percent,
                 reply,
             } => {
-                let r = self.evacuate(region, reason, by, force, now).await;
+                let r = self.drain(change, percent, now).await;
                 let _ = reply.send(r);
             }
             Command::Restore { region, by, reply } => {
@@ -256,7 +260,11 @@ impl Publisher {
             latency_map: self.latency_map.clone(),
             penalty_ms: self.penalty.clone().into(),
             health: Arc::new(health),
-            admin: Arc::new(AdminView::new(&self.compiled, self.evacuations.clone())),
+            admin: Arc::new(AdminView::new(
+                &self.compiled,
+                &self.admin,
+                crate::clock::unix_seconds(now),
+            )),
             compiled: self.compiled.clone(),
             generation: self.generation,
             built_at: now,
@@ -293,7 +301,12 @@ impl Publisher {
         let mut stopped = None;
         loop {
             let publish_at = last_publish + PUBLISH_GAP;
+            let expiry_at = self.next_expiry();
             tokio::select! {
+                () = tokio::time::sleep_until(expiry_at.unwrap_or(publish_at)), if expiry_at.is_some() => {
+                    let now = self.clock.now();
+                    self.on_expiry(now);
+                }
                 ev = probes.recv() => match ev {
                     Some(ev) => {
                         // Fold in everything already queued, then see whether to publish.
@@ -359,6 +372,16 @@ impl Publisher {
         if let Some(done) = stopped {
             let _ = done.send(());
         }
+    }
+
+    /// When the next evacuation or drain expires, on the loop's clock (a moment after, so the
+    /// wall clock has passed it).
+    fn next_expiry(&self) -> Option<Instant> {
+        let now = self.clock.now();
+        let at = self.admin.next_expiry(crate::clock::unix_seconds(now))?;
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(at);
+        let wait = at.duration_since(now).unwrap_or_default();
+        Some(Instant::now() + wait + Duration::from_millis(1))
     }
 
     fn publish_due(
@@ -463,6 +486,76 @@ mod tests {
         );
         drop(probe_tx);
         task.await.expect("run ends when its inputs close");
+    }
+
+    fn change(region: &str, expires_in: Option<Duration>) -> admin::Change {
+        admin::Change {
+            region: region.into(),
+            reason: "test".into(),
+            by: "tests".into(),
+            force: false,
+            expires_in,
+        }
+    }
+
+    async fn drain(
+        commands: &mpsc::Sender<Command>,
+        percent: f64,
+        expires_in: Option<Duration>,
+    ) -> Result<u64, command::AdminError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let change = change("r", expires_in);
+        commands
+            .send(Command::Drain {
+                change,
+                percent,
+                reply,
+            })
+            .await
+            .expect("send");
+        answer.await.expect("answered")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drains_are_published_refused_when_they_would_empty_and_lift_when_they_expire() {
+        let (p, store) = publisher(2);
+        let start = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let p = p.with_clock(Arc::new(crate::clock::TokioClock::starting_at(start)));
+        let (_probe_tx, probe_rx) = mpsc::channel(16);
+        let (cmd_tx, cmd_rx) = mpsc::channel(4);
+        let task = tokio::spawn(p.run(probe_rx, cmd_rx));
+        let drained = || store.load().table.admin.drained[0];
+
+        let generation = drain(&cmd_tx, 25.0, Some(Duration::from_secs(60)))
+            .await
+            .expect("a partial drain");
+        assert_eq!(store.load().table.generation, generation);
+        assert_eq!(drained(), 2_500);
+        let d = &store.load().table.admin.drains["r"];
+        assert_eq!(d.expires, Some(1_800_000_060));
+        // The only region, drained fully: refused, nothing changed.
+        let refused = drain(&cmd_tx, 100.0, None).await;
+        assert!(
+            matches!(refused, Err(command::AdminError::WouldEmpty { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(drained(), 2_500);
+        assert!(matches!(
+            drain(&cmd_tx, 101.0, None).await,
+            Err(command::AdminError::BadPercent(_))
+        ));
+        // It lifts itself on time, with a new table.
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert_eq!(drained(), 2_500);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(drained(), 0);
+        assert!(store.load().table.generation > generation);
+        assert!(matches!(
+            drain(&cmd_tx, 0.0, None).await,
+            Err(command::AdminError::NotDrained(_))
+        ));
+        drop(cmd_tx);
+        task.await.expect("stopped");
     }
 
     #[tokio::test(start_paused = true)]

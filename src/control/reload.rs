@@ -45,9 +45,14 @@ impl Publisher {
             warn!("listen addresses changed in the config; they take effect at the next restart");
         }
         self.health = self.health.carried(&self.compiled, &compiled);
-        for name in self.evacuations.keys() {
+        for name in self
+            .admin
+            .evacuations
+            .keys()
+            .chain(self.admin.drains.keys())
+        {
             if !compiled.regions.iter().any(|r| &r.name == name) {
-                warn!(region = %name, "evacuated region is not in the new config; the evacuation is kept for when it returns");
+                warn!(region = %name, "an evacuated or drained region is not in the new config; the change is kept for when it returns");
             }
         }
         self.metrics.carry(self.cold.counters.series());

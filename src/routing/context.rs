@@ -16,6 +16,9 @@ pub(super) struct Context<'a> {
     /// Bit i: the service's i-th region is allowed by residency.
     pub(super) allowed: u64,
     pub(super) scope: u8,
+    /// The client's drain bucket for this service ([`super::admin::DRAIN_BUCKETS`] when no
+    /// region is drained).
+    pub(super) bucket: u16,
     /// The trace shows details (distances): compute them.
     pub(super) detailed: bool,
 }

@@ -2,6 +2,7 @@
 //! the table and the query, allocates nothing, and reports its steps to a [`Trace`]. The walk
 //! lives here; how each policy ranks a region is in [`super::rank`], the weighted draw in
 //! [`super::weighted`], and picking endpoints within a region in [`super::pick`].
+use super::admin::{DRAIN_BUCKETS, drain_bucket, drain_prefix};
 use super::context::{Context, all_down};
 use super::pick::{Healthy, pick};
 use super::query::{Decision, Query, Reason};
@@ -50,12 +51,25 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
     // prefix was not specific enough (RFC 7871 7.2.1), where the answer depends on more bits
     // than it sent (a GeoIP network, a CIDR override or latency-map network inside its
     // subnet). Cutting it would let the resolver serve this answer to the whole subnet.
-    let scope = match svc.policy {
+    let mut scope = match svc.policy {
         Policy::Weighted if svc.weight_mode == WeightMode::Stable && !svc.fixed => {
             depends.max(hash_prefix(&q.client))
         }
         _ if svc.fixed => 0,
         _ => depends,
+    };
+    // A drain part-way through one of the service's regions splits clients by bucket: the
+    // answer depends on the bucketing network too.
+    let admin = &table.admin;
+    let bucket = if admin.any_drain {
+        let bucket = drain_bucket(q.client.addr, svc.seed);
+        trace.drain_bucket(bucket);
+        if admin.partly_drained.get(q.service.0 as usize) == Some(&true) {
+            scope = scope.max(drain_prefix(q.client.addr));
+        }
+        bucket
+    } else {
+        DRAIN_BUCKETS
     };
 
     let cx = Context {
@@ -66,6 +80,7 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
         overridden: over.and_then(|m| m.value.copied()),
         allowed,
         scope,
+        bucket,
         detailed: trace.detailed(),
     };
     let decision = match svc.policy {
@@ -128,6 +143,9 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
         } else if table.evacuated(sr.region) {
             skipped.get_or_insert(Reason::Evacuated);
             Outcome::Evacuated
+        } else if table.drained(sr.region, cx.bucket) {
+            skipped.get_or_insert(Reason::Drained);
+            Outcome::Drained
         } else {
             first_with_family.get_or_insert(sr);
             let up = table.serving_count(endpoints);

@@ -1,4 +1,5 @@
 //! Routing: the immutable table, the one decision function, and answer assembly.
+pub mod admin;
 pub mod answer;
 pub mod context;
 pub mod decide;

@@ -76,6 +76,8 @@ pub enum Reason {
     Failover,
     /// An earlier region was skipped as evacuated; a later one answered.
     Evacuated,
+    /// An earlier region's drain moved the client (by its bucket); a later one answered.
+    Drained,
     /// Nothing was healthy; answered as if all were up.
     FailOpen,
     /// Nothing was healthy; the service's static fallback answered.
@@ -87,7 +89,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::Geo,
         Reason::NoGeo,
         Reason::Primary,
@@ -97,6 +99,7 @@ impl Reason {
         Reason::Override,
         Reason::Failover,
         Reason::Evacuated,
+        Reason::Drained,
         Reason::FailOpen,
         Reason::Fallback,
         Reason::ServFail,
@@ -114,6 +117,7 @@ impl Reason {
             Reason::Override => "cidr-override",
             Reason::Failover => "failover",
             Reason::Evacuated => "evacuated",
+            Reason::Drained => "drained",
             Reason::FailOpen => "fail-open",
             Reason::Fallback => "fallback",
             Reason::ServFail => "servfail",

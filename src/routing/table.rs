@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 
+pub use super::admin::{AdminView, Evacuation};
 use super::latency::LatencyMap;
 use super::prefix::PrefixTable;
 use crate::geo::{Continent, CountryCode, GeoInfo, GeoSet, LatLon, Point, Subdivision};
@@ -208,6 +209,9 @@ pub struct Service {
     /// At most one region, with no more endpoints of a family than `answers`: every client
     /// gets the same endpoints (ECS scope 0).
     pub fixed: bool,
+    /// A hash of the name: salts per-client hashes (drain buckets) the same way on every
+    /// instance and across reloads.
+    pub seed: u64,
 }
 
 impl Service {
@@ -423,42 +427,6 @@ impl HealthView {
     }
 }
 
-/// An operator's evacuation of one region.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Evacuation {
-    pub region: String,
-    pub reason: String,
-    /// Who asked (the admin API records the caller).
-    pub by: String,
-    /// Unix time it started.
-    pub since: u64,
-}
-
-/// Admin overrides, kept apart from health (an evacuated region may be perfectly healthy).
-#[derive(Debug, Clone, Default)]
-pub struct AdminView {
-    /// Indexed by [`RegionId`].
-    pub evacuated: Box<[bool]>,
-    /// By region name, including regions the current config does not define.
-    pub evacuations: std::collections::BTreeMap<String, Evacuation>,
-}
-
-impl AdminView {
-    pub fn new(
-        compiled: &Compiled,
-        evacuations: std::collections::BTreeMap<String, Evacuation>,
-    ) -> AdminView {
-        AdminView {
-            evacuated: compiled
-                .regions
-                .iter()
-                .map(|r| evacuations.contains_key(&r.name))
-                .collect(),
-            evacuations,
-        }
-    }
-}
-
 /// One generation of routing state: a compiled config plus health and admin state and the
 /// latency inputs, with a generation number that grows with every publish. Everything
 /// `decide` and `answer` read.
@@ -486,7 +454,7 @@ impl RoutingTable {
     pub fn cold(compiled: Arc<Compiled>) -> RoutingTable {
         RoutingTable {
             health: Arc::new(HealthView::unknown(compiled.targets.len())),
-            admin: Arc::new(AdminView::new(&compiled, Default::default())),
+            admin: Arc::new(AdminView::new(&compiled, &Default::default(), 0)),
             latency_map: compiled.latency_map.clone(),
             penalty_ms: vec![None; compiled.service_region_slots].into(),
             compiled,
@@ -504,6 +472,20 @@ impl RoutingTable {
             .get(region.index())
             .copied()
             .unwrap_or(false)
+    }
+
+    /// Whether a drain of the region moves a client in `bucket` (see
+    /// [`super::admin::drain_bucket`]).
+    pub fn drained(&self, region: RegionId, bucket: u16) -> bool {
+        self.admin
+            .drained
+            .get(region.index())
+            .is_some_and(|&drained| bucket < drained)
+    }
+
+    /// Whether the region takes no client at all: evacuated, or drained to 100 %.
+    pub fn closed(&self, region: RegionId) -> bool {
+        self.evacuated(region) || self.drained(region, super::admin::DRAIN_BUCKETS - 1)
     }
 
     /// Health of an endpoint's probe target; `None` when nothing probes it.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use hickory_proto::rr::{LowerName, Name, RecordType};
 
 use crate::config::load_str;
+use crate::routing::admin::{AdminState, Drain};
 use crate::routing::answer::{Answer, answer};
 use crate::routing::decide::decide;
 use crate::routing::query::{Client, Decision, Query};
@@ -78,7 +79,7 @@ pub(crate) fn with_down(t: &RoutingTable, down: &[&str]) -> RoutingTable {
     next
 }
 
-/// `t` with these regions evacuated by an operator (and no others).
+/// `t` with these regions evacuated by an operator (and no others; drains kept).
 pub(crate) fn with_evacuated(mut t: RoutingTable, regions: &[&str]) -> RoutingTable {
     let evacuations: BTreeMap<String, Evacuation> = regions
         .iter()
@@ -90,11 +91,42 @@ pub(crate) fn with_evacuated(mut t: RoutingTable, regions: &[&str]) -> RoutingTa
                     reason: "test".into(),
                     by: "tests".into(),
                     since: 0,
+                    expires: None,
                 },
             )
         })
         .collect();
-    t.admin = Arc::new(AdminView::new(&t.compiled, evacuations));
+    let state = AdminState {
+        evacuations,
+        drains: t.admin.drains.clone(),
+    };
+    t.admin = Arc::new(AdminView::new(&t.compiled, &state, 0));
+    t
+}
+
+/// `t` with these regions drained by these percentages (and no others; evacuations kept).
+pub(crate) fn with_drained(mut t: RoutingTable, drains: &[(&str, f64)]) -> RoutingTable {
+    let drains = drains
+        .iter()
+        .map(|&(r, percent)| {
+            (
+                r.to_string(),
+                Drain {
+                    region: r.to_string(),
+                    percent,
+                    reason: "test".into(),
+                    by: "tests".into(),
+                    since: 0,
+                    expires: None,
+                },
+            )
+        })
+        .collect();
+    let state = AdminState {
+        evacuations: t.admin.evacuations.clone(),
+        drains,
+    };
+    t.admin = Arc::new(AdminView::new(&t.compiled, &state, 0));
     t
 }
 

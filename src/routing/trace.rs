@@ -57,6 +57,8 @@ pub enum Outcome {
     },
     /// An operator evacuated the region.
     Evacuated,
+    /// An operator's drain of the region moves this client (its bucket is below the drain).
+    Drained,
     /// The client's residency rule does not allow the region.
     Residency,
     /// An earlier region was chosen.
@@ -69,6 +71,8 @@ pub trait Trace {
         false
     }
     fn geo(&mut self, _client: &Client, _geo: &GeoInfo) {}
+    /// Some region is drained: the client's bucket, of [`super::admin::DRAIN_BUCKETS`].
+    fn drain_bucket(&mut self, _bucket: u16) {}
     /// A region considered; `rank` says why it stands where it does (worked out only when
     /// the trace keeps it).
     fn candidate(&mut self, _region: RegionId, _rank: impl FnOnce() -> Rank, _outcome: Outcome) {}
@@ -87,6 +91,7 @@ pub enum Step {
         client: Client,
         geo: GeoInfo,
     },
+    DrainBucket(u16),
     Candidate {
         region: RegionId,
         rank: Rank,
@@ -112,6 +117,10 @@ impl Trace for Recorder {
             client: *client,
             geo: *geo,
         });
+    }
+
+    fn drain_bucket(&mut self, bucket: u16) {
+        self.steps.push(Step::DrainBucket(bucket));
     }
 
     fn candidate(&mut self, region: RegionId, rank: impl FnOnce() -> Rank, outcome: Outcome) {

@@ -19,11 +19,11 @@ pub(super) fn weighted(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
         .iter()
         .enumerate()
         .filter(|(i, sr)| cx.allowed & (1 << i) != 0 && !sr.endpoints(q.family).is_empty())
-        .all(|(_, sr)| table.evacuated(sr.region));
+        .all(|(_, sr)| table.closed(sr.region));
     let eligible_in = |only: Option<RegionId>, health: Healthy| {
         move |i: usize, sr: &ServiceRegion, e: EndpointId| {
-            let evacuated =
-                table.evacuated(sr.region) && !(health == Healthy::Any && all_evacuated);
+            let evacuated = (table.evacuated(sr.region) || table.drained(sr.region, cx.bucket))
+                && !(health == Healthy::Any && all_evacuated);
             cx.allowed & (1 << i) != 0
                 && !evacuated
                 && only.is_none_or(|r| r == sr.region)
@@ -114,6 +114,8 @@ pub(super) fn weighted(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
             Outcome::Residency
         } else if table.evacuated(sr.region) {
             Outcome::Evacuated
+        } else if table.drained(sr.region, cx.bucket) {
+            Outcome::Drained
         } else if decision
             .endpoints
             .as_slice()

@@ -150,12 +150,15 @@ impl Meridian {
         std::thread::spawn(move || {
             let mut waiting = true;
             for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                // Kept first, so the log holds every line a start-up event was sent for.
+                {
+                    let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    s.push_str(&line);
+                    s.push('\n');
+                }
                 if waiting && let Some(event) = Startup::parse(&line) {
                     waiting = tx.send(event).is_ok();
                 }
-                let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
-                s.push_str(&line);
-                s.push('\n');
             }
         });
         let mut addrs = Vec::new();

@@ -9,6 +9,7 @@ mod backend;
 mod cli;
 mod ctl;
 mod dig;
+mod drains;
 mod failover;
 mod fixtures;
 #[cfg(feature = "etcd")]

@@ -13,6 +13,7 @@ use crate::routing::test_support::{GEOIP, ZONE, compile};
 
 mod all_down;
 mod cidr;
+mod drains;
 mod ecs_scope;
 mod latency;
 mod multivalue;
