@@ -40,6 +40,7 @@ pub struct Metrics {
     pub region_evacuated: IntGaugeVec,
     pub evacuated_since: IntGaugeVec,
     pub drain_percent: GaugeVec,
+    pub ramp_aborts: IntCounterVec,
     pub service_all_down: IntGaugeVec,
     pub all_down_total: IntCounterVec,
     pub generation: IntGauge,
@@ -194,6 +195,11 @@ impl Metrics {
                 &["region"],
             ),
             drain_percent,
+            ramp_aborts: counter_vec(
+                "meridian_ramp_aborts_total",
+                "Ramps that aborted by themselves (an abort_when condition fired), by region.",
+                &["region"],
+            ),
             evacuated_since: gauge_vec(
                 "meridian_region_evacuated_since_seconds",
                 "Unix time an evacuation started; 0 when the region is not evacuated.",

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::routing::admin::{AdminState, Drain, Evacuation};
+use crate::routing::admin::{AdminState, Drain, Evacuation, Ramp};
 use crate::routing::table::Health;
 
 const HEALTH_FILE: &str = "health.json";
@@ -23,6 +23,9 @@ pub struct SavedEvacuations {
     /// Region name -> drain.
     #[serde(default)]
     pub drains: BTreeMap<String, Drain>,
+    /// Ramp id -> ramp.
+    #[serde(default)]
+    pub ramps: BTreeMap<String, Ramp>,
 }
 
 impl SavedEvacuations {
@@ -31,6 +34,7 @@ impl SavedEvacuations {
             version: 1,
             regions: state.evacuations.clone(),
             drains: state.drains.clone(),
+            ramps: state.ramps.clone(),
         }
     }
 
@@ -38,6 +42,7 @@ impl SavedEvacuations {
         AdminState {
             evacuations: self.regions,
             drains: self.drains,
+            ramps: self.ramps,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the routing table. [`Admin::handle`] is a plain async function of a request, so it is
 //! tested without sockets; [`serve`] puts it on a listener.
 pub mod auth;
+mod bodies;
 mod views;
 
 use std::convert::Infallible;
@@ -13,19 +14,19 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Bytes};
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
-use crate::control::admin::Change;
 use crate::control::command::{AdminError, Command};
+use crate::control::ramps::RampAction;
 use crate::dns::counters;
 use crate::dns::snapshot::Store;
 use crate::metrics::Metrics;
 use crate::routing::latency::Format;
 use auth::{Token, is_loopback};
+use bodies::{Asked, ChangeBody, Kind};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -62,53 +63,6 @@ fn json_reply(status: StatusCode, body: serde_json::Value) -> Reply {
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Reply {
     json_reply(status, json!({ "error": message.to_string() }))
-}
-
-/// The body of an evacuation or a drain (which also gives `percent`).
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ChangeBody {
-    #[serde(default)]
-    reason: String,
-    #[serde(default)]
-    force: bool,
-    /// "4h", "30m": the change lifts itself after this long.
-    expires_in: Option<String>,
-    /// Drains only.
-    percent: Option<f64>,
-}
-
-impl ChangeBody {
-    /// The body as sent, checked; `Err` is what a 400 says.
-    fn parse(body: &[u8], drain: bool) -> Result<ChangeBody, String> {
-        let parsed: ChangeBody = if body.is_empty() {
-            ChangeBody::default()
-        } else {
-            serde_json::from_slice(body).map_err(|e| format!("body: {e}"))?
-        };
-        match (drain, parsed.percent) {
-            (true, None) => Err("body: missing \"percent\" (0 to 100)".into()),
-            (false, Some(_)) => Err("an evacuation takes no percent: drain through /drain".into()),
-            _ => Ok(parsed),
-        }
-    }
-
-    fn change(self, region: &str, by: String) -> Result<(Change, f64), String> {
-        let expires_in = match self.expires_in.as_deref().map(humantime::parse_duration) {
-            Some(Err(e)) => return Err(format!("expires_in: {e} (e.g. \"30m\", \"4h\")")),
-            Some(Ok(d)) if d.is_zero() => return Err("expires_in must be above zero".into()),
-            Some(Ok(d)) => Some(d),
-            None => None,
-        };
-        let change = Change {
-            region: region.to_owned(),
-            reason: self.reason,
-            by,
-            force: self.force,
-            expires_in,
-        };
-        Ok((change, self.percent.unwrap_or(100.0)))
-    }
 }
 
 impl Admin {
@@ -210,24 +164,72 @@ impl Admin {
                     "fleet mode is not configured (no [cluster] section)",
                 ),
             },
-            Route::Evacuate(region) | Route::Drain(region) => {
-                let drain = matches!(route, Route::Drain(_));
-                let (change, percent) =
-                    match ChangeBody::parse(&body, drain).and_then(|b| b.change(region, who)) {
-                        Ok(c) => c,
-                        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-                    };
-                let asked = if drain {
-                    self.ask(|reply| Command::Drain {
-                        change,
-                        percent,
+            Route::Evacuate(region) | Route::Drain(region) | Route::Ramp(region) => {
+                let kind = match route {
+                    Route::Drain(_) => Kind::Drain,
+                    Route::Ramp(_) => Kind::Ramp,
+                    _ => Kind::Evacuate,
+                };
+                let asked = match ChangeBody::parse(&body, kind, region, who) {
+                    Ok(a) => a,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                };
+                let Asked {
+                    change,
+                    percent,
+                    ramp,
+                } = asked;
+                match (kind, ramp) {
+                    (Kind::Ramp, Some(spec)) => {
+                        let asked = self
+                            .ask(|reply| Command::Ramp {
+                                change,
+                                spec,
+                                reply,
+                            })
+                            .await;
+                        match asked {
+                            Ok(Ok((generation, id))) => json_reply(
+                                StatusCode::OK,
+                                json!({ "region": region, "action": "ramp", "id": id, "generation": generation }),
+                            ),
+                            Ok(Err(e)) => admin_error(e),
+                            Err(reply) => reply,
+                        }
+                    }
+                    (Kind::Drain, _) => {
+                        let asked = self
+                            .ask(|reply| Command::Drain {
+                                change,
+                                percent,
+                                reply,
+                            })
+                            .await;
+                        admin_change(asked, region, "drain")
+                    }
+                    _ => {
+                        let asked = self.ask(|reply| Command::Evacuate { change, reply }).await;
+                        admin_change(asked, region, "evacuate")
+                    }
+                }
+            }
+            Route::Ramps => json_reply(StatusCode::OK, views::ramps(&self.store.load().table)),
+            Route::RampAction(id, action) => {
+                let Ok(action) = action.parse::<RampAction>() else {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        format!("no such endpoint: {path} (pause, resume or abort)"),
+                    );
+                };
+                let asked = self
+                    .ask(|reply| Command::RampAction {
+                        id: id.to_string(),
+                        action,
+                        by: who,
                         reply,
                     })
-                    .await
-                } else {
-                    self.ask(|reply| Command::Evacuate { change, reply }).await
-                };
-                admin_change(asked, region, if drain { "drain" } else { "evacuate" })
+                    .await;
+                admin_change(asked, id, "ramp")
             }
             Route::Restore(region) => {
                 let asked = self
@@ -381,6 +383,9 @@ enum Route<'a> {
     Evacuate(&'a str),
     Restore(&'a str),
     Drain(&'a str),
+    Ramp(&'a str),
+    Ramps,
+    RampAction(&'a str, &'a str),
     Reload,
     LatencyMap,
 }
@@ -398,47 +403,54 @@ fn route<'a>(segs: &[&'a str]) -> Option<(Method, Route<'a>)> {
         ["v1", "regions", region, "evacuate"] => (Method::POST, Route::Evacuate(region)),
         ["v1", "regions", region, "restore"] => (Method::POST, Route::Restore(region)),
         ["v1", "regions", region, "drain"] => (Method::POST, Route::Drain(region)),
+        ["v1", "regions", region, "ramp"] => (Method::POST, Route::Ramp(region)),
+        ["v1", "ramps"] => (Method::GET, Route::Ramps),
+        ["v1", "ramps", id, action] => (Method::POST, Route::RampAction(id, action)),
         ["v1", "reload"] => (Method::POST, Route::Reload),
         ["v1", "latency-map"] => (Method::PUT, Route::LatencyMap),
         _ => return None,
     })
 }
 
-/// The reply to an evacuation or restore.
+/// The reply to an evacuation, restore, drain or ramp action.
 fn admin_change(
     asked: Result<Result<u64, AdminError>, Reply>,
-    region: &str,
+    subject: &str,
     action: &str,
 ) -> Reply {
     match asked {
         Ok(Ok(generation)) => json_reply(
             StatusCode::OK,
-            json!({ "region": region, "action": action, "generation": generation }),
+            json!({ "region": subject, "action": action, "generation": generation }),
         ),
-        Ok(Err(e)) => {
-            let status = match &e {
-                AdminError::UnknownRegion(_) => StatusCode::NOT_FOUND,
-                AdminError::BadPercent(_) => StatusCode::BAD_REQUEST,
-                AdminError::NotEvacuated(_)
-                | AdminError::NotDrained(_)
-                | AdminError::AlreadyEvacuated(_)
-                | AdminError::WouldEmpty { .. } => StatusCode::CONFLICT,
-                AdminError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                AdminError::Cluster(crate::cluster::ClusterError::Conflict { .. }) => {
-                    StatusCode::CONFLICT
-                }
-                AdminError::Cluster(crate::cluster::ClusterError::Unavailable(_)) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-            };
-            let mut body = json!({ "error": e.to_string() });
-            if let AdminError::WouldEmpty { services, .. } = &e {
-                body["services"] = json!(services);
-            }
-            json_reply(status, body)
-        }
+        Ok(Err(e)) => admin_error(e),
         Err(reply) => reply,
     }
+}
+
+/// A refused change: its status and message (and the services it would empty).
+fn admin_error(e: AdminError) -> Reply {
+    let status = match &e {
+        AdminError::UnknownRegion(_) | AdminError::NoSuchRamp(_) => StatusCode::NOT_FOUND,
+        AdminError::BadPercent(_) | AdminError::BadWindow(_) | AdminError::BadRamp(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        AdminError::NotEvacuated(_)
+        | AdminError::NotDrained(_)
+        | AdminError::AlreadyEvacuated(_)
+        | AdminError::RampUnderWay(_)
+        | AdminError::WouldEmpty { .. } => StatusCode::CONFLICT,
+        AdminError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        AdminError::Cluster(crate::cluster::ClusterError::Conflict { .. }) => StatusCode::CONFLICT,
+        AdminError::Cluster(crate::cluster::ClusterError::Unavailable(_)) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    let mut body = json!({ "error": e.to_string() });
+    if let AdminError::WouldEmpty { services, .. } = &e {
+        body["services"] = json!(services);
+    }
+    json_reply(status, body)
 }
 
 /// Decodes `%XX` escapes and `+` (as in query strings); invalid escapes stay as they are.

@@ -61,19 +61,64 @@ pub fn regions(t: &RoutingTable) -> Value {
                     }))
                 })
                 .collect();
-            let drain = t.admin.drains.get(&region.name).map(|d| {
-                json!({ "percent": d.percent, "reason": d.reason, "by": d.by, "since": d.since, "since_rfc3339": rfc3339(d.since), "expires": d.expires, "expires_rfc3339": d.expires.map(rfc3339) })
+            // What is in force, and what is scheduled for later (cancel with restore, a 0 %
+            // drain or a ramp abort).
+            let state = &t.admin.state;
+            let drain = t.admin.drains.get(&region.name).map(|(percent, from)| {
+                let mut d = json!({ "percent": percent, "from": from });
+                if let Some(m) = state.drains.get(&region.name).filter(|_| from == "drain") {
+                    d["reason"] = json!(m.reason);
+                    d["by"] = json!(m.by);
+                    d["since"] = json!(m.since);
+                    d["expires"] = json!(m.expires);
+                    d["expires_rfc3339"] = json!(m.expires.map(rfc3339));
+                }
+                d
             });
+            let later = |start: Option<u64>| start.is_some_and(|s| s > t.admin.at);
+            let mut scheduled: Vec<Value> = Vec::new();
+            if let Some(e) = state.evacuations.get(&region.name).filter(|e| later(e.start)) {
+                scheduled.push(json!({ "kind": "evacuation", "start": e.start.map(rfc3339), "end": e.expires.map(rfc3339), "reason": e.reason, "by": e.by }));
+            }
+            if let Some(d) = state.drains.get(&region.name).filter(|d| later(d.start)) {
+                scheduled.push(json!({ "kind": "drain", "percent": d.percent, "start": d.start.map(rfc3339), "end": d.expires.map(rfc3339), "reason": d.reason, "by": d.by }));
+            }
+            for r in state.ramps.values().filter(|r| r.region == region.name && later(Some(r.start))) {
+                scheduled.push(json!({ "kind": "ramp", "id": r.id, "start": rfc3339(r.start), "end": r.expires.map(rfc3339), "reason": r.reason, "by": r.by }));
+            }
             json!({
                 "name": region.name,
                 "evacuated": t.admin.evacuated[i],
                 "evacuation": evacuation,
                 "drain": drain,
+                "scheduled": scheduled,
+                "precedence": "an evacuation overrides a ramp, a ramp overrides a drain; scheduled entries apply from their start",
                 "services": services,
             })
         })
         .collect();
     json!({ "generation": t.generation, "regions": regions })
+}
+
+/// `GET /v1/ramps`: every ramp with its state, step and percentage now, and how it ended.
+pub fn ramps(t: &RoutingTable) -> Value {
+    let at = t.admin.at;
+    let ramps: Vec<Value> = t
+        .admin
+        .state
+        .ramps
+        .values()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            v["state"] = json!(r.state(at));
+            v["step"] = json!(r.step(at) + 1);
+            v["percent"] = json!(r.percent(at));
+            v["next_step_at"] = json!(r.next_step_at(at).map(rfc3339));
+            v["start_rfc3339"] = json!(rfc3339(r.start));
+            v
+        })
+        .collect();
+    json!({ "generation": t.generation, "ramps": ramps })
 }
 
 /// `GET /v1/routing-table`: the generation, when and why it was built, and its content.

@@ -20,39 +20,77 @@ pub struct Change {
     pub by: String,
     /// Go ahead even when a service would be left with no serving region.
     pub force: bool,
-    /// Lift the change by itself after this long.
+    /// Scheduled: when the change begins (absent or past: at once).
+    pub start: Option<SystemTime>,
+    /// When it lifts itself: at `end`, or `expires_in` after it begins (not both).
+    pub end: Option<SystemTime>,
     pub expires_in: Option<Duration>,
+}
+
+impl Change {
+    /// The change's window as unix seconds, `(start, expires)`, as seen at `at`.
+    pub fn window(&self, at: u64) -> Result<(Option<u64>, Option<u64>), AdminError> {
+        let start = self.start.map(unix_seconds).filter(|&s| s > at);
+        let begins = start.unwrap_or(at);
+        let expires = match (self.end.map(unix_seconds), self.expires_in) {
+            (Some(_), Some(_)) => {
+                return Err(AdminError::BadWindow(
+                    "give \"end\" or \"expires_in\", not both".into(),
+                ));
+            }
+            (Some(end), None) if end <= begins => {
+                return Err(AdminError::BadWindow(
+                    "\"end\" must come after the start".into(),
+                ));
+            }
+            (Some(end), None) => Some(end),
+            (None, Some(d)) => Some(begins + d.as_secs().max(1)),
+            (None, None) => None,
+        };
+        Ok((start, expires))
+    }
 }
 
 impl Publisher {
     pub(super) async fn evacuate(&mut self, c: Change, now: SystemTime) -> Result<u64, AdminError> {
         let rid = self.region_id(&c.region)?;
         let at = unix_seconds(now);
-        if self.admin.active(at).evacuations.contains_key(&c.region) {
+        let (start, expires) = c.window(at)?;
+        let mut next = self.admin.pruned(at);
+        if next.evacuations.contains_key(&c.region) {
             return Err(AdminError::AlreadyEvacuated(c.region));
         }
-        self.refuse_emptying(rid, &c)?;
+        if start.is_none() {
+            self.refuse_emptying(rid, &c)?;
+        }
         let evacuation = Evacuation {
             region: c.region.clone(),
             reason: c.reason.clone(),
             by: c.by.clone(),
             since: at,
-            expires: expiry(at, c.expires_in),
+            start,
+            expires,
         };
-        let mut next = self.admin.active(at);
         next.evacuations.insert(c.region.clone(), evacuation);
         self.commit(next).await?;
-        audit(&c.region, "evacuate", &c.reason, &c.by, c.force);
+        audit(
+            &c.region,
+            scheduled("evacuate", start),
+            &c.reason,
+            &c.by,
+            c.force,
+        );
         Ok(self.publish(format!("evacuate {}", c.region), now))
     }
 
+    /// Lifts an evacuation, or cancels a scheduled one.
     pub(super) async fn restore(
         &mut self,
         region: String,
         by: String,
         now: SystemTime,
     ) -> Result<u64, AdminError> {
-        let mut next = self.admin.active(unix_seconds(now));
+        let mut next = self.admin.pruned(unix_seconds(now));
         if next.evacuations.remove(&region).is_none() {
             return Err(AdminError::NotEvacuated(region));
         }
@@ -62,8 +100,9 @@ impl Publisher {
     }
 
     /// Drains `percent` of a region's clients (by bucket) to their next region; 0 lifts the
-    /// drain. A drain that reaches 100 % is refused, as an evacuation is, when it would leave
-    /// a service with no serving region.
+    /// drain (or cancels a scheduled one). A drain that reaches 100 % is refused, as an
+    /// evacuation is, when it would leave a service with no serving region; a drain of a
+    /// region whose ramp is under way is refused.
     pub(super) async fn drain(
         &mut self,
         c: Change,
@@ -75,7 +114,15 @@ impl Publisher {
             return Err(AdminError::BadPercent(percent));
         }
         let at = unix_seconds(now);
-        let mut next = self.admin.active(at);
+        let (start, expires) = c.window(at)?;
+        let mut next = self.admin.pruned(at);
+        if let Some(ramp) = next
+            .ramps
+            .values()
+            .find(|r| r.region == c.region && r.pending(at))
+        {
+            return Err(AdminError::RampUnderWay(ramp.id.clone()));
+        }
         if percent == 0.0 {
             if next.drains.remove(&c.region).is_none() {
                 return Err(AdminError::NotDrained(c.region));
@@ -87,20 +134,29 @@ impl Publisher {
                 reason: c.reason.clone(),
                 by: c.by.clone(),
                 since: at,
-                expires: expiry(at, c.expires_in),
+                start,
+                expires,
             };
-            if drain.buckets() == DRAIN_BUCKETS {
+            if drain.buckets() == DRAIN_BUCKETS && start.is_none() {
                 self.refuse_emptying(rid, &c)?;
             }
             next.drains.insert(c.region.clone(), drain);
         }
+        // A finished or aborted ramp of the region gives way to the new drain.
+        next.ramps.retain(|_, r| r.region != c.region);
         self.commit(next).await?;
         let action = format!("drain {percent} %");
-        audit(&c.region, &action, &c.reason, &c.by, c.force);
+        audit(
+            &c.region,
+            scheduled(&action, start),
+            &c.reason,
+            &c.by,
+            c.force,
+        );
         Ok(self.publish(format!("drain {} {percent} %", c.region), now))
     }
 
-    fn region_id(&self, region: &str) -> Result<usize, AdminError> {
+    pub(super) fn region_id(&self, region: &str) -> Result<usize, AdminError> {
         self.compiled
             .regions
             .iter()
@@ -110,7 +166,7 @@ impl Publisher {
 
     /// Refuses to close region `rid` when that would leave a service with no serving region,
     /// unless forced.
-    fn refuse_emptying(&self, rid: usize, c: &Change) -> Result<(), AdminError> {
+    pub(super) fn refuse_emptying(&self, rid: usize, c: &Change) -> Result<(), AdminError> {
         let emptied = would_empty(&self.compiled, &self.store.load_full().table, rid);
         if emptied.is_empty() || c.force {
             return Ok(());
@@ -139,8 +195,8 @@ impl Publisher {
                     Err(e) => warn!(error = %e, "cannot seed the fleet's admin state"),
                 }
             }
-        } else if revision > self.cluster_revision && doc.active(unix_seconds(now)) != self.admin {
-            let doc = doc.active(unix_seconds(now));
+        } else if revision > self.cluster_revision && doc.pruned(unix_seconds(now)) != self.admin {
+            let doc = doc.pruned(unix_seconds(now));
             self.cluster_revision = revision;
             self.apply_admin(doc, "cluster", now).await;
         } else {
@@ -151,7 +207,7 @@ impl Publisher {
     /// Makes `next` the admin state: in fleet mode through the shared store first (a
     /// compare-and-swap on the revision this instance last applied), then the local file,
     /// then this instance's table.
-    async fn commit(&mut self, next: AdminState) -> Result<(), AdminError> {
+    pub(super) async fn commit(&mut self, next: AdminState) -> Result<(), AdminError> {
         if let Some(store) = &self.cluster {
             self.cluster_revision = store.propose(&next, self.cluster_revision).await?;
         }
@@ -196,22 +252,51 @@ impl Publisher {
         self.publish(format!("admin state from {from}"), now);
     }
 
-    /// Entries that expired by `now`: an audit line each. Nothing is written: every instance
-    /// reads the expiry the same way, and the stored state drops them at the next change.
-    pub(super) fn on_expiry(&mut self, now: SystemTime) {
-        let at = unix_seconds(now);
-        let gone = |expires: Option<u64>| expires.is_some_and(|e| e <= at);
-        for e in self.admin.evacuations.values().filter(|e| gone(e.expires)) {
-            audit(&e.region, "evacuation expired", &e.reason, &e.by, false);
+    /// The clock reached a start, an expiry or a ramp's step: an audit line for each since
+    /// the last look, and a new table. Nothing is written: every instance reads the schedule
+    /// the same way, and the stored state drops expired entries at the next change.
+    pub(super) fn on_schedule(&mut self, now: SystemTime) {
+        let (from, to) = (self.schedule_seen, unix_seconds(now));
+        let passed = |t: Option<u64>| t.is_some_and(|t| from < t && t <= to);
+        for e in self.admin.evacuations.values() {
+            if passed(e.start) {
+                audit(&e.region, "evacuation began", &e.reason, &e.by, false);
+            }
+            if passed(e.expires) {
+                audit(&e.region, "evacuation expired", &e.reason, &e.by, false);
+            }
         }
-        for d in self.admin.drains.values().filter(|d| gone(d.expires)) {
-            audit(&d.region, "drain expired", &d.reason, &d.by, false);
+        for d in self.admin.drains.values() {
+            if passed(d.start) {
+                audit(
+                    &d.region,
+                    &format!("drain {} % began", d.percent),
+                    &d.reason,
+                    &d.by,
+                    false,
+                );
+            }
+            if passed(d.expires) {
+                audit(&d.region, "drain expired", &d.reason, &d.by, false);
+            }
         }
-        let active = self.admin.active(at);
-        if active != self.admin {
-            self.admin = active;
-            self.publish("expiry".into(), now);
+        for r in self.admin.ramps.values() {
+            if passed(r.expires) {
+                audit(
+                    &r.region,
+                    &format!("ramp {} expired", r.id),
+                    &r.reason,
+                    &r.by,
+                    false,
+                );
+            } else if r.aborted.is_none() && r.percent(from) != r.percent(to) {
+                let step = format!("ramp {} at {} %", r.id, r.percent(to));
+                audit(&r.region, &step, &r.reason, &r.by, false);
+            }
         }
+        self.schedule_seen = to;
+        self.admin = self.admin.pruned(to);
+        self.publish("schedule".into(), now);
     }
 
     async fn save_admin(&self, next: &AdminState) -> Result<(), StateError> {
@@ -230,9 +315,12 @@ impl Publisher {
     }
 }
 
-/// The unix time a change made at `at` lifts itself.
-fn expiry(at: u64, expires_in: Option<Duration>) -> Option<u64> {
-    expires_in.map(|d| at + d.as_secs().max(1))
+/// An audit action, marked when it only schedules the change.
+fn scheduled(action: &str, start: Option<u64>) -> &str {
+    match start {
+        Some(_) => "schedule",
+        None => action,
+    }
 }
 
 /// The services that serve from some region now and would serve from none once region
@@ -264,6 +352,6 @@ fn would_empty(compiled: &Compiled, current: &RoutingTable, rid: usize) -> Vec<S
 }
 
 /// One audit line per admin change, under its own log target so it can be routed apart.
-fn audit(region: &str, action: &str, reason: &str, by: &str, force: bool) {
+pub(super) fn audit(region: &str, action: &str, reason: &str, by: &str, force: bool) {
     info!(target: "meridian::audit", region, action, reason, by, force, "admin change");
 }

@@ -4,6 +4,7 @@
 use tokio::sync::oneshot;
 
 use super::admin::Change;
+use super::ramps::{RampAction, RampSpec};
 use crate::cluster::{ClusterError, FleetUpdate};
 use crate::config::ConfigErrors;
 use crate::routing::latency::{Format, MapError};
@@ -20,6 +21,24 @@ pub enum Command {
         change: Change,
         percent: f64,
         reply: oneshot::Sender<Result<u64, AdminError>>,
+    },
+    /// Start a ramp: a drain that steps on the clock; answers with its id.
+    Ramp {
+        change: Change,
+        spec: RampSpec,
+        reply: oneshot::Sender<Result<(u64, String), AdminError>>,
+    },
+    /// Pause, resume or abort a ramp by id.
+    RampAction {
+        id: String,
+        action: RampAction,
+        by: String,
+        reply: oneshot::Sender<Result<u64, AdminError>>,
+    },
+    /// A ramp's Prometheus condition was evaluated.
+    RampCheck {
+        id: String,
+        value: Result<f64, String>,
     },
     Restore {
         region: String,
@@ -55,6 +74,14 @@ pub enum AdminError {
     NotDrained(String),
     #[error("a drain is 0 to 100 percent, not {0}")]
     BadPercent(f64),
+    #[error("{0}")]
+    BadWindow(String),
+    #[error("ramp {0:?} is under way for this region: pause or abort it first")]
+    RampUnderWay(String),
+    #[error("no ramp {0:?}")]
+    NoSuchRamp(String),
+    #[error("{0}")]
+    BadRamp(String),
     #[error(
         "closing {region:?} would leave these services with no serving region: {}; pass \"force\": true to do it anyway",
         services.join(", ")

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod command;
 pub mod gauges;
 pub mod health;
+pub mod ramps;
 pub mod reload;
 
 use std::collections::BTreeMap;
@@ -53,8 +54,12 @@ pub struct Publisher {
     config_generation: u64,
     config_path: Option<PathBuf>,
     health: HealthState,
-    /// Evacuations and drains, expired ones included until the next change.
+    /// Evacuations, drains and ramps, expired ones included until the next change.
     admin: AdminState,
+    /// Unix time up to which the schedule (starts, expiries, ramp steps) has been audited.
+    schedule_seen: u64,
+    /// Ramps whose Prometheus condition is being polled, by id.
+    ramp_checks: ramps::Checks,
     generation: u64,
     state_dir: Option<PathBuf>,
     metrics: Arc<Metrics>,
@@ -96,6 +101,8 @@ impl Publisher {
             config_generation: 1,
             config_path: None,
             admin: evacuations.into_state(),
+            schedule_seen: 0,
+            ramp_checks: ramps::Checks::default(),
             generation: 0,
             metrics,
             probers: JoinSet::new(),
@@ -107,6 +114,7 @@ impl Publisher {
             clock: Arc::new(SystemClock),
         };
         let now = p.clock.now();
+        p.schedule_seen = crate::clock::unix_seconds(now);
         p.publish("start".into(), now);
         (p, store)
     }
@@ -125,9 +133,12 @@ impl Publisher {
         self
     }
 
-    /// Where wall-clock time comes from (publish times, evacuation starts).
+    /// Where wall-clock time comes from (publish times, evacuation starts, schedules).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        let now = self.clock.now();
+        self.schedule_seen = crate::clock::unix_seconds(now);
+        self.publish("clock".into(), now);
         self
     }
 
@@ -204,6 +215,26 @@ impl Publisher {
             } => {
                 let r = self.drain(change, percent, now).await;
                 let _ = reply.send(r);
+            }
+            Command::Ramp {
+                change,
+                spec,
+                reply,
+            } => {
+                let r = self.ramp(change, spec, now).await;
+                let _ = reply.send(r);
+            }
+            Command::RampAction {
+                id,
+                action,
+                by,
+                reply,
+            } => {
+                let r = self.ramp_action(&id, action, &by, now).await;
+                let _ = reply.send(r);
+            }
+            Command::RampCheck { id, value } => {
+                self.on_ramp_check(&id, value, now).await;
             }
             Command::Restore { region, by, reply } => {
                 let r = self.restore(region, by, now).await;
@@ -301,11 +332,15 @@ impl Publisher {
         let mut stopped = None;
         loop {
             let publish_at = last_publish + PUBLISH_GAP;
-            let expiry_at = self.next_expiry();
+            let change_at = self.next_change();
             tokio::select! {
-                () = tokio::time::sleep_until(expiry_at.unwrap_or(publish_at)), if expiry_at.is_some() => {
+                () = tokio::time::sleep_until(change_at.unwrap_or(publish_at)), if change_at.is_some() => {
                     let now = self.clock.now();
-                    self.on_expiry(now);
+                    self.on_schedule(now);
+                    self.check_ramps(now).await;
+                }
+                Some(cmd) = self.ramp_checks.next() => {
+                    self.on_command(cmd).await;
                 }
                 ev = probes.recv() => match ev {
                     Some(ev) => {
@@ -325,12 +360,14 @@ impl Publisher {
                         }
                         if due.is_some() && Instant::now() >= publish_at {
                             self.publish_due(&mut due, &mut last_publish, &mut save_at);
+                            self.check_ramps(self.clock.now()).await;
                         }
                     }
                     None => break,
                 },
                 () = tokio::time::sleep_until(publish_at), if due.is_some() => {
                     self.publish_due(&mut due, &mut last_publish, &mut save_at);
+                    self.check_ramps(self.clock.now()).await;
                 }
                 () = tokio::time::sleep_until(save_at.unwrap_or(publish_at)), if save_at.is_some() => {
                     match saving.take() {
@@ -374,11 +411,11 @@ impl Publisher {
         }
     }
 
-    /// When the next evacuation or drain expires, on the loop's clock (a moment after, so the
-    /// wall clock has passed it).
-    fn next_expiry(&self) -> Option<Instant> {
+    /// When the admin state in force next changes (a start, an expiry, a ramp's step), on
+    /// the loop's clock (a moment after, so the wall clock has passed it).
+    fn next_change(&self) -> Option<Instant> {
         let now = self.clock.now();
-        let at = self.admin.next_expiry(crate::clock::unix_seconds(now))?;
+        let at = self.admin.next_change(crate::clock::unix_seconds(now))?;
         let at = std::time::UNIX_EPOCH + Duration::from_secs(at);
         let wait = at.duration_since(now).unwrap_or_default();
         Some(Instant::now() + wait + Duration::from_millis(1))
@@ -494,6 +531,8 @@ mod tests {
             reason: "test".into(),
             by: "tests".into(),
             force: false,
+            start: None,
+            end: None,
             expires_in,
         }
     }
@@ -531,7 +570,7 @@ mod tests {
             .expect("a partial drain");
         assert_eq!(store.load().table.generation, generation);
         assert_eq!(drained(), 2_500);
-        let d = &store.load().table.admin.drains["r"];
+        let d = &store.load().table.admin.state.drains["r"];
         assert_eq!(d.expires, Some(1_800_000_060));
         // The only region, drained fully: refused, nothing changed.
         let refused = drain(&cmd_tx, 100.0, None).await;
@@ -555,6 +594,106 @@ mod tests {
             Err(command::AdminError::NotDrained(_))
         ));
         drop(cmd_tx);
+        task.await.expect("stopped");
+    }
+
+    /// Regions a and b, one probed endpoint each (target 0 in a, 1 in b); a ramp of a moves
+    /// clients to b.
+    fn two_regions() -> (Publisher, Arc<Store>) {
+        let text = format!(
+            "{GEOIP}{ZONE}\n[checks.web]\nkind = \"tcp\"\nport = 80\nfall = 1\nrise = 1\n\n\
+             [[regions]]\nname = \"a\"\n\n[[regions]]\nname = \"b\"\n\n[[services]]\n\
+             name = \"www.example.com.\"\ncheck = \"web\"\nendpoints = [\n\
+             {{ region = \"a\", address = \"10.0.0.1\" }},\n\
+             {{ region = \"b\", address = \"10.0.0.2\" }},\n]\n"
+        );
+        let compiled = Arc::new(load(&text).expect("config"));
+        Publisher::new(
+            compiled,
+            &Default::default(),
+            Default::default(),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    async fn ask<T>(
+        commands: &mpsc::Sender<Command>,
+        command: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Command,
+    ) -> T {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        commands.send(command(reply)).await.expect("send");
+        answer.await.expect("answered")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ramp_steps_on_the_clock_pauses_and_aborts_when_the_receiving_side_fails() {
+        use crate::routing::admin::{AbortWhen, OnAbort};
+        let (p, store) = two_regions();
+        let start = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let p = p.with_clock(Arc::new(crate::clock::TokioClock::starting_at(start)));
+        let (probe_tx, probe_rx) = mpsc::channel(16);
+        let (cmd_tx, cmd_rx) = mpsc::channel(4);
+        let task = tokio::spawn(p.run(probe_rx, cmd_rx));
+        let drained = || store.load().table.admin.drained[0];
+
+        let spec = ramps::RampSpec {
+            steps: vec![10.0, 50.0, 100.0],
+            step_every: Duration::from_secs(60),
+            on_abort: OnAbort::Revert,
+            abort_when: AbortWhen {
+                receiving_unhealthy: true,
+                ..Default::default()
+            },
+        };
+        // Fully drained, a would be empty of nothing (b serves): allowed.
+        let (_, id) = ask(&cmd_tx, |reply| Command::Ramp {
+            change: change("a", None),
+            spec,
+            reply,
+        })
+        .await
+        .expect("a ramp");
+        assert_eq!(drained(), 1_000);
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(drained(), 5_000, "the second step, on time");
+        // Paused for 10 minutes: it stays at 50 %, then goes on where it was.
+        let action = |action| {
+            let id = id.clone();
+            move |reply| Command::RampAction {
+                id,
+                action,
+                by: "tests".into(),
+                reply,
+            }
+        };
+        ask(&cmd_tx, action(ramps::RampAction::Pause))
+            .await
+            .expect("paused");
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(drained(), 5_000);
+        ask(&cmd_tx, action(ramps::RampAction::Resume))
+            .await
+            .expect("resumed");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(drained(), 5_000);
+        // b fails: the ramp aborts by itself and, as asked, reverts to 0 %.
+        probe_tx.send(failed(1)).await.expect("send");
+        tokio::time::sleep(PUBLISH_GAP * 4).await;
+        assert_eq!(drained(), 0, "reverted");
+        let snap = store.load();
+        let ramp = &snap.table.admin.state.ramps[&id];
+        let why = &ramp.aborted.as_ref().expect("aborted").why;
+        assert!(why.contains("b has fewer healthy endpoints"), "{why}");
+        // Nothing more happens to it: aborted ramps do not step.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(drained(), 0);
+        let refused = ask(&cmd_tx, action(ramps::RampAction::Resume)).await;
+        assert!(
+            matches!(refused, Err(command::AdminError::BadRamp(_))),
+            "{refused:?}"
+        );
+        drop(cmd_tx);
+        drop(probe_tx);
         task.await.expect("stopped");
     }
 

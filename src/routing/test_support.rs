@@ -3,7 +3,6 @@
 //! zone as fragments), the same table with targets down or regions evacuated, clients, and
 //! `decide()` / `answer()` asked about a service or a name with what the tests compare
 //! pulled out. geoip-fixtures/README.md lists the networks the test clients fall in.
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +10,7 @@ use std::sync::Arc;
 use hickory_proto::rr::{LowerName, Name, RecordType};
 
 use crate::config::load_str;
-use crate::routing::admin::{AdminState, Drain};
+use crate::routing::admin::Drain;
 use crate::routing::answer::{Answer, answer};
 use crate::routing::decide::decide;
 use crate::routing::query::{Client, Decision, Query};
@@ -81,51 +80,43 @@ pub(crate) fn with_down(t: &RoutingTable, down: &[&str]) -> RoutingTable {
 
 /// `t` with these regions evacuated by an operator (and no others; drains kept).
 pub(crate) fn with_evacuated(mut t: RoutingTable, regions: &[&str]) -> RoutingTable {
-    let evacuations: BTreeMap<String, Evacuation> = regions
+    let mut state = t.admin.state.clone();
+    state.evacuations = regions
         .iter()
         .map(|r| {
-            (
-                r.to_string(),
-                Evacuation {
-                    region: r.to_string(),
-                    reason: "test".into(),
-                    by: "tests".into(),
-                    since: 0,
-                    expires: None,
-                },
-            )
+            let e = Evacuation {
+                region: r.to_string(),
+                reason: "test".into(),
+                by: "tests".into(),
+                since: 0,
+                start: None,
+                expires: None,
+            };
+            (r.to_string(), e)
         })
         .collect();
-    let state = AdminState {
-        evacuations,
-        drains: t.admin.drains.clone(),
-    };
     t.admin = Arc::new(AdminView::new(&t.compiled, &state, 0));
     t
 }
 
 /// `t` with these regions drained by these percentages (and no others; evacuations kept).
 pub(crate) fn with_drained(mut t: RoutingTable, drains: &[(&str, f64)]) -> RoutingTable {
-    let drains = drains
+    let mut state = t.admin.state.clone();
+    state.drains = drains
         .iter()
         .map(|&(r, percent)| {
-            (
-                r.to_string(),
-                Drain {
-                    region: r.to_string(),
-                    percent,
-                    reason: "test".into(),
-                    by: "tests".into(),
-                    since: 0,
-                    expires: None,
-                },
-            )
+            let d = Drain {
+                region: r.to_string(),
+                percent,
+                reason: "test".into(),
+                by: "tests".into(),
+                since: 0,
+                start: None,
+                expires: None,
+            };
+            (r.to_string(), d)
         })
         .collect();
-    let state = AdminState {
-        evacuations: t.admin.evacuations.clone(),
-        drains,
-    };
     t.admin = Arc::new(AdminView::new(&t.compiled, &state, 0));
     t
 }
