@@ -2,7 +2,7 @@
 //! inline function); `explain` passes a [`Recorder`] and prints what it saw.
 use super::query::{Client, Decision, Reason};
 use super::table::RegionId;
-use crate::geo::GeoInfo;
+use crate::geo::{AsnInfo, GeoInfo};
 
 /// Why a region stands where it does in a client's order.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -21,6 +21,8 @@ pub enum Rank {
     FailoverOrder { position: u16 },
     /// A CIDR override names this region for the client's network.
     CidrOverride,
+    /// A CIDR map names this region for the client's autonomous system.
+    AsnOverride { asn: u32 },
     /// Proximity: distance, and distance after the region's bias.
     Proximity { km: u32, biased_km: u32 },
     /// Latency: expected RTT and where it came from, the measured penalty added, and whether
@@ -69,6 +71,8 @@ pub trait Trace {
         false
     }
     fn geo(&mut self, _client: &Client, _geo: &GeoInfo) {}
+    /// The client's autonomous system was looked up (a CIDR map lists ASNs).
+    fn asn(&mut self, _client: &Client, _asn: &AsnInfo) {}
     /// A region considered; `rank` says why it stands where it does (worked out only when
     /// the trace keeps it).
     fn candidate(&mut self, _region: RegionId, _rank: impl FnOnce() -> Rank, _outcome: Outcome) {}
@@ -86,6 +90,10 @@ pub enum Step {
     Geo {
         client: Client,
         geo: GeoInfo,
+    },
+    Asn {
+        client: Client,
+        asn: AsnInfo,
     },
     Candidate {
         region: RegionId,
@@ -111,6 +119,13 @@ impl Trace for Recorder {
         self.steps.push(Step::Geo {
             client: *client,
             geo: *geo,
+        });
+    }
+
+    fn asn(&mut self, client: &Client, asn: &AsnInfo) {
+        self.steps.push(Step::Asn {
+            client: *client,
+            asn: *asn,
         });
     }
 

@@ -99,7 +99,7 @@ pub(super) fn weighted(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
         decision.region.get_or_insert(sr.region);
     }
     if only.is_some() && decision.reason == Reason::Weighted {
-        decision.reason = Reason::Override;
+        decision.reason = cx.override_reason();
     }
     for (i, sr) in svc.regions.iter().enumerate() {
         let endpoints = sr.endpoints(q.family);
@@ -131,7 +131,7 @@ pub(super) fn weighted(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
             Outcome::NotNeeded
         };
         let rank = if only == Some(sr.region) {
-            Rank::CidrOverride
+            cx.override_rank()
         } else {
             Rank::Weight {
                 weight: weight as u32,
