@@ -129,8 +129,15 @@ fn cidrs(start: IpAddr, end: IpAddr) -> Option<Vec<IpNet>> {
     let mut cur = lo;
     loop {
         // The largest aligned block at `cur` that does not pass `hi`.
+        let last_of = |bits: u32| {
+            if bits >= 128 {
+                u128::MAX
+            } else {
+                cur + ((1u128 << bits) - 1)
+            }
+        };
         let mut size_bits = cur.trailing_zeros().min(width);
-        while size_bits > 0 && (size_bits >= 128 || cur + ((1u128 << size_bits) - 1) > hi) {
+        while size_bits > 0 && last_of(size_bits) > hi {
             size_bits -= 1;
         }
         let prefix = (width - size_bits) as u8;
@@ -143,11 +150,7 @@ fn cidrs(start: IpAddr, end: IpAddr) -> Option<Vec<IpNet>> {
             ),
         };
         out.push(net);
-        let last = if size_bits >= 128 {
-            u128::MAX
-        } else {
-            cur + ((1u128 << size_bits) - 1)
-        };
+        let last = last_of(size_bits);
         if last >= hi {
             break;
         }
@@ -195,31 +198,33 @@ mod tests {
         let bytes = build(csv, "asn-ipv4.csv", "asn-ipv4.csv").unwrap();
         assert_eq!(bytes, build(csv, "asn-ipv4.csv", "asn-ipv4.csv").unwrap());
         let db = AsnDb::from_bytes(bytes, Path::new("asn-ipv4.mmdb")).unwrap();
-        let info = db.lookup("24.17.1.1".parse().unwrap());
+        // 24.0.0.0 to 24.23.255.255 is 24.0.0.0/12 and 24.16.0.0/13.
+        let info = db.lookup("24.1.2.3".parse().unwrap());
         assert_eq!((info.asn, info.network_prefix), (Some(7922), 12));
         assert_eq!(
             db.organisation(&info),
             Some("Comcast Cable Communications, LLC")
         );
-        assert_eq!(
-            db.lookup("24.20.0.1".parse().unwrap()).network_prefix,
-            14,
-            "24.16.0.0/13 would pass the end of the range: 24.20.0.0/14"
-        );
+        let info = db.lookup("24.20.0.1".parse().unwrap());
+        assert_eq!((info.asn, info.network_prefix), (Some(7922), 13));
+        assert_eq!(db.lookup("24.24.0.1".parse().unwrap()).asn, None);
         let info = db.lookup("2.2.0.9".parse().unwrap());
         assert_eq!(db.organisation(&info), Some("The \"Quoted\" Net"));
         let info = db.lookup("1.0.0.1".parse().unwrap());
         assert_eq!(db.organisation(&info), Some("Cloudflare, Inc."));
         assert_eq!(
             db.coverage().to_string(),
-            "7 networks, all with an ASN, all with an organisation; 4 distinct ASNs"
+            "6 networks, all with an ASN, all with an organisation; 4 distinct ASNs"
         );
     }
 
     #[test]
     fn bad_rows_are_refused_with_their_line() {
         for (csv, want) in [
-            ("1.0.0.0,1.0.0.255,13335,X\n1.0.1.0,1.0.1.255,X\n", "line 2"),
+            (
+                "1.0.0.0,1.0.0.255,13335,X\n1.0.1.0,1.0.1.255,X\n",
+                "asn.csv:2: expected start,end,asn,organisation",
+            ),
             ("1.0.0.0,nope,13335,X\n", "\"nope\" is not an IP address"),
             ("1.0.0.0,1.0.0.255,AS1,X\n", "\"AS1\" is not an AS number"),
             ("1.0.0.0,1.0.0.255,0,X\n", "is not an AS number"),
