@@ -209,10 +209,7 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
                 });
             }
             Step::Asn { client, asn } => {
-                let answered = table
-                    .asn
-                    .as_ref()
-                    .and_then(|s| s.lookup_in(client.addr).1);
+                let answered = table.asn.as_ref().and_then(|s| s.lookup_in(client.addr).1);
                 out.asn = Some(AsnStep {
                     database: answered.map(|db| db.path().display().to_string()),
                     network: format!(

@@ -14,8 +14,8 @@ use super::checked::{Checked, CheckedAllDown, CheckedZone};
 use crate::geo::{AsnDb, AsnSet, GeoDb, GeoSet};
 use crate::routing::latency::{Format, LatencyMap};
 use crate::routing::table::{
-    AllDown, CheckId, CidrMap, Compiled, Endpoint, EndpointId, Family, Node, Region, RegionId, Residency,
-    Service, ServiceId, ServiceRegion, Target, TargetId, Zone, ZoneId, wire_name,
+    AllDown, CheckId, CidrMap, Compiled, Endpoint, EndpointId, Family, Node, Region, RegionId,
+    Residency, Service, ServiceId, ServiceRegion, Target, TargetId, Zone, ZoneId, wire_name,
 };
 
 /// Databases already open, each kept by [`compile`] when the config names the same unchanged
@@ -278,7 +278,10 @@ fn read_cidr_file(path: &Path, regions: &[Region]) -> Result<CidrFile, String> {
         }
         let mut parts = line.split_whitespace();
         let (Some(key), Some(region), None) = (parts.next(), parts.next(), parts.next()) else {
-            errors.push(format!("line {}: expected NETWORK REGION or ASN REGION", i + 1));
+            errors.push(format!(
+                "line {}: expected NETWORK REGION or ASN REGION",
+                i + 1
+            ));
             continue;
         };
         let digits = key

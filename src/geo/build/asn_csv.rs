@@ -39,9 +39,7 @@ pub fn build(text: &str, origin: &str, file: &str) -> Result<Vec<u8>, SourceErro
     let mut writer = Writer::new("Meridian-ASN");
     writer.description(
         "en",
-        &format!(
-            "ASN database built by meridian geoip-build from {file} (ip-location-db ASN CSV)"
-        ),
+        &format!("ASN database built by meridian geoip-build from {file} (ip-location-db ASN CSV)"),
     );
     writer.record_size(RecordSize::Bits32);
     // Each distinct (number, organisation) is one value, shared by its networks.
@@ -114,11 +112,9 @@ pub fn build(text: &str, origin: &str, file: &str) -> Result<Vec<u8>, SourceErro
 /// of different families or out of order.
 fn cidrs(start: IpAddr, end: IpAddr) -> Option<Vec<IpNet>> {
     let (lo, hi, width) = match (start, end) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (
-            u128::from(u32::from(a)),
-            u128::from(u32::from(b)),
-            32u32,
-        ),
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            (u128::from(u32::from(a)), u128::from(u32::from(b)), 32u32)
+        }
         (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128u32),
         _ => return None,
     };
@@ -145,9 +141,9 @@ fn cidrs(start: IpAddr, end: IpAddr) -> Option<Vec<IpNet>> {
             IpAddr::V4(_) => IpNet::V4(
                 ipnet::Ipv4Net::new((cur as u32).into(), prefix).expect("prefix within 32"),
             ),
-            IpAddr::V6(_) => IpNet::V6(
-                ipnet::Ipv6Net::new(cur.into(), prefix).expect("prefix within 128"),
-            ),
+            IpAddr::V6(_) => {
+                IpNet::V6(ipnet::Ipv6Net::new(cur.into(), prefix).expect("prefix within 128"))
+            }
         };
         out.push(net);
         let last = last_of(size_bits);
@@ -182,8 +178,14 @@ mod tests {
             ["1.0.128.0/18", "1.0.192.0/22", "1.0.196.0/24"]
         );
         assert_eq!(nets("0.0.0.0", "255.255.255.255"), ["0.0.0.0/0"]);
-        assert_eq!(nets("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), ["::/0"]);
-        assert_eq!(nets("2001:200::", "2001:200:1b9:ffff:ffff:ffff:ffff:ffff").len(), 6);
+        assert_eq!(
+            nets("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            ["::/0"]
+        );
+        assert_eq!(
+            nets("2001:200::", "2001:200:1b9:ffff:ffff:ffff:ffff:ffff").len(),
+            6
+        );
         assert!(cidrs(ip("1.0.0.1"), ip("1.0.0.0")).is_none());
         assert!(cidrs(ip("1.0.0.0"), ip("::1")).is_none());
     }
@@ -232,7 +234,10 @@ mod tests {
             ("1.0.0.0,1.0.0.255,1,\"X\n", "unterminated"),
         ] {
             let err = build(csv, "asn.csv", "asn.csv").unwrap_err().to_string();
-            assert!(err.contains(want) && err.starts_with("asn.csv:"), "{csv}: {err}");
+            assert!(
+                err.contains(want) && err.starts_with("asn.csv:"),
+                "{csv}: {err}"
+            );
         }
     }
 }

@@ -150,7 +150,10 @@ struct Row<'a> {
 /// city, country, flat. A `.csv` file is an ip-location-db ASN CSV instead, built into one
 /// ASN database (see [`super::asn_csv`]).
 pub fn build_from_source(path: &Path) -> Result<Vec<(String, Vec<u8>)>, SourceError> {
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
         return super::asn_csv::build_from_csv(path);
     }
     let text = std::fs::read_to_string(path).map_err(|source| SourceError::Read {

@@ -32,7 +32,10 @@ fn asn_db(dir: &TempDir) -> PathBuf {
     w.insert("11.0.0.0/16".parse().unwrap(), rec(7922, "Comcast"));
     w.insert("2001:db8:1::/48".parse().unwrap(), rec(7922, "Comcast"));
     w.insert("12.0.0.0/16".parse().unwrap(), rec(7922, "Comcast"));
-    w.insert("13.0.0.0/20".parse().unwrap(), rec(3320, "Deutsche Telekom"));
+    w.insert(
+        "13.0.0.0/20".parse().unwrap(),
+        rec(3320, "Deutsche Telekom"),
+    );
     w.insert("13.0.64.0/18".parse().unwrap(), rec(64500, "Documentation"));
     let path = dir.0.join("asn.mmdb");
     std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
@@ -232,7 +235,10 @@ fn asns_from_a_map_file() {
     assert!(err.contains("bad.cidr"), "{err}");
     for (line, what) in [
         ("line 2:", "0 is not an AS number"),
-        ("line 3:", "\"ASX\" is neither a network (CIDR) nor an AS number"),
+        (
+            "line 3:",
+            "\"ASX\" is neither a network (CIDR) nor an AS number",
+        ),
         ("line 4:", "4294967296 is not an AS number"),
         ("line 5:", "no region named \"mars\""),
         ("line 6:", "expected NETWORK REGION or ASN REGION"),
@@ -272,7 +278,10 @@ fn asns_are_validated() {
             r#"{ asn = 0, region = "us-east" }"#,
             "0 is not an AS number (1 to 4294967295)",
         ),
-        (r#"{ asn = -7922, region = "us-east" }"#, "-7922 is not an AS number"),
+        (
+            r#"{ asn = -7922, region = "us-east" }"#,
+            "-7922 is not an AS number",
+        ),
         (
             r#"{ asn = 4294967296, region = "us-east" }"#,
             "4294967296 is not an AS number",
