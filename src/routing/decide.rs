@@ -50,7 +50,8 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
         .map_or(u64::MAX, |r| r.allowed);
 
     // The answer depends on: the GeoIP network (ranking, residency), the override network,
-    // the ASN network (when the ASN was looked up), the latency map's CIDR rows, and for stable weighting the hashed client subnet.
+    // the ASN network (when the ASN was looked up), the latency map's CIDR rows, and for
+    // stable weighting the hashed client subnet.
     let mut depends = if uses_geo { geo.network_prefix } else { 0 };
     if let Some(m) = over {
         depends = depends.max(m.scope);

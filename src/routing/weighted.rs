@@ -7,8 +7,8 @@ use super::table::{EndpointId, MAX_ANSWERS, RegionId, RoutingTable, ServiceRegio
 use super::trace::{Outcome, Rank, Trace};
 
 /// The weighted policy: endpoints drawn by weight from every allowed, not evacuated,
-/// healthy region (only the override's region when a CIDR override names one with such
-/// endpoints). Weight-0 endpoints are drawn only when no weighted one is up.
+/// healthy region (only the override's region when a CIDR map names one, by network or by
+/// ASN, with such endpoints). Weight-0 endpoints are drawn only when no weighted one is up.
 pub(super) fn weighted(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
     let (table, svc, q) = (cx.table, cx.svc, cx.q);
     let mut decision = cx.empty(Reason::Weighted);
