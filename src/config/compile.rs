@@ -470,4 +470,38 @@ mod reuse_tests {
         assert!(!Arc::ptr_eq(&open(&second), &open(&third)));
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_reload_keeps_an_unchanged_asn_database() {
+        use crate::geo::build::writer::{Value, Writer};
+        let dir = std::env::temp_dir().join(format!("meridian-reuse-asn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |asn: u32| {
+            let mut w = Writer::new("GeoLite2-ASN");
+            w.description("en", "reuse test");
+            w.insert(
+                "11.0.0.0/16".parse().unwrap(),
+                Value::Map(vec![("autonomous_system_number".into(), Value::U32(asn))]),
+            );
+            std::fs::write(dir.join("asn.mmdb"), w.to_bytes().unwrap()).unwrap();
+        };
+        write(7922);
+        let text = "[geoip]\nasn_database = \"asn.mmdb\"\n[[zones]]\norigin = \"example.com.\"\nns = [\"ns1\"]\nsoa = { mname = \"ns1\", rname = \"h\", serial = 1, minimum = 60 }\n";
+        let config = dir.join("meridian.toml");
+        std::fs::write(&config, text).unwrap();
+        let first = crate::config::load(&config).unwrap();
+        let second = crate::config::load_reusing(&config, Some(&first)).unwrap();
+        let open = |c: &crate::routing::Compiled| c.asn.as_ref().unwrap().databases()[0].clone();
+        assert!(Arc::ptr_eq(&open(&first), &open(&second)));
+        // A changed file (another size) is read again.
+        std::fs::remove_file(dir.join("asn.mmdb")).unwrap();
+        write(4_200_000_000);
+        let third = crate::config::load_reusing(&config, Some(&second)).unwrap();
+        assert!(!Arc::ptr_eq(&open(&second), &open(&third)));
+        assert_eq!(
+            open(&third).lookup("11.0.0.1".parse().unwrap()).asn,
+            Some(4_200_000_000)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -190,6 +190,33 @@ fn real_asn_data_routes_clients_by_their_autonomous_system() {
         );
     }
 
+    // Each file under the other key is a check error saying where it belongs.
+    let swapped = text
+        .replace("asn_database = [", "asn_database_was = [")
+        .replace("database = [", "asn_database = [")
+        .replace("asn_database_was = [", "database = [");
+    let swapped = scratch.write("swapped.toml", &swapped);
+    let out = run(
+        &["check", "--config", swapped.to_str().expect("path")],
+        &scratch.0,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "GeoIP database {} is an ASN database (autonomous_system_number, no country): name it in [geoip] asn_database",
+            asn[0].display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "ASN database {} has no autonomous_system_number in its first records",
+            country[0].display()
+        )),
+        "{stderr}"
+    );
+
     let m = Meridian::start_within(&text, REAL_FILE_START);
     // Without the map these are US (us-east) and German (eu-west) clients; their ASNs send
     // them to eu-west and sa-east. The scope never covers more than the ASN network.
