@@ -196,6 +196,14 @@ fn check(path: &Path) -> ExitCode {
                 );
                 println!("geoip: {}", db.coverage());
             }
+            for db in compiled.asn.iter().flat_map(|set| set.databases()) {
+                println!(
+                    "asn: {} (ASN schema (autonomous_system_number, autonomous_system_organization), database_type {:?})",
+                    db.path().display(),
+                    db.database_type()
+                );
+                println!("asn: {}", db.coverage());
+            }
             let named = compiled.regions.iter().any(|r| !r.subdivisions.is_empty())
                 || compiled
                     .services

@@ -24,6 +24,9 @@ pub struct Explanation {
     pub client: String,
     pub client_source: Cow<'static, str>,
     pub geoip: Option<GeoStep>,
+    /// The client's autonomous system, when a CIDR map with ASNs looked it up.
+    #[serde(default)]
+    pub asn: Option<AsnStep>,
     pub service: Option<ServiceStep>,
     pub candidates: Vec<CandidateStep>,
     pub chosen_region: Option<String>,
@@ -59,6 +62,15 @@ pub struct GeoStep {
     pub longitude: Option<f64>,
     /// The database's whole record, for context (subdivisions, names).
     pub record: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct AsnStep {
+    /// The ASN database file the result came from.
+    pub database: Option<String>,
+    pub network: String,
+    pub asn: Option<u32>,
+    pub organisation: Option<String>,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -156,6 +168,7 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
             "packet source address".into()
         },
         geoip: None,
+        asn: None,
         service: None,
         candidates: Vec::new(),
         chosen_region: None,
@@ -203,6 +216,21 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
             Step::DrainBucket(bucket) => {
                 out.drain_bucket = Some(percent_of_buckets(bucket));
             }
+            Step::Asn { client, asn } => {
+                let answered = table.asn.as_ref().and_then(|s| s.lookup_in(client.addr).1);
+                out.asn = Some(AsnStep {
+                    database: answered.map(|db| db.path().display().to_string()),
+                    network: format!(
+                        "{}/{}",
+                        mask(client.addr, asn.network_prefix),
+                        asn.network_prefix
+                    ),
+                    asn: asn.asn,
+                    organisation: answered
+                        .and_then(|db| db.organisation(&asn))
+                        .map(str::to_string),
+                });
+            }
             Step::Candidate {
                 region,
                 rank,
@@ -221,6 +249,7 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
                         format!("failover order position {}", position + 1)
                     }
                     Rank::CidrOverride => "CIDR override names it".to_string(),
+                    Rank::AsnOverride { asn } => format!("ASN override names it (AS{asn})"),
                     Rank::Proximity { km, biased_km } => {
                         format!("{km} km, {biased_km} km after bias")
                     }
@@ -362,6 +391,14 @@ impl Explanation {
             {
                 let _ = writeln!(s, "           subdivision {sub}");
             }
+        }
+        if let Some(a) = &self.asn {
+            let what = match (a.asn, &a.organisation) {
+                (Some(n), Some(org)) => format!("AS{n} {org}"),
+                (Some(n), None) => format!("AS{n}"),
+                (None, _) => "no ASN in the database".to_string(),
+            };
+            let _ = writeln!(s, "asn        network {}: {what}", a.network);
         }
         if self.geoip.is_none() && self.service.is_some() {
             let _ = writeln!(

@@ -15,6 +15,8 @@ pub struct Checked {
     pub settings: Settings,
     /// Resolved path of the GeoIP database and the span of its `database` key.
     pub geoip: Option<(Vec<PathBuf>, Range<usize>)>,
+    /// Resolved paths of the ASN databases and the span of their `asn_database` key.
+    pub asn_database: Option<(Vec<PathBuf>, Range<usize>)>,
     pub zones: Vec<CheckedZone>,
     pub regions: Vec<Region>,
     pub services: Vec<CheckedService>,
@@ -25,11 +27,13 @@ pub struct Checked {
     pub latency_overhead_ms: f32,
 }
 
-/// A CIDR map's inline networks, and the file holding more (read by `compile`).
+/// A CIDR map's inline networks and autonomous systems, and the file holding more (read by
+/// `compile`).
 #[derive(Debug)]
 pub struct CheckedCidrMap {
     pub name: String,
     pub networks: Vec<(ipnet::IpNet, RegionId)>,
+    pub asns: Vec<(u32, RegionId)>,
     pub file: Option<(PathBuf, Range<usize>)>,
 }
 

@@ -11,22 +11,29 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::Problem;
 use super::checked::{Checked, CheckedAllDown, CheckedZone};
-use crate::geo::{GeoDb, GeoSet};
+use crate::geo::{AsnDb, AsnSet, GeoDb, GeoSet};
 use crate::routing::latency::{Format, LatencyMap};
-use crate::routing::prefix::PrefixTable;
 use crate::routing::table::{
-    AllDown, CheckId, Compiled, Endpoint, EndpointId, Family, Node, Region, RegionId, Residency,
-    Service, ServiceId, ServiceRegion, Target, TargetId, Zone, ZoneId, wire_name,
+    AllDown, CheckId, CidrMap, Compiled, Endpoint, EndpointId, Family, Node, Region, RegionId,
+    Residency, Service, ServiceId, ServiceRegion, Target, TargetId, Zone, ZoneId, wire_name,
 };
 
-/// Compiles a checked config; `reuse` holds databases already open, each kept when the config
-/// names the same unchanged file.
-pub fn compile(checked: Checked, reuse: Option<Arc<GeoSet>>) -> Result<Compiled, Vec<Problem>> {
+/// Databases already open, each kept by [`compile`] when the config names the same unchanged
+/// file.
+#[derive(Default)]
+pub struct Reuse {
+    pub geo: Option<Arc<GeoSet>>,
+    pub asn: Option<Arc<AsnSet>>,
+}
+
+/// Compiles a checked config, reusing the databases in `reuse` that are unchanged.
+pub fn compile(checked: Checked, reuse: Reuse) -> Result<Compiled, Vec<Problem>> {
     let mut problems = Vec::new();
     let geo = checked.geoip.as_ref().and_then(|(paths, span)| {
         let mut dbs = Vec::new();
         for path in paths {
             let kept = reuse
+                .geo
                 .iter()
                 .flat_map(|set| set.databases())
                 .find(|db| db.unchanged_at(path));
@@ -39,6 +46,24 @@ pub fn compile(checked: Checked, reuse: Option<Arc<GeoSet>>) -> Result<Compiled,
             }
         }
         (dbs.len() == paths.len()).then(|| Arc::new(GeoSet::new(dbs)))
+    });
+    let asn = checked.asn_database.as_ref().and_then(|(paths, span)| {
+        let mut dbs = Vec::new();
+        for path in paths {
+            let kept = reuse
+                .asn
+                .iter()
+                .flat_map(|set| set.databases())
+                .find(|db| db.unchanged_at(path));
+            match kept {
+                Some(db) => dbs.push(db.clone()),
+                None => match AsnDb::open(path) {
+                    Ok(db) => dbs.push(Arc::new(db)),
+                    Err(e) => problems.push(Problem::new(span.clone(), e.to_string())),
+                },
+            }
+        }
+        (dbs.len() == paths.len()).then(|| Arc::new(AsnSet::new(dbs)))
     });
     let latency_map = match &checked.latency_map {
         None => Arc::new(LatencyMap::default()),
@@ -53,13 +78,26 @@ pub fn compile(checked: Checked, reuse: Option<Arc<GeoSet>>) -> Result<Compiled,
     let mut cidr_maps = Vec::new();
     for m in &checked.cidr_maps {
         let mut networks = m.networks.clone();
+        let mut asns = m.asns.clone();
         if let Some((path, span)) = &m.file {
             match read_cidr_file(path, &checked.regions) {
-                Ok(more) => networks.extend(more),
+                Ok(more) => {
+                    if checked.asn_database.is_none() && !more.asns.is_empty() {
+                        problems.push(Problem::new(
+                            span.clone(),
+                            format!(
+                                "CIDR map {} lists ASNs, which need [geoip] asn_database to match clients",
+                                path.display()
+                            ),
+                        ));
+                    }
+                    networks.extend(more.networks);
+                    asns.extend(more.asns);
+                }
                 Err(e) => problems.push(Problem::new(span.clone(), e)),
             }
         }
-        cidr_maps.push(PrefixTable::new(networks));
+        cidr_maps.push(CidrMap::new(networks, asns));
     }
     if !problems.is_empty() {
         return Err(problems);
@@ -193,6 +231,7 @@ pub fn compile(checked: Checked, reuse: Option<Arc<GeoSet>>) -> Result<Compiled,
     Ok(Compiled {
         settings: checked.settings,
         geo,
+        asn,
         zones,
         zone_by_origin,
         regions: checked.regions,
@@ -221,11 +260,19 @@ pub fn read_latency_map(path: &Path, regions: &[Region]) -> Result<LatencyMap, S
     })
 }
 
-/// Reads `NETWORK REGION` lines (`#` comments) of a CIDR map file.
-fn read_cidr_file(path: &Path, regions: &[Region]) -> Result<Vec<(IpNet, RegionId)>, String> {
+/// What a CIDR map file lists.
+#[derive(Debug, Default)]
+struct CidrFile {
+    networks: Vec<(IpNet, RegionId)>,
+    asns: Vec<(u32, RegionId)>,
+}
+
+/// Reads the lines of a CIDR map file (`#` comments): `NETWORK REGION` (a CIDR) or
+/// `ASN REGION`, the AS number written `AS7922` or `7922`.
+fn read_cidr_file(path: &Path, regions: &[Region]) -> Result<CidrFile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read CIDR map {}: {e}", path.display()))?;
-    let mut out = Vec::new();
+    let mut out = CidrFile::default();
     let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
@@ -233,21 +280,47 @@ fn read_cidr_file(path: &Path, regions: &[Region]) -> Result<Vec<(IpNet, RegionI
             continue;
         }
         let mut parts = line.split_whitespace();
-        let (Some(net), Some(region), None) = (parts.next(), parts.next(), parts.next()) else {
-            errors.push(format!("line {}: expected NETWORK REGION", i + 1));
+        let (Some(key), Some(region), None) = (parts.next(), parts.next(), parts.next()) else {
+            errors.push(format!(
+                "line {}: expected NETWORK REGION or ASN REGION",
+                i + 1
+            ));
             continue;
         };
-        let Ok(net) = net.parse::<IpNet>() else {
-            errors.push(format!("line {}: {net:?} is not a network (CIDR)", i + 1));
-            continue;
+        let digits = key
+            .strip_prefix("AS")
+            .or_else(|| key.strip_prefix("as"))
+            .unwrap_or(key);
+        let key = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            match digits
+                .parse::<i64>()
+                .map_err(|_| format!("{digits} is not an AS number (1 to 4294967295)"))
+                .and_then(super::validate::parse_asn_number)
+            {
+                Ok(asn) => Ok(asn),
+                Err(e) => {
+                    errors.push(format!("line {}: {e}", i + 1));
+                    continue;
+                }
+            }
+        } else {
+            let Ok(net) = key.parse::<IpNet>() else {
+                errors.push(format!(
+                    "line {}: {key:?} is neither a network (CIDR) nor an AS number (AS7922)",
+                    i + 1
+                ));
+                continue;
+            };
+            if net.trunc() != net {
+                errors.push(format!("line {}: {net} has host bits set", i + 1));
+                continue;
+            }
+            Err(net)
         };
-        if net.trunc() != net {
-            errors.push(format!("line {}: {net} has host bits set", i + 1));
-            continue;
-        }
-        match regions.iter().position(|r| r.name == region) {
-            Some(r) => out.push((net, RegionId(r as u32))),
-            None => errors.push(format!("line {}: no region named {region:?}", i + 1)),
+        match (regions.iter().position(|r| r.name == region), key) {
+            (Some(r), Ok(asn)) => out.asns.push((asn, RegionId(r as u32))),
+            (Some(r), Err(net)) => out.networks.push((net, RegionId(r as u32))),
+            (None, _) => errors.push(format!("line {}: no region named {region:?}", i + 1)),
         }
     }
     if errors.is_empty() {
@@ -398,6 +471,40 @@ mod reuse_tests {
         .unwrap();
         let third = crate::config::load_reusing(&config, Some(&second)).unwrap();
         assert!(!Arc::ptr_eq(&open(&second), &open(&third)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_reload_keeps_an_unchanged_asn_database() {
+        use crate::geo::build::writer::{Value, Writer};
+        let dir = std::env::temp_dir().join(format!("meridian-reuse-asn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |asn: u32| {
+            let mut w = Writer::new("GeoLite2-ASN");
+            w.description("en", "reuse test");
+            w.insert(
+                "11.0.0.0/16".parse().unwrap(),
+                Value::Map(vec![("autonomous_system_number".into(), Value::U32(asn))]),
+            );
+            std::fs::write(dir.join("asn.mmdb"), w.to_bytes().unwrap()).unwrap();
+        };
+        write(7922);
+        let text = "[geoip]\nasn_database = \"asn.mmdb\"\n[[zones]]\norigin = \"example.com.\"\nns = [\"ns1\"]\nsoa = { mname = \"ns1\", rname = \"h\", serial = 1, minimum = 60 }\n";
+        let config = dir.join("meridian.toml");
+        std::fs::write(&config, text).unwrap();
+        let first = crate::config::load(&config).unwrap();
+        let second = crate::config::load_reusing(&config, Some(&first)).unwrap();
+        let open = |c: &crate::routing::Compiled| c.asn.as_ref().unwrap().databases()[0].clone();
+        assert!(Arc::ptr_eq(&open(&first), &open(&second)));
+        // A changed file (another size) is read again.
+        std::fs::remove_file(dir.join("asn.mmdb")).unwrap();
+        write(4_200_000_000);
+        let third = crate::config::load_reusing(&config, Some(&second)).unwrap();
+        assert!(!Arc::ptr_eq(&open(&second), &open(&third)));
+        assert_eq!(
+            open(&third).lookup("11.0.0.1".parse().unwrap()).asn,
+            Some(4_200_000_000)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -116,16 +116,28 @@ fn load_text(
         Err(mut problems) => {
             // Report an unusable database in the same pass (compile would open it next).
             if let Some(g) = &raw.geoip {
-                for path in g.database.get_ref().iter() {
-                    if let Err(e) = crate::geo::GeoDb::open(&base.join(path)) {
-                        problems.push(Problem::new(g.database.span(), e.to_string()));
+                if let Some(d) = &g.get_ref().database {
+                    for path in d.get_ref().iter() {
+                        if let Err(e) = crate::geo::GeoDb::open(&base.join(path)) {
+                            problems.push(Problem::new(d.span(), e.to_string()));
+                        }
+                    }
+                }
+                if let Some(d) = &g.get_ref().asn_database {
+                    for path in d.get_ref().iter() {
+                        if let Err(e) = crate::geo::AsnDb::open(&base.join(path)) {
+                            problems.push(Problem::new(d.span(), e.to_string()));
+                        }
                     }
                 }
             }
             return Err(positioned(problems));
         }
     };
-    let reuse = previous.and_then(|p| p.geo.clone());
+    let reuse = compile::Reuse {
+        geo: previous.and_then(|p| p.geo.clone()),
+        asn: previous.and_then(|p| p.asn.clone()),
+    };
     let mut compiled = compile::compile(checked, reuse).map_err(positioned)?;
     compiled.settings.config_hash = config_hash(text);
     Ok(compiled)

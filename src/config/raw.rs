@@ -12,7 +12,7 @@ pub type S<T> = Spanned<T>;
 pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
-    pub geoip: Option<RawGeoip>,
+    pub geoip: Option<S<RawGeoip>>,
     #[serde(default)]
     pub routing: RawRouting,
     #[serde(default)]
@@ -68,8 +68,18 @@ pub struct RawCluster {
 pub struct RawCidrMap {
     #[serde(default)]
     pub networks: Vec<S<RawCidrEntry>>,
-    /// Lines of `NETWORK REGION` (# comments), read with the config.
+    /// Autonomous systems sent to a region when no network of the map holds the client.
+    #[serde(default)]
+    pub asns: Vec<S<RawAsnEntry>>,
+    /// Lines of `NETWORK REGION` or `AS<number> REGION` (# comments), read with the config.
     pub file: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAsnEntry {
+    pub asn: S<i64>,
+    pub region: S<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,7 +134,10 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawGeoip {
     /// One file, or several (ip-location-db ships IPv4 and IPv6 apart), asked in order.
-    pub database: S<Paths>,
+    pub database: Option<S<Paths>>,
+    /// ASN databases (GeoLite2-ASN or ip-location-db ASN schema), one file or several, for
+    /// the `asns` of `[cidr_maps]`.
+    pub asn_database: Option<S<Paths>>,
 }
 
 /// A path, or a list of them.

@@ -39,7 +39,7 @@ const RCODES: [ResponseCode; 7] = [
 ];
 const RCODE_SLOTS: usize = RCODES.len() + 1;
 const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
-const REASONS: [Reason; 14] = Reason::ALL;
+const REASONS: [Reason; 15] = Reason::ALL;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {

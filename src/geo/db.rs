@@ -51,6 +51,18 @@ pub enum GeoError {
     )]
     UnknownSchema { path: PathBuf },
     #[error(
+        "GeoIP database {path} is an ASN database (autonomous_system_number, no country): name it in [geoip] asn_database"
+    )]
+    AsnAsGeo { path: PathBuf },
+    #[error(
+        "ASN database {path} has no autonomous_system_number in its first records: it is not an ASN database (a country or city database belongs in [geoip] database)"
+    )]
+    NotAsn { path: PathBuf },
+    #[error(
+        "ASN database {path} gives no AS number for any of its {networks} networks: it cannot match a client"
+    )]
+    NoAsn { path: PathBuf, networks: u64 },
+    #[error(
         "GeoIP database {path} gives no country for any of its {networks} networks ({schema}): it cannot place a client"
     )]
     NoCountry {
@@ -104,7 +116,7 @@ impl std::fmt::Display for Coverage {
 }
 
 /// `n` with thousands separators.
-fn thousands(n: u64) -> String {
+pub(super) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -237,8 +249,16 @@ impl GeoDb {
             source,
         };
         let reader = Reader::from_source(bytes).map_err(open_err)?;
-        let schema = detect_schema(&reader).ok_or_else(|| GeoError::UnknownSchema {
-            path: path.to_owned(),
+        let schema = detect_schema(&reader).ok_or_else(|| {
+            if super::asn::has_asn_schema(&reader) {
+                GeoError::AsnAsGeo {
+                    path: path.to_owned(),
+                }
+            } else {
+                GeoError::UnknownSchema {
+                    path: path.to_owned(),
+                }
+            }
         })?;
         let mut records: HashMap<usize, Place, _> = HashMap::default();
         let mut coverage = Coverage::default();

@@ -2,7 +2,7 @@
 //! [`super::decide::decide`] and read by the policies' ranking and the weighted draw.
 use super::query::{Decision, Picks, Query, Reason};
 use super::table::{AllDown, RegionId, RoutingTable, Service, ServiceRegion};
-use super::trace::Trace;
+use super::trace::{Rank, Trace};
 use crate::geo::GeoInfo;
 
 /// Everything about the client that ranking needs, worked out once per query.
@@ -11,8 +11,10 @@ pub(super) struct Context<'a> {
     pub(super) svc: &'a Service,
     pub(super) q: &'a Query,
     pub(super) geo: GeoInfo,
-    /// Region a CIDR override names, and how many bits it depends on.
+    /// Region a CIDR map names for the client: by network, else by autonomous system.
     pub(super) overridden: Option<RegionId>,
+    /// The client's AS number, when the override came from it.
+    pub(super) by_asn: Option<u32>,
     /// Bit i: the service's i-th region is allowed by residency.
     pub(super) allowed: u64,
     pub(super) scope: u8,
@@ -33,6 +35,22 @@ impl Context<'_> {
             scope: self.scope,
             ttl: self.svc.ttl,
             reason,
+        }
+    }
+
+    /// Why the overriding region ranks first, for the trace.
+    pub(super) fn override_rank(&self) -> Rank {
+        match self.by_asn {
+            Some(asn) => Rank::AsnOverride { asn },
+            None => Rank::CidrOverride,
+        }
+    }
+
+    /// The reason of a decision the override region answered.
+    pub(super) fn override_reason(&self) -> Reason {
+        match self.by_asn {
+            Some(_) => Reason::AsnOverride,
+            None => Reason::Override,
         }
     }
 

@@ -29,9 +29,21 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
         _ => GeoInfo::default(),
     };
 
-    let over = svc
-        .cidr_map
-        .map(|m| compiled.cidr_maps[m].lookup(q.client.addr));
+    let map = svc.cidr_map.map(|m| &compiled.cidr_maps[m]);
+    let over = map.map(|m| m.networks.lookup(q.client.addr));
+    // A client in none of the map's networks is matched by its autonomous system, when the
+    // map lists any.
+    let asn = match (map, &compiled.asn) {
+        (Some(map), Some(db)) if !map.asns.is_empty() && over.is_none_or(|m| m.value.is_none()) => {
+            let info = db.lookup(q.client.addr);
+            trace.asn(&q.client, &info);
+            Some(info)
+        }
+        _ => None,
+    };
+    let by_asn = asn
+        .and_then(|info| info.asn)
+        .and_then(|a| Some((a, map?.asn_region(a)?)));
     let allowed = svc
         .residency
         .iter()
@@ -39,17 +51,22 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
         .map_or(u64::MAX, |r| r.allowed);
 
     // The answer depends on: the GeoIP network (ranking, residency), the override network,
-    // the latency map's CIDR rows, and for stable weighting the hashed client subnet.
+    // the ASN network (when the ASN was looked up), the latency map's CIDR rows, and for
+    // stable weighting the hashed client subnet.
     let mut depends = if uses_geo { geo.network_prefix } else { 0 };
     if let Some(m) = over {
         depends = depends.max(m.scope);
+    }
+    // Every address of the ASN database's network has the same ASN, and no more.
+    if let Some(info) = asn {
+        depends = depends.max(info.network_prefix);
     }
     if svc.policy == Policy::Latency {
         depends = depends.max(table.latency_map.lookup(q.client.addr, &geo).1);
     }
     // Not cut to the resolver's source prefix: a scope longer than it tells the resolver its
     // prefix was not specific enough (RFC 7871 7.2.1), where the answer depends on more bits
-    // than it sent (a GeoIP network, a CIDR override or latency-map network inside its
+    // than it sent (a GeoIP, ASN, CIDR override or latency-map network inside its
     // subnet). Cutting it would let the resolver serve this answer to the whole subnet.
     let mut scope = match svc.policy {
         Policy::Weighted if svc.weight_mode == WeightMode::Stable && !svc.fixed => {
@@ -77,7 +94,10 @@ pub fn decide(table: &RoutingTable, q: &Query, trace: &mut impl Trace) -> Decisi
         svc,
         q,
         geo,
-        overridden: over.and_then(|m| m.value.copied()),
+        overridden: over
+            .and_then(|m| m.value.copied())
+            .or(by_asn.map(|(_, region)| region)),
+        by_asn: by_asn.map(|(asn, _)| asn),
         allowed,
         scope,
         bucket,
@@ -160,7 +180,7 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
                 decision.endpoints =
                     pick(table, svc, endpoints, &q.client, cx.scope, Healthy::Only);
                 decision.reason = skipped.unwrap_or(match (key.tier(), svc.policy) {
-                    (TIER_OVERRIDE, _) => Reason::Override,
+                    (TIER_OVERRIDE, _) => cx.override_reason(),
                     (_, Policy::Failover) => Reason::Primary,
                     (TIER_DEFAULT, _) => Reason::NoGeo,
                     (_, Policy::Latency) => Reason::Latency,

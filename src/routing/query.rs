@@ -72,6 +72,8 @@ pub enum Reason {
     Weighted,
     /// A CIDR override sent the client to its region.
     Override,
+    /// A CIDR map sent the client's autonomous system to its region.
+    AsnOverride,
     /// An earlier region was skipped as unhealthy; a later one answered.
     Failover,
     /// An earlier region was skipped as evacuated; a later one answered.
@@ -89,7 +91,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::Geo,
         Reason::NoGeo,
         Reason::Primary,
@@ -97,6 +99,7 @@ impl Reason {
         Reason::Proximity,
         Reason::Weighted,
         Reason::Override,
+        Reason::AsnOverride,
         Reason::Failover,
         Reason::Evacuated,
         Reason::Drained,
@@ -115,6 +118,7 @@ impl Reason {
             Reason::Proximity => "proximity",
             Reason::Weighted => "weighted",
             Reason::Override => "cidr-override",
+            Reason::AsnOverride => "asn-override",
             Reason::Failover => "failover",
             Reason::Evacuated => "evacuated",
             Reason::Drained => "drained",

@@ -1,7 +1,8 @@
 //! How each policy places a region for a client: a [`Key`] that sorts best first, and the
 //! [`Rank`] that says why, for the trace. Geo ranks by country, continent, then distance;
 //! proximity by biased distance; latency by expected RTT with the measured penalty and the
-//! incumbent's margin; failover by its configured order. A CIDR override beats them all.
+//! incumbent's margin; failover by its configured order. A CIDR map's override (by network
+//! or by ASN) beats them all.
 use super::context::Context;
 use super::latency::{Row, RowKind};
 use super::table::{Policy, ServiceRegion};
@@ -71,7 +72,7 @@ pub(super) fn rank_region(
         Rank::DefaultOrder { position: sr.rank },
     );
     if cx.overridden == Some(sr.region) {
-        return (key(TIER_OVERRIDE, 0), Rank::CidrOverride);
+        return (key(TIER_OVERRIDE, 0), cx.override_rank());
     }
     match cx.svc.policy {
         Policy::Failover => (

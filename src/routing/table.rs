@@ -9,7 +9,7 @@ use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 pub use super::admin::{AdminView, Evacuation};
 use super::latency::LatencyMap;
 use super::prefix::PrefixTable;
-use crate::geo::{Continent, CountryCode, GeoInfo, GeoSet, LatLon, Point, Subdivision};
+use crate::geo::{AsnSet, Continent, CountryCode, GeoInfo, GeoSet, LatLon, Point, Subdivision};
 use crate::hash::FnvHasher;
 use crate::settings::{CheckSpec, Settings};
 
@@ -304,8 +304,10 @@ pub struct Compiled {
     pub endpoints: Vec<Endpoint>,
     pub checks: Vec<CheckSpec>,
     pub targets: Vec<Target>,
-    /// Named CIDR overrides (network -> region), longest prefix wins.
-    pub cidr_maps: Vec<PrefixTable<RegionId>>,
+    /// The ASN databases, for the ASN overrides of `cidr_maps`.
+    pub asn: Option<Arc<AsnSet>>,
+    /// Named overrides: networks (longest prefix wins), then autonomous systems.
+    pub cidr_maps: Vec<CidrMap>,
     /// The latency map read with the config (the admin API can replace it live).
     pub latency_map: Arc<LatencyMap>,
     /// Where the latency map came from, so a reload or `PUT` can re-read it.
@@ -318,6 +320,36 @@ pub struct Compiled {
     pub service_names: NameMap,
     /// Some traffic-managed name is a wildcard (`*.cdn.example.com.`).
     pub wildcard_services: bool,
+}
+
+/// A `[cidr_maps.NAME]` table: networks sent to a region (longest prefix wins), then
+/// autonomous systems sent to a region, for clients in none of the networks.
+#[derive(Debug, Default)]
+pub struct CidrMap {
+    pub networks: PrefixTable<RegionId>,
+    /// (AS number, region), sorted by number.
+    pub asns: Box<[(u32, RegionId)]>,
+}
+
+impl CidrMap {
+    /// The map; an AS number given twice keeps its first region.
+    pub fn new(networks: Vec<(ipnet::IpNet, RegionId)>, mut asns: Vec<(u32, RegionId)>) -> Self {
+        asns.sort_by_key(|a| a.0);
+        asns.dedup_by_key(|a| a.0);
+        CidrMap {
+            networks: PrefixTable::new(networks),
+            asns: asns.into(),
+        }
+    }
+
+    /// The region the map names for an autonomous system.
+    #[inline]
+    pub fn asn_region(&self, asn: u32) -> Option<RegionId> {
+        self.asns
+            .binary_search_by_key(&asn, |a| a.0)
+            .ok()
+            .map(|i| self.asns[i].1)
+    }
 }
 
 /// Lower-case wire-form names -> (service, zone).

@@ -2,7 +2,7 @@
 //! inline function); `explain` passes a [`Recorder`] and prints what it saw.
 use super::query::{Client, Decision, Reason};
 use super::table::RegionId;
-use crate::geo::GeoInfo;
+use crate::geo::{AsnInfo, GeoInfo};
 
 /// Why a region stands where it does in a client's order.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -21,6 +21,8 @@ pub enum Rank {
     FailoverOrder { position: u16 },
     /// A CIDR override names this region for the client's network.
     CidrOverride,
+    /// A CIDR map names this region for the client's autonomous system.
+    AsnOverride { asn: u32 },
     /// Proximity: distance, and distance after the region's bias.
     Proximity { km: u32, biased_km: u32 },
     /// Latency: expected RTT and where it came from, the measured penalty added, and whether
@@ -73,6 +75,8 @@ pub trait Trace {
     fn geo(&mut self, _client: &Client, _geo: &GeoInfo) {}
     /// Some region is drained: the client's bucket, of [`super::admin::DRAIN_BUCKETS`].
     fn drain_bucket(&mut self, _bucket: u16) {}
+    /// The client's autonomous system was looked up (a CIDR map lists ASNs).
+    fn asn(&mut self, _client: &Client, _asn: &AsnInfo) {}
     /// A region considered; `rank` says why it stands where it does (worked out only when
     /// the trace keeps it).
     fn candidate(&mut self, _region: RegionId, _rank: impl FnOnce() -> Rank, _outcome: Outcome) {}
@@ -92,6 +96,10 @@ pub enum Step {
         geo: GeoInfo,
     },
     DrainBucket(u16),
+    Asn {
+        client: Client,
+        asn: AsnInfo,
+    },
     Candidate {
         region: RegionId,
         rank: Rank,
@@ -121,6 +129,13 @@ impl Trace for Recorder {
 
     fn drain_bucket(&mut self, bucket: u16) {
         self.steps.push(Step::DrainBucket(bucket));
+    }
+
+    fn asn(&mut self, client: &Client, asn: &AsnInfo) {
+        self.steps.push(Step::Asn {
+            client: *client,
+            asn: *asn,
+        });
     }
 
     fn candidate(&mut self, region: RegionId, rank: impl FnOnce() -> Rank, outcome: Outcome) {

@@ -7,8 +7,8 @@ use super::table::{EndpointId, MAX_ANSWERS, RegionId, RoutingTable, ServiceRegio
 use super::trace::{Outcome, Rank, Trace};
 
 /// The weighted policy: endpoints drawn by weight from every allowed, not evacuated,
-/// healthy region (only the override's region when a CIDR override names one with such
-/// endpoints). Weight-0 endpoints are drawn only when no weighted one is up.
+/// healthy region (only the override's region when a CIDR map names one, by network or by
+/// ASN, with such endpoints). Weight-0 endpoints are drawn only when no weighted one is up.
 pub(super) fn weighted(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
     let (table, svc, q) = (cx.table, cx.svc, cx.q);
     let mut decision = cx.empty(Reason::Weighted);
@@ -99,7 +99,7 @@ pub(super) fn weighted(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
         decision.region.get_or_insert(sr.region);
     }
     if only.is_some() && decision.reason == Reason::Weighted {
-        decision.reason = Reason::Override;
+        decision.reason = cx.override_reason();
     }
     for (i, sr) in svc.regions.iter().enumerate() {
         let endpoints = sr.endpoints(q.family);
@@ -133,7 +133,7 @@ pub(super) fn weighted(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
             Outcome::NotNeeded
         };
         let rank = if only == Some(sr.region) {
-            Rank::CidrOverride
+            cx.override_rank()
         } else {
             Rank::Weight {
                 weight: weight as u32,

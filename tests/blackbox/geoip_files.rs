@@ -37,13 +37,13 @@ const FILES: [(&str, &str, &str, bool); 4] = [
 ];
 
 /// Indexing millions of real networks takes seconds in a debug build, more on a busy machine.
-const REAL_FILE_START: Duration = Duration::from_secs(180);
+pub(crate) const REAL_FILE_START: Duration = Duration::from_secs(180);
 
 /// Downloads happen one at a time (the tests run in parallel).
 static FETCH: Mutex<()> = Mutex::new(());
 
 /// The package's file, from the cache or fetched with `npm pack`.
-fn fetch(package: &str, version: &str, file: &str) -> PathBuf {
+pub(crate) fn fetch(package: &str, version: &str, file: &str) -> PathBuf {
     let _one = FETCH.lock().unwrap_or_else(|e| e.into_inner());
     let dir = repo()
         .join("target/ip-location-db")

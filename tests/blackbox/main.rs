@@ -5,6 +5,7 @@
 )]
 mod admin;
 mod architecture;
+mod asn_files;
 mod backend;
 mod cli;
 mod ctl;

@@ -2,6 +2,7 @@
 //! instead of stopping at the first; does no I/O (the GeoIP database is opened by `compile`).
 mod checks;
 mod regions;
+pub(crate) use regions::parse_asn_number;
 mod server;
 mod services;
 mod zones;
@@ -14,7 +15,7 @@ use hickory_proto::rr::Name;
 
 use super::Problem;
 use super::checked::{Checked, CheckedZone};
-use super::raw::{RawConfig, S};
+use super::raw::{Paths, RawConfig, S};
 
 /// Largest TTL RFC 2181 allows.
 const MAX_TTL: i64 = 2_147_483_647;
@@ -95,13 +96,29 @@ pub fn validate(raw: &RawConfig, text: &str, base: &Path) -> Result<Checked, Vec
         text,
     };
     let settings = server::server_settings(&mut cx, raw, base);
-    let geoip = raw.geoip.as_ref().map(|g| {
-        let paths: Vec<PathBuf> = g.database.get_ref().iter().map(|p| base.join(p)).collect();
-        if paths.is_empty() {
-            cx.err(g.database.span(), "[geoip] database lists no file");
-        }
-        (paths, g.database.span())
-    });
+    let mut files = |key: &str, paths: &Option<S<Paths>>| {
+        paths.as_ref().map(|d| {
+            let paths: Vec<PathBuf> = d.get_ref().iter().map(|p| base.join(p)).collect();
+            if paths.is_empty() {
+                cx.err(d.span(), format!("[geoip] {key} lists no file"));
+            }
+            (paths, d.span())
+        })
+    };
+    let geoip = raw
+        .geoip
+        .as_ref()
+        .and_then(|g| files("database", &g.get_ref().database));
+    let asn_database = raw
+        .geoip
+        .as_ref()
+        .and_then(|g| files("asn_database", &g.get_ref().asn_database));
+    if let Some(g) = &raw.geoip
+        && geoip.is_none()
+        && asn_database.is_none()
+    {
+        cx.err(g.span(), "[geoip] names neither database nor asn_database");
+    }
 
     let zones: Vec<CheckedZone> = raw.zones.iter().map(|z| zones::zone(&mut cx, z)).collect();
     zones::check_duplicate_zones(&mut cx, raw, &zones);
@@ -120,6 +137,9 @@ pub fn validate(raw: &RawConfig, text: &str, base: &Path) -> Result<Checked, Vec
         .map(|(i, c)| (c.name.clone(), i))
         .collect();
     let cidr_maps = regions::cidr_maps(&mut cx, raw, &region_ids, base);
+    if asn_database.is_none() {
+        regions::check_asns_need_a_database(&mut cx, raw);
+    }
     let cidr_map_ids: HashMap<String, usize> = cidr_maps
         .iter()
         .enumerate()
@@ -157,6 +177,7 @@ pub fn validate(raw: &RawConfig, text: &str, base: &Path) -> Result<Checked, Vec
         Ok(Checked {
             settings,
             geoip,
+            asn_database,
             zones,
             regions,
             services,

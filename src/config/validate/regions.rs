@@ -144,7 +144,7 @@ pub(super) fn region_list(
     out
 }
 
-/// `[cidr_maps.NAME]`: inline networks checked here; a `file` is read by `compile`.
+/// `[cidr_maps.NAME]`: inline networks and ASNs checked here; a `file` is read by `compile`.
 pub(super) fn cidr_maps(
     cx: &mut Ctx,
     raw: &RawConfig,
@@ -190,11 +190,60 @@ pub(super) fn cidr_maps(
                     }
                 }
             }
+            let mut asns: Vec<(u32, RegionId)> = Vec::new();
+            for e in &m.asns {
+                let e = e.get_ref();
+                let asn = match parse_asn_number(*e.asn.get_ref()) {
+                    Ok(n) => Some(n),
+                    Err(message) => {
+                        cx.err(e.asn.span(), message);
+                        None
+                    }
+                };
+                let region = region_ids.get(e.region.get_ref()).copied();
+                if region.is_none() {
+                    cx.err(
+                        e.region.span(),
+                        format!("cidr map names undefined region {:?}", e.region.get_ref()),
+                    );
+                }
+                if let (Some(asn), Some(region)) = (asn, region) {
+                    if asns.iter().any(|(a, _)| *a == asn) {
+                        cx.err(e.asn.span(), format!("AS{asn} is listed twice"));
+                    } else {
+                        asns.push((asn, region));
+                    }
+                }
+            }
             CheckedCidrMap {
                 name: name.clone(),
                 networks,
+                asns,
                 file: m.file.as_ref().map(|f| (base.join(f.get_ref()), f.span())),
             }
         })
         .collect()
+}
+
+/// An AS number as a config gives it: 1 to 4294967295 (0 is reserved and matches nothing).
+pub(crate) fn parse_asn_number(n: i64) -> Result<u32, String> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{n} is not an AS number (1 to 4294967295)"))
+}
+
+/// ASN overrides match through `[geoip] asn_database`: a map listing ASNs without one is an
+/// error, not a silently ignored table.
+pub(super) fn check_asns_need_a_database(cx: &mut Ctx, raw: &RawConfig) {
+    for (name, m) in &raw.cidr_maps {
+        if let Some(first) = m.get_ref().asns.first() {
+            cx.err(
+                first.span(),
+                format!(
+                    "[cidr_maps.{name}] lists ASNs, which need [geoip] asn_database to match clients"
+                ),
+            );
+        }
+    }
 }

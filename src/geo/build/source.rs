@@ -94,6 +94,13 @@ pub enum SourceError {
         field: &'static str,
         value: f64,
     },
+    /// A bad row of an ASN CSV.
+    #[error("{origin}:{line}: {message}")]
+    Csv {
+        origin: String,
+        line: usize,
+        message: String,
+    },
     #[error("writing {file}: {source}")]
     Write {
         file: &'static str,
@@ -140,8 +147,15 @@ struct Row<'a> {
 }
 
 /// Reads `path` and builds the three fixture databases: `(file name, bytes)` in the order
-/// city, country, flat.
+/// city, country, flat. A `.csv` file is an ip-location-db ASN CSV instead, built into one
+/// ASN database (see [`super::asn_csv`]).
 pub fn build_from_source(path: &Path) -> Result<Vec<(String, Vec<u8>)>, SourceError> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
+        return super::asn_csv::build_from_csv(path);
+    }
     let text = std::fs::read_to_string(path).map_err(|source| SourceError::Read {
         path: path.to_owned(),
         source,

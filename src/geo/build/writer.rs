@@ -159,6 +159,19 @@ impl Writer {
     /// Maps `net` to `value`. IPv4 networks go to the IPv4 subtree:
     /// `a.b.c.d/n` becomes `::a.b.c.d/(96+n)`. Host bits of `net` are ignored.
     pub fn insert(&mut self, net: IpNet, value: Value) {
+        let data = self.add_value(value);
+        self.insert_value(net, data);
+    }
+
+    /// Adds a value for [`Writer::insert_value`] to share between networks (a large
+    /// database with few distinct records then holds each record once while it is built).
+    pub fn add_value(&mut self, value: Value) -> usize {
+        self.values.push(value);
+        self.values.len() - 1
+    }
+
+    /// [`Writer::insert`] of a value added with [`Writer::add_value`].
+    pub fn insert_value(&mut self, net: IpNet, data: usize) {
         let (bits, prefix) = match net {
             IpNet::V4(v4) => (
                 u128::from(u32::from(v4.network())),
@@ -166,9 +179,6 @@ impl Writer {
             ),
             IpNet::V6(v6) => (u128::from(v6.network()), usize::from(v6.prefix_len())),
         };
-        let data = self.values.len();
-        self.values.push(value);
-
         if prefix == 0 {
             // The root must stay a node (readers start at node 0), so ::/0 is its two halves.
             self.nodes[0] = [Record::Data(data); 2];

@@ -12,6 +12,7 @@ use crate::routing::latency::{Format, LatencyMap};
 use crate::routing::test_support::{GEOIP, ZONE, compile};
 
 mod all_down;
+mod asn;
 mod cidr;
 mod drains;
 mod ecs_scope;
