@@ -2,6 +2,7 @@
 //! targets of a check spread evenly over the interval (no thundering herd), at most
 //! [`MAX_CONCURRENT_PROBES`] at once, each under a hard deadline. Results go to the publisher
 //! as events; the prober never touches the routing table.
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
@@ -9,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::check::{Probe, ProbeOutcome};
-use crate::routing::table::{Compiled, TargetId};
+use crate::routing::table::{Compiled, ProbeAddr, TargetId};
 
 /// Probes in flight at once, across all targets.
 pub const MAX_CONCURRENT_PROBES: usize = 64;
@@ -59,13 +60,11 @@ pub fn spawn<P: Probe>(
                     let Ok(_permit) = permits.acquire().await else {
                         return;
                     };
-                    let outcome =
-                        match tokio::time::timeout(check.timeout, probe.probe(target.addr, check))
-                            .await
-                        {
-                            Ok(outcome) => outcome,
-                            Err(_) => ProbeOutcome::timed_out(check.timeout),
-                        };
+                    let run = probe_target(&probe, &compiled, target_idx);
+                    let outcome = match tokio::time::timeout(check.timeout, run).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => ProbeOutcome::timed_out(check.timeout),
+                    };
                     let event = ProbeEvent {
                         generation: config_generation,
                         target: TargetId(target_idx as u32),
@@ -80,6 +79,52 @@ pub fn spawn<P: Probe>(
         }
     }
     set
+}
+
+/// Most addresses of a hostname target probed in one round.
+const MAX_RESOLVED: usize = 16;
+
+/// One probe of a target: an address directly; a hostname resolved now, then every address
+/// it resolves to at once, up when any passes (a name that does not resolve is a failure).
+async fn probe_target<P: Probe>(
+    probe: &Arc<P>,
+    compiled: &Arc<Compiled>,
+    target_idx: usize,
+) -> ProbeOutcome {
+    let target = &compiled.targets[target_idx];
+    let check = &compiled.checks[target.check.index()];
+    let (name, port) = match &target.addr {
+        ProbeAddr::Ip(addr) => return probe.probe(*addr, check).await,
+        ProbeAddr::Host(name, port) => (name, *port),
+    };
+    let addrs = match probe.resolve(name).await {
+        Ok(addrs) if addrs.is_empty() => {
+            return ProbeOutcome::fail(format!("{name} resolves to no address"), None);
+        }
+        Ok(addrs) => addrs,
+        Err(why) => return ProbeOutcome::fail(why, None),
+    };
+    let mut probes = JoinSet::new();
+    for ip in addrs.into_iter().take(MAX_RESOLVED) {
+        let (probe, compiled) = (probe.clone(), compiled.clone());
+        probes.spawn(async move {
+            let check = &compiled.checks[compiled.targets[target_idx].check.index()];
+            (ip, probe.probe(SocketAddr::new(ip, port), check).await)
+        });
+    }
+    let mut errors = Vec::new();
+    while let Some(done) = probes.join_next().await {
+        match done {
+            // The first address that passes decides; the rest are dropped (aborted).
+            Ok((_, outcome)) if outcome.ok => return outcome,
+            Ok((ip, outcome)) => errors.push(format!(
+                "{ip}: {}",
+                outcome.error.as_deref().unwrap_or("failed")
+            )),
+            Err(e) => errors.push(format!("probe task: {e}")),
+        }
+    }
+    ProbeOutcome::fail(format!("{name}: {}", errors.join("; ")), None)
 }
 
 #[cfg(test)]
