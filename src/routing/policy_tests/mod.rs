@@ -14,6 +14,7 @@ use crate::routing::test_support::{GEOIP, ZONE, compile};
 mod all_down;
 mod cidr;
 mod ecs_scope;
+mod hostname;
 mod latency;
 mod multivalue;
 mod proximity;
