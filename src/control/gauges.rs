@@ -144,7 +144,8 @@ impl Gauges {
                         && table.region_healthy(svc, sr, family)
                 });
                 gauge.set(i64::from(!healthy));
-                if !healthy {
+                // A hostname service answers both families alike: one event, not two.
+                if !healthy && !(svc.alias && family == Family::V6) {
                     now.insert((ServiceId(i as u32), family));
                 }
             }
