@@ -322,4 +322,72 @@ endpoints = [
         // The hung probe times out (300 ms) and counts as a failure: down after two.
         assert_eq!(answer_of(&store), (Reason::Failover, "secondary".into()));
     }
+
+    /// Resolves `lb.example.net.` to two addresses (one passing) and `gone.example.net.` to
+    /// nothing; probes pass only at `up`.
+    struct Names {
+        up: SocketAddr,
+    }
+
+    impl Probe for Names {
+        async fn probe(&self, addr: SocketAddr, _check: &CheckSpec) -> ProbeOutcome {
+            let ok = addr == self.up;
+            ProbeOutcome {
+                ok,
+                latency: ok.then(|| Duration::from_millis(1)),
+                error: (!ok).then(|| "refused".to_string()),
+            }
+        }
+
+        async fn resolve(
+            &self,
+            name: &hickory_proto::rr::Name,
+        ) -> Result<Vec<std::net::IpAddr>, String> {
+            match name.to_ascii().as_str() {
+                "lb.example.net." => Ok(vec![
+                    "10.0.0.1".parse().unwrap(),
+                    "10.0.0.2".parse().unwrap(),
+                ]),
+                _ => Err(format!("resolving {name}: no record found (NXDOMAIN)")),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hostname_target_is_up_when_any_address_it_resolves_to_passes() {
+        let text = CONFIG
+            .replace(
+                r#"address = "192.0.2.1", port = 1001"#,
+                r#"target = "lb.example.net.", port = 1001"#,
+            )
+            .replace(
+                r#"address = "192.0.2.2", port = 1002"#,
+                r#"target = "gone.example.net.", port = 1002"#,
+            );
+        let compiled = Arc::new(crate::config::load_str(&text, Path::new("/t/m.toml")).unwrap());
+        let probe = Arc::new(Names {
+            up: "10.0.0.2:1001".parse().unwrap(),
+        });
+        let up = probe_target(&probe, &compiled, 0).await;
+        assert!(up.ok, "{up:?}");
+        let gone = probe_target(&probe, &compiled, 1).await;
+        assert!(!gone.ok);
+        assert_eq!(
+            gone.error.as_deref(),
+            Some("resolving gone.example.net.: no record found (NXDOMAIN)")
+        );
+        // Every resolved address fails: the failure names each.
+        let probe = Arc::new(Names {
+            up: "10.0.0.2:9999".parse().unwrap(),
+        });
+        let down = probe_target(&probe, &compiled, 0).await;
+        assert!(!down.ok);
+        let why = down.error.unwrap();
+        assert!(
+            why.starts_with("lb.example.net.: ")
+                && why.contains("10.0.0.1: refused")
+                && why.contains("10.0.0.2: refused"),
+            "{why}"
+        );
+    }
 }
