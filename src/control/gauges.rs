@@ -145,7 +145,8 @@ impl Gauges {
                 });
                 gauge.set(i64::from(!healthy));
                 // A hostname service answers both families alike: one event, not two.
-                if !healthy && !(svc.alias && family == Family::V6) {
+                let counted = !svc.alias || family == Family::V4;
+                if !healthy && counted {
                     now.insert((ServiceId(i as u32), family));
                 }
             }
