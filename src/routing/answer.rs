@@ -1,5 +1,6 @@
-//! Answer assembly: zone lookup, CNAME chains inside the zone, delegations, negative answers,
-//! and the call into [`decide`] for traffic-managed names. Pure, like `decide`: the DNS handler
+//! Answer assembly: zone lookup, CNAME chains through our zones, delegations, negative
+//! answers, and the call into [`decide`] for traffic-managed names (whose answer is a CNAME
+//! when their endpoints are hostnames). Pure, like `decide`: the DNS handler
 //! and `explain` both call [`answer`].
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
@@ -9,7 +10,7 @@ use super::query::{Client, Decision, Query, Reason};
 use super::table::{AllDown, Family, Node, RoutingTable, ServiceId, Zone, ZoneId};
 use super::trace::Trace;
 
-/// Longest CNAME chain followed inside a zone before giving up (guards against loops).
+/// Longest CNAME chain followed through our zones before giving up (guards against loops).
 const MAX_CNAME_HOPS: usize = 8;
 
 /// `answers[from..to]` came from a wildcard and go out with `owner` (RFC 4592 3.4).
@@ -130,11 +131,10 @@ pub fn answer<'t>(
             // (a wildcard can make one that `meridian check` cannot see).
             Some(target) if target == *qname || visited.contains(&target) => return ans,
             Some(target) => {
-                // A target in another of our zones is answered from that zone (RFC 1034
-                // 4.3.2 step 3a: back to step 1, which searches every zone we hold).
-                if !zone.origin.zone_of(&target)
-                    && let Some(next) = table.find_zone(&target)
-                {
+                // The target is answered from the most specific of our zones holding it,
+                // which may be another one (RFC 1034 4.3.2 step 3a: back to step 1, which
+                // searches every zone we hold).
+                if let Some(next) = table.find_zone(&target) {
                     zone = table.zone(next);
                 }
                 visited.push(target.clone());

@@ -136,6 +136,21 @@ fn a_target_in_our_zones_is_followed_to_its_records() {
     assert_eq!(a.authority.len(), 1);
     assert_eq!(a.authority[0].name.to_string(), "example.org.");
 
+    // A target in a zone of ours below the service's zone: answered from that zone.
+    let text = config(&GEO.replace("lb-ap.example.org", "lb.sub.example.com.")).replacen(
+        "[[regions]]",
+        "[[zones]]\norigin = \"sub.example.com.\"\nns = [\"ns1.example.com.\"]\n\
+         soa = { mname = \"ns1.example.com.\", rname = \"h\", serial = 1, minimum = 60 }\n\
+         records = [{ name = \"lb\", type = \"A\", data = \"203.0.113.9\" }]\n\n[[regions]]",
+        1,
+    );
+    let t = compile(&text);
+    let a = answer_name(&t, "www.example.com.", RecordType::A, &jp);
+    assert_eq!(records(&a)[1].2, "203.0.113.9");
+    let a = answer_name(&t, "www.example.com.", RecordType::AAAA, &jp);
+    assert_eq!(a.authority[0].name.to_string(), "sub.example.com.");
+    let t = compile(&config(GEO));
+
     // A static CNAME into the service is followed through it.
     let a = answer_name(&t, "alias.example.com.", RecordType::A, &de);
     let got: Vec<RecordType> = records(&a).iter().map(|r| r.1).collect();
