@@ -489,7 +489,11 @@ async fn serve_async(compiled: crate::routing::Compiled, path: &Path) -> anyhow:
         info!(name = %cluster.name, endpoints = ?cluster.endpoints, "fleet mode");
     }
     let (probe_tx, probe_rx) = tokio::sync::mpsc::channel(1024);
-    let probe = Arc::new(NetProbe::new().with_source(settings.probe_source));
+    let probe = Arc::new(
+        NetProbe::new()
+            .with_source(settings.probe_source)
+            .with_resolver(settings.health_resolver),
+    );
     publisher.start_probers(Box::new(move |compiled, generation| {
         prober::spawn(compiled, generation, probe.clone(), probe_tx.clone())
     }));

@@ -21,6 +21,9 @@ pub struct Settings {
     pub workers: usize,
     /// Source address health probes connect from.
     pub probe_source: Option<IpAddr>,
+    /// The DNS server probes resolve hostname endpoints with (`[health] resolver`); `None`:
+    /// the system's (`/etc/resolv.conf`).
+    pub health_resolver: Option<SocketAddr>,
     /// Fleet mode, when configured.
     pub cluster: Option<ClusterSettings>,
     /// Hash of the config text, published in fleet mode to spot drift.

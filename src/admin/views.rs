@@ -26,9 +26,15 @@ pub fn regions(t: &RoutingTable) -> Value {
                 .iter()
                 .filter_map(|svc| {
                     let sr = svc.regions.iter().find(|sr| sr.region.index() == i)?;
-                    let endpoints: Vec<Value> = [Family::V4, Family::V6]
-                        .into_iter()
-                        .flat_map(|f| sr.endpoints(f).iter())
+                    // A hostname endpoint is in both families' lists: list it once.
+                    let families: &[Family] = if svc.alias {
+                        &[Family::V4]
+                    } else {
+                        &[Family::V4, Family::V6]
+                    };
+                    let endpoints: Vec<Value> = families
+                        .iter()
+                        .flat_map(|f| sr.endpoints(*f).iter())
                         .map(|id| {
                             let e = c.endpoint(*id);
                             let latency = e

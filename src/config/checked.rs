@@ -1,12 +1,12 @@
 //! What validation hands to `compile`: the config with values parsed and names resolved to ids.
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 
 use hickory_proto::rr::{Name, Record};
 
 use crate::geo::{Continent, CountryCode, Subdivision};
-use crate::routing::table::{Policy, Region, RegionId, WeightMode};
+use crate::routing::table::{Address, Policy, ProbeAddr, Region, RegionId, WeightMode};
 use crate::settings::{CheckSpec, Settings};
 
 /// A config that passed every check, with values parsed and names resolved to ids.
@@ -73,11 +73,12 @@ pub enum CheckedAllDown {
 #[derive(Debug)]
 pub struct CheckedEndpoint {
     pub region: RegionId,
-    pub address: IpAddr,
+    /// An address, or a hostname (answered with a CNAME).
+    pub address: Address,
     pub port: u16,
     /// The check probing this endpoint (its own, else the service's) and the address:port
-    /// it probes.
-    pub probe: Option<(usize, SocketAddr)>,
+    /// (or hostname and port) it probes.
+    pub probe: Option<(usize, ProbeAddr)>,
     pub weight: u32,
 }
 

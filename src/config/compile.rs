@@ -1,12 +1,13 @@
 //! Checked config -> [`Compiled`]: names become ids, records are built once, zones become
 //! node maps with empty non-terminals filled in, and the GeoIP database is opened.
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 
 use ipnet::IpNet;
 use std::sync::Arc;
 
+use hickory_proto::rr::rdata::CNAME;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::Problem;
@@ -14,8 +15,9 @@ use super::checked::{Checked, CheckedAllDown, CheckedZone};
 use crate::geo::{AsnDb, AsnSet, GeoDb, GeoSet};
 use crate::routing::latency::{Format, LatencyMap};
 use crate::routing::table::{
-    AllDown, CheckId, CidrMap, Compiled, Endpoint, EndpointId, Family, Node, Region, RegionId,
-    Residency, Service, ServiceId, ServiceRegion, Target, TargetId, Zone, ZoneId, wire_name,
+    Address, AllDown, CheckId, CidrMap, Compiled, Endpoint, EndpointId, Family, Node, ProbeAddr,
+    Region, RegionId, Residency, Service, ServiceId, ServiceRegion, Target, TargetId, Zone, ZoneId,
+    wire_name,
 };
 
 /// Databases already open, each kept by [`compile`] when the config names the same unchanged
@@ -107,7 +109,7 @@ pub fn compile(checked: Checked, reuse: Reuse) -> Result<Compiled, Vec<Problem>>
     let mut services = Vec::new();
     let mut endpoints = Vec::new();
     let mut targets: Vec<Target> = Vec::new();
-    let mut target_ids: HashMap<(usize, SocketAddr), TargetId> = HashMap::new();
+    let mut target_ids: HashMap<(usize, ProbeAddr), TargetId> = HashMap::new();
     let mut slots = 0u32;
     let checked_zones: Vec<usize> = checked.services.iter().map(|s| s.zone).collect();
     for (i, svc) in checked.services.into_iter().enumerate() {
@@ -125,27 +127,37 @@ pub fn compile(checked: Checked, reuse: Reuse) -> Result<Compiled, Vec<Problem>>
             let mut v6 = Vec::new();
             for e in svc.endpoints.iter().filter(|e| e.region == region) {
                 let eid = EndpointId(endpoints.len() as u32);
-                let family = Family::of(e.address);
-                match family {
-                    Family::V4 => v4.push(eid),
-                    Family::V6 => v6.push(eid),
-                }
+                // A hostname answers A and AAAA questions alike (with its CNAME).
+                let record = match &e.address {
+                    Address::Ip(ip) => {
+                        match Family::of(*ip) {
+                            Family::V4 => v4.push(eid),
+                            Family::V6 => v6.push(eid),
+                        }
+                        RData::from(*ip)
+                    }
+                    Address::Host(name) => {
+                        v4.push(eid);
+                        v6.push(eid);
+                        RData::CNAME(CNAME(name.clone()))
+                    }
+                };
                 endpoints.push(Endpoint {
                     service: id,
                     region,
-                    address: e.address,
+                    address: e.address.clone(),
                     port: e.port,
-                    target: e.probe.map(|(check, addr)| {
-                        *target_ids.entry((check, addr)).or_insert_with(|| {
+                    target: e.probe.as_ref().map(|(check, addr)| {
+                        *target_ids.entry((*check, addr.clone())).or_insert_with(|| {
                             targets.push(Target {
-                                check: CheckId(check as u32),
-                                addr,
-                                key: format!("{}@{addr}", checked.checks[check].name),
+                                check: CheckId(*check as u32),
+                                addr: addr.clone(),
+                                key: format!("{}@{addr}", checked.checks[*check].name),
                             });
                             TargetId(targets.len() as u32 - 1)
                         })
                     }),
-                    record: Record::from_rdata(svc.name.clone(), svc.ttl, RData::from(e.address)),
+                    record: Record::from_rdata(svc.name.clone(), svc.ttl, record),
                     weight: e.weight,
                 });
             }
@@ -167,7 +179,12 @@ pub fn compile(checked: Checked, reuse: Reuse) -> Result<Compiled, Vec<Problem>>
             && regions
                 .iter()
                 .all(|r| r.v4.len() <= svc.answers && r.v6.len() <= svc.answers);
+        let alias = svc
+            .endpoints
+            .iter()
+            .any(|e| matches!(e.address, Address::Host(_)));
         services.push(Service {
+            alias,
             fixed,
             seed: crate::hash::mix64(crate::hash::fnv1a(
                 svc.name.to_lowercase().to_ascii().as_bytes(),

@@ -27,6 +27,16 @@ pub struct RawConfig {
     pub cidr_maps: BTreeMap<String, S<RawCidrMap>>,
     pub cluster: Option<S<RawCluster>>,
     pub rrl: Option<S<RawRrl>>,
+    pub health: Option<S<RawHealth>>,
+}
+
+/// How health probes find their targets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// `IP:PORT` of the DNS server that resolves hostname endpoints for probes (else the
+    /// system's, from `/etc/resolv.conf`).
+    pub resolver: Option<S<String>>,
 }
 
 /// Response rate limiting (UDP).
@@ -260,7 +270,10 @@ pub struct RawService {
 #[serde(deny_unknown_fields)]
 pub struct RawEndpoint {
     pub region: S<String>,
-    pub address: S<String>,
+    /// What is answered: an IP address (A or AAAA)...
+    pub address: Option<S<String>>,
+    /// ...or a hostname, answered with a CNAME to it (exactly one of the two).
+    pub target: Option<S<String>>,
     pub port: Option<S<i64>>,
     pub check: Option<S<String>>,
     pub check_address: Option<S<String>>,

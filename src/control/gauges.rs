@@ -156,7 +156,9 @@ impl Gauges {
                         && table.region_healthy(svc, sr, family)
                 });
                 gauge.set(i64::from(!healthy));
-                if !healthy {
+                // A hostname service answers both families alike: one event, not two.
+                let counted = !svc.alias || family == Family::V4;
+                if !healthy && counted {
                     now.insert((ServiceId(i as u32), family));
                 }
             }

@@ -44,6 +44,13 @@ impl Publisher {
         {
             warn!("listen addresses changed in the config; they take effect at the next restart");
         }
+        if settings.0.probe_source != settings.1.probe_source
+            || settings.0.health_resolver != settings.1.health_resolver
+        {
+            warn!(
+                "probe_source or [health] resolver changed in the config; they take effect at the next restart"
+            );
+        }
         self.health = self.health.carried(&self.compiled, &compiled);
         for name in self
             .admin

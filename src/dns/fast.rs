@@ -18,7 +18,7 @@ use crate::geo::Stage;
 use crate::metrics::Metrics;
 use crate::routing::decide::decide;
 use crate::routing::query::{Client, Query};
-use crate::routing::table::{Family, ServiceId, ZoneId};
+use crate::routing::table::{Address, Family, ServiceId, ZoneId};
 use crate::routing::trace::NoTrace;
 use hickory_proto::op::ResponseCode;
 
@@ -130,6 +130,11 @@ pub fn respond(
     let Some((service, zone)) = found.or_else(|| wildcard_service(snap, name)) else {
         return respond_static(snap, req, parsed, name, metrics, out);
     };
+    // A CNAME answer (a hostname service) may chase into our zones and compresses its
+    // target against the question: the full handler's.
+    if table.compiled.service(service).alias {
+        return None;
+    }
     let d = decide(
         table,
         &Query {
@@ -165,12 +170,13 @@ pub fn respond(
     rr[6..10].copy_from_slice(&d.ttl.to_be_bytes());
     for id in endpoints {
         let len = match table.compiled.endpoint(*id).address {
-            IpAddr::V4(a) => {
+            Address::Host(_) => return None,
+            Address::Ip(IpAddr::V4(a)) => {
                 rr[10..12].copy_from_slice(&4u16.to_be_bytes());
                 rr[12..16].copy_from_slice(&a.octets());
                 16
             }
-            IpAddr::V6(a) => {
+            Address::Ip(IpAddr::V6(a)) => {
                 rr[10..12].copy_from_slice(&16u16.to_be_bytes());
                 rr[12..28].copy_from_slice(&a.octets());
                 28

@@ -498,3 +498,71 @@ endpoints = [{{ region = "us-east", address = "192.0.2.81" }}]
         "{rendered}"
     );
 }
+
+#[test]
+fn hostname_services_go_to_the_full_handler_and_static_names_still_go_fast() {
+    let snap = table_with(|text| {
+        text.replacen(
+            "  { name = \"mail\", type = \"A\", data = \"192.0.2.25\" },\n",
+            "  { name = \"mail\", type = \"A\", data = \"192.0.2.25\" },\n  \
+             { name = \"lb-eu\", type = \"A\", data = \"198.51.100.70\" },\n  \
+             { name = \"to-lb\", type = \"CNAME\", data = \"lb\" },\n",
+            1,
+        ) + "\n[[services]]\nname = \"lb.example.com.\"\nendpoints = [\n  \
+             { region = \"us-east\", target = \"lb-us.example.net.\" },\n  \
+             { region = \"eu-west\", target = \"lb-eu.example.com.\" },\n]\n"
+    });
+    let names = [
+        "lb.example.com.",
+        "to-lb.example.com.",
+        "lb-eu.example.com.",
+        "www.example.com.",
+        "mail.example.com.",
+    ];
+    differential(&snap, &corpus_of(&names, 2000), 300);
+    let metrics = Metrics::new();
+    let src: SocketAddr = "127.0.0.1:5300".parse().unwrap();
+    let mut out = Vec::new();
+    for name in ["lb.example.com.", "to-lb.example.com."] {
+        for t in [RecordType::A, RecordType::AAAA] {
+            let q = query(name, t, true);
+            assert!(
+                fast::answer(&snap, &q, src.ip(), &metrics, &mut out).is_none(),
+                "{name} {t}"
+            );
+        }
+    }
+    // The full handler: Germany gets the in-zone target, followed to its address, with the
+    // GeoIP network as the scope.
+    let mut m = Message::new(9, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(
+        Name::from_ascii("lb.example.com.").unwrap(),
+        RecordType::A,
+    ));
+    let mut e = Edns::new();
+    e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+        "12.0.0.0".parse().unwrap(),
+        24,
+        0,
+    )));
+    m.set_edns(e);
+    let full = handler::respond_udp(&snap, &m.to_vec().unwrap(), src, &metrics).unwrap();
+    let r = Message::from_vec(&full).unwrap();
+    let got: Vec<String> = r.answers.iter().map(|a| a.to_string()).collect();
+    assert_eq!(
+        got,
+        [
+            "lb.example.com. 30 IN CNAME lb-eu.example.com.",
+            "lb-eu.example.com. 3600 IN A 198.51.100.70"
+        ]
+    );
+    assert!(r.metadata.authoritative);
+    let scope = r
+        .edns
+        .as_ref()
+        .and_then(|e| e.option(EdnsCode::Subnet).cloned());
+    let Some(EdnsOption::Subnet(ecs)) = scope else {
+        panic!("no ECS in {r:?}");
+    };
+    assert_eq!(ecs.scope_prefix(), 16);
+}

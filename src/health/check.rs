@@ -1,9 +1,15 @@
 //! The probes: the only health code that touches the network. Each probe returns an outcome
 //! and never outlives its check's timeout (the prober enforces the deadline around it).
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hickory_proto::rr::Name;
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{
+    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -29,7 +35,7 @@ pub struct ProbeOutcome {
 }
 
 impl ProbeOutcome {
-    fn fail(error: impl Into<String>, latency: Option<Duration>) -> ProbeOutcome {
+    pub fn fail(error: impl Into<String>, latency: Option<Duration>) -> ProbeOutcome {
         ProbeOutcome {
             ok: false,
             latency,
@@ -43,13 +49,66 @@ impl ProbeOutcome {
     }
 }
 
-/// Runs a check against a target. Implemented by [`NetProbe`]; tests substitute scripted ones.
+/// Runs a check against a target, and resolves hostname targets to the addresses to probe.
+/// Implemented by [`NetProbe`]; tests substitute scripted ones.
 pub trait Probe: Send + Sync + 'static {
     fn probe(
         &self,
         addr: SocketAddr,
         check: &CheckSpec,
     ) -> impl std::future::Future<Output = ProbeOutcome> + Send;
+
+    /// The addresses `name` resolves to now, or why it does not resolve.
+    fn resolve(
+        &self,
+        name: &Name,
+    ) -> impl std::future::Future<Output = Result<Vec<IpAddr>, String>> + Send {
+        let why = format!("no resolver for {name}");
+        async move { Err(why) }
+    }
+}
+
+/// Resolves hostname endpoints for probes: through `[health] resolver` when set, else the
+/// system's resolver (`/etc/resolv.conf`). Answers are cached for their TTL.
+pub struct HostResolver {
+    /// Why there is none, when it could not be set up (every hostname probe then fails
+    /// with that reason).
+    resolver: Result<TokioResolver, String>,
+}
+
+impl HostResolver {
+    pub fn new(server: Option<SocketAddr>) -> HostResolver {
+        let builder = match server {
+            Some(addr) => {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = addr.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = addr.port();
+                let ns = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
+                Ok(TokioResolver::builder_with_config(
+                    ResolverConfig::from_name_servers(vec![ns]),
+                    TokioRuntimeProvider::default(),
+                ))
+            }
+            None => TokioResolver::builder_tokio()
+                .map_err(|e| format!("cannot read the system's resolver configuration: {e}")),
+        };
+        let resolver = builder.and_then(|mut b| {
+            // Every address of the name, A and AAAA: the target is up when any passes.
+            b.options_mut().ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+            b.build()
+                .map_err(|e| format!("cannot set up the resolver: {e}"))
+        });
+        HostResolver { resolver }
+    }
+
+    pub async fn resolve(&self, name: &Name) -> Result<Vec<IpAddr>, String> {
+        let resolver = self.resolver.as_ref().map_err(Clone::clone)?;
+        match resolver.lookup_ip(name.clone()).await {
+            Ok(found) => Ok(found.iter().collect()),
+            Err(e) => Err(format!("resolving {name}: {e}")),
+        }
+    }
 }
 
 /// Real probes over TCP, HTTP and HTTPS.
@@ -59,6 +118,8 @@ pub struct NetProbe {
     insecure: TlsConnector,
     /// Address probes connect from (multi-homed hosts), else the kernel's choice.
     source: Option<std::net::IpAddr>,
+    /// Resolves hostname endpoints (see [`NetProbe::with_resolver`]).
+    resolver: Option<Arc<HostResolver>>,
 }
 
 impl NetProbe {
@@ -85,12 +146,20 @@ impl NetProbe {
             verify: TlsConnector::from(Arc::new(verify)),
             insecure: TlsConnector::from(Arc::new(insecure)),
             source: None,
+            resolver: None,
         }
     }
 
     /// Probes connect from `source` when given.
     pub fn with_source(mut self, source: Option<std::net::IpAddr>) -> Self {
         self.source = source;
+        self
+    }
+
+    /// Hostname endpoints resolve through `server` (`[health] resolver`), else through the
+    /// system's resolver.
+    pub fn with_resolver(mut self, server: Option<SocketAddr>) -> Self {
+        self.resolver = Some(Arc::new(HostResolver::new(server)));
         self
     }
 
@@ -115,6 +184,13 @@ impl Default for NetProbe {
 }
 
 impl Probe for NetProbe {
+    async fn resolve(&self, name: &Name) -> Result<Vec<IpAddr>, String> {
+        match &self.resolver {
+            Some(r) => r.resolve(name).await,
+            None => Err(format!("no resolver for {name}")),
+        }
+    }
+
     async fn probe(&self, addr: SocketAddr, check: &CheckSpec) -> ProbeOutcome {
         let start = Instant::now();
         let tcp = match self.connect(addr).await {

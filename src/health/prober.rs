@@ -2,6 +2,7 @@
 //! targets of a check spread evenly over the interval (no thundering herd), at most
 //! [`MAX_CONCURRENT_PROBES`] at once, each under a hard deadline. Results go to the publisher
 //! as events; the prober never touches the routing table.
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
@@ -9,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::check::{Probe, ProbeOutcome};
-use crate::routing::table::{Compiled, TargetId};
+use crate::routing::table::{Compiled, ProbeAddr, TargetId};
 
 /// Probes in flight at once, across all targets.
 pub const MAX_CONCURRENT_PROBES: usize = 64;
@@ -59,13 +60,11 @@ pub fn spawn<P: Probe>(
                     let Ok(_permit) = permits.acquire().await else {
                         return;
                     };
-                    let outcome =
-                        match tokio::time::timeout(check.timeout, probe.probe(target.addr, check))
-                            .await
-                        {
-                            Ok(outcome) => outcome,
-                            Err(_) => ProbeOutcome::timed_out(check.timeout),
-                        };
+                    let run = probe_target(&probe, &compiled, target_idx);
+                    let outcome = match tokio::time::timeout(check.timeout, run).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => ProbeOutcome::timed_out(check.timeout),
+                    };
                     let event = ProbeEvent {
                         generation: config_generation,
                         target: TargetId(target_idx as u32),
@@ -80,6 +79,52 @@ pub fn spawn<P: Probe>(
         }
     }
     set
+}
+
+/// Most addresses of a hostname target probed in one round.
+const MAX_RESOLVED: usize = 16;
+
+/// One probe of a target: an address directly; a hostname resolved now, then every address
+/// it resolves to at once, up when any passes (a name that does not resolve is a failure).
+async fn probe_target<P: Probe>(
+    probe: &Arc<P>,
+    compiled: &Arc<Compiled>,
+    target_idx: usize,
+) -> ProbeOutcome {
+    let target = &compiled.targets[target_idx];
+    let check = &compiled.checks[target.check.index()];
+    let (name, port) = match &target.addr {
+        ProbeAddr::Ip(addr) => return probe.probe(*addr, check).await,
+        ProbeAddr::Host(name, port) => (name, *port),
+    };
+    let addrs = match probe.resolve(name).await {
+        Ok(addrs) if addrs.is_empty() => {
+            return ProbeOutcome::fail(format!("{name} resolves to no address"), None);
+        }
+        Ok(addrs) => addrs,
+        Err(why) => return ProbeOutcome::fail(why, None),
+    };
+    let mut probes = JoinSet::new();
+    for ip in addrs.into_iter().take(MAX_RESOLVED) {
+        let (probe, compiled) = (probe.clone(), compiled.clone());
+        probes.spawn(async move {
+            let check = &compiled.checks[compiled.targets[target_idx].check.index()];
+            (ip, probe.probe(SocketAddr::new(ip, port), check).await)
+        });
+    }
+    let mut errors = Vec::new();
+    while let Some(done) = probes.join_next().await {
+        match done {
+            // The first address that passes decides; the rest are dropped (aborted).
+            Ok((_, outcome)) if outcome.ok => return outcome,
+            Ok((ip, outcome)) => errors.push(format!(
+                "{ip}: {}",
+                outcome.error.as_deref().unwrap_or("failed")
+            )),
+            Err(e) => errors.push(format!("probe task: {e}")),
+        }
+    }
+    ProbeOutcome::fail(format!("{name}: {}", errors.join("; ")), None)
 }
 
 #[cfg(test)]
@@ -276,5 +321,73 @@ endpoints = [
         assert_eq!(at("192.0.2.2:1002"), vec![500, 1500, 2500]);
         // The hung probe times out (300 ms) and counts as a failure: down after two.
         assert_eq!(answer_of(&store), (Reason::Failover, "secondary".into()));
+    }
+
+    /// Resolves `lb.example.net.` to two addresses (one passing) and `gone.example.net.` to
+    /// nothing; probes pass only at `up`.
+    struct Names {
+        up: SocketAddr,
+    }
+
+    impl Probe for Names {
+        async fn probe(&self, addr: SocketAddr, _check: &CheckSpec) -> ProbeOutcome {
+            let ok = addr == self.up;
+            ProbeOutcome {
+                ok,
+                latency: ok.then(|| Duration::from_millis(1)),
+                error: (!ok).then(|| "refused".to_string()),
+            }
+        }
+
+        async fn resolve(
+            &self,
+            name: &hickory_proto::rr::Name,
+        ) -> Result<Vec<std::net::IpAddr>, String> {
+            match name.to_ascii().as_str() {
+                "lb.example.net." => Ok(vec![
+                    "10.0.0.1".parse().unwrap(),
+                    "10.0.0.2".parse().unwrap(),
+                ]),
+                _ => Err(format!("resolving {name}: no record found (NXDOMAIN)")),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hostname_target_is_up_when_any_address_it_resolves_to_passes() {
+        let text = CONFIG
+            .replace(
+                r#"address = "192.0.2.1", port = 1001"#,
+                r#"target = "lb.example.net.", port = 1001"#,
+            )
+            .replace(
+                r#"address = "192.0.2.2", port = 1002"#,
+                r#"target = "gone.example.net.", port = 1002"#,
+            );
+        let compiled = Arc::new(crate::config::load_str(&text, Path::new("/t/m.toml")).unwrap());
+        let probe = Arc::new(Names {
+            up: "10.0.0.2:1001".parse().unwrap(),
+        });
+        let up = probe_target(&probe, &compiled, 0).await;
+        assert!(up.ok, "{up:?}");
+        let gone = probe_target(&probe, &compiled, 1).await;
+        assert!(!gone.ok);
+        assert_eq!(
+            gone.error.as_deref(),
+            Some("resolving gone.example.net.: no record found (NXDOMAIN)")
+        );
+        // Every resolved address fails: the failure names each.
+        let probe = Arc::new(Names {
+            up: "10.0.0.2:9999".parse().unwrap(),
+        });
+        let down = probe_target(&probe, &compiled, 0).await;
+        assert!(!down.ok);
+        let why = down.error.unwrap();
+        assert!(
+            why.starts_with("lb.example.net.: ")
+                && why.contains("10.0.0.1: refused")
+                && why.contains("10.0.0.2: refused"),
+            "{why}"
+        );
     }
 }

@@ -1,15 +1,16 @@
-//! Answer assembly: zone lookup, CNAME chains inside the zone, delegations, negative answers,
-//! and the call into [`decide`] for traffic-managed names. Pure, like `decide`: the DNS handler
+//! Answer assembly: zone lookup, CNAME chains through our zones, delegations, negative
+//! answers, and the call into [`decide`] for traffic-managed names (whose answer is a CNAME
+//! when their endpoints are hostnames). Pure, like `decide`: the DNS handler
 //! and `explain` both call [`answer`].
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::decide::decide;
 use super::query::{Client, Decision, Query, Reason};
-use super::table::{AllDown, Family, Node, RoutingTable, Zone, ZoneId};
+use super::table::{AllDown, Family, Node, RoutingTable, ServiceId, Zone, ZoneId};
 use super::trace::Trace;
 
-/// Longest CNAME chain followed inside a zone before giving up (guards against loops).
+/// Longest CNAME chain followed through our zones before giving up (guards against loops).
 const MAX_CNAME_HOPS: usize = 8;
 
 /// `answers[from..to]` came from a wildcard and go out with `owner` (RFC 4592 3.4).
@@ -86,7 +87,7 @@ pub fn answer<'t>(
     let Some(zid) = table.find_zone(qname) else {
         return Answer::new(ResponseCode::Refused, false, None);
     };
-    let zone = table.zone(zid);
+    let mut zone = table.zone(zid);
     let mut ans = Answer::new(ResponseCode::NoError, true, Some(zid));
     let mut name = qname.clone();
     // Targets a CNAME chain has passed through (nothing is allocated until one is followed).
@@ -130,6 +131,12 @@ pub fn answer<'t>(
             // (a wildcard can make one that `meridian check` cannot see).
             Some(target) if target == *qname || visited.contains(&target) => return ans,
             Some(target) => {
+                // The target is answered from the most specific of our zones holding it,
+                // which may be another one (RFC 1034 4.3.2 step 3a: back to step 1, which
+                // searches every zone we hold).
+                if let Some(next) = table.find_zone(&target) {
+                    zone = table.zone(next);
+                }
                 visited.push(target.clone());
                 name = target;
             }
@@ -152,6 +159,11 @@ fn at_node<'t>(
     ans: &mut Answer<'t>,
 ) -> Option<LowerName> {
     let table = &*rt.compiled;
+    if let Some(service) = node.service
+        && table.service(service).alias
+    {
+        return at_alias(rt, zone, service, qtype, client, trace, ans);
+    }
     if let Some(service) = node.service {
         let svc = table.service(service);
         let family = match qtype {
@@ -187,7 +199,7 @@ fn at_node<'t>(
             if ans.answers.is_empty() && ans.rcode == ResponseCode::NoError {
                 ans.authority.push(&zone.negative_soa);
             }
-            ans.decision = Some(d);
+            record_decision(ans, d);
             return None;
         }
     }
@@ -199,11 +211,7 @@ fn at_node<'t>(
         if qtype == RecordType::ANY {
             return None;
         }
-        let RData::CNAME(target) = &cname.data else {
-            return None;
-        };
-        let target = LowerName::new(&target.0);
-        return (table.find_zone(&target) == ans.zone).then_some(target);
+        return cname_target(rt, cname);
     }
     let rrset = match qtype {
         // RFC 8482: one RRset, not the whole node.
@@ -222,6 +230,77 @@ fn at_node<'t>(
         None => ans.authority.push(&zone.negative_soa),
     }
     None
+}
+
+/// Keeps the latest decision of the answer; a chain through several traffic-managed names
+/// depends on every decision in it, so its ECS scope is the longest of theirs.
+fn record_decision(ans: &mut Answer<'_>, d: Decision) {
+    let scope = ans
+        .decision
+        .map_or(d.scope, |first| first.scope.max(d.scope));
+    ans.decision = Some(Decision { scope, ..d });
+}
+
+/// The target of a CNAME record, when it is a name of one of our zones (to be followed).
+fn cname_target(rt: &RoutingTable, cname: &Record) -> Option<LowerName> {
+    let RData::CNAME(target) = &cname.data else {
+        return None;
+    };
+    let target = LowerName::new(&target.0);
+    rt.compiled.find_zone(&target).map(|_| target)
+}
+
+/// A hostname service: every question gets a CNAME to the endpoint the policy picks (one),
+/// followed like any CNAME when it leads into one of our zones. When nothing is healthy,
+/// `on_all_down` applies as for addresses: SERVFAIL, or the static `fallback` addresses.
+fn at_alias<'t>(
+    rt: &'t RoutingTable,
+    zone: &'t Zone,
+    service: ServiceId,
+    qtype: RecordType,
+    client: &Client,
+    trace: &mut impl Trace,
+    ans: &mut Answer<'t>,
+) -> Option<LowerName> {
+    let table = &*rt.compiled;
+    let svc = table.service(service);
+    // Each endpoint is in both families' lists: the walk is the same for every question.
+    let family = Family::of_record_type(qtype).unwrap_or(Family::V4);
+    let q = Query {
+        service,
+        family,
+        client: *client,
+    };
+    let d = decide(rt, &q, trace);
+    record_decision(ans, d);
+    match (&svc.on_all_down, d.reason) {
+        (_, Reason::ServFail) => {
+            ans.rcode = ResponseCode::ServFail;
+            ans.authoritative = false;
+            None
+        }
+        (AllDown::Fallback { v4, v6 }, Reason::Fallback) => {
+            match Family::of_record_type(qtype) {
+                Some(Family::V4) => ans.answers.extend(v4.iter()),
+                Some(Family::V6) => ans.answers.extend(v6.iter()),
+                None => {}
+            }
+            if ans.answers.is_empty() {
+                ans.authority.push(&zone.negative_soa);
+            }
+            None
+        }
+        _ => {
+            let id = *d.endpoints.as_slice().first()?;
+            let cname = &table.endpoint(id).record;
+            ans.answers.push(cname);
+            // The alias alone for CNAME and ANY questions (RFC 1034 4.3.2, RFC 8482).
+            if matches!(qtype, RecordType::CNAME | RecordType::ANY) {
+                return None;
+            }
+            cname_target(rt, cname)
+        }
+    }
 }
 
 /// The wildcard that stands in for `name`, which is not a node of `zone`: `*.` its closest

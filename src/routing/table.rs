@@ -151,16 +151,51 @@ pub struct Region {
     pub point: Option<Point>,
 }
 
+/// What an endpoint answers: an address (A or AAAA), or a hostname (a CNAME to it, for A and
+/// AAAA questions alike).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Address {
+    Ip(IpAddr),
+    /// An absolute name (`lb-eu-1.example.net.`).
+    Host(Name),
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Ip(ip) => ip.fmt(f),
+            Address::Host(name) => name.fmt(f),
+        }
+    }
+}
+
+/// Where a probe connects: an address, or a hostname resolved at probe time (up when any of
+/// the addresses it resolves to passes).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ProbeAddr {
+    Ip(SocketAddr),
+    Host(Name, u16),
+}
+
+impl std::fmt::Display for ProbeAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeAddr::Ip(addr) => addr.fmt(f),
+            ProbeAddr::Host(name, port) => write!(f, "{name}:{port}"),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Endpoint {
     pub service: ServiceId,
     pub region: RegionId,
-    pub address: IpAddr,
+    pub address: Address,
     pub port: u16,
     /// The probe target whose health this endpoint follows; `None` when nothing probes it
     /// (then it always serves).
     pub target: Option<TargetId>,
-    /// The A or AAAA record answered for this endpoint, built at load time.
+    /// The A, AAAA or CNAME record answered for this endpoint, built at load time.
     pub record: Record,
     /// Weighted policy: relative share; 0 = only when no weighted endpoint is up.
     pub weight: u32,
@@ -212,6 +247,9 @@ pub struct Service {
     /// A hash of the name: salts per-client hashes (drain buckets) the same way on every
     /// instance and across reloads.
     pub seed: u64,
+    /// Every endpoint is a hostname: the name answers every question with a CNAME to the
+    /// chosen endpoint (each endpoint is in both families' lists, `answers` is 1).
+    pub alias: bool,
 }
 
 impl Service {
@@ -246,12 +284,13 @@ impl AllDown {
     }
 }
 
-/// One (address, check) pair. Probed once however many endpoints share it.
+/// One (address or hostname, check) pair. Probed once however many endpoints share it.
 #[derive(Debug)]
 pub struct Target {
     pub check: CheckId,
-    pub addr: SocketAddr,
-    /// Stable identity (`check@addr`) for carrying health across reloads and restarts.
+    pub addr: ProbeAddr,
+    /// Stable identity (`check@addr`, `check@host.:port` for a hostname) for carrying health
+    /// across reloads and restarts.
     pub key: String,
 }
 

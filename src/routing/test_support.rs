@@ -15,7 +15,7 @@ use crate::routing::answer::{Answer, answer};
 use crate::routing::decide::decide;
 use crate::routing::query::{Client, Decision, Query};
 use crate::routing::table::{
-    AdminView, Compiled, Evacuation, Family, Health, HealthView, RoutingTable, ServiceId,
+    Address, AdminView, Compiled, Evacuation, Family, Health, HealthView, RoutingTable, ServiceId,
 };
 use crate::routing::trace::{NoTrace, Outcome, Rank, Recorder, Step};
 
@@ -62,9 +62,13 @@ pub(crate) fn with_down(t: &RoutingTable, down: &[&str]) -> RoutingTable {
         .targets
         .to_vec();
     for a in down {
-        let a = ip(a);
         let mut found = false;
-        for e in t.compiled.endpoints.iter().filter(|e| e.address == a) {
+        for e in t
+            .compiled
+            .endpoints
+            .iter()
+            .filter(|e| e.address.to_string() == *a)
+        {
             let target = e.target.unwrap_or_else(|| panic!("{a} has no check"));
             targets[target.index()].health = Health::Down;
             found = true;
@@ -236,7 +240,10 @@ pub(crate) fn addresses(t: &RoutingTable, d: &Decision) -> Vec<IpAddr> {
     d.endpoints
         .as_slice()
         .iter()
-        .map(|id| t.compiled.endpoint(*id).address)
+        .map(|id| match t.compiled.endpoint(*id).address {
+            Address::Ip(ip) => ip,
+            Address::Host(ref name) => panic!("{name} is a hostname endpoint"),
+        })
         .collect()
 }
 

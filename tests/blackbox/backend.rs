@@ -59,7 +59,12 @@ const HOLD_MAX: Duration = Duration::from_secs(5);
 
 impl Backend {
     pub fn start() -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+        Backend::start_at("127.0.0.1")
+    }
+
+    /// A backend on another loopback address (127.0.0.x), on an ephemeral port.
+    pub fn start_at(ip: &str) -> Backend {
+        let listener = TcpListener::bind((ip, 0)).expect("bind backend");
         let addr = listener.local_addr().expect("addr");
         listener.set_nonblocking(true).expect("nonblocking");
         let mode = Arc::new(AtomicU8::new(Mode::Healthy as u8));

@@ -18,6 +18,7 @@ mod fleet;
 mod geoip_files;
 mod hardening;
 mod harness;
+mod hostnames;
 mod interop;
 mod knot;
 mod policies;

@@ -151,6 +151,23 @@ pub(super) fn server_settings(cx: &mut Ctx, raw: &RawConfig, base: &Path) -> Set
                     None
                 }
             }),
+        health_resolver: raw
+            .health
+            .as_ref()
+            .and_then(|h| h.get_ref().resolver.as_ref())
+            .and_then(|r| match r.get_ref().parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    cx.err(
+                        r.span(),
+                        format!(
+                            "[health] resolver {:?} is not an IP:port address (use [::1]:53 for IPv6)",
+                            r.get_ref()
+                        ),
+                    );
+                    None
+                }
+            }),
         nsid: match &s.nsid {
             Some(n) => nsid(cx, n),
             // Behind anycast, which instance answered: in fleet mode, its name.

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::ops::Range;
 
-use hickory_proto::rr::{LowerName, Name, RecordType};
+use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 
 use super::regions::{geo_codes, region_list};
 use super::{Ctx, parse_name};
@@ -12,7 +12,9 @@ use crate::config::checked::{
     CheckedAllDown, CheckedEndpoint, CheckedResidency, CheckedService, CheckedZone,
 };
 use crate::config::raw::{RawConfig, RawEndpoint, RawService, S};
-use crate::routing::table::{MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, RegionId, WeightMode};
+use crate::routing::table::{
+    Address, MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, ProbeAddr, RegionId, WeightMode,
+};
 use crate::settings::CheckSpec;
 
 const DEFAULT_SERVICE_TTL: u32 = 30;
@@ -306,7 +308,7 @@ fn endpoints(
     let mut endpoints = Vec::new();
     let mut seen = HashSet::new();
     for e in s.endpoints.get_ref() {
-        let Some(ep) = endpoint(cx, e.get_ref(), known, service_check) else {
+        let Some(ep) = endpoint(cx, e, known, service_check) else {
             continue;
         };
         if policy == Some(Policy::Failover) && !order.is_empty() && !order.contains(&ep.region) {
@@ -315,7 +317,7 @@ fn endpoints(
                 "endpoint region is not in this failover service's `regions`",
             );
         }
-        if !seen.insert((ep.region, ep.address)) {
+        if !seen.insert((ep.region, ep.address.clone())) {
             cx.err(
                 e.span(),
                 format!("endpoint {} is listed twice in this region", ep.address),
@@ -324,6 +326,7 @@ fn endpoints(
         }
         endpoints.push(ep);
     }
+    hostname_endpoints(cx, s, &endpoints);
     let mut used: Vec<RegionId> = endpoints.iter().map(|e| e.region).collect();
     used.sort();
     used.dedup();
@@ -334,6 +337,31 @@ fn endpoints(
         );
     }
     endpoints
+}
+
+/// A service answers addresses or a CNAME, never both: its endpoints are all addresses or all
+/// hostnames; a CNAME answer carries one target, so `answers` stays 1.
+fn hostname_endpoints(cx: &mut Ctx, s: &RawService, endpoints: &[CheckedEndpoint]) {
+    let hosts = endpoints
+        .iter()
+        .filter(|e| matches!(e.address, Address::Host(_)))
+        .count();
+    if hosts == 0 {
+        return;
+    }
+    if hosts < endpoints.len() {
+        cx.err(
+            s.endpoints.span(),
+            "a service's endpoints are all addresses or all hostnames (`target`), not a mix: \
+             a name cannot answer both addresses and a CNAME",
+        );
+    }
+    if let Some(a) = s.answers.as_ref().filter(|a| *a.get_ref() != 1) {
+        cx.err(
+            a.span(),
+            "a service with hostname endpoints answers one CNAME: `answers` must be 1",
+        );
+    }
 }
 
 /// Endpoint weights belong to the weighted policy, which needs one endpoint above weight 0.
@@ -409,10 +437,12 @@ fn residency(
 /// service's) with the address:port that check probes.
 fn endpoint(
     cx: &mut Ctx,
-    e: &RawEndpoint,
+    e: &S<RawEndpoint>,
     known: &Known<'_>,
     service_check: Option<usize>,
 ) -> Option<CheckedEndpoint> {
+    let span = e.span();
+    let e = e.get_ref();
     let Known {
         region_ids,
         checks,
@@ -426,12 +456,12 @@ fn endpoint(
             format!("endpoint names undefined region {:?}", e.region.get_ref()),
         );
     }
-    let address = e.address.get_ref().parse::<IpAddr>().map_err(|_| {
-        cx.err(
-            e.address.span(),
-            format!("{:?} is not an IP address", e.address.get_ref()),
-        );
-    });
+    let address = endpoint_address(cx, e, span.clone());
+    let address_span = e
+        .address
+        .as_ref()
+        .or(e.target.as_ref())
+        .map_or(span, |a| a.span());
     let port = match &e.port {
         None => 0,
         Some(p) => match u16::try_from(*p.get_ref()) {
@@ -477,7 +507,7 @@ fn endpoint(
             "check_address is set but no check probes this endpoint",
         );
     }
-    let address = address.ok()?;
+    let address = address?;
     let probe = match check {
         None => None,
         Some(id) => {
@@ -488,17 +518,20 @@ fn endpoint(
                 .unwrap_or(spec.kind.default_port());
             if probe_port == 0 {
                 cx.err(
-                    e.address.span(),
+                    address_span.clone(),
                     format!(
                         "tcp check {:?} needs a port: set `port` on the check or the endpoint",
                         spec.name
                     ),
                 );
             }
-            Some((
-                id,
-                std::net::SocketAddr::new(check_address.unwrap_or(address), probe_port),
-            ))
+            let probe = match (check_address, &address) {
+                (Some(ip), _) | (None, &Address::Ip(ip)) => {
+                    ProbeAddr::Ip(std::net::SocketAddr::new(ip, probe_port))
+                }
+                (None, Address::Host(name)) => ProbeAddr::Host(name.clone(), probe_port),
+            };
+            Some((id, probe))
         }
     };
     let weight = match &e.weight {
@@ -521,6 +554,61 @@ fn endpoint(
     })
 }
 
+/// What an endpoint answers: its `address`, or its `target` hostname (exactly one of them).
+fn endpoint_address(cx: &mut Ctx, e: &RawEndpoint, span: Range<usize>) -> Option<Address> {
+    match (&e.address, &e.target) {
+        (Some(_), Some(t)) => {
+            cx.err(t.span(), "an endpoint has `address` or `target`, not both");
+            None
+        }
+        (None, None) => {
+            cx.err(
+                span,
+                "an endpoint needs `address` (an IP address) or `target` (a hostname)",
+            );
+            None
+        }
+        (Some(a), None) => match a.get_ref().parse::<IpAddr>() {
+            Ok(ip) => Some(Address::Ip(ip)),
+            Err(_) => {
+                cx.err(a.span(), format!("{:?} is not an IP address", a.get_ref()));
+                None
+            }
+        },
+        (None, Some(t)) => {
+            let text = t.get_ref();
+            if text.trim_end_matches('.').parse::<IpAddr>().is_ok() {
+                cx.err(
+                    t.span(),
+                    format!("target {text:?} is an IP address: give it as `address`"),
+                );
+                return None;
+            }
+            match parse_name(text, None) {
+                Ok(name) if name.is_root() => {
+                    cx.err(t.span(), "target must be a hostname, not the root");
+                    None
+                }
+                Ok(name) if name.is_wildcard() => {
+                    cx.err(
+                        t.span(),
+                        format!("target {name} is a wildcard: a CNAME needs a real name"),
+                    );
+                    None
+                }
+                Ok(name) => Some(Address::Host(name)),
+                Err(why) => {
+                    cx.err(
+                        t.span(),
+                        format!("target {text:?} is not a valid name: {why}"),
+                    );
+                    None
+                }
+            }
+        }
+    }
+}
+
 /// A traffic-managed name must not also hold static address records or a CNAME, nor sit below
 /// a delegation.
 pub(super) fn check_service_conflicts(
@@ -531,6 +619,11 @@ pub(super) fn check_service_conflicts(
 ) {
     for svc in services {
         let zone = &zones[svc.zone];
+        if is_alias(svc) {
+            alias_conflicts(cx, raw, zone, svc);
+            alias_loops(cx, raw, zones, services, svc);
+            continue;
+        }
         let clash = zone.records.iter().find(|r| {
             r.name == svc.name
                 && matches!(
@@ -565,6 +658,134 @@ pub(super) fn check_service_conflicts(
             );
         }
     }
+}
+
+/// Whether a service answers with a CNAME (its endpoints are hostnames).
+fn is_alias(svc: &CheckedService) -> bool {
+    svc.endpoints
+        .first()
+        .is_some_and(|e| matches!(e.address, Address::Host(_)))
+}
+
+/// A CNAME is the only data at its name (RFC 1034 3.6.2): a hostname service's name holds no
+/// static records and is not a zone apex (whose SOA and NS it would hide); nor may it sit
+/// below a delegation.
+fn alias_conflicts(cx: &mut Ctx, raw: &RawConfig, zone: &CheckedZone, svc: &CheckedService) {
+    let span = name_span(raw, &svc.name);
+    if svc.name == zone.origin {
+        cx.err(
+            span,
+            format!(
+                "service {} has hostname endpoints, answered with a CNAME, which cannot be at the zone apex",
+                svc.name
+            ),
+        );
+        return;
+    }
+    if let Some(rec) = zone.records.iter().find(|r| r.name == svc.name) {
+        cx.err(
+            span.clone(),
+            format!(
+                "{}: zone {} has {} records beside a hostname service (a CNAME allows no other data at its name)",
+                svc.name,
+                zone.origin,
+                rec.record_type()
+            ),
+        );
+    }
+    if let Some(cut) = zone
+        .records
+        .iter()
+        .find(|r| r.record_type() == RecordType::NS && r.name.zone_of(&svc.name))
+    {
+        cx.err(
+            span,
+            format!(
+                "service {} is below the delegation at {}",
+                svc.name, cut.name
+            ),
+        );
+    }
+}
+
+/// The CNAME targets answered at `name`: a static CNAME's, or a hostname service's (exact, or
+/// a wildcard service standing in for a name that holds nothing of its own).
+fn cname_targets(zones: &[CheckedZone], services: &[CheckedService], name: &Name) -> Vec<Name> {
+    let mut out = Vec::new();
+    let mut static_data = false;
+    for zone in zones.iter().filter(|z| z.origin.zone_of(name)) {
+        for r in zone.records.iter().filter(|r| &r.name == name) {
+            static_data = true;
+            if let RData::CNAME(target) = &r.data {
+                out.push(target.0.clone());
+            }
+        }
+    }
+    for svc in services.iter().filter(|s| is_alias(s)) {
+        let matches = &svc.name == name
+            || (svc.name.is_wildcard()
+                && !static_data
+                && name.num_labels() > svc.name.base_name().num_labels()
+                && svc.name.base_name().zone_of(name));
+        if matches {
+            out.extend(svc.endpoints.iter().filter_map(|e| match &e.address {
+                Address::Host(target) => Some(target.clone()),
+                Address::Ip(_) => None,
+            }));
+        }
+    }
+    out
+}
+
+/// A hostname service's targets must not lead back to it, directly or through static CNAMEs
+/// and other hostname services: resolvers would chase the loop until they gave up.
+fn alias_loops(
+    cx: &mut Ctx,
+    raw: &RawConfig,
+    zones: &[CheckedZone],
+    services: &[CheckedService],
+    svc: &CheckedService,
+) {
+    let own = LowerName::new(&svc.name);
+    for e in &svc.endpoints {
+        let Address::Host(target) = &e.address else {
+            continue;
+        };
+        // Depth-first over the names the chain can reach, each once; `path` is the chain
+        // that got there, for the message.
+        let mut stack: Vec<Vec<Name>> = vec![vec![svc.name.clone(), target.clone()]];
+        let mut seen: HashSet<LowerName> = HashSet::new();
+        while let Some(path) = stack.pop() {
+            let Some(last) = path.last() else { continue };
+            let key = LowerName::new(last);
+            if key == own || (svc.name.is_wildcard() && covered_by(&svc.name, last)) {
+                let text: Vec<String> = path.iter().map(|n| n.to_string()).collect();
+                cx.err(
+                    name_span(raw, &svc.name),
+                    format!(
+                        "target {target} leads back to service {}: CNAME loop {}",
+                        svc.name,
+                        text.join(" -> ")
+                    ),
+                );
+                return;
+            }
+            if !seen.insert(key) || path.len() > 64 {
+                continue;
+            }
+            for next in cname_targets(zones, services, last) {
+                let mut longer = path.clone();
+                longer.push(next);
+                stack.push(longer);
+            }
+        }
+    }
+}
+
+/// Whether a wildcard service (`*.cdn.example.com.`) stands in for `name`.
+fn covered_by(wildcard: &Name, name: &Name) -> bool {
+    let parent = wildcard.base_name();
+    name.num_labels() > parent.num_labels() && parent.zone_of(name)
 }
 
 /// Where the first service entry with this name gives it.
