@@ -63,6 +63,35 @@ enum CtlAction {
         #[arg(long)]
         expires_in: Option<String>,
     },
+    /// Drain a region in steps on the clock, aborting by itself when `--abort-when` fires.
+    Ramp {
+        region: String,
+        /// Percentages, comma-separated: rising (10,25,50,100) or falling (a ramp back).
+        steps: String,
+        /// Time between two steps ("5m").
+        #[arg(long)]
+        every: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// "hold" (stay at the step reached) or "revert" (back to 0 %).
+        #[arg(long, default_value = "hold")]
+        on_abort: String,
+        /// The abort conditions as JSON, e.g. '{"receiving_unhealthy": true}'.
+        #[arg(long)]
+        abort_when: Option<String>,
+        #[arg(long)]
+        expires_in: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Every ramp: state, step, percentage, and why an aborted one stopped.
+    Ramps,
+    /// Pause, resume or abort a ramp by id.
+    RampAction {
+        id: String,
+        #[arg(value_parser = ["pause", "resume", "abort"])]
+        action: String,
+    },
     /// Undo an evacuation.
     Restore { region: String },
     /// Read the config file again (refused, with every problem, if it does not load).
@@ -356,6 +385,32 @@ fn ctl_run(
         CtlAction::Restore { region } => {
             (Method::POST, format!("/v1/regions/{region}/restore"), None)
         }
+        CtlAction::Ramp {
+            region,
+            steps,
+            every,
+            reason,
+            on_abort,
+            abort_when,
+            expires_in,
+            force,
+        } => (
+            Method::POST,
+            format!("/v1/regions/{region}/ramp"),
+            Some(ctl::ramp_body(
+                steps,
+                every,
+                reason,
+                on_abort,
+                abort_when.as_deref(),
+                expires_in.as_deref(),
+                *force,
+            )?),
+        ),
+        CtlAction::Ramps => (Method::GET, "/v1/ramps".to_string(), None),
+        CtlAction::RampAction { id, action } => {
+            (Method::POST, format!("/v1/ramps/{id}/{action}"), None)
+        }
         CtlAction::Reload => (Method::POST, "/v1/reload".to_string(), None),
         CtlAction::Explain {
             name,
@@ -390,6 +445,15 @@ fn ctl_run(
         }
         CtlAction::Restore { region } => {
             format!("restored {region}: generation {}\n", answer["generation"])
+        }
+        CtlAction::Ramp { region, .. } => format!(
+            "ramp {} of {region} started: generation {}\n",
+            answer["id"].as_str().unwrap_or("?"),
+            answer["generation"]
+        ),
+        CtlAction::Ramps => ctl::ramps_text(&answer),
+        CtlAction::RampAction { id, action } => {
+            format!("{action} ramp {id}: generation {}\n", answer["generation"])
         }
         CtlAction::Drain {
             region, percent, ..

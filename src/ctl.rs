@@ -204,6 +204,64 @@ pub fn change_body(
     body
 }
 
+/// The body of a ramp; `Err` for steps or conditions that do not parse (a usage error).
+pub fn ramp_body(
+    steps: &str,
+    every: &str,
+    reason: &str,
+    on_abort: &str,
+    abort_when: Option<&str>,
+    expires_in: Option<&str>,
+    force: bool,
+) -> anyhow::Result<Value> {
+    let steps: Vec<f64> = steps
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .trim_end_matches('%')
+                .parse::<f64>()
+                .map_err(|_| anyhow::anyhow!("step {s:?} is not a percentage"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut body = change_body(reason, force, expires_in, None);
+    body["steps"] = json!(steps);
+    body["step_every"] = json!(every);
+    body["on_abort"] = json!(on_abort);
+    if let Some(w) = abort_when {
+        let w: Value = serde_json::from_str(w)
+            .map_err(|e| anyhow::anyhow!("--abort-when is not JSON: {e}"))?;
+        body["abort_when"] = w;
+    }
+    Ok(body)
+}
+
+/// `GET /v1/ramps` as a table.
+pub fn ramps_text(v: &Value) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<28} {:<14} {:<10} {:<12} {:<8} STEPS / WHY",
+        "ID", "REGION", "STATE", "STEP", "PERCENT"
+    );
+    for r in v["ramps"].as_array().into_iter().flatten() {
+        let steps = r["steps"].as_array().map_or(0, Vec::len);
+        let why = match r["aborted"]["why"].as_str() {
+            Some(w) => format!("aborted: {w}"),
+            None => r["steps"].to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "{:<28} {:<14} {:<10} {:<12} {:<8} {why}",
+            r["id"].as_str().unwrap_or("?"),
+            r["region"].as_str().unwrap_or("?"),
+            r["state"].as_str().unwrap_or("?"),
+            format!("{} of {steps}", r["step"]),
+            format!("{}%", r["percent"]),
+        );
+    }
+    s
+}
+
 /// The query string of an explain call, escaped.
 pub fn explain_path(name: &str, qtype: &str, client: &str) -> String {
     let enc = |s: &str| -> String {

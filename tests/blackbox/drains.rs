@@ -228,3 +228,232 @@ fn drains_and_evacuations_lift_themselves_when_they_expire() {
     }
     assert!(answers(m.v4()).iter().all(|(a, _)| *a == us));
 }
+
+/// A scrape target whose one gauge, `receiving_error_rate`, the test sets.
+struct Exporter {
+    addr: SocketAddr,
+    value: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Exporter {
+    fn start() -> Exporter {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let value = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0f64.to_bits()));
+        let shared = value.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let v = f64::from_bits(shared.load(Ordering::Relaxed));
+                let body = format!("# TYPE receiving_error_rate gauge\nreceiving_error_rate {v}\n");
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Exporter { addr, value }
+    }
+
+    fn set(&self, v: f64) {
+        self.value
+            .store(v.to_bits(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A real Prometheus server scraping `target` every second, on a free loopback port.
+struct Prometheus {
+    child: std::process::Child,
+    url: String,
+    _dir: Scratch,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    fn start(target: SocketAddr) -> Prometheus {
+        let dir = Scratch::new();
+        let config = dir.write(
+            "prometheus.yml",
+            &format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: receiving\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus must be installed: run scripts/test, which installs the prometheus package");
+        let p = Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(addr).is_ok()
+                && http(addr, "GET", "/-/ready", None, "").0 == 200
+            {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("prometheus did not become ready on {addr}");
+    }
+}
+
+fn ramp_of(m: &Meridian, id: &str) -> serde_json::Value {
+    let (_, ramps) = http_json(m.admin(), "GET", "/v1/ramps", None, "");
+    ramps["ramps"]
+        .as_array()
+        .expect("ramps")
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no ramp {id}: {ramps}"))
+        .clone()
+}
+
+/// Polls (bounded) until `done` holds for the ramp; returns it.
+fn wait_ramp(
+    m: &Meridian,
+    id: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let r = ramp_of(m, id);
+        if done(&r) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "ramp never {what}: {r}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_ramp_steps_and_aborts_on_a_real_prometheus_query_then_survives_a_restart() {
+    let exporter = Exporter::start();
+    let prometheus = Prometheus::start(exporter.addr);
+    let m = start();
+    let body = format!(
+        r#"{{"steps": [20, 40, 60, 80, 100], "step_every": "2s", "reason": "move to eu",
+            "on_abort": "hold",
+            "abort_when": {{"prometheus": {{"url": "{}", "query": "max(receiving_error_rate)", "max": 0.1, "every": 1}}}}}}"#,
+        prometheus.url
+    );
+    let (status, created) = http_json(
+        m.admin(),
+        "POST",
+        "/v1/regions/us-east/ramp",
+        Some(TOKEN),
+        &body,
+    );
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_str().expect("id").to_string();
+    // A second ramp of the region while this one runs is refused.
+    let (status, body2) = http_json(
+        m.admin(),
+        "POST",
+        "/v1/regions/us-east/ramp",
+        Some(TOKEN),
+        &body,
+    );
+    assert_eq!(status, 409, "{body2}");
+    // It climbs on the clock.
+    let r = wait_ramp(&m, &id, "reached 40 %", |r| {
+        r["percent"].as_f64() >= Some(40.0)
+    });
+    assert_eq!(r["state"], "running", "{r}");
+    // The receiving side's error rate rises: the ramp aborts by itself and holds its step.
+    exporter.set(0.5);
+    let r = wait_ramp(&m, &id, "aborted", |r| r["state"] == "aborted");
+    let why = r["aborted"]["why"].as_str().expect("why");
+    assert!(
+        why.contains("prometheus: max(receiving_error_rate) = 0.5 > 0.1"),
+        "{why}"
+    );
+    let held = r["percent"].as_f64().expect("percent");
+    assert!((40.0..100.0).contains(&held), "held at {held}");
+    // The answers follow the held percentage, and stay there.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(ramp_of(&m, &id)["percent"].as_f64(), Some(held));
+    let share = moved(m.v4()).len() as f64 * 100.0 / 256.0;
+    assert!(
+        (share - held).abs() <= 12.0,
+        "{share:.1} % moved, ramp at {held} %"
+    );
+    let (_, metrics) = http(m.admin(), "GET", "/metrics", None, "");
+    assert!(
+        metrics.contains("meridian_ramp_aborts_total{region=\"us-east\"} 1"),
+        "{metrics}"
+    );
+    let (_, regions) = http_json(m.admin(), "GET", "/v1/regions", None, "");
+    let us = regions["regions"]
+        .as_array()
+        .expect("regions")
+        .iter()
+        .find(|r| r["name"] == "us-east")
+        .expect("us-east")
+        .clone();
+    assert_eq!(us["drain"]["from"], format!("ramp {id}"), "{us}");
+    assert!(m.logs().contains("aborted: prometheus"), "audit line");
+
+    // A restart resumes exactly where the ramp stands.
+    let m = m.restart(&[]);
+    let r = ramp_of(&m, &id);
+    assert_eq!(r["state"], "aborted");
+    assert_eq!(r["percent"].as_f64(), Some(held));
+    let out = run(
+        &["ctl", "--server", &format!("http://{}", m.admin()), "ramps"],
+        &repo(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&id) && text.contains("aborted: prometheus"),
+        "{text}"
+    );
+
+    // A ramp back, through ctl, replaces it and brings everyone home.
+    let out = run(
+        &[
+            "ctl",
+            "--server",
+            &format!("http://{}", m.admin()),
+            "--token-file",
+            m.scratch.0.join("admin-token").to_str().expect("path"),
+            "ramp",
+            "us-east",
+            "20,0",
+            "--every",
+            "1s",
+        ],
+        &repo(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !moved(m.v4()).is_empty() {
+        assert!(Instant::now() < deadline, "the ramp back never reached 0 %");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
