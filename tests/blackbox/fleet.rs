@@ -310,6 +310,65 @@ fn evacuation_through_one_instance_reaches_all() {
     assert_eq!(regions["regions"][0]["evacuated"], false);
 }
 
+/// Which of the /24s of 11.0.0.0/16 (US clients) an instance sends to eu-west.
+fn moved_subnets(m: &Meridian) -> Vec<u8> {
+    (0..=255u8)
+        .filter(|n| {
+            let q = with_ecs(
+                query("www.example.com.", RecordType::A),
+                &format!("11.0.{n}.0"),
+                24,
+            );
+            addrs(&udp(m.v4(), &q)) == vec![ip(EU)]
+        })
+        .collect()
+}
+
+#[test]
+fn a_drain_and_a_ramp_move_the_same_clients_on_every_instance() {
+    let scratch = Scratch::new();
+    let etcd = Etcd::start(&scratch);
+    let (us, eu) = (PathBackend::start(), PathBackend::start());
+    let fleet = fleet(&etcd, &us, &eu);
+    let (status, body) = http_json(
+        fleet[0].admin(),
+        "POST",
+        "/v1/regions/us-east/drain",
+        Some(TOKEN),
+        r#"{"percent": 40, "reason": "fleet drain"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let on_a = moved_subnets(&fleet[0]);
+    assert!(
+        (60..=150).contains(&on_a.len()),
+        "{} of 256 moved at 40 %",
+        on_a.len()
+    );
+    for m in &fleet[1..] {
+        within(
+            Duration::from_secs(2),
+            "B and C move the same clients",
+            || moved_subnets(m) == on_a,
+        );
+    }
+    // A ramp made through B steps on every instance at once: nobody has to step it.
+    let (status, body) = http_json(
+        fleet[1].admin(),
+        "POST",
+        "/v1/regions/us-east/ramp",
+        Some(TOKEN),
+        r#"{"steps": [60, 100], "step_every": "2s", "reason": "fleet ramp"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    for m in &fleet {
+        within(
+            Duration::from_secs(10),
+            "every instance reaches 100 %",
+            || moved_subnets(m).len() == 256,
+        );
+    }
+}
+
 #[test]
 fn conflicting_changes_one_wins_nothing_lost() {
     let scratch = Scratch::new();
