@@ -457,3 +457,75 @@ fn a_ramp_steps_and_aborts_on_a_real_prometheus_query_then_survives_a_restart() 
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_scheduled_evacuation_begins_and_ends_on_time_and_is_listed_until_then() {
+    let m = start();
+    let us: IpAddr = US.parse().expect("ip");
+    let at = |secs: u64| {
+        let t = std::time::SystemTime::now() + Duration::from_secs(secs);
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
+    let body = format!(
+        r#"{{"reason": "db maintenance", "start": "{}", "end": "{}"}}"#,
+        at(3),
+        at(6)
+    );
+    let (status, created) = http_json(
+        m.admin(),
+        "POST",
+        "/v1/regions/us-east/evacuate",
+        Some(TOKEN),
+        &body,
+    );
+    assert_eq!(status, 200, "{created}");
+    // Not yet: listed as scheduled, answers unchanged.
+    let (_, regions) = http_json(m.admin(), "GET", "/v1/regions", None, "");
+    let us_region = |regions: &serde_json::Value| {
+        regions["regions"]
+            .as_array()
+            .expect("regions")
+            .iter()
+            .find(|r| r["name"] == "us-east")
+            .expect("us-east")
+            .clone()
+    };
+    let r = us_region(&regions);
+    assert_eq!(r["evacuated"], false, "{r}");
+    assert_eq!(r["scheduled"][0]["kind"], "evacuation", "{r}");
+    assert!(answers(m.v4()).iter().all(|(a, _)| *a == us));
+    // It begins (bounded wait), then ends by itself.
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what} never happened");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait("the window's start", &|| moved(m.v4()).len() == 256);
+    wait("the window's end", &|| moved(m.v4()).is_empty());
+    wait("the audit lines", &|| {
+        let logs = m.logs();
+        logs.contains("evacuation began") && logs.contains("evacuation expired")
+    });
+    // A scheduled change can be cancelled before it begins.
+    let body = format!(r#"{{"percent": 50, "start": "{}"}}"#, at(3600));
+    let (status, b) = http_json(
+        m.admin(),
+        "POST",
+        "/v1/regions/us-east/drain",
+        Some(TOKEN),
+        &body,
+    );
+    assert_eq!(status, 200, "{b}");
+    let (status, b) = http_json(
+        m.admin(),
+        "POST",
+        "/v1/regions/us-east/drain",
+        Some(TOKEN),
+        r#"{"percent": 0}"#,
+    );
+    assert_eq!(status, 200, "cancelled: {b}");
+    let (_, regions) = http_json(m.admin(), "GET", "/v1/regions", None, "");
+    assert_eq!(us_region(&regions)["scheduled"], serde_json::json!([]));
+}
