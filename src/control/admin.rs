@@ -250,6 +250,7 @@ impl Publisher {
         }
         self.admin = next;
         self.publish(format!("admin state from {from}"), now);
+        self.sync_ramp_checks();
     }
 
     /// The clock reached a start, an expiry or a ramp's step: an audit line for each since

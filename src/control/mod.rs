@@ -330,6 +330,8 @@ impl Publisher {
         let mut save_at: Option<Instant> = None;
         let mut saving: Option<tokio::task::JoinHandle<()>> = None;
         let mut stopped = None;
+        // Ramps restored from state_dir get their Prometheus conditions polled again.
+        self.sync_ramp_checks();
         loop {
             let publish_at = last_publish + PUBLISH_GAP;
             let change_at = self.next_change();
