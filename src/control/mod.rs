@@ -337,9 +337,11 @@ impl Publisher {
             let change_at = self.next_change();
             tokio::select! {
                 () = tokio::time::sleep_until(change_at.unwrap_or(publish_at)), if change_at.is_some() => {
+                    // Before a ramp's next step: its conditions against the table being
+                    // served, so a failing receiving side stops it at the step it is on.
                     let now = self.clock.now();
-                    self.on_schedule(now);
                     self.check_ramps(now).await;
+                    self.on_schedule(now);
                 }
                 Some(cmd) = self.ramp_checks.next() => {
                     self.on_command(cmd).await;

@@ -140,7 +140,7 @@ impl Publisher {
                 };
                 ramp.paused_secs += at.saturating_sub(since);
             }
-            RampAction::Abort => abort(ramp, at, format!("aborted by {by}")),
+            RampAction::Abort => abort(ramp, at, at, format!("aborted by {by}")),
         }
         let region = ramp.region.clone();
         self.commit(next).await?;
@@ -159,6 +159,7 @@ impl Publisher {
     /// side fell below what their `abort_when` allows.
     pub(super) async fn check_ramps(&mut self, now: SystemTime) {
         let at = unix_seconds(now);
+        let served = self.served_at(at);
         if !self.admin.ramps.values().any(|r| r.pending(at)) {
             return;
         }
@@ -171,7 +172,7 @@ impl Publisher {
             .filter_map(|r| Some((r.id.clone(), health_condition(&table, r)?)))
             .collect();
         for (id, why) in fired {
-            self.abort_on_condition(&id, why, now).await;
+            self.abort_on_condition(&id, why, now, served).await;
         }
     }
 
@@ -192,7 +193,8 @@ impl Publisher {
         match value {
             Ok(v) if v > cond.max => {
                 let why = format!("prometheus: {} = {v} > {}", cond.query, cond.max);
-                self.abort_on_condition(id, why, now).await;
+                let served = self.served_at(at);
+                self.abort_on_condition(id, why, now, served).await;
             }
             Ok(_) => {}
             // An unreachable Prometheus does not abort a ramp: it is said, and the ramp goes on.
@@ -202,13 +204,20 @@ impl Publisher {
         }
     }
 
-    async fn abort_on_condition(&mut self, id: &str, why: String, now: SystemTime) {
+    /// When the table being served was built (at a step's boundary, before the new step):
+    /// the step a hold keeps.
+    fn served_at(&self, at: u64) -> u64 {
+        unix_seconds(self.store.load().table.built_at).min(at)
+    }
+
+    /// Aborts ramp `id` because `why` holds; a hold keeps the step served at `served`.
+    async fn abort_on_condition(&mut self, id: &str, why: String, now: SystemTime, served: u64) {
         let at = unix_seconds(now);
         let mut next = self.admin.pruned(at);
         let Some(ramp) = next.ramps.get_mut(id) else {
             return;
         };
-        abort(ramp, at, why.clone());
+        abort(ramp, at, served, why.clone());
         let (region, reason, by) = (ramp.region.clone(), ramp.reason.clone(), ramp.by.clone());
         // In a fleet, another instance may have aborted it first: its document wins, and
         // arrives through the watch.
@@ -242,10 +251,10 @@ impl Publisher {
     }
 }
 
-/// Records an abort at `at`: the ramp holds its step or goes back to 0 %.
-fn abort(ramp: &mut Ramp, at: u64, why: String) {
+/// Records an abort at `at`: the ramp holds the step it served at `served` or goes back to 0 %.
+fn abort(ramp: &mut Ramp, at: u64, served: u64, why: String) {
     let percent = match ramp.on_abort {
-        OnAbort::Hold => ramp.percent(at),
+        OnAbort::Hold => ramp.percent(served),
         OnAbort::Revert => 0.0,
     };
     ramp.aborted = Some(Aborted { at, why, percent });
