@@ -9,9 +9,11 @@ use clap::{Parser, Subcommand};
 use tracing::{info, warn};
 
 use crate::admin::{self, Admin, auth::Token};
+use crate::clock::SystemClock;
 use crate::config;
 use crate::control::Publisher;
 use crate::control::command;
+use crate::dns::dnstap::{self, Tap};
 use crate::dns::listen::listen;
 use crate::explain;
 use crate::health::check::NetProbe;
@@ -442,6 +444,22 @@ async fn serve_async(compiled: crate::routing::Compiled, path: &Path) -> anyhow:
         prober::spawn(compiled, generation, probe.clone(), probe_tx.clone())
     }));
 
+    // dnstap: the DNS path's end of the queue, and the writer task draining it.
+    let dnstap_stop = tokio_util::sync::CancellationToken::new();
+    let (tap, dnstap_writer) = match &settings.dnstap {
+        Some(d) => {
+            let (tap, rx) = Tap::new(d, &metrics, Box::new(SystemClock));
+            let writer = tokio::spawn(dnstap::writer::run(
+                d.clone(),
+                rx,
+                metrics.clone(),
+                dnstap_stop.clone(),
+            ));
+            info!(socket = %d.socket.display(), sample = d.sample, "dnstap logging");
+            (Some(Arc::new(tap)), Some(writer))
+        }
+        None => (None, None),
+    };
     let listeners = listen(
         &settings.dns_listen,
         store.clone(),
@@ -449,6 +467,7 @@ async fn serve_async(compiled: crate::routing::Compiled, path: &Path) -> anyhow:
         settings.tcp,
         &settings.rrl,
         settings.workers,
+        tap,
     )
     .await?;
     tokio::spawn(publisher.run(probe_rx, command_rx));
@@ -492,6 +511,11 @@ async fn serve_async(compiled: crate::routing::Compiled, path: &Path) -> anyhow:
     shutdown_signal().await?;
     info!("shutting down");
     listeners.shutdown().await;
+    if let Some(writer) = dnstap_writer {
+        // What is queued goes out, then a STOP, so the collector closes its file cleanly.
+        dnstap_stop.cancel();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+    }
     // The publisher writes what it has pending (health verdicts) before the process ends.
     let (done, stopped) = tokio::sync::oneshot::channel();
     if command_tx

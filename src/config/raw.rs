@@ -27,6 +27,21 @@ pub struct RawConfig {
     pub cidr_maps: BTreeMap<String, S<RawCidrMap>>,
     pub cluster: Option<S<RawCluster>>,
     pub rrl: Option<S<RawRrl>>,
+    pub dnstap: Option<S<RawDnstap>>,
+}
+
+/// Query and response logging to a dnstap collector over a Unix socket.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnstap {
+    pub socket: S<String>,
+    /// Log one query in this many.
+    pub sample: Option<S<i64>>,
+    pub queue_size: Option<S<i64>>,
+    /// "bidirectional" (the default) or "unidirectional".
+    pub mode: Option<S<String>>,
+    pub identity: Option<S<String>>,
+    pub version: Option<S<String>>,
 }
 
 /// Response rate limiting (UDP).
