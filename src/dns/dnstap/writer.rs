@@ -53,6 +53,8 @@ pub async fn run(
     let mut warned = false;
     loop {
         let stream = tokio::select! {
+            // A connection made as shutdown begins still gets what is queued, and a STOP.
+            biased;
             r = UnixStream::connect(&settings.socket) => r,
             _ = stop.cancelled() => return,
         };
