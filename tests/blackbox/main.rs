@@ -9,6 +9,7 @@ mod backend;
 mod cli;
 mod ctl;
 mod dig;
+mod dnstap;
 mod failover;
 mod fixtures;
 #[cfg(feature = "etcd")]
