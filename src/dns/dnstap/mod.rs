@@ -89,7 +89,11 @@ impl Tap {
     /// Whether this query is logged: every `sample`-th one (all of them at 1).
     #[inline]
     pub fn sampled(&self) -> bool {
-        self.sample == 1 || self.seen.fetch_add(1, Ordering::Relaxed) % self.sample == 0
+        self.sample == 1
+            || self
+                .seen
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(self.sample)
     }
 
     /// Offers an event to the writer; drops and counts it when the queue is full or the
