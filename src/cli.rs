@@ -491,6 +491,8 @@ async fn serve_async(compiled: crate::routing::Compiled, path: &Path) -> anyhow:
         println!("meridian: admin API on http://{addr}");
         info!(%addr, "admin API listening");
     }
+    // Handlers first: a SIGTERM right after `ready` must stop the server cleanly, not kill it.
+    let shutdown = shutdown_signal()?;
     println!("meridian: ready");
     let hup_tx = command_tx.clone();
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -508,7 +510,7 @@ async fn serve_async(compiled: crate::routing::Compiled, path: &Path) -> anyhow:
         }
     });
 
-    shutdown_signal().await?;
+    shutdown.await;
     info!("shutting down");
     listeners.shutdown().await;
     if let Some(writer) = dnstap_writer {
@@ -548,15 +550,17 @@ fn fleet_updates(
     tx
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
+/// Installs the SIGTERM and SIGINT handlers; the future completes at the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 /// How `serve` writes its log lines (stderr).
