@@ -2,7 +2,7 @@
 //! in order, and the limits an Internet-facing server needs: a cap on concurrent
 //! connections, an idle timeout that also cuts off a half-sent message, a total lifetime and a
 //! query count per connection, and no buffering beyond one message. Each message goes
-//! through the same full handler as UDP.
+//! through the same full handler as UDP, and to dnstap when it is on.
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,9 @@
 //! UDP serving: one `SO_REUSEPORT` socket per worker thread, each reading and writing in
 //! batches (`recvmmsg`/`sendmmsg`: one system call for up to [`BATCH`] packets each way).
 //! Each packet goes to the fast path, else to the full handler. Workers load the routing
-//! table once per batch and never wait on anything but their socket.
+//! table once per batch and never wait on anything but their socket. With dnstap on, a
+//! sampled query and what was sent back are copied to its queue, which is never waited on
+//! (see [`super::dnstap`]).
 #![allow(unsafe_code, reason = "recvmmsg/sendmmsg over buffers the worker owns")]
 use std::io;
 use std::mem::{MaybeUninit, size_of};
