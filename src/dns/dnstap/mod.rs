@@ -157,62 +157,73 @@ pub struct Origin {
     pub version: Option<Vec<u8>>,
 }
 
-/// Appends an event's data frames (AUTH_QUERY, then AUTH_RESPONSE when a response was sent)
-/// to `out`; returns how many.
-pub fn encode(event: &Event, origin: &Origin, out: &mut Vec<u8>) -> u64 {
-    let (family, client, server) = match (event.client.ip(), event.server.ip()) {
-        (IpAddr::V4(c), IpAddr::V4(s)) => {
-            (SocketFamily::Inet, c.octets().to_vec(), s.octets().to_vec())
+/// Turns events into data frames, reusing one `Dnstap` whose identity and version are set once.
+pub struct Encoder {
+    template: Dnstap,
+}
+
+impl Encoder {
+    pub fn new(origin: Origin) -> Encoder {
+        Encoder {
+            template: Dnstap {
+                identity: origin.identity,
+                version: origin.version,
+                extra: None,
+                message: None,
+                r#type: DnstapType::Message as i32,
+            },
         }
-        (c, s) => (
-            SocketFamily::Inet6,
-            v6(c).octets().to_vec(),
-            v6(s).octets().to_vec(),
-        ),
-    };
-    let protocol = match event.transport {
-        Transport::Udp => SocketProtocol::Udp,
-        Transport::Tcp => SocketProtocol::Tcp,
-    };
-    let (qs, qn) = split(event.received);
-    let base = Message {
-        r#type: MessageType::AuthQuery as i32,
-        socket_family: Some(family as i32),
-        socket_protocol: Some(protocol as i32),
-        query_address: Some(client),
-        response_address: Some(server),
-        query_port: Some(u32::from(event.client.port())),
-        response_port: Some(u32::from(event.server.port())),
-        query_time_sec: Some(qs),
-        query_time_nsec: Some(qn),
-        ..Message::default()
-    };
-    let extra = event.routed.as_ref().map(|r| extra(r).into_bytes());
-    let wrap = |message: Message| Dnstap {
-        identity: origin.identity.clone(),
-        version: origin.version.clone(),
-        extra: extra.clone(),
-        message: Some(message),
-        r#type: DnstapType::Message as i32,
-    };
-    let query = Message {
-        query_message: Some(event.query.clone()),
-        ..base.clone()
-    };
-    push(&wrap(query), out);
-    let Some(response) = &event.response else {
-        return 1;
-    };
-    let (rs, rn) = split(event.sent);
-    let response = Message {
-        r#type: MessageType::AuthResponse as i32,
-        response_time_sec: Some(rs),
-        response_time_nsec: Some(rn),
-        response_message: Some(response.clone()),
-        ..base
-    };
-    push(&wrap(response), out);
-    2
+    }
+
+    /// Appends an event's data frames (AUTH_QUERY, then AUTH_RESPONSE when a response was
+    /// sent) to `out`; returns how many.
+    pub fn encode(&mut self, event: Event, out: &mut Vec<u8>) -> u64 {
+        let (family, client, server) = match (event.client.ip(), event.server.ip()) {
+            (IpAddr::V4(c), IpAddr::V4(s)) => {
+                (SocketFamily::Inet, c.octets().to_vec(), s.octets().to_vec())
+            }
+            (c, s) => (
+                SocketFamily::Inet6,
+                v6(c).octets().to_vec(),
+                v6(s).octets().to_vec(),
+            ),
+        };
+        let protocol = match event.transport {
+            Transport::Udp => SocketProtocol::Udp,
+            Transport::Tcp => SocketProtocol::Tcp,
+        };
+        let (qs, qn) = split(event.received);
+        let d = &mut self.template;
+        d.extra = event.routed.as_ref().map(|r| extra(r).into_bytes());
+        d.message = Some(Message {
+            r#type: MessageType::AuthQuery as i32,
+            socket_family: Some(family as i32),
+            socket_protocol: Some(protocol as i32),
+            query_address: Some(client),
+            response_address: Some(server),
+            query_port: Some(u32::from(event.client.port())),
+            response_port: Some(u32::from(event.server.port())),
+            query_time_sec: Some(qs),
+            query_time_nsec: Some(qn),
+            query_message: Some(event.query),
+            ..Message::default()
+        });
+        push(d, out);
+        let mut frames = 1;
+        if let (Some(response), Some(m)) = (event.response, d.message.as_mut()) {
+            let (rs, rn) = split(event.sent);
+            m.r#type = MessageType::AuthResponse as i32;
+            m.query_message = None;
+            m.response_time_sec = Some(rs);
+            m.response_time_nsec = Some(rn);
+            m.response_message = Some(response);
+            push(d, out);
+            frames = 2;
+        }
+        d.message = None;
+        d.extra = None;
+        frames
+    }
 }
 
 fn push(message: &Dnstap, out: &mut Vec<u8>) {

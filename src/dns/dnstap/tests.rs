@@ -80,15 +80,12 @@ fn decode(mut bytes: &[u8]) -> Vec<Dnstap> {
 
 #[test]
 fn an_answer_is_a_query_and_a_response_with_addresses_times_and_bytes() {
-    let origin = Origin {
+    let mut encoder = Encoder::new(Origin {
         identity: Some(b"ns1".to_vec()),
         version: Some(b"v".to_vec()),
-    };
+    });
     let mut out = Vec::new();
-    assert_eq!(
-        encode(&event(Some(b"response bytes")), &origin, &mut out),
-        2
-    );
+    assert_eq!(encoder.encode(event(Some(b"response bytes")), &mut out), 2);
     let got = decode(&out);
     assert_eq!(got.len(), 2);
     for d in &got {
@@ -132,7 +129,7 @@ fn a_query_without_a_response_is_logged_alone_and_ipv6_as_inet6() {
     e.server = "[::1]:53".parse().unwrap();
     e.transport = Transport::Tcp;
     let mut out = Vec::new();
-    assert_eq!(encode(&e, &Origin::default(), &mut out), 1);
+    assert_eq!(Encoder::new(Origin::default()).encode(e, &mut out), 1);
     let got = decode(&out);
     let m = got[0].message.as_ref().unwrap();
     assert_eq!(m.r#type, MessageType::AuthQuery as i32);
@@ -161,13 +158,24 @@ fn the_routing_decision_goes_into_extra() {
         "service=www.example.com. region=eu-west reason=geo"
     );
     let mut out = Vec::new();
-    encode(&e, &Origin::default(), &mut out);
-    for d in decode(&out) {
+    let mut encoder = Encoder::new(Origin::default());
+    encoder.encode(e, &mut out);
+    // The next event, a static answer, carries no decision (nothing left from the last).
+    encoder.encode(event(Some(b"static")), &mut out);
+    let got = decode(&out);
+    assert_eq!(got.len(), 4);
+    for d in &got[..2] {
         assert_eq!(
             d.extra.as_deref(),
             Some(&b"service=www.example.com. region=eu-west reason=geo"[..])
         );
     }
+    assert_eq!((&got[2].extra, &got[3].extra), (&None, &None));
+    let m = got[2].message.as_ref().unwrap();
+    assert_eq!(
+        m.response_message, None,
+        "a query message carries no response"
+    );
 }
 
 #[test]

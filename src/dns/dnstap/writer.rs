@@ -4,6 +4,10 @@
 //! not fit is dropped and counted by the DNS path); when the collector goes away (a failed
 //! write, or end of file on the socket, which a unidirectional collector never writes to) it
 //! counts what was lost and reconnects. On shutdown it writes what is queued and a STOP.
+//!
+//! The writer waits on the queue only when it found it empty. While queries keep coming it
+//! takes what gathered every [`GATHER`] instead, so that a busy DNS path does not wake it (a
+//! system call and a context switch) for every query it logs.
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +21,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::frame::{self, Control};
-use super::{Event, Origin, encode};
+use super::{Encoder, Event, Origin};
 use crate::metrics::Metrics;
 use crate::settings::{DnstapSettings, FstrmMode};
 
-/// Events taken off the queue per write.
-const BATCH: usize = 256;
+/// Most events taken off the queue per write.
+const BATCH: usize = 1024;
+/// Under load, how long the writer lets events gather between looks at the queue.
+const GATHER: Duration = Duration::from_millis(5);
 /// First and longest wait between connection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -45,10 +51,10 @@ pub async fn run(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
-    let origin = Origin {
+    let mut encoder = Encoder::new(Origin {
         identity: settings.identity.as_deref().map(<[u8]>::to_vec),
         version: settings.version.as_deref().map(<[u8]>::to_vec),
-    };
+    });
     let mut backoff = BACKOFF_MIN;
     let mut warned = false;
     loop {
@@ -77,8 +83,15 @@ pub async fn run(
         metrics.dnstap_connections.inc();
         metrics.dnstap_connected.set(1);
         info!(socket = %settings.socket.display(), "dnstap collector connected");
-        let (ended, wrote) =
-            session(stream, settings.mode, &origin, &mut rx, &metrics, &stop).await;
+        let (ended, wrote) = session(
+            stream,
+            settings.mode,
+            &mut encoder,
+            &mut rx,
+            &metrics,
+            &stop,
+        )
+        .await;
         metrics.dnstap_connected.set(0);
         match ended {
             Ended::Stopped => return,
@@ -101,45 +114,82 @@ pub async fn run(
     }
 }
 
+/// What the session loop does next.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// The queue was empty: wait on it.
+    Wait,
+    /// The last look found events: let more gather, then look again.
+    Gather,
+    /// The last batch was full: look again at once.
+    Now,
+}
+
 async fn session(
     stream: UnixStream,
     mode: FstrmMode,
-    origin: &Origin,
+    encoder: &mut Encoder,
     rx: &mut mpsc::Receiver<Event>,
     metrics: &Metrics,
     stop: &CancellationToken,
 ) -> (Ended, bool) {
     let (mut rd, mut wr) = stream.into_split();
-    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut buf = Vec::with_capacity(256 * 1024);
     if let Err(e) = open(&mut rd, &mut wr, mode, &mut buf).await {
         return (Ended::Lost(e), false);
     }
     let mut wrote = false;
     let mut peek = [0u8; 64];
+    let mut next = Next::Wait;
+    let mut first = None;
     loop {
-        let first = tokio::select! {
-            biased;
-            _ = stop.cancelled() => None,
-            r = rd.read(&mut peek) => match r {
-                // A collector has nothing to say during a session: end of file or an error
-                // means it is gone; anything else is ignored.
-                Ok(0) => return (Ended::Lost(io::ErrorKind::UnexpectedEof.into()), wrote),
-                Ok(_) => continue,
-                Err(e) => return (Ended::Lost(e), wrote),
-            },
-            event = rx.recv() => event,
-        };
-        let Some(first) = first else {
-            // Shutting down: write what is queued, then STOP.
-            return (close(rd, wr, mode, origin, rx, metrics).await, wrote);
-        };
+        if next != Next::Now {
+            // A collector has nothing to say during a session: end of file or an error means
+            // it is gone; anything else is ignored.
+            let gone = |r: io::Result<usize>| match r {
+                Ok(0) => Some(io::Error::from(io::ErrorKind::UnexpectedEof)),
+                Ok(_) => None,
+                Err(e) => Some(e),
+            };
+            let stopping = tokio::select! {
+                biased;
+                _ = stop.cancelled() => true,
+                r = rd.read(&mut peek) => match gone(r) {
+                    Some(e) => return (Ended::Lost(e), wrote),
+                    None => continue,
+                },
+                _ = tokio::time::sleep(GATHER), if next == Next::Gather => false,
+                event = rx.recv(), if next == Next::Wait => match event {
+                    Some(event) => {
+                        first = Some(event);
+                        false
+                    }
+                    // Every Tap is gone: nothing more will come.
+                    None => true,
+                },
+            };
+            if stopping {
+                return (close(rd, wr, mode, encoder, rx, metrics).await, wrote);
+            }
+        }
         buf.clear();
-        let mut events = 1;
-        let mut messages = encode(&first, origin, &mut buf);
+        let (mut events, mut messages) = (0, 0);
+        if let Some(event) = first.take() {
+            messages += encoder.encode(event, &mut buf);
+            events += 1;
+        }
         while events < BATCH {
             let Ok(event) = rx.try_recv() else { break };
-            messages += encode(&event, origin, &mut buf);
+            messages += encoder.encode(event, &mut buf);
             events += 1;
+        }
+        next = match events {
+            0 => Next::Wait,
+            BATCH => Next::Now,
+            _ => Next::Gather,
+        };
+        if events == 0 {
+            continue;
         }
         if let Err(e) = wr.write_all(&buf).await {
             metrics.dnstap_dropped_lost.inc_by(events as u64);
@@ -182,14 +232,14 @@ async fn close(
     mut rd: OwnedReadHalf,
     mut wr: OwnedWriteHalf,
     mode: FstrmMode,
-    origin: &Origin,
+    encoder: &mut Encoder,
     rx: &mut mpsc::Receiver<Event>,
     metrics: &Metrics,
 ) -> Ended {
     let mut buf = Vec::new();
     let (mut events, mut messages) = (0u64, 0);
     while let Ok(event) = rx.try_recv() {
-        messages += encode(&event, origin, &mut buf);
+        messages += encoder.encode(event, &mut buf);
         events += 1;
     }
     frame::control(Control::Stop, &mut buf);
