@@ -28,6 +28,8 @@ SKIP_BUILD=${SKIP_BUILD:-0}       # 1: use the existing target/release/meridian
 START_TIMEOUT=${START_TIMEOUT:-180} # seconds a server may take to answer after start
 QUIET_WAIT=${QUIET_WAIT:-20}      # seconds to wait for idle CPUs before each throughput run
 MERIDIAN_BEFORE=${MERIDIAN_BEFORE:-} # run.sh: another meridian binary, measured as row meridian-before
+DNSTAP=${DNSTAP:-0}               # run.sh: 1 adds row meridian-dnstap (same build, dnstap to fstrm_capture)
+DNSTAP_SAMPLE=${DNSTAP_SAMPLE:-1} # [dnstap] sample of row meridian-dnstap (1: every query)
 
 # ---- small helpers ----------------------------------------------------------------------
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -39,7 +41,7 @@ need_int() { # name value
 
 check_knobs() {
   local k
-  for k in RUNS DURATION LAT_QPS LAT_DURATION NETWORKS SEED QUERIES WORKERS CLIENTS OUTSTANDING START_TIMEOUT QUIET_WAIT; do
+  for k in RUNS DURATION LAT_QPS LAT_DURATION NETWORKS SEED QUERIES WORKERS CLIENTS OUTSTANDING START_TIMEOUT QUIET_WAIT DNSTAP DNSTAP_SAMPLE; do
     need_int "$k" "${!k}"
   done
   if [ "$RUNS" -lt 1 ] || [ "$DURATION" -lt 1 ] || [ "$WORKERS" -lt 1 ]; then
@@ -71,7 +73,7 @@ ensure_deps() { # required commands...
     log "installing packages for: ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      dnsperf gdnsd nsd python3 util-linux bind9-dnsutils procps curl >/dev/null
+      dnsperf gdnsd nsd python3 util-linux bind9-dnsutils procps curl fstrm-bin >/dev/null
     for c in "$@"; do command -v "$c" >/dev/null 2>&1 || die "still missing after apt-get: $c"; done
   fi
   stop_system_services
@@ -321,17 +323,45 @@ EOF
 
 # ---- server processes ---------------------------------------------------------------------
 SRV_PID=""
+COLLECTOR_PID=""
+
+# Row meridian-dnstap: fstrm_capture on a socket in $1, writing $1/capture.fstrm (not pinned:
+# its CPU is not the server's, and the server's CPU per query is what the row measures).
+start_collector() { # dir
+  local i
+  fstrm_capture -t protobuf:dnstap.Dnstap -u "$1/dnstap.sock" -w "$1/capture.fstrm" \
+    > "$1/collector.log" 2>&1 &
+  COLLECTOR_PID=$!
+  for i in $(seq 1 100); do
+    [ -S "$1/dnstap.sock" ] && return 0
+    sleep 0.1
+  done
+  die "fstrm_capture did not create $1/dnstap.sock"
+}
+
+stop_collector() {
+  [ -n "$COLLECTOR_PID" ] || return 0
+  kill -INT "$COLLECTOR_PID" 2>/dev/null || true
+  wait "$COLLECTOR_PID" 2>/dev/null || true
+  COLLECTOR_PID=""
+}
 
 # Start server $1 in dir $2 on port $3 (admin port $4 for Meridian), pinned to SERVER_CPUS.
 start_server() {
   local name=$1 dir=$2 port=$3 aport=${4:-0} i
   rm -rf "$dir"; mkdir -p "$dir"
   case $name in
-    meridian | meridian-before)
+    meridian | meridian-before | meridian-dnstap)
       # meridian-before: the same config, workers and pinning, with the $MERIDIAN_BEFORE binary.
+      # meridian-dnstap: the same, logging queries to a collector.
       local bin=$MERIDIAN keep=${MERIDIAN_WORKERS_NOTE:-}
       if [ "$name" = meridian-before ]; then bin=$MERIDIAN_BEFORE; fi
       meridian_setup "$dir" "$port" "$aport" "$bin"
+      if [ "$name" = meridian-dnstap ]; then
+        start_collector "$dir"
+        printf '\n[dnstap]\nsocket = "%s"\nsample = %s\n' "$dir/dnstap.sock" "$DNSTAP_SAMPLE" \
+          >> "$dir/meridian.toml"
+      fi
       if [ "$name" = meridian-before ]; then
         MERIDIAN_BEFORE_NOTE=$MERIDIAN_WORKERS_NOTE MERIDIAN_WORKERS_NOTE=$keep
       fi
@@ -395,6 +425,7 @@ stop_server() {
   for p in $pids; do kill -KILL "$p" 2>/dev/null || true; done
   wait "$SRV_PID" 2>/dev/null || true
   SRV_PID=""
+  stop_collector
 }
 
 # "utime stime" in clock ticks, summed over the server's process tree (all threads).

@@ -9,6 +9,7 @@
 #   WORK=mktemp -d  RUNS=3  DURATION=10  LAT_QPS=20000  LAT_DURATION=5  NETWORKS=1000000
 #   QUERIES=50000  PEERS="gdnsd nsd floor"  WORKERS=1  WORKLOADS="a b c"  CLIENTS=8  OUTSTANDING=200
 #   SERVER_CPUS=0  CLIENT_CPUS=1  SEED=1  CHECK_SUBNETS=20  QUIET_WAIT=20  SKIP_APT=0  SKIP_BUILD=0
+#   DNSTAP=0 (1: add row meridian-dnstap, logging every query to fstrm_capture)  DNSTAP_SAMPLE=1
 #
 # Only 127.0.0.1 is used. Every server this script starts is stopped on exit.
 set -euo pipefail
@@ -85,6 +86,14 @@ compare_spot() { # peer
         printf "  %-26s %-16s %-4s %-8s | %-16s %-4s %-8s %s\n", $1, $2, $3, $4, $5, $6, $7, mark }
       END { printf "meridian vs %s: %d subnets, %d answer mismatches\n", peer, NR, bad + 0 }'
   } | tee -a "$RES/sanity.txt" >&2
+}
+
+# Row meridian-dnstap: what the collector got and what was dropped, after each workload
+# (counters since the server started), into results/dnstap.txt.
+dnstap_counts() { # aport workload round
+  local m
+  m=$(curl -s "http://127.0.0.1:$1/metrics" | awk '/^meridian_dnstap_(messages|dropped)_total/ {printf "%s ", $0}')
+  echo "round $3 after workload $2: $m" | tee -a "$RES/dnstap.txt" >&2
 }
 
 # One throughput run and one fixed-rate latency run of workload $3 against server $1.
@@ -265,6 +274,7 @@ main() {
       *) die "unknown peer '$p' (known: gdnsd nsd floor)" ;;
     esac
   done
+  [ "$DNSTAP" = 1 ] && deps+=(fstrm_capture curl)
   ensure_deps "${deps[@]}"
   if [ -n "$MERIDIAN_BEFORE" ] && [ ! -x "$MERIDIAN_BEFORE" ]; then
     die "no Meridian binary at MERIDIAN_BEFORE=$MERIDIAN_BEFORE"
@@ -294,6 +304,7 @@ main() {
 
   local servers="meridian $PEERS" round srv port aport wl
   if [ -n "$MERIDIAN_BEFORE" ]; then servers="meridian meridian-before $PEERS"; fi
+  if [ "$DNSTAP" = 1 ]; then servers="${servers/meridian /meridian meridian-dnstap }"; fi
   for round in $(seq 1 "$RUNS"); do
     for srv in $servers; do
       port=$(pick_port)
@@ -305,6 +316,7 @@ main() {
       for wl in $WORKLOADS; do
         [ -s "$QDIR/$wl.bin" ] || die "no query file for workload '$wl'"
         measure "$srv" "$port" "$wl" "$round"
+        if [ "$srv" = meridian-dnstap ]; then dnstap_counts "$aport" "$wl" "$round"; fi
         kill -0 "$SRV_PID" 2>/dev/null || { log "$srv died during workload $wl"; SRV_PID=""; break; }
       done
       stop_server

@@ -9,9 +9,11 @@ use clap::{Parser, Subcommand};
 use tracing::{info, warn};
 
 use crate::admin::{self, Admin, auth::Token};
+use crate::clock::SystemClock;
 use crate::config;
 use crate::control::Publisher;
 use crate::control::command;
+use crate::dns::dnstap::{self, Tap};
 use crate::dns::listen::listen;
 use crate::explain;
 use crate::health::check::NetProbe;
@@ -562,6 +564,22 @@ async fn serve_async(compiled: crate::routing::Compiled, path: &Path) -> anyhow:
         prober::spawn(compiled, generation, probe.clone(), probe_tx.clone())
     }));
 
+    // dnstap: the DNS path's end of the queue, and the writer task draining it.
+    let dnstap_stop = tokio_util::sync::CancellationToken::new();
+    let (tap, dnstap_writer) = match &settings.dnstap {
+        Some(d) => {
+            let (tap, rx) = Tap::new(d, &metrics, Box::new(SystemClock));
+            let writer = tokio::spawn(dnstap::writer::run(
+                d.clone(),
+                rx,
+                metrics.clone(),
+                dnstap_stop.clone(),
+            ));
+            info!(socket = %d.socket.display(), sample = d.sample, "dnstap logging");
+            (Some(Arc::new(tap)), Some(writer))
+        }
+        None => (None, None),
+    };
     let listeners = listen(
         &settings.dns_listen,
         store.clone(),
@@ -569,6 +587,7 @@ async fn serve_async(compiled: crate::routing::Compiled, path: &Path) -> anyhow:
         settings.tcp,
         &settings.rrl,
         settings.workers,
+        tap,
     )
     .await?;
     tokio::spawn(publisher.run(probe_rx, command_rx));
@@ -591,6 +610,8 @@ async fn serve_async(compiled: crate::routing::Compiled, path: &Path) -> anyhow:
         tokio::spawn(admin::serve(listener, admin));
         info!(target: STARTUP, url = %format_args!("http://{addr}"), "admin API listening");
     }
+    // Handlers first: a SIGTERM right after `ready` must stop the server cleanly, not kill it.
+    let shutdown = shutdown_signal()?;
     info!(target: STARTUP, "ready");
     let hup_tx = command_tx.clone();
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -608,9 +629,14 @@ async fn serve_async(compiled: crate::routing::Compiled, path: &Path) -> anyhow:
         }
     });
 
-    shutdown_signal().await?;
+    shutdown.await;
     info!("shutting down");
     listeners.shutdown().await;
+    if let Some(writer) = dnstap_writer {
+        // What is queued goes out, then a STOP, so the collector closes its file cleanly.
+        dnstap_stop.cancel();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+    }
     // The publisher writes what it has pending (health verdicts) before the process ends.
     let (done, stopped) = tokio::sync::oneshot::channel();
     if command_tx
@@ -643,15 +669,17 @@ fn fleet_updates(
     tx
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
+/// Installs the SIGTERM and SIGINT handlers; the future completes at the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 /// The log target of the start-up lines: `serving DNS over UDP and TCP addr=ADDR` for each

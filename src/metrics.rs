@@ -57,6 +57,12 @@ pub struct Metrics {
     pub cluster_store_revision: IntGauge,
     pub cluster_peers: IntGauge,
     pub cluster_config_drift: IntGauge,
+    /// dnstap: messages written to the collector, queries not logged (by why), connections.
+    pub dnstap_messages: IntCounter,
+    pub dnstap_dropped_full: IntCounter,
+    pub dnstap_dropped_lost: IntCounter,
+    pub dnstap_connections: IntCounter,
+    pub dnstap_connected: IntGauge,
     /// DNS counts of configs replaced by a reload, so counters never go backwards.
     carried: Mutex<BTreeMap<(&'static str, Vec<String>), u64>>,
 }
@@ -161,7 +167,27 @@ impl Metrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ));
         }
+        let dnstap_dropped = counter_vec(
+            "meridian_dnstap_dropped_total",
+            "Queries not logged to dnstap: queue_full (the writer fell behind or the collector \
+             is away) or write_failed (lost with a connection that failed).",
+            &["reason"],
+        );
         Metrics {
+            dnstap_messages: counter(
+                "meridian_dnstap_messages_total",
+                "dnstap messages (AUTH_QUERY and AUTH_RESPONSE) written to the collector.",
+            ),
+            dnstap_dropped_full: dnstap_dropped.with_label_values(&["queue_full"]),
+            dnstap_dropped_lost: dnstap_dropped.with_label_values(&["write_failed"]),
+            dnstap_connections: counter(
+                "meridian_dnstap_connections_total",
+                "Connections made to the dnstap collector (the first, then every reconnect).",
+            ),
+            dnstap_connected: gauge(
+                "meridian_dnstap_connected",
+                "1 while connected to the dnstap collector.",
+            ),
             ecs_queries: counter(
                 "meridian_dns_ecs_queries_total",
                 "Queries that carried EDNS Client Subnet.",

@@ -33,6 +33,36 @@ pub struct Settings {
     /// What this instance answers to an NSID request (RFC 5001): `server.nsid`, or in fleet
     /// mode the instance name; `None` answers none.
     pub nsid: Option<Box<[u8]>>,
+    /// Query and response logging to a dnstap collector, when configured.
+    pub dnstap: Option<DnstapSettings>,
+}
+
+/// `[dnstap]`: where and how queries and responses are logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnstapSettings {
+    /// The collector's Unix socket.
+    pub socket: PathBuf,
+    /// One query in `sample` is logged (1: every query).
+    pub sample: u32,
+    /// Queries waiting for the writer; beyond this they are dropped and counted.
+    pub queue_size: usize,
+    /// Frame Streams handshake with the collector.
+    pub mode: FstrmMode,
+    /// The `identity` and `version` fields of every message; `None` leaves them out.
+    pub identity: Option<Box<[u8]>>,
+    pub version: Option<Box<[u8]>>,
+}
+
+/// How a Frame Streams connection starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FstrmMode {
+    /// READY, wait for the collector's ACCEPT, then START; STOP is answered with FINISH. What
+    /// the common Unix-socket collectors (`fstrm_capture`, `dnstap -u`) require.
+    #[default]
+    Bidirectional,
+    /// START, then data frames, with nothing read back: for collectors that take a bare
+    /// stream.
+    Unidirectional,
 }
 
 /// Log lines as text (coloured only on a terminal) or as JSON objects, one a line.

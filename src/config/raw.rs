@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub cluster: Option<S<RawCluster>>,
     pub rrl: Option<S<RawRrl>>,
     pub health: Option<S<RawHealth>>,
+    pub dnstap: Option<S<RawDnstap>>,
 }
 
 /// How health probes find their targets.
@@ -37,6 +38,20 @@ pub struct RawHealth {
     /// `IP:PORT` of the DNS server that resolves hostname endpoints for probes (else the
     /// system's, from `/etc/resolv.conf`).
     pub resolver: Option<S<String>>,
+}
+
+/// Query and response logging to a dnstap collector over a Unix socket.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnstap {
+    pub socket: S<String>,
+    /// Log one query in this many.
+    pub sample: Option<S<i64>>,
+    pub queue_size: Option<S<i64>>,
+    /// "bidirectional" (the default) or "unidirectional".
+    pub mode: Option<S<String>>,
+    pub identity: Option<S<String>>,
+    pub version: Option<S<String>>,
 }
 
 /// Response rate limiting (UDP).

@@ -863,3 +863,95 @@ subdivisions = ["US-VA", "USA-CA", "US-VA"]"#,
         ],
     );
 }
+
+#[test]
+fn dnstap_keys_are_checked_and_defaulted() {
+    use crate::settings::FstrmMode;
+    let with = |keys: &str| format!("{}\n[dnstap]\n{keys}", base());
+    // The first key after `[dnstap]`.
+    let line = base().lines().count() + 3;
+    assert_eq!(
+        compiled(&base()).settings.dnstap,
+        None,
+        "off unless configured"
+    );
+    let d = compiled(&with("socket = \"dnstap.sock\"\n"))
+        .settings
+        .dnstap
+        .expect("[dnstap] configured");
+    assert_eq!(
+        d.socket,
+        Path::new(CONFIG_PATH).parent().unwrap().join("dnstap.sock")
+    );
+    assert_eq!(
+        (d.sample, d.queue_size, d.mode),
+        (1, 16384, FstrmMode::Bidirectional)
+    );
+    assert_eq!(d.identity, None);
+    assert_eq!(d.version.as_deref(), Some(&b"meridian 0.1.0"[..]));
+    let d = compiled(&with(
+        "socket = \"/run/meridian/dnstap.sock\"\nsample = 10\nqueue_size = 100\n\
+         mode = \"unidirectional\"\nidentity = \"ns1.fra\"\nversion = \"x\"\n",
+    ))
+    .settings
+    .dnstap
+    .unwrap();
+    assert_eq!(d.socket, Path::new("/run/meridian/dnstap.sock"));
+    assert_eq!(
+        (d.sample, d.queue_size, d.mode),
+        (10, 100, FstrmMode::Unidirectional)
+    );
+    assert_eq!(d.identity.as_deref(), Some(&b"ns1.fra"[..]));
+    assert_eq!(d.version.as_deref(), Some(&b"x"[..]));
+
+    assert_error(&with("socket = \"\"\n"), line, 10, "dnstap socket is empty");
+    let long = format!("socket = \"/{}\"\n", "s".repeat(120));
+    assert_error(&with(&long), line, 10, "longer than a Unix socket path");
+    let s = "socket = \"/run/d.sock\"\n";
+    assert_error(
+        &with(&format!("{s}sample = 0\n")),
+        line + 1,
+        10,
+        "must be 1",
+    );
+    assert_error(
+        &with(&format!("{s}queue_size = -1\n")),
+        line + 1,
+        14,
+        "1 to 1000000",
+    );
+    assert_error(
+        &with(&format!("{s}mode = \"both\"\n")),
+        line + 1,
+        8,
+        "not \"bidirectional\"",
+    );
+    assert_error(
+        &with(&format!("{s}sampel = 2\n")),
+        line + 1,
+        1,
+        "unknown field",
+    );
+    assert_error(&with("sample = 2\n"), line - 1, 1, "missing field `socket`");
+}
+
+#[cfg(feature = "etcd")]
+#[test]
+fn dnstap_identity_defaults_to_the_fleet_name() {
+    let with = |keys: &str| format!("{}\n[dnstap]\n{keys}", base());
+    let s = "socket = \"/run/d.sock\"\n";
+    // In fleet mode the identity defaults to the instance's name.
+    let fleet = format!(
+        "{}\n[cluster]\nbackend = \"etcd\"\nendpoints = [\"127.0.0.1:2379\"]\nname = \"fra-1\"\n",
+        with(s)
+    );
+    assert_eq!(
+        compiled(&fleet)
+            .settings
+            .dnstap
+            .unwrap()
+            .identity
+            .as_deref(),
+        Some(&b"fra-1"[..])
+    );
+}

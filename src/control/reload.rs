@@ -51,6 +51,9 @@ impl Publisher {
                 "probe_source or [health] resolver changed in the config; they take effect at the next restart"
             );
         }
+        if settings.0.dnstap != settings.1.dnstap {
+            warn!("[dnstap] changed in the config; it takes effect at the next restart");
+        }
         self.health = self.health.carried(&self.compiled, &compiled);
         for name in self
             .admin

@@ -17,7 +17,7 @@ use super::wire::{self, Scanned};
 use crate::geo::Stage;
 use crate::metrics::Metrics;
 use crate::routing::decide::decide;
-use crate::routing::query::{Client, Query};
+use crate::routing::query::{Client, Decision, Query};
 use crate::routing::table::{Address, Family, ServiceId, ZoneId};
 use crate::routing::trace::NoTrace;
 use hickory_proto::op::ResponseCode;
@@ -46,7 +46,7 @@ pub fn answer(
     out: &mut Vec<u8>,
 ) -> Option<()> {
     let parsed = parse(snap, req, src).ok()?;
-    respond(snap, req, &parsed, metrics, out)
+    respond(snap, req, &parsed, metrics, out).map(|_| ())
 }
 
 /// The first half of [`answer`]: whether the fast path takes `req`, and who asks. It starts
@@ -105,14 +105,15 @@ pub fn prefetch(snap: &Snapshot, parsed: &Parsed, stage: Stage) {
     }
 }
 
-/// The second half of [`answer`], for a query [`parse`] took.
+/// The second half of [`answer`], for a query [`parse`] took. An answer comes back with
+/// the routing decision behind it when the name is traffic-managed (for dnstap).
 pub fn respond(
     snap: &Snapshot,
     req: &[u8],
     parsed: &Parsed,
     metrics: &Metrics,
     out: &mut Vec<u8>,
-) -> Option<()> {
+) -> Option<Option<Decision>> {
     let Parsed {
         scanned,
         family,
@@ -128,7 +129,7 @@ pub fn respond(
     let table = &snap.table;
     let found = table.compiled.service_names.get(&*name).copied();
     let Some((service, zone)) = found.or_else(|| wildcard_service(snap, name)) else {
-        return respond_static(snap, req, parsed, name, metrics, out);
+        return respond_static(snap, req, parsed, name, metrics, out).map(|()| None);
     };
     // A CNAME answer (a hostname service) may chase into our zones and compresses its
     // target against the question: the full handler's.
@@ -187,7 +188,7 @@ pub fn respond(
     push_opt(snap, &scanned, d.scope, out);
     finish(snap, parsed, zone, ResponseCode::NoError, metrics, out)?;
     snap.counters.count_answer(&d);
-    Some(())
+    Some(Some(d))
 }
 
 /// The traffic-managed wildcard `*.PARENT` that stands in for `name` (lower-case wire form),

@@ -64,8 +64,20 @@ pub fn respond(
     transport: Transport,
     metrics: &Metrics,
 ) -> Option<Vec<u8>> {
+    respond_decided(snap, raw, scanned, src, transport, metrics).0
+}
+
+/// [`respond`], with the routing decision behind a traffic-managed answer (for dnstap).
+pub fn respond_decided(
+    snap: &Snapshot,
+    raw: &[u8],
+    scanned: Option<Scanned>,
+    src: SocketAddr,
+    transport: Transport,
+    metrics: &Metrics,
+) -> (Option<Vec<u8>>, Option<Decision>) {
     if raw.len() < 12 || raw[2] & 0x80 != 0 {
-        return None;
+        return (None, None);
     }
     let start = Instant::now();
     let scan = scanned.map_or_else(|| wire::scan(raw), Ok);
@@ -74,7 +86,10 @@ pub fn respond(
         snap.counters
             .count_query(None, RecordType::NULL, ResponseCode::FormErr, transport);
         let opt = wire::opt_in(raw);
-        return Some(header_only(raw, ResponseCode::FormErr, opt, ours));
+        return (
+            Some(header_only(raw, ResponseCode::FormErr, opt, ours)),
+            None,
+        );
     };
     let reply = match scan {
         Ok(scanned) => respond_to(snap, raw, &request, &scanned, src, transport),
@@ -101,7 +116,7 @@ pub fn respond(
         Transport::Udp => metrics.udp_duration.observe(elapsed),
         Transport::Tcp => metrics.tcp_duration.observe(elapsed),
     }
-    reply.bytes
+    (reply.bytes, reply.decision)
 }
 
 /// The header and questions of a request, parsed once.

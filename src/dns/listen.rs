@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::dnstap::Tap;
 use super::snapshot::Store;
 use super::tcp;
 use super::udp;
@@ -63,6 +64,7 @@ pub async fn listen(
     limits: TcpLimits,
     rrl: &RrlSettings,
     workers: usize,
+    tap: Option<Arc<Tap>>,
 ) -> Result<Listeners, ListenError> {
     let workers = if workers == 0 {
         default_workers()
@@ -83,10 +85,19 @@ pub async fn listen(
             store.clone(),
             metrics.clone(),
             limits,
+            tap.clone(),
             cancel.clone(),
         ));
         udp_workers.extend(
-            udp::spawn(sockets, store.clone(), metrics.clone(), rrl, stop.clone()).map_err(err)?,
+            udp::spawn(
+                sockets,
+                store.clone(),
+                metrics.clone(),
+                rrl,
+                tap.clone(),
+                stop.clone(),
+            )
+            .map_err(err)?,
         );
     }
     Ok(Listeners {

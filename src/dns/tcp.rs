@@ -2,7 +2,7 @@
 //! in order, and the limits an Internet-facing server needs: a cap on concurrent
 //! connections, an idle timeout that also cuts off a half-sent message, a total lifetime and a
 //! query count per connection, and no buffering beyond one message. Each message goes
-//! through the same full handler as UDP.
+//! through the same full handler as UDP, and to dnstap when it is on.
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::counters::Transport;
-use super::handler::respond;
+use super::dnstap::Tap;
+use super::handler::respond_decided;
 use super::snapshot::Store;
 use crate::metrics::Metrics;
 use crate::settings::TcpLimits;
@@ -26,6 +27,7 @@ pub async fn serve(
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     limits: TcpLimits,
+    tap: Option<Arc<Tap>>,
     stop: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -47,10 +49,11 @@ pub async fn serve(
             continue;
         };
         let (store, metrics, stop) = (store.clone(), metrics.clone(), stop.clone());
+        let tap = tap.clone();
         tokio::spawn(async move {
             metrics.tcp_connections.inc();
             tokio::select! {
-                _ = connection(stream, peer, &store, &metrics, limits) => {}
+                _ = connection(stream, peer, &store, &metrics, limits, tap.as_deref()) => {}
                 _ = stop.cancelled() => {}
             }
             metrics.tcp_connections.dec();
@@ -65,8 +68,13 @@ async fn connection(
     store: &Store,
     metrics: &Metrics,
     limits: TcpLimits,
+    tap: Option<&Tap>,
 ) {
     let _ = stream.set_nodelay(true);
+    // What dnstap reports as the server's address.
+    let local = stream
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let end = Instant::now() + limits.total_timeout;
     let mut buf = Vec::with_capacity(512);
     for _ in 0..limits.max_queries {
@@ -87,8 +95,22 @@ async fn connection(
         ) {
             return; // a message that stalled half-way
         }
+        let received = tap.map(Tap::now);
         let snap = store.load_full();
-        let Some(reply) = respond(&snap, &buf, None, peer, Transport::Tcp, metrics) else {
+        let (reply, decision) = respond_decided(&snap, &buf, None, peer, Transport::Tcp, metrics);
+        if let (Some(tap), Some(received)) = (tap, received) {
+            let routed = decision.map(|d| (&snap.table.compiled, d));
+            tap.log(
+                Transport::Tcp,
+                peer,
+                local,
+                received,
+                &buf,
+                reply.as_deref(),
+                routed,
+            );
+        }
+        let Some(reply) = reply else {
             continue;
         };
         let Ok(len) = u16::try_from(reply.len()) else {

@@ -1,7 +1,9 @@
 //! UDP serving: one `SO_REUSEPORT` socket per worker thread, each reading and writing in
 //! batches (`recvmmsg`/`sendmmsg`: one system call for up to [`BATCH`] packets each way).
 //! Each packet goes to the fast path, else to the full handler. Workers load the routing
-//! table once per batch and never wait on anything but their socket.
+//! table once per batch and never wait on anything but their socket. With dnstap on, a
+//! sampled query and what was sent back are copied to its queue, which is never waited on
+//! (see [`super::dnstap`]).
 #![allow(unsafe_code, reason = "recvmmsg/sendmmsg over buffers the worker owns")]
 use std::io;
 use std::mem::{MaybeUninit, size_of};
@@ -16,6 +18,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tracing::warn;
 
 use super::counters::Transport;
+use super::dnstap::Tap;
 use super::rrl::{self, Limiter, Verdict};
 use super::snapshot::Store;
 use super::wire::Scanned;
@@ -23,6 +26,7 @@ use super::{fast, handler};
 use crate::clock;
 use crate::geo::Stage;
 use crate::metrics::Metrics;
+use crate::routing::query::Decision;
 use crate::settings::RrlSettings;
 
 /// Packets per system call.
@@ -61,6 +65,7 @@ pub fn spawn(
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     rrl: &RrlSettings,
+    tap: Option<Arc<Tap>>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<Vec<JoinHandle<()>>> {
     sockets
@@ -68,10 +73,13 @@ pub fn spawn(
         .enumerate()
         .map(|(i, socket)| {
             let (store, metrics, stop) = (store.clone(), metrics.clone(), stop.clone());
+            let tap = tap.clone();
             let limiter = Limiter::new(rrl);
             std::thread::Builder::new()
                 .name(format!("meridian-udp-{i}"))
-                .spawn(move || Worker::new(socket, limiter).run(&store, &metrics, &stop))
+                .spawn(move || {
+                    Worker::new(socket, limiter).run(&store, &metrics, tap.as_deref(), &stop)
+                })
         })
         .collect()
 }
@@ -136,8 +144,13 @@ impl Worker {
         }
     }
 
-    fn run(mut self, store: &Store, metrics: &Metrics, stop: &AtomicBool) {
+    fn run(mut self, store: &Store, metrics: &Metrics, tap: Option<&Tap>, stop: &AtomicBool) {
         let fd = self.socket.as_raw_fd();
+        // What dnstap reports as the server's address (the bound one).
+        let local = self
+            .socket
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let started = clock::monotonic();
         let slipped = metrics.rrl.with_label_values(&["slipped"]);
         let dropped = metrics.rrl.with_label_values(&["dropped"]);
@@ -167,6 +180,7 @@ impl Worker {
                 continue;
             }
             let n = n as usize;
+            let received = tap.map(Tap::now);
             let snap = store.load();
             let second = if self.limiter.is_some() {
                 started.elapsed().as_secs()
@@ -202,17 +216,34 @@ impl Worker {
                 };
                 let req = &self.bufs[i][..self.msgs[i].msg_len as usize];
                 let out = &mut self.out[replies];
+                let mut decision = None;
                 let scanned = match &self.parsed[i] {
                     Ok(parsed) => match fast::respond(&snap, req, parsed, metrics, out) {
-                        Some(()) => None,
+                        Some(d) => {
+                            decision = d;
+                            None
+                        }
                         None => Some(Some(parsed.scanned())),
                     },
                     Err(scanned) => Some(*scanned),
                 };
+                // What dnstap logs of this query, once its response is known.
+                let log = |response: Option<&[u8]>, decision: Option<Decision>| {
+                    if let (Some(tap), Some(received)) = (tap, received) {
+                        let routed = decision.map(|d| (&snap.table.compiled, d));
+                        tap.log(Transport::Udp, src, local, received, req, response, routed);
+                    }
+                };
                 if let Some(scanned) = scanned {
-                    match handler::respond(&snap, req, scanned, src, Transport::Udp, metrics) {
+                    let (bytes, d) =
+                        handler::respond_decided(&snap, req, scanned, src, Transport::Udp, metrics);
+                    decision = d;
+                    match bytes {
                         Some(bytes) => *out = bytes,
-                        None => continue,
+                        None => {
+                            log(None, decision);
+                            continue;
+                        }
                     }
                 }
                 if let Some(limiter) = &mut self.limiter {
@@ -225,10 +256,12 @@ impl Worker {
                         }
                         Verdict::Drop => {
                             dropped.inc();
+                            log(None, decision);
                             continue;
                         }
                     }
                 }
+                log(Some(out), decision);
                 self.out_iov[replies] = libc::iovec {
                     iov_base: out.as_mut_ptr().cast(),
                     iov_len: out.len(),

@@ -1,5 +1,6 @@
 //! Starts the real `meridian` binary on ephemeral loopback ports and talks DNS to it.
 #![allow(dead_code)]
+#![allow(unsafe_code, reason = "kill(2) of the servers the tests start")]
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -101,7 +102,7 @@ impl Meridian {
         Meridian::try_start(config_text).unwrap_or_else(|e| panic!("meridian did not start: {e}"))
     }
 
-    /// Starts the server and waits for its `meridian: ready` line; `Err` carries its stderr
+    /// Starts the server and waits for its `ready` log line; `Err` carries its stderr
     /// when it exits (or stays silent) instead.
     pub fn try_start(config_text: &str) -> Result<Meridian, String> {
         let scratch = Scratch::new();
@@ -197,6 +198,28 @@ impl Meridian {
         let scratch = std::mem::replace(&mut self.scratch, Scratch(PathBuf::new()));
         let config = self.config.clone();
         Meridian::start_with(scratch, config, env).unwrap_or_else(|e| panic!("restart failed: {e}"))
+    }
+
+    /// Stops the server the way an operator does (SIGTERM) and waits for it to exit, so
+    /// that what it does on shutdown (writing out dnstap's queue) is done.
+    pub fn terminate(&mut self) {
+        // SAFETY: kill(2) on the child this harness spawned and has not yet reaped.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + START_LIMIT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(
+                    status.success(),
+                    "meridian exited with {status}:\n{}",
+                    self.logs()
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("meridian did not exit on SIGTERM:\n{}", self.logs());
     }
 
     pub fn logs(&self) -> String {

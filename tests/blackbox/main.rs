@@ -10,6 +10,7 @@ mod backend;
 mod cli;
 mod ctl;
 mod dig;
+mod dnstap;
 mod drains;
 mod failover;
 mod fixtures;

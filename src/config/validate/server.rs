@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use super::Ctx;
 use crate::config::duration;
-use crate::config::raw::{RawCluster, RawConfig, RawRrl, S};
-use crate::settings::{ClusterSettings, LogFormat, Quorum, RrlSettings, Settings, TcpLimits};
+use crate::config::raw::{RawCluster, RawConfig, RawDnstap, RawRrl, S};
+use crate::settings::{
+    ClusterSettings, DnstapSettings, FstrmMode, LogFormat, Quorum, RrlSettings, Settings, TcpLimits,
+};
 
 const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
 const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(10);
@@ -16,6 +18,9 @@ const DEFAULT_TCP_TOTAL: Duration = Duration::from_secs(120);
 const DEFAULT_TCP_CONNECTIONS: usize = 1024;
 const DEFAULT_TCP_QUERIES: usize = 1000;
 const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
+const DEFAULT_DNSTAP_QUEUE: usize = 16384;
+/// A Unix socket path's limit (`sun_path`, less its terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
 
 /// The `[server]` section, with `[rrl]` and `[cluster]` folded into the same settings.
 pub(super) fn server_settings(cx: &mut Ctx, raw: &RawConfig, base: &Path) -> Settings {
@@ -115,7 +120,18 @@ pub(super) fn server_settings(cx: &mut Ctx, raw: &RawConfig, base: &Path) -> Set
         ) as u32,
     };
     let cluster = raw.cluster.as_ref().and_then(|c| cluster(cx, c, base));
+    let dnstap = raw.dnstap.as_ref().map(|d| {
+        let mut d = dnstap(cx, d.get_ref(), base);
+        if d.identity.is_none() {
+            // Which instance logged a query: in fleet mode, its name.
+            d.identity = cluster
+                .as_ref()
+                .map(|c| c.name.as_bytes().to_vec().into_boxed_slice());
+        }
+        d
+    });
     Settings {
+        dnstap,
         dns_listen,
         admin_listen,
         max_udp_payload,
@@ -185,6 +201,84 @@ pub(super) fn server_settings(cx: &mut Ctx, raw: &RawConfig, base: &Path) -> Set
             }
         },
         config_hash: String::new(),
+    }
+}
+
+/// The `[dnstap]` section.
+fn dnstap(cx: &mut Ctx, d: &RawDnstap, base: &Path) -> DnstapSettings {
+    let socket = base.join(d.socket.get_ref());
+    if d.socket.get_ref().is_empty() {
+        cx.err(d.socket.span(), "dnstap socket is empty");
+    } else if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        cx.err(
+            d.socket.span(),
+            format!(
+                "dnstap socket {} is longer than a Unix socket path may be ({MAX_SOCKET_PATH} bytes)",
+                socket.display()
+            ),
+        );
+    }
+    let sample = match &d.sample {
+        None => 1,
+        Some(v) => match u32::try_from(*v.get_ref()) {
+            Ok(n) if (1..=1_000_000).contains(&n) => n,
+            _ => {
+                cx.err(
+                    v.span(),
+                    format!(
+                        "dnstap sample {} must be 1 (every query) to 1000000 (one in a million)",
+                        v.get_ref()
+                    ),
+                );
+                1
+            }
+        },
+    };
+    let queue_size = match &d.queue_size {
+        None => DEFAULT_DNSTAP_QUEUE,
+        Some(v) if (1..=1_000_000).contains(v.get_ref()) => *v.get_ref() as usize,
+        Some(v) => {
+            cx.err(
+                v.span(),
+                format!("dnstap queue_size {} must be 1 to 1000000", v.get_ref()),
+            );
+            DEFAULT_DNSTAP_QUEUE
+        }
+    };
+    let mode = match d.mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
+        None | Some((_, "bidirectional")) => FstrmMode::Bidirectional,
+        Some((_, "unidirectional")) => FstrmMode::Unidirectional,
+        Some((m, other)) => {
+            cx.err(
+                m.span(),
+                format!("dnstap mode {other:?} is not \"bidirectional\" or \"unidirectional\""),
+            );
+            FstrmMode::Bidirectional
+        }
+    };
+    let mut text = |v: &Option<S<String>>, what: &str| {
+        let v = v.as_ref()?;
+        if v.get_ref().len() > 255 {
+            cx.err(v.span(), format!("dnstap {what} is longer than 255 bytes"));
+        }
+        Some(v.get_ref().as_bytes().to_vec().into_boxed_slice())
+    };
+    let identity = text(&d.identity, "identity");
+    let version = text(&d.version, "version").or_else(|| {
+        Some(
+            concat!("meridian ", env!("CARGO_PKG_VERSION"))
+                .as_bytes()
+                .to_vec()
+                .into_boxed_slice(),
+        )
+    });
+    DnstapSettings {
+        socket,
+        sample,
+        queue_size,
+        mode,
+        identity,
+        version,
     }
 }
 
