@@ -21,3 +21,4 @@ mod knot;
 mod policies;
 mod protocol;
 mod smoke;
+mod zonefile;
