@@ -546,6 +546,25 @@ mod tests {
     }
 
     #[test]
+    fn crlf_lines_escapes_and_quoted_semicolons_are_read_as_written() {
+        let z = parse_with(
+            "a IN TXT \"say \\\"hi\\\"; not a comment\" ; comment\r\n\
+             b\\.c IN A 192.0.2.1\r\n\
+             *.w IN MX ( 5\r\n mail )\r\n",
+            &[],
+        );
+        assert!(z.problems.is_empty(), "{:?}", problems(&z));
+        assert_eq!(
+            summary(&z),
+            [
+                "/z/main.zone:1 a.example.com. 3600 TXT say \"hi\"; not a comment",
+                "/z/main.zone:2 b\\.c.example.com. 3600 A 192.0.2.1",
+                "/z/main.zone:3 *.w.example.com. 3600 MX 5 mail.example.com.",
+            ]
+        );
+    }
+
+    #[test]
     fn without_ttl_directive_the_last_explicit_ttl_counts() {
         let z = parse_with("a 120 A 192.0.2.1\nb A 192.0.2.2\n", &[]);
         assert_eq!(z.records[1].0.ttl, 120);

@@ -146,7 +146,7 @@ pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>, base: &Path) -> CheckedZone {
         if rtype == RecordType::NS && name == origin {
             cx.err(
                 r.name.span(),
-                "apex NS records come from the zone's `ns` list",
+                "apex NS records come from the zone's `ns` list or its `file`",
             );
             continue;
         }
