@@ -5,8 +5,9 @@
 //! lexer follows comments, quoted strings, escapes and parentheses, and knows the line each
 //! entry starts on. `$ORIGIN`, `$TTL` and `$INCLUDE` are handled here (the included file is
 //! cut the same way, its lines named by its own path); every record entry is handed to
-//! hickory's parser alone, with its owner made absolute and the TTL in force. A problem in
-//! one entry is reported at that entry's line and the rest of the file is still checked.
+//! hickory's parser alone, as one line of its words with the owner made absolute and the TTL
+//! in force. A problem in one entry is reported at the line the entry starts on, and the rest
+//! of the file is still checked.
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
@@ -89,7 +90,7 @@ fn parse_file(
             }
             continue;
         }
-        match record(text, entry, state) {
+        match record(entry, state) {
             Ok(record) => out.records.push((
                 record,
                 FileLine {
@@ -208,7 +209,7 @@ fn ttl_value(text: &str) -> Result<u32, String> {
 }
 
 /// One record entry: owner, TTL, class and type read here, the data by hickory.
-fn record(text: &str, entry: &Entry, state: &mut State<'_>) -> Result<Record, String> {
+fn record(entry: &Entry, state: &mut State<'_>) -> Result<Record, String> {
     let mut tokens = entry.tokens.iter();
     let owner = if entry.blank_owner {
         state
@@ -261,13 +262,27 @@ fn record(text: &str, entry: &Entry, state: &mut State<'_>) -> Result<Record, St
         .or(state.last_ttl)
         .unwrap_or(state.zone_ttl);
 
-    // The entry as hickory reads it: the owner absolute, the TTL in force as $TTL.
-    let rest = if entry.blank_owner {
-        &text[entry.start..entry.end]
-    } else {
-        &text[entry.tokens[0].end..entry.end]
-    };
-    let single = format!("$TTL {ttl}\n{} {rest}\n", owner.to_ascii());
+    // The entry as hickory reads it: one line of the words read here (no parentheses, whose
+    // quoted strings its lexer would keep the quotes of, nor comments), the owner absolute,
+    // the TTL in force as $TTL, and the words its lexer takes for something else spelt out:
+    // `@` as the origin where a name is expected (as text in TXT and CAA), a word starting
+    // with `$` quoted (plain data here).
+    let text_data = matches!(rtype, RecordType::TXT | RecordType::CAA);
+    let words = &entry.tokens[usize::from(!entry.blank_owner)..];
+    let mut single = format!("$TTL {ttl}\n{}", owner.to_ascii());
+    for t in words {
+        single.push(' ');
+        if t.quoted || (t.text.starts_with(['$', '@']) && !(t.text == "@" && !text_data)) {
+            single.push('"');
+            single.push_str(&t.text);
+            single.push('"');
+        } else if t.text == "@" {
+            single.push_str(&state.origin.to_ascii());
+        } else {
+            single.push_str(&t.text);
+        }
+    }
+    single.push('\n');
     let (_, sets) = Parser::new(single, None, Some(state.origin.clone()))
         .parse()
         .map_err(|e| format!("bad {rtype} record: {e}"))?;
@@ -303,8 +318,6 @@ const SERVED_TYPES: [RecordType; 10] = [
 struct Token {
     text: String,
     quoted: bool,
-    /// Byte offset just past the word in the file's text.
-    end: usize,
 }
 
 /// One entry: a line, or the lines a pair of parentheses joins.
@@ -312,9 +325,6 @@ struct Token {
 struct Entry {
     /// 1-based line the entry starts on.
     line: usize,
-    /// Byte range of the entry in the file's text (without its final newline).
-    start: usize,
-    end: usize,
     /// The entry starts with a blank: its owner is the last record's.
     blank_owner: bool,
     tokens: Vec<Token>,
@@ -331,21 +341,18 @@ fn entries(text: &str) -> (Vec<Entry>, Vec<(usize, String)>) {
     let mut i = 0;
     while i < bytes.len() {
         // One entry from the start of a line.
-        let start = i;
         let start_line = line;
         let blank_owner = matches!(bytes[i], b' ' | b'\t');
         let mut tokens = Vec::new();
         let mut open: Option<usize> = None; // line of the outermost open parenthesis
         let mut depth = 0usize;
         let mut broken: Option<(usize, String)> = None;
-        let mut end = bytes.len();
         while i < bytes.len() {
             match bytes[i] {
                 b'\n' => {
                     line += 1;
                     i += 1;
                     if depth == 0 {
-                        end = i - 1;
                         break;
                     }
                 }
@@ -384,7 +391,6 @@ fn entries(text: &str) -> (Vec<Entry>, Vec<(usize, String)>) {
                         tokens.push(Token {
                             text: text[from..i].to_string(),
                             quoted: true,
-                            end: i + 1,
                         });
                         i += 1;
                     } else {
@@ -411,7 +417,6 @@ fn entries(text: &str) -> (Vec<Entry>, Vec<(usize, String)>) {
                     tokens.push(Token {
                         text: text[from..i].to_string(),
                         quoted: false,
-                        end: i,
                     });
                 }
             }
@@ -425,8 +430,6 @@ fn entries(text: &str) -> (Vec<Entry>, Vec<(usize, String)>) {
             None if tokens.is_empty() => {}
             None => entries.push(Entry {
                 line: start_line,
-                start,
-                end,
                 blank_owner,
                 tokens,
             }),
@@ -562,6 +565,48 @@ mod tests {
                 "/z/main.zone:3 *.w.example.com. 3600 MX 5 mail.example.com.",
             ]
         );
+    }
+
+    #[test]
+    fn at_in_record_data_is_the_origin() {
+        let z = parse_with(
+            "www CNAME @\n@ MX 10 @\n$ORIGIN sub.example.com.\n_s._tcp SRV 0 0 1 @\n\
+             t TXT $5 (\n @ \"@\" )\n",
+            &[],
+        );
+        assert!(z.problems.is_empty(), "{:?}", problems(&z));
+        assert_eq!(
+            summary(&z),
+            [
+                "/z/main.zone:1 www.example.com. 3600 CNAME example.com.",
+                "/z/main.zone:2 example.com. 3600 MX 10 example.com.",
+                "/z/main.zone:4 _s._tcp.sub.example.com. 3600 SRV 0 0 1 sub.example.com.",
+                "/z/main.zone:5 t.sub.example.com. 3600 TXT $5@@",
+            ]
+        );
+        match &z.records[3].0.data {
+            RData::TXT(t) => {
+                let strings: Vec<&[u8]> = t.txt_data.iter().map(|s| &s[..]).collect();
+                assert_eq!(strings, [&b"$5"[..], b"@", b"@"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn quoted_strings_inside_parentheses_lose_their_quotes() {
+        let z = parse_with(
+            "k._domainkey IN TXT ( \"v=DKIM1; k=rsa; \"\n    \"p=MIGf\" ) ; key\n",
+            &[],
+        );
+        assert!(z.problems.is_empty(), "{:?}", problems(&z));
+        match &z.records[0].0.data {
+            RData::TXT(t) => {
+                let strings: Vec<&[u8]> = t.txt_data.iter().map(|s| &s[..]).collect();
+                assert_eq!(strings, [&b"v=DKIM1; k=rsa; "[..], b"p=MIGf"]);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
