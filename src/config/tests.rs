@@ -1096,3 +1096,17 @@ fn an_inline_record_beside_a_file_cname_names_the_file() {
         )]
     );
 }
+
+#[test]
+fn the_config_hash_follows_the_zone_file_and_its_includes() {
+    let zone = format!("{ZONE_FILE}$INCLUDE more.inc\n");
+    let (text, path) = with_zone_file("zone-file-hash", &zone, &[("more.inc", "m A 192.0.2.1\n")]);
+    let hash = || compiled(&text).settings.config_hash;
+    let first = hash();
+    assert_eq!(hash(), first, "nothing changed");
+    std::fs::write(&path, format!("{zone}extra A 192.0.2.2\n")).unwrap();
+    let edited = hash();
+    assert_ne!(edited, first, "the zone file changed");
+    std::fs::write(path.with_file_name("more.inc"), "m A 192.0.2.9\n").unwrap();
+    assert_ne!(hash(), edited, "the included file changed");
+}

@@ -272,12 +272,14 @@ fn record(entry: &Entry, state: &mut State<'_>) -> Result<Record, String> {
     let mut single = format!("$TTL {ttl}\n{}", owner.to_ascii());
     for t in words {
         single.push(' ');
-        if t.quoted || (t.text.starts_with(['$', '@']) && !(t.text == "@" && !text_data)) {
+        let origin = !t.quoted && !text_data && t.text == "@";
+        let quote = t.quoted || t.text.starts_with(['$', '@']);
+        if origin {
+            single.push_str(&state.origin.to_ascii());
+        } else if quote {
             single.push('"');
             single.push_str(&t.text);
             single.push('"');
-        } else if t.text == "@" {
-            single.push_str(&state.origin.to_ascii());
         } else {
             single.push_str(&t.text);
         }
