@@ -39,7 +39,8 @@ struct State<'z> {
     origin: Name,
     /// Owner of the last record, for entries that start with a blank.
     owner: Option<Name>,
-    /// `$TTL`, else the last TTL given explicitly (RFC 2308 section 4), else the zone's.
+    /// A record without a TTL takes `$TTL` (RFC 2308 section 4), else the last TTL given
+    /// explicitly (RFC 1035 section 5.1), else the zone's `ttl`.
     default_ttl: Option<u32>,
     last_ttl: Option<u32>,
     zone_ttl: u32,
