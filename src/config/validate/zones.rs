@@ -1,6 +1,6 @@
 //! `[[zones]]`: origin, SOA, apex NS and static records, each record's data in zone-file syntax,
 //! merged with the records of the zone's `file` (see [`zonefile`]).
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -109,9 +109,11 @@ pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>, base: &Path) -> CheckedZone {
         }
     };
 
-    // Each record with where it was given, for problems that name it.
+    // Each record with where it was given, for problems that name it; `seen` finds the first
+    // of a duplicate without a scan (a zone file may hold many thousands of records).
     let mut records = Vec::new();
     let mut places: Vec<Place> = Vec::new();
+    let mut seen: HashMap<(LowerName, RData), usize> = HashMap::new();
     for r in &z.records {
         let span = r.span();
         let r = r.get_ref();
@@ -154,7 +156,8 @@ pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>, base: &Path) -> CheckedZone {
             Ok(data) => {
                 let mut rec = Record::from_rdata(name, ttl, data);
                 rec.dns_class = DNSClass::IN;
-                if let Some(i) = records.iter().position(|r| *r == rec) {
+                let key = (LowerName::new(&rec.name), rec.data.clone());
+                if let Some(&i) = seen.get(&key) {
                     let first = cx.place(&places[i]);
                     cx.err(
                         r.name.span(),
@@ -165,6 +168,7 @@ pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>, base: &Path) -> CheckedZone {
                         ),
                     );
                 } else {
+                    seen.insert(key, records.len());
                     records.push(rec);
                     places.push(Place::Config(span));
                 }
@@ -177,7 +181,8 @@ pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>, base: &Path) -> CheckedZone {
     }
     // The zone file's records merge with the inline ones.
     for (rec, at) in file_records {
-        if let Some(i) = records.iter().position(|r| *r == rec) {
+        let key = (LowerName::new(&rec.name), rec.data.clone());
+        if let Some(&i) = seen.get(&key) {
             let first = cx.place(&places[i]);
             cx.err_at(
                 &Place::File(at),
@@ -189,6 +194,7 @@ pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>, base: &Path) -> CheckedZone {
                 ),
             );
         } else {
+            seen.insert(key, records.len());
             records.push(rec);
             places.push(Place::File(at));
         }
