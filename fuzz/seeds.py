@@ -293,6 +293,19 @@ LATENCY = {
     "empty.csv": "",
 }
 
+ZONE_EXAMPLE = open(os.path.join(ROOT, "config", "zones", "example.com.zone")).read()
+ZONE = {
+    "example.zone": ZONE_EXAMPLE,
+    "include.zone": "$ORIGIN example.com.\n$TTL 1h\n$INCLUDE inc.zone sub\n"
+    "@ 300 IN TXT ( \"a b\" ; comment\n  \"c\\\"d\" )\n\tMX 10 @\n"
+    "*.w CNAME @\n_s._tcp SRV 0 5 443 www\n",
+    "crlf.zone": ZONE_EXAMPLE.replace("\n", "\r\n"),
+    "broken.zone": "$TTL x\n@ SOA ns1 host ( 1 2 3 4\nbad A 192.0.2.300\n"
+    "x BOGUS 1\ny CH A 192.0.2.1\nfar.example.org. A 192.0.2.1\n"
+    "$INCLUDE missing.zone\n$GENERATE 1-2 h$ A 192.0.2.$\n  ) \"open\n",
+    "empty.zone": "",
+}
+
 AUTH = "Authorization: Bearer t\n"
 ADMIN = {
     "healthz.http": "GET /healthz HTTP/1.1\n\n",
@@ -342,6 +355,7 @@ def main():
     write("ecs_edns", ECS)
     write("config", CONFIG)
     write("latency_map", LATENCY)
+    write("zone_file", ZONE)
     write("admin_json", ADMIN)
 
 

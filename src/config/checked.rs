@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use hickory_proto::rr::{Name, Record};
 
+use crate::config::Place;
 use crate::geo::{Continent, CountryCode, Subdivision};
 use crate::routing::table::{Address, Policy, ProbeAddr, Region, RegionId, WeightMode};
 use crate::settings::{CheckSpec, Settings};
@@ -43,6 +44,8 @@ pub struct CheckedZone {
     pub soa: Record,
     pub ns: Vec<Record>,
     pub records: Vec<Record>,
+    /// Where each record was given (in the config or a zone file), in the order of `records`.
+    pub places: Vec<Place>,
 }
 
 #[derive(Debug)]

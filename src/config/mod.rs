@@ -5,6 +5,7 @@ pub mod compile;
 pub mod duration;
 pub mod raw;
 pub mod validate;
+pub mod zonefile;
 
 use std::fmt;
 use std::ops::Range;
@@ -12,25 +13,23 @@ use std::path::{Path, PathBuf};
 
 use crate::routing::Compiled;
 
-/// One problem in a config file, positioned for an editor.
+/// One problem in a config file (or a file it names), positioned for an editor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub file: PathBuf,
     pub line: usize,
-    pub col: usize,
+    /// None for a problem in a zone file, which is placed by line only.
+    pub col: Option<usize>,
     pub message: String,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file.display(),
-            self.line,
-            self.col,
-            self.message
-        )
+        write!(f, "{}:{}:", self.file.display(), self.line)?;
+        if let Some(col) = self.col {
+            write!(f, "{col}:")?;
+        }
+        write!(f, " {}", self.message)
     }
 }
 
@@ -52,17 +51,44 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// A problem before it is positioned: the byte span it blames and what is wrong.
+/// A line of a file other than the config (a zone file, a file it includes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileLine {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl fmt::Display for FileLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// What a problem blames: a byte span of the config text, or a line of another file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    Config(Range<usize>),
+    File(FileLine),
+}
+
+/// A problem before it is positioned: the place it blames and what is wrong.
 #[derive(Debug, Clone)]
 pub struct Problem {
-    pub span: Range<usize>,
+    pub at: Place,
     pub message: String,
 }
 
 impl Problem {
     pub fn new(span: Range<usize>, message: impl Into<String>) -> Self {
         Problem {
-            span,
+            at: Place::Config(span),
+            message: message.into(),
+        }
+    }
+
+    pub fn at_line(at: FileLine, message: impl Into<String>) -> Self {
+        Problem {
+            at: Place::File(at),
             message: message.into(),
         }
     }
@@ -81,7 +107,7 @@ pub fn load_reusing(path: &Path, previous: Option<&Compiled>) -> Result<Compiled
         ConfigErrors(vec![ConfigError {
             file: path.to_owned(),
             line: 1,
-            col: 1,
+            col: Some(1),
             message: format!("cannot read config file: {e}"),
         }])
     })?;
@@ -111,7 +137,14 @@ fn load_text(
             )]));
         }
     };
-    let checked = match validate::validate(&raw, text, base) {
+    // Zone files are read while validating; their texts count in the config hash.
+    let mut zone_texts = Vec::new();
+    let mut read = |p: &Path| {
+        let t = std::fs::read_to_string(p)?;
+        zone_texts.push(t.clone());
+        Ok(t)
+    };
+    let checked = match validate::validate(&raw, text, path, &mut read) {
         Ok(c) => c,
         Err(mut problems) => {
             // Report an unusable database in the same pass (compile would open it next).
@@ -139,26 +172,40 @@ fn load_text(
         asn: previous.and_then(|p| p.asn.clone()),
     };
     let mut compiled = compile::compile(checked, reuse).map_err(positioned)?;
-    compiled.settings.config_hash = config_hash(text);
+    compiled.settings.config_hash = config_hash(text, &zone_texts);
     Ok(compiled)
 }
 
+/// Problems in the config first, in file order; then those in other files, by file and line.
 fn position(text: &str, path: &Path, mut problems: Vec<Problem>) -> Vec<ConfigError> {
-    problems.sort_by_key(|p| p.span.start);
+    problems.sort_by(|a, b| match (&a.at, &b.at) {
+        (Place::Config(a), Place::Config(b)) => a.start.cmp(&b.start),
+        (Place::Config(_), Place::File(_)) => std::cmp::Ordering::Less,
+        (Place::File(_), Place::Config(_)) => std::cmp::Ordering::Greater,
+        (Place::File(a), Place::File(b)) => (&a.file, a.line).cmp(&(&b.file, b.line)),
+    });
     problems
         .into_iter()
-        .map(|p| {
-            let start = p.span.start.min(text.len());
-            let before = &text[..start];
-            let line = before.matches('\n').count() + 1;
-            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-            let col = before[line_start..].chars().count() + 1;
-            ConfigError {
-                file: path.to_owned(),
-                line,
-                col,
-                message: p.message,
+        .map(|p| match p.at {
+            Place::Config(span) => {
+                let start = span.start.min(text.len());
+                let before = &text[..start];
+                let line = before.matches('\n').count() + 1;
+                let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+                let col = before[line_start..].chars().count() + 1;
+                ConfigError {
+                    file: path.to_owned(),
+                    line,
+                    col: Some(col),
+                    message: p.message,
+                }
             }
+            Place::File(at) => ConfigError {
+                file: at.file,
+                line: at.line,
+                col: None,
+                message: p.message,
+            },
         })
         .collect()
 }
@@ -168,9 +215,10 @@ mod tests;
 
 /// What fleet instances compare to spot drift, as hex: FNV-1a of the config as parsed
 /// (comments and layout do not count) without the one key that must differ between
-/// instances, `[cluster] name` (nor `server.nsid`, which names the instance too). A text that
-/// is not TOML is hashed as it is.
-pub fn config_hash(text: &str) -> String {
+/// instances, `[cluster] name` (nor `server.nsid`, which names the instance too), followed by
+/// the text of every zone file it read (`$INCLUDE`d ones too), in reading order: a changed
+/// zone file is a changed config. A text that is not TOML is hashed as it is.
+pub fn config_hash(text: &str, zone_texts: &[String]) -> String {
     let canonical = match text.parse::<toml::Table>() {
         Ok(mut table) => {
             for (section, key) in [("cluster", "name"), ("server", "nsid")] {
@@ -182,5 +230,11 @@ pub fn config_hash(text: &str) -> String {
         }
         Err(_) => text.to_string(),
     };
-    format!("{:016x}", crate::hash::fnv1a(canonical.as_bytes()))
+    let mut all = canonical.into_bytes();
+    for t in zone_texts {
+        // Lengths keep the boundaries apart ("ab" + "c" is not "a" + "bc").
+        all.extend_from_slice(&(t.len() as u64).to_le_bytes());
+        all.extend_from_slice(t.as_bytes());
+    }
+    format!("{:016x}", crate::hash::fnv1a(&all))
 }

@@ -199,8 +199,12 @@ pub struct RawRouting {
 #[serde(deny_unknown_fields)]
 pub struct RawZone {
     pub origin: S<String>,
-    pub ns: S<Vec<S<String>>>,
-    pub soa: S<RawSoa>,
+    /// An RFC 1035 master file of more records (relative to the config file's directory).
+    pub file: Option<S<String>>,
+    /// Apex NS names; required unless the zone file has apex NS records.
+    pub ns: Option<S<Vec<S<String>>>>,
+    /// Required unless the zone file has an SOA.
+    pub soa: Option<S<RawSoa>>,
     /// Default TTL of the zone's static records.
     pub ttl: Option<S<i64>>,
     #[serde(default)]

@@ -109,7 +109,10 @@ fn assert_errors(text: &str, want: &[(usize, usize, &str)]) {
         Ok(_) => panic!("config should fail with {want:?}"),
         Err(e) => e,
     };
-    let got: Vec<(usize, usize)> = errors.iter().map(|e| (e.line, e.col)).collect();
+    let got: Vec<(usize, usize)> = errors
+        .iter()
+        .map(|e| (e.line, e.col.unwrap_or(0)))
+        .collect();
     let expected: Vec<(usize, usize)> = want.iter().map(|(l, c, _)| (*l, *c)).collect();
     assert_eq!(
         got,
@@ -120,7 +123,7 @@ fn assert_errors(text: &str, want: &[(usize, usize, &str)]) {
     for (e, (_, _, fragment)) in errors.iter().zip(want) {
         assert!(
             e.message.contains(fragment),
-            "{}:{}: message {:?} lacks {fragment:?}",
+            "{}:{:?}: message {:?} lacks {fragment:?}",
             e.line,
             e.col,
             e.message
@@ -165,7 +168,7 @@ fn bad_toml_syntax() {
     assert_eq!(errors.len(), 1, "{}", render(&errors));
     assert_eq!(
         (errors[0].line, errors[0].col),
-        (33, 13),
+        (33, Some(13)),
         "{}",
         render(&errors)
     );
@@ -774,17 +777,34 @@ fn several_database_files_are_asked_in_order_for_their_family() {
 #[test]
 fn config_hash_is_stable() {
     use super::config_hash;
-    assert_eq!(config_hash("a"), config_hash("a"));
-    assert_ne!(config_hash("a"), config_hash("b"));
-    assert_eq!(config_hash("").len(), 16);
+    assert_eq!(config_hash("a", &[]), config_hash("a", &[]));
+    assert_ne!(config_hash("a", &[]), config_hash("b", &[]));
+    assert_eq!(config_hash("", &[]).len(), 16);
     // Instances of one fleet differ in their names only: not drift. Anything else is.
     let ns = |name: &str, workers: u32| {
         format!(
             "# instance {name}\n[server]\nworkers = {workers}\nnsid = \"{name}\"\n[cluster]\nname = \"{name}\"\nprefix = \"/m/\"\n"
         )
     };
-    assert_eq!(config_hash(&ns("ns1", 2)), config_hash(&ns("ns2", 2)));
-    assert_ne!(config_hash(&ns("ns1", 2)), config_hash(&ns("ns1", 4)));
+    assert_eq!(
+        config_hash(&ns("ns1", 2), &[]),
+        config_hash(&ns("ns2", 2), &[])
+    );
+    assert_ne!(
+        config_hash(&ns("ns1", 2), &[]),
+        config_hash(&ns("ns1", 4), &[])
+    );
+    // A zone file's text counts, and where one file ends.
+    let zone = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_ne!(config_hash("a", &zone(&["x"])), config_hash("a", &[]));
+    assert_ne!(
+        config_hash("a", &zone(&["x"])),
+        config_hash("a", &zone(&["y"]))
+    );
+    assert_ne!(
+        config_hash("a", &zone(&["ab", "c"])),
+        config_hash("a", &zone(&["a", "bc"]))
+    );
 }
 
 #[test]
@@ -954,4 +974,234 @@ fn dnstap_identity_defaults_to_the_fleet_name() {
             .as_deref(),
         Some(&b"fra-1"[..])
     );
+}
+
+// ---- zone files ----
+
+/// The base config with the zone's `ns` and `soa` replaced by `file = ZONE` (written to a
+/// scratch directory with the other files given), and `extra` added to its records.
+fn with_zone_file(test: &str, zone: &str, others: &[(&str, &str)]) -> (String, PathBuf) {
+    let dir = scratch_dir(test);
+    let path = dir.join("example.com.zone");
+    std::fs::write(&path, zone).expect("write zone file");
+    for (name, text) in others {
+        std::fs::write(dir.join(name), text).expect("write included file");
+    }
+    let text = edit(
+        "ns = [\"ns1.example.com.\"]\nsoa = { mname = \"ns1\", rname = \"hostmaster\", serial = 1, minimum = 60 }\n",
+        &format!("file = {:?}\n\n", path.display().to_string()),
+    );
+    (text, path)
+}
+
+const ZONE_FILE: &str = r#"$ORIGIN example.com.
+$TTL 600
+@ IN SOA ns1 hostmaster (
+    2026113001 ; serial
+    1h 10m 1w
+    60 )       ; minimum
+  NS ns1
+  NS ns2.example.net.
+files 300 IN A 192.0.2.80
+  AAAA 2001:db8::80
+alias CNAME files
+"#;
+
+/// Every problem, rendered as `check` prints it.
+fn rendered(text: &str) -> Vec<String> {
+    match load(text) {
+        Ok(_) => panic!("config should fail"),
+        Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn a_zone_file_gives_soa_ns_and_records_beside_the_inline_ones() {
+    let (text, _) = with_zone_file("zone-file-loads", ZONE_FILE, &[]);
+    let c = compiled(&text);
+    let zone = &c.zones[0];
+    match &zone.soa.data {
+        RData::SOA(soa) => {
+            assert_eq!(soa.serial, 2026113001);
+            assert_eq!(soa.refresh, 3600);
+            assert_eq!(soa.minimum, 60);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(zone.soa.ttl, 600);
+    assert_eq!(zone.negative_soa.ttl, 60);
+    let apex = &zone.nodes[&LowerName::new(&name("example.com."))];
+    let ns: Vec<String> = apex
+        .rrset(RecordType::NS)
+        .unwrap()
+        .iter()
+        .map(|r| r.data.to_string())
+        .collect();
+    assert_eq!(ns, ["ns1.example.com.", "ns2.example.net."]);
+    // The inline MX stays.
+    assert!(apex.rrset(RecordType::MX).is_some());
+    let files = &zone.nodes[&LowerName::new(&name("files.example.com."))];
+    assert_eq!(files.rrset(RecordType::A).unwrap()[0].ttl, 300);
+    assert_eq!(files.rrset(RecordType::AAAA).unwrap()[0].ttl, 600);
+    let alias = &zone.nodes[&LowerName::new(&name("alias.example.com."))];
+    assert!(alias.rrset(RecordType::CNAME).is_some());
+}
+
+#[test]
+fn a_zone_file_problem_names_the_file_and_line() {
+    let (text, path) = with_zone_file(
+        "zone-file-broken",
+        "$TTL 1h\n\
+         @ SOA ns1 hostmaster 1 3600 600 604800 60\n\
+         @ NS ns1\n\
+         ok A 192.0.2.1\n\
+         bad A 192.0.2.300\n\
+         what BOGUS x\n\
+         $INCLUDE nowhere.inc\n\
+         far.example.org. A 192.0.2.1\n\
+         info HINFO \"x\" \"y\"\n\
+         mx MX ( 10\n   mail.example.com.\n",
+        &[],
+    );
+    let p = path.display();
+    let dir = path.parent().unwrap().display();
+    assert_eq!(
+        rendered(&text),
+        [
+            format!(
+                "{p}:5: bad A record: network address parse error: invalid IPv4 address syntax"
+            ),
+            format!("{p}:6: unknown record type \"BOGUS\""),
+            format!(
+                "{p}:7: cannot read $INCLUDE file {dir}/nowhere.inc: No such file or directory (os error 2)"
+            ),
+            format!("{p}:8: far.example.org. is outside the zone example.com."),
+            format!(
+                "{p}:9: record type HINFO is not served (use SOA NS A AAAA CNAME MX TXT SRV CAA PTR)"
+            ),
+            format!("{p}:10: '(' is never closed"),
+        ]
+    );
+}
+
+#[test]
+fn an_include_loop_is_refused_at_the_including_line() {
+    let (text, path) = with_zone_file(
+        "zone-file-loop",
+        "@ 60 SOA ns1 hostmaster 1 3600 600 604800 60\n@ NS ns1\n$INCLUDE a.inc\n",
+        &[
+            ("a.inc", "a A 192.0.2.1\n$INCLUDE b.inc\n"),
+            ("b.inc", "\n$INCLUDE a.inc\n"),
+        ],
+    );
+    let dir = path.parent().unwrap().display();
+    assert_eq!(
+        rendered(&text),
+        [format!(
+            "{dir}/b.inc:2: $INCLUDE loop: {dir}/a.inc -> {dir}/b.inc -> {dir}/a.inc"
+        )]
+    );
+}
+
+#[test]
+fn a_missing_zone_file_is_reported_at_its_key() {
+    let text = edit(
+        "ttl = 3600\nrecords",
+        "file = \"/nonexistent/example.com.zone\"\nttl = 3600\nrecords",
+    );
+    assert_error(
+        &text,
+        15,
+        8,
+        "cannot read zone file /nonexistent/example.com.zone",
+    );
+}
+
+#[test]
+fn soa_and_ns_come_from_one_place_only() {
+    let (text, path) = with_zone_file("zone-file-twice", ZONE_FILE, &[]);
+    // Both in the file and in the config.
+    let text = text.replace(
+        "\n\nttl = 3600",
+        "\nns = [\"ns1\"]\nsoa = { mname = \"ns1\", rname = \"hostmaster\", serial = 1, minimum = 60 }\nttl = 3600",
+    );
+    let p = path.display();
+    assert_eq!(
+        rendered(&text),
+        [
+            format!(
+                "{p}:3: zone example.com. has an SOA here and `soa` at {CONFIG_PATH}:15: keep one of them"
+            ),
+            format!(
+                "{p}:7: zone example.com. has apex NS records here and `ns` at {CONFIG_PATH}:14: keep one of them"
+            ),
+        ]
+    );
+    // In neither.
+    let (text, _) = with_zone_file("zone-file-none", "a A 192.0.2.1\n", &[]);
+    assert_errors(
+        &text,
+        &[
+            (12, 10, "zone example.com. has no SOA"),
+            (12, 10, "zone example.com. has no NS"),
+        ],
+    );
+}
+
+#[test]
+fn conflicts_between_the_file_and_the_config_name_both_places() {
+    let zone = "@ 60 SOA ns1 hostmaster 1 3600 600 604800 60\n\
+                @ NS ns1\n\
+                www A 192.0.2.99\n\
+                ns1 CNAME elsewhere.example.net.\n\
+                mail 60 A 192.0.2.25\n\
+                mail 60 A 192.0.2.25\n";
+    let (text, path) = with_zone_file("zone-file-conflicts", zone, &[]);
+    let p = path.display();
+    assert_eq!(
+        rendered(&text),
+        [
+            format!(
+                "{p}:3: www.example.com. A: a static record at a traffic-managed name (the service at {CONFIG_PATH}:38 answers it)"
+            ),
+            format!(
+                "{p}:4: ns1.example.com. has a CNAME beside other data (A at {CONFIG_PATH}:17)"
+            ),
+            format!("{p}:6: record mail.example.com. A 192.0.2.25 is given twice (also at {p}:5)"),
+        ]
+    );
+}
+
+#[test]
+fn an_inline_record_beside_a_file_cname_names_the_file() {
+    let (text, path) = with_zone_file(
+        "zone-file-inline-cname",
+        "@ 60 SOA ns1 hostmaster 1 3600 600 604800 60\n@ NS ns1\nmail CNAME ns1\n",
+        &[],
+    );
+    let text = text.replace(
+        "{ name = \"@\", type = \"MX\", data = \"10 mail\" },",
+        "{ name = \"@\", type = \"MX\", data = \"10 mail\" },\n  { name = \"mail\", type = \"TXT\", data = \"hi\" },",
+    );
+    let p = path.display();
+    assert_eq!(
+        rendered(&text),
+        [format!(
+            "{p}:3: mail.example.com. has a CNAME beside other data (TXT at {CONFIG_PATH}:19)"
+        )]
+    );
+}
+
+#[test]
+fn the_config_hash_follows_the_zone_file_and_its_includes() {
+    let zone = format!("{ZONE_FILE}$INCLUDE more.inc\n");
+    let (text, path) = with_zone_file("zone-file-hash", &zone, &[("more.inc", "m A 192.0.2.1\n")]);
+    let hash = || compiled(&text).settings.config_hash;
+    let first = hash();
+    assert_eq!(hash(), first, "nothing changed");
+    std::fs::write(&path, format!("{zone}extra A 192.0.2.2\n")).unwrap();
+    let edited = hash();
+    assert_ne!(edited, first, "the zone file changed");
+    std::fs::write(path.with_file_name("more.inc"), "m A 192.0.2.9\n").unwrap();
+    assert_ne!(hash(), edited, "the included file changed");
 }

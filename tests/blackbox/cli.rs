@@ -140,6 +140,73 @@ endpoints = [{ region = "mars", address = "192.0.2.300" }]
 }
 
 #[test]
+fn check_names_the_zone_file_and_line_of_each_problem() {
+    let scratch = Scratch::new();
+    let zone = scratch.write(
+        "example.com.zone",
+        r#"$ORIGIN example.com.
+$TTL 1h
+@ IN SOA ns1 hostmaster ( 1 3600 600
+                          604800 60 )
+  IN NS ns1
+www IN A 192.0.2.99
+ns1 IN A 192.0.2.300
+mx IN MX mail
+shop IN CNAME www
+shop IN TXT "also here"
+info IN HINFO "pc" "unix"
+elsewhere.example.org. IN A 192.0.2.1
+$INCLUDE missing.inc
+what IN BOGUS data
+"#,
+    );
+    let config = scratch.write(
+        "broken.toml",
+        r#"[[zones]]
+origin = "example.com."
+file = "example.com.zone"
+soa = { mname = "ns1", rname = "hostmaster", serial = 2, minimum = 60 }
+
+[[regions]]
+name = "us"
+
+[[services]]
+name = "www.example.com."
+policy = "failover"
+regions = ["us"]
+endpoints = [{ region = "us", address = "192.0.2.10" }]
+"#,
+    );
+    let (file, zone) = (config.display().to_string(), zone.display().to_string());
+    let out = meridian(&["check", "--config", &file]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    let dir = scratch.0.display();
+    let want = [
+        format!(
+            "{zone}:3: zone example.com. has an SOA here and `soa` at {file}:4: keep one of them"
+        ),
+        format!(
+            "{zone}:6: www.example.com. A: a static record at a traffic-managed name (the service at {file}:10 answers it)"
+        ),
+        format!("{zone}:7: bad A record: network address parse error: invalid IPv4 address syntax"),
+        format!("{zone}:8: bad MX record: error parsing number: invalid digit found in string"),
+        format!("{zone}:9: shop.example.com. has a CNAME beside other data (TXT at {zone}:10)"),
+        format!(
+            "{zone}:11: record type HINFO is not served (use SOA NS A AAAA CNAME MX TXT SRV CAA PTR)"
+        ),
+        format!("{zone}:12: elsewhere.example.org. is outside the zone example.com."),
+        format!(
+            "{zone}:13: cannot read $INCLUDE file {dir}/missing.inc: No such file or directory (os error 2)"
+        ),
+        format!("{zone}:14: unknown record type \"BOGUS\""),
+        format!("{file}: 9 problem(s)"),
+    ];
+    assert_eq!(lines, want, "stderr:\n{err}");
+}
+
+#[test]
 fn check_on_a_missing_file_says_so() {
     let scratch = Scratch::new();
     let path = scratch.0.join("nope.toml");

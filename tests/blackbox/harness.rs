@@ -68,15 +68,19 @@ pub fn example_config() -> String {
     with_test_paths(&text)
 }
 
-/// Rewrites `dns_listen` to ephemeral ports and `../geoip-fixtures/` to the absolute path.
+/// Rewrites `dns_listen` to ephemeral ports, and `../geoip-fixtures/` and the example's zone
+/// files (`zones/`) to absolute paths.
 pub fn with_test_paths(text: &str) -> String {
     let fixtures = repo().join("geoip-fixtures");
+    let zones = format!("\"{}/", repo().join("config/zones").display());
     text.lines()
         .map(|l| {
             if l.trim_start().starts_with("dns_listen") {
                 "dns_listen = [\"127.0.0.1:0\", \"[::1]:0\"]".to_string()
             } else if l.trim_start().starts_with("admin_listen") {
                 "admin_listen = \"127.0.0.1:0\"".to_string()
+            } else if l.trim_start().starts_with("file = \"zones/") {
+                l.replacen("\"zones/", &zones, 1)
             } else {
                 l.replace("../geoip-fixtures", &fixtures.display().to_string())
             }

@@ -1312,6 +1312,36 @@ pub(super) fn differential(
     d
 }
 
+/// Meridian's config for the static zone read from `zone` (the file NSD and Knot serve).
+fn zone_file_config(zone: &std::path::Path) -> String {
+    format!(
+        "[server]\ndns_listen = [\"127.0.0.1:0\"]\nmax_udp_payload = 1232\n\n\
+         [[zones]]\norigin = \"example.com.\"\nfile = {}\n",
+        toml_str(&zone.display().to_string())
+    )
+}
+
+#[test]
+fn the_zone_file_nsd_and_knot_serve_is_answered_as_the_same_zone_inline() {
+    let scratch = Scratch::new();
+    let zone = scratch.write("example.com.zone", &static_zone_file());
+    let from_file = Meridian::start(&zone_file_config(&zone));
+    let inline = Meridian::start(&static_config());
+
+    let cases = corpus();
+    let d = differential(
+        "meridian (inline records)",
+        from_file.v4(),
+        inline.v4(),
+        &cases,
+        |_| Expect::Same,
+    );
+    eprint!("{}", d.tally("inline"));
+    d.assert_as_expected("meridian (inline records)", &inline.logs());
+    assert_eq!(d.identical, cases.len());
+    assert_eq!(d.truncated, 6, "TC responses");
+}
+
 #[test]
 fn nsd_and_meridian_agree_on_a_static_zone() {
     let scratch = Scratch::new();

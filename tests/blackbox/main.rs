@@ -25,3 +25,4 @@ mod knot;
 mod policies;
 mod protocol;
 mod smoke;
+mod zonefile;

@@ -1,5 +1,7 @@
 //! Raw config -> checked model: runs each section's checks in turn, collecting every problem
-//! instead of stopping at the first; does no I/O (the GeoIP database is opened by `compile`).
+//! instead of stopping at the first. Its only I/O is reading zone files, through the reader it
+//! is handed (their records are checked against the rest of the config); the GeoIP database
+//! and the other data files are opened by `compile`.
 mod checks;
 mod regions;
 pub(crate) use regions::parse_asn_number;
@@ -13,21 +15,40 @@ use std::path::{Path, PathBuf};
 
 use hickory_proto::rr::Name;
 
-use super::Problem;
 use super::checked::{Checked, CheckedZone};
 use super::raw::{Paths, RawConfig, S};
+use super::zonefile::ReadFile;
+use super::{Place, Problem};
 
 /// Largest TTL RFC 2181 allows.
 const MAX_TTL: i64 = 2_147_483_647;
 const DEFAULT_LATENCY_OVERHEAD_MS: f32 = 5.0;
 
-/// The problems found so far, and the config text (to name the line of an earlier definition).
-struct Ctx<'a> {
+/// The problems found so far, the config text and path (to name the line of an earlier
+/// definition), and the reader of zone files.
+struct Ctx<'a, 'r> {
     problems: Vec<Problem>,
     text: &'a str,
+    path: &'a Path,
+    read: &'a mut ReadFile<'r>,
 }
 
-impl Ctx<'_> {
+impl Ctx<'_, '_> {
+    /// `FILE:LINE` of a place, for messages that name a second one.
+    fn place(&self, at: &Place) -> String {
+        match at {
+            Place::Config(span) => format!("{}:{}", self.path.display(), self.line_of(span.start)),
+            Place::File(at) => at.to_string(),
+        }
+    }
+
+    fn err_at(&mut self, at: &Place, message: impl Into<String>) {
+        self.problems.push(Problem {
+            at: at.clone(),
+            message: message.into(),
+        });
+    }
+
     /// 1-based line of a byte offset, for messages that point at a second place.
     fn line_of(&self, offset: usize) -> usize {
         self.text[..offset.min(self.text.len())]
@@ -90,10 +111,20 @@ pub fn parse_name(s: &str, origin: Option<&Name>) -> Result<Name, String> {
 
 /// Checks every section, in the order later ones depend on (zones, regions and checks before
 /// the services that name them); the checked model, or every problem found.
-pub fn validate(raw: &RawConfig, text: &str, base: &Path) -> Result<Checked, Vec<Problem>> {
+/// `path` is the config file's (relative paths in it are taken from its directory); `read`
+/// reads the zone files it names.
+pub fn validate(
+    raw: &RawConfig,
+    text: &str,
+    path: &Path,
+    read: &mut ReadFile<'_>,
+) -> Result<Checked, Vec<Problem>> {
+    let base = path.parent().unwrap_or(Path::new("."));
     let mut cx = Ctx {
         problems: Vec::new(),
         text,
+        path,
+        read,
     };
     let settings = server::server_settings(&mut cx, raw, base);
     let mut files = |key: &str, paths: &Option<S<Paths>>| {
@@ -120,7 +151,11 @@ pub fn validate(raw: &RawConfig, text: &str, base: &Path) -> Result<Checked, Vec
         cx.err(g.span(), "[geoip] names neither database nor asn_database");
     }
 
-    let zones: Vec<CheckedZone> = raw.zones.iter().map(|z| zones::zone(&mut cx, z)).collect();
+    let zones: Vec<CheckedZone> = raw
+        .zones
+        .iter()
+        .map(|z| zones::zone(&mut cx, z, base))
+        .collect();
     zones::check_duplicate_zones(&mut cx, raw, &zones);
 
     let (regions, region_ids) = regions::regions(&mut cx, raw);

@@ -8,6 +8,7 @@ use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 
 use super::regions::{geo_codes, region_list};
 use super::{Ctx, parse_name};
+use crate::config::Place;
 use crate::config::checked::{
     CheckedAllDown, CheckedEndpoint, CheckedResidency, CheckedService, CheckedZone,
 };
@@ -624,35 +625,56 @@ pub(super) fn check_service_conflicts(
             alias_loops(cx, raw, zones, services, svc);
             continue;
         }
-        let clash = zone.records.iter().find(|r| {
+        let span = name_span(raw, &svc.name);
+        let clash = zone.records.iter().zip(&zone.places).find(|(r, _)| {
             r.name == svc.name
                 && matches!(
                     r.record_type(),
                     RecordType::A | RecordType::AAAA | RecordType::CNAME
                 )
         });
-        if let Some(rec) = clash {
-            let span = name_span(raw, &svc.name);
+        if let Some((rec, at)) = clash {
             let kind = if rec.record_type() == RecordType::CNAME {
                 "a CNAME beside a traffic-managed name"
             } else {
                 "static address records beside a traffic-managed name"
             };
-            cx.err(
-                span,
-                format!("{}: zone {} has {kind}", svc.name, zone.origin),
-            );
+            match at {
+                // A zone file's record is reported at its line, naming the service.
+                Place::File(_) => {
+                    let service = cx.place(&Place::Config(span.clone()));
+                    cx.err_at(
+                        at,
+                        format!(
+                            "{} {}: a static record at a traffic-managed name (the service at {service} answers it)",
+                            rec.name,
+                            rec.record_type()
+                        ),
+                    );
+                }
+                Place::Config(_) => {
+                    let record = cx.place(at);
+                    cx.err(
+                        span.clone(),
+                        format!(
+                            "{}: zone {} has {kind} (at {record})",
+                            svc.name, zone.origin
+                        ),
+                    );
+                }
+            }
         }
-        if let Some(cut) = zone
+        if let Some((cut, at)) = zone
             .records
             .iter()
-            .find(|r| r.record_type() == RecordType::NS && r.name.zone_of(&svc.name))
+            .zip(&zone.places)
+            .find(|(r, _)| r.record_type() == RecordType::NS && r.name.zone_of(&svc.name))
         {
-            let span = name_span(raw, &svc.name);
+            let delegation = cx.place(at);
             cx.err(
                 span,
                 format!(
-                    "service {} is below the delegation at {}",
+                    "service {} is below the delegation at {} ({delegation})",
                     svc.name, cut.name
                 ),
             );
@@ -682,26 +704,34 @@ fn alias_conflicts(cx: &mut Ctx, raw: &RawConfig, zone: &CheckedZone, svc: &Chec
         );
         return;
     }
-    if let Some(rec) = zone.records.iter().find(|r| r.name == svc.name) {
+    if let Some((rec, at)) = zone
+        .records
+        .iter()
+        .zip(&zone.places)
+        .find(|(r, _)| r.name == svc.name)
+    {
+        let record = cx.place(at);
         cx.err(
             span.clone(),
             format!(
-                "{}: zone {} has {} records beside a hostname service (a CNAME allows no other data at its name)",
+                "{}: zone {} has {} records beside a hostname service (at {record}; a CNAME allows no other data at its name)",
                 svc.name,
                 zone.origin,
                 rec.record_type()
             ),
         );
     }
-    if let Some(cut) = zone
+    if let Some((cut, at)) = zone
         .records
         .iter()
-        .find(|r| r.record_type() == RecordType::NS && r.name.zone_of(&svc.name))
+        .zip(&zone.places)
+        .find(|(r, _)| r.record_type() == RecordType::NS && r.name.zone_of(&svc.name))
     {
+        let delegation = cx.place(at);
         cx.err(
             span,
             format!(
-                "service {} is below the delegation at {}",
+                "service {} is below the delegation at {} ({delegation})",
                 svc.name, cut.name
             ),
         );

@@ -1,14 +1,18 @@
-//! `[[zones]]`: origin, SOA, apex NS and static records, each record's data in zone-file syntax.
-use std::collections::{BTreeMap, HashSet};
+//! `[[zones]]`: origin, SOA, apex NS and static records, each record's data in zone-file syntax,
+//! merged with the records of the zone's `file` (see [`zonefile`]).
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 use std::str::FromStr;
 
 use hickory_proto::rr::rdata::{SOA, TXT};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::txt::Parser;
 
-use super::{Ctx, MAX_TTL, parse_name};
+use super::{Ctx, MAX_TTL};
 use crate::config::checked::CheckedZone;
-use crate::config::raw::{RawConfig, RawZone, S};
+use crate::config::raw::{RawConfig, RawSoa, RawZone, S};
+use crate::config::zonefile;
+use crate::config::{FileLine, Place};
 
 const DEFAULT_ZONE_TTL: u32 = 3600;
 const STATIC_TYPES: [RecordType; 9] = [
@@ -23,82 +27,95 @@ const STATIC_TYPES: [RecordType; 9] = [
     RecordType::PTR,
 ];
 
-pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>) -> CheckedZone {
+pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>, base: &Path) -> CheckedZone {
     let z = z.get_ref();
-    let origin = cx
-        .name(&z.origin, None, "zone origin")
-        .unwrap_or_else(Name::root);
+    let parsed_origin = cx.name(&z.origin, None, "zone origin");
+    let origin = parsed_origin.clone().unwrap_or_else(Name::root);
     let default_ttl = z
         .ttl
         .as_ref()
         .map_or(DEFAULT_ZONE_TTL, |t| cx.ttl(t, "zone TTL"));
 
-    let soa_raw = z.soa.get_ref();
-    let mname = cx.name(&soa_raw.mname, Some(&origin), "SOA mname");
-    let rname = cx.name(&soa_raw.rname, Some(&origin), "SOA rname");
-    let mut num = |v: &Option<S<i64>>, default: i64, what: &str| -> i64 {
-        match v {
-            None => default,
-            Some(v) if (0..=MAX_TTL).contains(v.get_ref()) => *v.get_ref(),
-            Some(v) => {
-                cx.err(
-                    v.span(),
-                    format!("SOA {what} {} is out of range", v.get_ref()),
-                );
-                default
+    // The zone file's records, each with its line; its SOA and apex NS set apart.
+    let mut file_soa: Option<(Record, FileLine)> = None;
+    let mut file_ns: Vec<(Record, FileLine)> = Vec::new();
+    let mut file_records: Vec<(Record, FileLine)> = Vec::new();
+    if let (Some(f), Some(origin)) = (&z.file, &parsed_origin) {
+        for (rec, at) in zone_file(cx, f, origin, default_ttl, base) {
+            match rec.record_type() {
+                RecordType::SOA if rec.name != *origin => cx.err_at(
+                    &Place::File(at),
+                    format!(
+                        "an SOA belongs at the zone apex {origin}, not at {}",
+                        rec.name
+                    ),
+                ),
+                RecordType::SOA => match &file_soa {
+                    Some((_, first)) => cx.err_at(
+                        &Place::File(at.clone()),
+                        format!("zone {origin} has a second SOA (the first is at {first})"),
+                    ),
+                    None => file_soa = Some((rec, at)),
+                },
+                RecordType::NS if rec.name == *origin => file_ns.push((rec, at)),
+                _ => file_records.push((rec, at)),
             }
         }
-    };
-    let refresh = num(&soa_raw.refresh, 3600, "refresh");
-    let retry = num(&soa_raw.retry, 600, "retry");
-    let expire = num(&soa_raw.expire, 604_800, "expire");
-    let serial = match u32::try_from(*soa_raw.serial.get_ref()) {
-        Ok(s) => s,
-        Err(_) => {
-            cx.err(soa_raw.serial.span(), "SOA serial must be 0 to 4294967295");
-            0
+    }
+
+    // One source each for the SOA and the apex NS: the config or the zone file.
+    let soa = match (&z.soa, file_soa) {
+        (Some(inline), Some((_, at))) => {
+            let other = cx.place(&Place::Config(inline.span()));
+            cx.err_at(
+                &Place::File(at),
+                format!("zone {origin} has an SOA here and `soa` at {other}: keep one of them"),
+            );
+            inline_soa(cx, inline.get_ref(), &origin, default_ttl)
+        }
+        (Some(inline), None) => inline_soa(cx, inline.get_ref(), &origin, default_ttl),
+        (None, Some((rec, _))) => rec,
+        (None, None) => {
+            cx.err(
+                z.origin.span(),
+                format!("zone {origin} has no SOA: give `soa`, or an SOA record in its `file`"),
+            );
+            Record::from_rdata(
+                origin.clone(),
+                0,
+                RData::SOA(SOA::new(Name::root(), Name::root(), 0, 0, 0, 0, 0)),
+            )
         }
     };
-    let minimum = cx.ttl(&soa_raw.minimum, "SOA minimum");
-    let soa_ttl = soa_raw
-        .ttl
-        .as_ref()
-        .map_or(default_ttl, |t| cx.ttl(t, "SOA TTL"));
-    let soa = Record::from_rdata(
-        origin.clone(),
-        soa_ttl,
-        RData::SOA(SOA::new(
-            mname.unwrap_or_else(Name::root),
-            rname.unwrap_or_else(Name::root),
-            serial,
-            refresh as i32,
-            retry as i32,
-            expire as i32,
-            minimum,
-        )),
-    );
+    let ns = match (&z.ns, file_ns.first()) {
+        (Some(inline), Some((_, at))) => {
+            let other = cx.place(&Place::Config(inline.span()));
+            cx.err_at(
+                &Place::File(at.clone()),
+                format!(
+                    "zone {origin} has apex NS records here and `ns` at {other}: keep one of them"
+                ),
+            );
+            inline_ns(cx, inline, &origin, default_ttl)
+        }
+        (Some(inline), None) => inline_ns(cx, inline, &origin, default_ttl),
+        (None, Some(_)) => file_ns.into_iter().map(|(rec, _)| rec).collect(),
+        (None, None) => {
+            cx.err(
+                z.origin.span(),
+                format!("zone {origin} has no NS: give `ns`, or apex NS records in its `file`"),
+            );
+            Vec::new()
+        }
+    };
 
-    if z.ns.get_ref().is_empty() {
-        cx.err(
-            z.ns.span(),
-            format!("zone {origin} needs at least one NS name"),
-        );
-    }
-    let ns =
-        z.ns.get_ref()
-            .iter()
-            .filter_map(|n| cx.name(n, Some(&origin), "NS name"))
-            .map(|target| {
-                Record::from_rdata(
-                    origin.clone(),
-                    default_ttl,
-                    RData::NS(hickory_proto::rr::rdata::NS(target)),
-                )
-            })
-            .collect();
-
+    // Each record with where it was given, for problems that name it; `seen` finds the first
+    // of a duplicate without a scan (a zone file may hold many thousands of records).
     let mut records = Vec::new();
+    let mut places: Vec<Place> = Vec::new();
+    let mut seen: HashMap<(LowerName, RData), usize> = HashMap::new();
     for r in &z.records {
+        let span = r.span();
         let r = r.get_ref();
         let Some(name) = cx.name(&r.name, Some(&origin), "record name") else {
             continue;
@@ -131,7 +148,7 @@ pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>) -> CheckedZone {
         if rtype == RecordType::NS && name == origin {
             cx.err(
                 r.name.span(),
-                "apex NS records come from the zone's `ns` list",
+                "apex NS records come from the zone's `ns` list or its `file`",
             );
             continue;
         }
@@ -139,17 +156,21 @@ pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>) -> CheckedZone {
             Ok(data) => {
                 let mut rec = Record::from_rdata(name, ttl, data);
                 rec.dns_class = DNSClass::IN;
-                if records.contains(&rec) {
+                let key = (LowerName::new(&rec.name), rec.data.clone());
+                if let Some(&i) = seen.get(&key) {
+                    let first = cx.place(&places[i]);
                     cx.err(
                         r.name.span(),
                         format!(
-                            "record {} {rtype} {} is given twice",
+                            "record {} {rtype} {} is given twice (also at {first})",
                             rec.name,
                             r.data.get_ref()
                         ),
                     );
                 } else {
+                    seen.insert(key, records.len());
                     records.push(rec);
+                    places.push(Place::Config(span));
                 }
             }
             Err(e) => cx.err(
@@ -158,64 +179,176 @@ pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>) -> CheckedZone {
             ),
         }
     }
+    // The zone file's records merge with the inline ones.
+    for (rec, at) in file_records {
+        let key = (LowerName::new(&rec.name), rec.data.clone());
+        if let Some(&i) = seen.get(&key) {
+            let first = cx.place(&places[i]);
+            cx.err_at(
+                &Place::File(at),
+                format!(
+                    "record {} {} {} is given twice (also at {first})",
+                    rec.name,
+                    rec.record_type(),
+                    rec.data
+                ),
+            );
+        } else {
+            seen.insert(key, records.len());
+            records.push(rec);
+            places.push(Place::File(at));
+        }
+    }
 
     // A CNAME owns its name alone (RFC 1034 3.6.2).
-    let mut by_name: BTreeMap<&Name, Vec<RecordType>> = BTreeMap::new();
-    for rec in &records {
-        by_name
-            .entry(&rec.name)
-            .or_default()
-            .push(rec.record_type());
+    let mut by_name: BTreeMap<&Name, Vec<usize>> = BTreeMap::new();
+    for (i, rec) in records.iter().enumerate() {
+        by_name.entry(&rec.name).or_default().push(i);
     }
-    for (name, types) in &by_name {
-        let cnames = types.iter().filter(|t| **t == RecordType::CNAME).count();
-        if cnames > 0 && (types.len() > 1 || *name == &origin) {
-            let span = z
-                .records
-                .iter()
-                .find(|r| {
-                    r.get_ref().rtype.get_ref().eq_ignore_ascii_case("CNAME")
-                        && parse_name(r.get_ref().name.get_ref(), Some(&origin))
-                            .ok()
-                            .as_ref()
-                            == Some(*name)
-                })
-                .map_or(z.origin.span(), |r| r.span());
-            let why = if *name == &origin {
-                "the zone apex cannot be a CNAME".to_string()
-            } else if cnames > 1 {
+    for (name, at) in &by_name {
+        let is_cname = |i: &&usize| records[**i].record_type() == RecordType::CNAME;
+        let Some(&cname) = at.iter().find(is_cname) else {
+            continue;
+        };
+        let other = at.iter().find(|i| **i != cname);
+        let why = if *name == &origin {
+            "the zone apex cannot be a CNAME".to_string()
+        } else if let Some(&other) = other {
+            let kind = if records[other].record_type() == RecordType::CNAME {
                 format!("{name} has more than one CNAME")
             } else {
                 format!("{name} has a CNAME beside other data")
             };
-            cx.err(span, why);
-        }
+            format!(
+                "{kind} ({} at {})",
+                records[other].record_type(),
+                cx.place(&places[other])
+            )
+        } else {
+            continue;
+        };
+        cx.err_at(&places[cname], why);
     }
 
-    cname_loops(cx, z, &origin, &records);
+    cname_loops(cx, &records, &places);
 
     CheckedZone {
         origin,
         soa,
         ns,
         records,
+        places,
     }
 }
 
-/// CNAME chains inside the zone must end (RFC 1034 3.6.2): every record of a loop is
-/// reported at its own line, with the whole loop.
-fn cname_loops(cx: &mut Ctx, z: &RawZone, origin: &Name, records: &[Record]) {
-    let targets: BTreeMap<&Name, &Name> = records
+/// Reads and parses the zone's `file`: its records, each with its line; problems go to `cx`.
+fn zone_file(
+    cx: &mut Ctx,
+    f: &S<String>,
+    origin: &Name,
+    default_ttl: u32,
+    base: &Path,
+) -> Vec<(Record, FileLine)> {
+    let path = base.join(f.get_ref());
+    match (cx.read)(&path) {
+        Ok(text) => {
+            let parsed = zonefile::parse(&path, &text, origin, default_ttl, &mut *cx.read);
+            cx.problems.extend(parsed.problems);
+            parsed.records
+        }
+        Err(e) => {
+            cx.err(
+                f.span(),
+                format!("cannot read zone file {}: {e}", path.display()),
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// The SOA given in the config.
+fn inline_soa(cx: &mut Ctx, soa_raw: &RawSoa, origin: &Name, default_ttl: u32) -> Record {
+    let mname = cx.name(&soa_raw.mname, Some(origin), "SOA mname");
+    let rname = cx.name(&soa_raw.rname, Some(origin), "SOA rname");
+    let mut num = |v: &Option<S<i64>>, default: i64, what: &str| -> i64 {
+        match v {
+            None => default,
+            Some(v) if (0..=MAX_TTL).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                cx.err(
+                    v.span(),
+                    format!("SOA {what} {} is out of range", v.get_ref()),
+                );
+                default
+            }
+        }
+    };
+    let refresh = num(&soa_raw.refresh, 3600, "refresh");
+    let retry = num(&soa_raw.retry, 600, "retry");
+    let expire = num(&soa_raw.expire, 604_800, "expire");
+    let serial = match u32::try_from(*soa_raw.serial.get_ref()) {
+        Ok(s) => s,
+        Err(_) => {
+            cx.err(soa_raw.serial.span(), "SOA serial must be 0 to 4294967295");
+            0
+        }
+    };
+    let minimum = cx.ttl(&soa_raw.minimum, "SOA minimum");
+    let soa_ttl = soa_raw
+        .ttl
+        .as_ref()
+        .map_or(default_ttl, |t| cx.ttl(t, "SOA TTL"));
+    Record::from_rdata(
+        origin.clone(),
+        soa_ttl,
+        RData::SOA(SOA::new(
+            mname.unwrap_or_else(Name::root),
+            rname.unwrap_or_else(Name::root),
+            serial,
+            refresh as i32,
+            retry as i32,
+            expire as i32,
+            minimum,
+        )),
+    )
+}
+
+/// The apex NS records the config's `ns` list gives.
+fn inline_ns(cx: &mut Ctx, ns: &S<Vec<S<String>>>, origin: &Name, ttl: u32) -> Vec<Record> {
+    if ns.get_ref().is_empty() {
+        cx.err(
+            ns.span(),
+            format!("zone {origin} needs at least one NS name"),
+        );
+    }
+    ns.get_ref()
         .iter()
-        .filter_map(|r| match &r.data {
-            RData::CNAME(target) => Some((&r.name, &target.0)),
+        .filter_map(|n| cx.name(n, Some(origin), "NS name"))
+        .map(|target| {
+            Record::from_rdata(
+                origin.clone(),
+                ttl,
+                RData::NS(hickory_proto::rr::rdata::NS(target)),
+            )
+        })
+        .collect()
+}
+
+/// CNAME chains inside the zone must end (RFC 1034 3.6.2): every record of a loop is
+/// reported at its own place, with the whole loop.
+fn cname_loops(cx: &mut Ctx, records: &[Record], places: &[Place]) {
+    let targets: BTreeMap<&Name, (&Name, &Place)> = records
+        .iter()
+        .zip(places)
+        .filter_map(|(r, at)| match &r.data {
+            RData::CNAME(target) => Some((&r.name, (&target.0, at))),
             _ => None,
         })
         .collect();
     let mut reported: Vec<&Name> = Vec::new();
     for start in targets.keys() {
         let mut path = vec![*start];
-        while let Some(next) = path.last().and_then(|n| targets.get(n)) {
+        while let Some((next, _)) = path.last().and_then(|n| targets.get(n)) {
             if let Some(at) = path.iter().position(|n| n == next) {
                 let cycle = &path[at..];
                 if cycle.iter().all(|n| !reported.contains(n)) {
@@ -225,18 +358,9 @@ fn cname_loops(cx: &mut Ctx, z: &RawZone, origin: &Name, records: &[Record]) {
                         .map(|n| n.to_string())
                         .collect();
                     for name in cycle {
-                        let span = z
-                            .records
-                            .iter()
-                            .find(|r| {
-                                r.get_ref().rtype.get_ref().eq_ignore_ascii_case("CNAME")
-                                    && parse_name(r.get_ref().name.get_ref(), Some(origin))
-                                        .ok()
-                                        .as_ref()
-                                        == Some(*name)
-                            })
-                            .map_or(z.origin.span(), |r| r.span());
-                        cx.err(span, format!("CNAME loop: {}", text.join(" -> ")));
+                        if let Some((_, place)) = targets.get(name) {
+                            cx.err_at(place, format!("CNAME loop: {}", text.join(" -> ")));
+                        }
                     }
                     reported.extend(cycle);
                 }
