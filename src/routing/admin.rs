@@ -246,27 +246,11 @@ fn ended(expires: Option<u64>, now: u64) -> bool {
 impl AdminState {
     /// Without the entries that expired by `now` (scheduled ones kept).
     pub fn pruned(&self, now: u64) -> AdminState {
-        let keep = |expires| !ended(expires, now);
-        AdminState {
-            evacuations: self
-                .evacuations
-                .iter()
-                .filter(|(_, e)| keep(e.expires))
-                .map(|(k, e)| (k.clone(), e.clone()))
-                .collect(),
-            drains: self
-                .drains
-                .iter()
-                .filter(|(_, d)| keep(d.expires))
-                .map(|(k, d)| (k.clone(), d.clone()))
-                .collect(),
-            ramps: self
-                .ramps
-                .iter()
-                .filter(|(_, r)| keep(r.expires))
-                .map(|(k, r)| (k.clone(), r.clone()))
-                .collect(),
-        }
+        let mut next = self.clone();
+        next.evacuations.retain(|_, e| !ended(e.expires, now));
+        next.drains.retain(|_, d| !ended(d.expires, now));
+        next.ramps.retain(|_, r| !ended(r.expires, now));
+        next
     }
 
     /// The evacuation of a region in force at `now`.

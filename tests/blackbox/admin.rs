@@ -12,20 +12,8 @@ const TOKEN: &str = "test-admin-token";
 const US: &str = "192.0.2.10";
 const EU: &str = "198.51.100.10";
 
-/// The example config with a state_dir and a token file in the scratch directory.
 fn start() -> Meridian {
-    let scratch = Scratch::new();
-    let token_file = scratch.write("admin-token", &format!("{TOKEN}\n"));
-    let text = example_config().replace(
-        "[server]\n",
-        &format!(
-            "[server]\nstate_dir = \"{}\"\nadmin_token_file = \"{}\"\n",
-            scratch.0.join("state").display(),
-            token_file.display()
-        ),
-    );
-    let config = scratch.write("meridian.toml", &text);
-    Meridian::start_with(scratch, config, &[]).unwrap_or_else(|e| panic!("start: {e}"))
+    Meridian::start_with_token(TOKEN)
 }
 
 /// The A answer for a US client (ECS 11.0.0.0/16).

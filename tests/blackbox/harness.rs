@@ -238,6 +238,23 @@ impl Meridian {
         self.admin.expect("admin_listen configured")
     }
 
+    /// The example config with a `state_dir` and an admin token file (holding `token`) in
+    /// the scratch directory (`admin-token`).
+    pub fn start_with_token(token: &str) -> Meridian {
+        let scratch = Scratch::new();
+        let token_file = scratch.write("admin-token", &format!("{token}\n"));
+        let text = example_config().replace(
+            "[server]\n",
+            &format!(
+                "[server]\nstate_dir = \"{}\"\nadmin_token_file = \"{}\"\n",
+                scratch.0.join("state").display(),
+                token_file.display()
+            ),
+        );
+        let config = scratch.write("meridian.toml", &text);
+        Meridian::start_with(scratch, config, &[]).unwrap_or_else(|e| panic!("start: {e}"))
+    }
+
     pub fn start_example() -> Meridian {
         Meridian::start(&example_config())
     }
