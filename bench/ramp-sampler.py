@@ -9,12 +9,14 @@ and it reads the A record of each answer. Everything goes to 127.0.0.1.
            --count whose answer is --answer (the ramped region's address), i.e. the clients
            that region serves before the ramp. Writes them to --out, one a line.
   sample   cycle through the clients of --clients until --until (unix time), a window of
-           --window queries in flight, and count each answer under the ramp step that was in
-           force when the query was sent and when its answer came back. The step is worked
-           out from the ramp's start and step_every (read from GET /v1/ramps), as Meridian
-           does; a sample sent or answered within --guard seconds of a step boundary is
-           skipped. Writes one TSV row per step to --out, and the clients seen moved and
-           unmoved per step to --examples.
+           --window queries in flight, while a thread polls GET /v1/ramps every --poll
+           seconds. /v1/ramps reads the table the DNS path serves, so the polls bracket when
+           each step's table was in force: from the answer of the first poll that showed it
+           to the request of the last poll that still showed it. An answer counts under a
+           step when its query was sent and answered inside that step's bracket, at least
+           --guard seconds from either end; the rest are skipped. Writes one TSV row per step
+           to --out (with how late the step was first seen against its scheduled moment,
+           start + k * step_every) and the stability counts to --out.stability.
 
 A moved answer is any A record that is not --answer. Answers without an A record, and
 error rcodes, are counted apart ("bad"), as are queries unanswered after 1 s ("timeouts").
@@ -27,8 +29,10 @@ import select
 import socket
 import struct
 import sys
+import threading
 import time
 import urllib.request
+from array import array
 
 TIMEOUT = 1.0  # seconds before a sampler query counts as unanswered
 
@@ -180,15 +184,56 @@ def select_clients(a):
         sys.exit(f"ramp-sampler: only {len(chosen)} of {a.count} clients answered {a.answer}")
 
 
-def ramp_info(admin, ramp_id):
-    # No proxy: the admin API is on loopback whatever http_proxy says.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def ramp_info(opener, admin, ramp_id):
     with opener.open(f"{admin}/v1/ramps", timeout=5) as r:
         doc = json.load(r)
     for ramp in doc.get("ramps", []):
         if ramp.get("id") == ramp_id:
             return ramp
-    sys.exit(f"ramp-sampler: no ramp {ramp_id!r} in {admin}/v1/ramps")
+    raise KeyError(f"no ramp {ramp_id!r} in {admin}/v1/ramps")
+
+
+class Poller(threading.Thread):
+    """Polls GET /v1/ramps every `every` seconds: (asked at, answered at, step) per poll.
+
+    /v1/ramps reads the table the DNS path serves, so a poll that says step k shows that
+    step k was in force at some moment between the request and its answer.
+    """
+
+    def __init__(self, admin, ramp_id, every):
+        super().__init__(daemon=True)
+        # No proxy: the admin API is on loopback whatever http_proxy says.
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self.admin, self.ramp_id, self.every = admin, ramp_id, every
+        self.polls, self.errors = [], 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            t0 = time.time()
+            try:
+                r = ramp_info(self.opener, self.admin, self.ramp_id)
+                if r.get("state") in ("running", "done"):
+                    self.polls.append((t0, time.time(), int(r["step"]) - 1))
+            except (OSError, ValueError, KeyError):
+                self.errors += 1
+            self.stop.wait(self.every)
+
+
+def step_windows(polls, n):
+    """Per step, the (from, to) during which it was surely the table in force.
+
+    From: the answer of the first poll showing this step or a later one. To: the request of
+    the last poll still showing this step or an earlier one (the last step: for ever).
+    """
+    out = []
+    for k in range(n):
+        begun = [t1 for _, t1, s in polls if s >= k]
+        before_next = [t0 for t0, _, s in polls if s <= k]
+        lo = min(begun) if begun else None
+        hi = float("inf") if k == n - 1 else (max(before_next) if before_next else None)
+        out.append((lo, hi))
+    return out
 
 
 def sample(a):
@@ -196,25 +241,22 @@ def sample(a):
         clients = [line.strip() for line in f if line.strip()]
     if not clients:
         sys.exit("ramp-sampler: no clients")
-    ramp = ramp_info(a.admin, a.ramp_id)
+    poller = Poller(a.admin, a.ramp_id, a.poll)
+    try:
+        ramp = ramp_info(poller.opener, a.admin, a.ramp_id)
+    except (OSError, ValueError, KeyError) as e:
+        sys.exit(f"ramp-sampler: {e}")
     start, every, steps = float(ramp["start"]), float(ramp["step_every"]), ramp["steps"]
     if ramp.get("paused_secs") or ramp.get("paused_at") or ramp.get("aborted"):
         sys.exit("ramp-sampler: the ramp is paused or aborted; its steps are not on the plain clock")
-    last = len(steps) - 1
+    poller.start()
 
-    def step_of(t):
-        """(step index, seconds to the nearest boundary of that step) at unix time t."""
-        if t < start:
-            return None, 0.0
-        k = min(int((t - start) // every), last)
-        lo = start + k * every
-        hi = start + (k + 1) * every if k < last else float("inf")
-        return k, min(t - lo, hi - t)
-
-    counts = [dict(samples=0, moved=0, bad=0, skipped=0, seen=set(), to={}) for _ in steps]
-    # Per client, per step: 1 seen answered from the region, 2 seen moved.
-    marks = {s: bytearray(len(steps)) for s in clients}
-    examples = [dict(moved=None, unmoved=None) for _ in steps]
+    # Every answer, kept compactly and counted once the polls have bracketed every step.
+    sent_at, answered_at, who, how = array("d"), array("d"), array("i"), bytearray()
+    index = {s: n for n, s in enumerate(clients)}
+    bad_at = array("d")
+    dests = []  # moved answers' addresses; how = 1 from the region, 2 + index moved there
+    slowest = (0.0, 0.0)
     c = Client(a.port, a.name, a.window)
     i, sent = 0, 0
     until = a.until
@@ -228,52 +270,73 @@ def sample(a):
             i = (i + 1) % len(clients)
             sent += 1
         for subnet, t0, t1, rcode, addrs in c.receive(0.02):
-            k0, d0 = step_of(t0)
-            k1, d1 = step_of(t1)
-            if k0 is None or k0 != k1:
-                if k1 is not None:
-                    counts[k1]["skipped"] += 1
-                continue
-            n = counts[k0]
-            if min(d0, d1) < a.guard:
-                n["skipped"] += 1
-                continue
+            if t1 - t0 > slowest[0]:
+                slowest = (t1 - t0, t0)
             if rcode != 0 or not addrs:
-                n["bad"] += 1
+                bad_at.append(t0)
                 continue
-            n["samples"] += 1
-            n["seen"].add(subnet)
-            marks[subnet][k0] |= 2 if addrs[0] != a.answer else 1
-            if addrs[0] != a.answer:
-                n["moved"] += 1
-                n["to"][addrs[0]] = n["to"].get(addrs[0], 0) + 1
-                examples[k0]["moved"] = examples[k0]["moved"] or subnet
+            sent_at.append(t0)
+            answered_at.append(t1)
+            who.append(index[subnet])
+            if addrs[0] == a.answer:
+                how.append(1)
             else:
-                examples[k0]["unmoved"] = examples[k0]["unmoved"] or subnet
+                if addrs[0] not in dests:
+                    dests.append(addrs[0])
+                how.append(2 + dests.index(addrs[0]))
+    poller.stop.set()
+    poller.join(10)
+
+    windows = step_windows(poller.polls, len(steps))
+    counts = [dict(samples=0, moved=0, bad=0, skipped=0, seen=set(), to={}) for _ in steps]
+    # Per client, per step: 1 seen answered from the region, 2 seen moved.
+    marks = [bytearray(len(steps)) for _ in clients]
+    for t0, t1, n, h in zip(sent_at, answered_at, who, how):
+        k = next((k for k, (lo, hi) in enumerate(windows) if lo is not None and lo <= t0 < hi), None)
+        if k is None:
+            continue
+        lo, hi = windows[k]
+        c_ = counts[k]
+        if t0 < lo + a.guard or t1 > hi - a.guard:
+            c_["skipped"] += 1
+            continue
+        c_["samples"] += 1
+        c_["seen"].add(n)
+        marks[n][k] |= 1 if h == 1 else 2
+        if h >= 2:
+            c_["moved"] += 1
+            to = dests[h - 2]
+            c_["to"][to] = c_["to"].get(to, 0) + 1
+    for t in bad_at:
+        k = next((k for k, (lo, hi) in enumerate(windows) if lo is not None and lo <= t < hi), None)
+        if k is not None:
+            counts[k]["bad"] += 1
+
     with open(a.out, "w") as f:
-        f.write("step\tpercent\tsamples\tclients\tmoved\tbad\tskipped\tmoved_to\n")
-        for k, (p, n) in enumerate(zip(steps, counts)):
+        f.write("step\tpercent\tsamples\tclients\tmoved\tbad\tskipped\tlate_ms\tmoved_to\n")
+        for k, (p, n, (lo, _)) in enumerate(zip(steps, counts, windows)):
             to = ",".join(f"{addr}={v}" for addr, v in sorted(n["to"].items())) or "-"
+            # How long after its scheduled moment the step was first seen served (the first
+            # step: after the ramp's start, which is its creation cut to the second).
+            late = "-" if lo is None else f"{(lo - (start + k * every)) * 1000:.0f}"
             f.write(f"{k + 1}\t{p:g}\t{n['samples']}\t{len(n['seen'])}\t{n['moved']}\t{n['bad']}\t"
-                    f"{n['skipped']}\t{to}\n")
-    if a.examples:
-        with open(a.examples, "w") as f:
-            for k, (p, e) in enumerate(zip(steps, examples)):
-                f.write(f"{p:g}\t{e['moved'] or '-'}\t{e['unmoved'] or '-'}\n")
+                    f"{n['skipped']}\t{late}\t{to}\n")
     # A rising ramp only ever moves more clients, and a client stays put while a step holds:
     # count the clients seen both ways within one step, and those seen moved at one step and
     # answered from the region again at a later one.
     rising = all(x <= y for x, y in zip(steps, steps[1:]))
-    mixed = sum(1 for m in marks.values() for b in m if b == 3)
+    mixed = sum(1 for m in marks for b in m if b == 3)
     back = 0
-    for m in marks.values():
+    for m in marks:
         first_moved = next((k for k, b in enumerate(m) if b & 2), None)
         if first_moved is not None and any(b & 1 for b in m[first_moved + 1 :]):
             back += 1
     with open(a.out + ".stability", "w") as f:
         f.write(f"{mixed}\t{back if rising else 0}\n")
-    print(f"ramp-sampler: {sent} queries sent from {len(clients)} clients, {c.timeouts} unanswered; "
-          f"{mixed} (client, step) pairs answered both ways within the step, "
+    print(f"ramp-sampler: {sent} queries sent from {len(clients)} clients, {c.timeouts} unanswered, "
+          f"slowest answer {slowest[0] * 1000:.0f} ms (sent {time.strftime('%H:%M:%S', time.gmtime(slowest[1]))}); "
+          f"{len(poller.polls)} polls of /v1/ramps ({poller.errors} failed); "
+          f"{mixed} (client, step) pairs answered both ways within a step, "
           f"{back if rising else '-'} clients moved back at a later step")
 
 
@@ -294,7 +357,7 @@ def main():
     ap.add_argument("--ramp-id", help="sample: the ramp's id")
     ap.add_argument("--until", type=float, help="sample: stop sending at this unix time")
     ap.add_argument("--guard", type=float, default=0.3, help="sample: seconds around a step boundary to skip")
-    ap.add_argument("--examples", help="sample: where to write a moved and an unmoved client per step")
+    ap.add_argument("--poll", type=float, default=0.02, help="sample: seconds between two polls of /v1/ramps")
     a = ap.parse_args()
     if a.window < 1 or a.window > 4096:
         sys.exit("ramp-sampler: --window is 1 to 4096")

@@ -9,13 +9,15 @@
 #
 # dnsperf sends workload b (geo.example.com A, a different ECS subnet per query) at RAMP_QPS
 # for the whole ramp. Beside it, bench/ramp-sampler.py cycles through SAMPLE_CLIENTS client
-# /24s that RAMP_REGION answers before the ramp, and counts per step how many answers moved.
+# /24s that RAMP_REGION answers before the ramp, and counts per step (the step of the table in
+# force, as polls of GET /v1/ramps bracket it) how many answers moved.
 # Half-way through the EXPLAIN_AT step, `meridian ctl explain` shows one moved and one
 # unmoved client. Exits non-zero when dnsperf lost a query or a step's moved share is more
 # than TOLERANCE points off its percentage.
 #
 # Knobs (environment): RAMP_QPS=20000  RAMP_REGION=eu  RAMP_STEPS=10,20,...,100  STEP_EVERY=5s
-#   SAMPLE_CLIENTS=5000  GUARD=0.3  TOLERANCE=3  EXPLAIN_AT=50  LEAD=2  SAMPLER_WINDOW=64
+#   SAMPLE_CLIENTS=5000  SAMPLE_SEED=1  GUARD=0.3  POLL=0.02  TOLERANCE=3  EXPLAIN_AT=50  LEAD=2
+#   SAMPLER_WINDOW=64  SAMPLER_CPUS=$CLIENT_CPUS
 #   MERIDIAN=target/release/meridian  MERIDIAN_LOG=warn,meridian::audit=info
 #   and from bench/lib.sh: WORK NETWORKS SEED QUERIES WORKERS CLIENTS OUTSTANDING SERVER_CPUS
 #   CLIENT_CPUS QUIET_WAIT SKIP_APT
@@ -38,17 +40,20 @@ TOLERANCE=${TOLERANCE:-3}            # points a step's moved share may be off it
 EXPLAIN_AT=${EXPLAIN_AT:-50}         # the step (a percentage of RAMP_STEPS) explained
 LEAD=${LEAD:-2}                      # seconds of load before the ramp is created
 SAMPLER_WINDOW=${SAMPLER_WINDOW:-64} # sampler queries in flight
+SAMPLE_SEED=${SAMPLE_SEED:-1}        # the order in which workload-b /24s are tried as clients
+POLL=${POLL:-0.02}                   # seconds between two polls of GET /v1/ramps by the sampler
 SAMPLER_CPUS=${SAMPLER_CPUS:-$CLIENT_CPUS}
 MERIDIAN=${MERIDIAN:-${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/meridian}
 MERIDIAN_LOG=${MERIDIAN_LOG:-warn,meridian::audit=info}
 NAME=geo.example.com
 
 check_knobs
-for k in RAMP_QPS SAMPLE_CLIENTS TOLERANCE LEAD SAMPLER_WINDOW; do need_int "$k" "${!k}"; done
+for k in RAMP_QPS SAMPLE_CLIENTS TOLERANCE LEAD SAMPLER_WINDOW SAMPLE_SEED; do need_int "$k" "${!k}"; done
 STEP_S=${STEP_EVERY%s}
 need_int STEP_EVERY "$STEP_S"
 [ "$STEP_S" -ge 1 ] || die "STEP_EVERY must be at least 1s"
 [[ $GUARD =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "GUARD must be a number of seconds (got '$GUARD')"
+[[ $POLL =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "POLL must be a number of seconds (got '$POLL')"
 awk -v g="$GUARD" -v s="$STEP_S" 'BEGIN { exit !(2 * g < s) }' || die "GUARD must be under half of STEP_EVERY"
 [[ $RAMP_STEPS =~ ^[0-9]+(,[0-9]+)*$ ]] || die "RAMP_STEPS must be whole percentages, comma-separated (got '$RAMP_STEPS')"
 IFS=, read -r -a STEPS <<<"$RAMP_STEPS"
@@ -149,7 +154,7 @@ log "Meridian answers on 127.0.0.1:$PORT, admin API $ADMIN; $RAMP_REGION answers
 # Workload-b /24s that the region answers at 0 %: the ones the ramp is to move.
 taskset -c "$SAMPLER_CPUS" python3 "$BENCH_DIR/ramp-sampler.py" select --port "$PORT" --name "$NAME." \
   --answer "$RAMP_ANSWER" --candidates "$QDIR/subnets.txt" --count "$SAMPLE_CLIENTS" \
-  --window "$SAMPLER_WINDOW" --out "$OUT/clients.txt" > "$OUT/select.log" 2>&1 \
+  --window "$SAMPLER_WINDOW" --seed "$SAMPLE_SEED" --out "$OUT/clients.txt" > "$OUT/select.log" 2>&1 \
   || { cat "$OUT/select.log" >&2; die "could not find $SAMPLE_CLIENTS client /24s answered from $RAMP_REGION (raise QUERIES?)"; }
 log "$(cat "$OUT/select.log")"
 
@@ -179,8 +184,8 @@ log "ramp $RAMP_ID: steps $RAMP_STEPS every ${STEP_S}s from $(date -u -d "@$STAR
 
 taskset -c "$SAMPLER_CPUS" python3 "$BENCH_DIR/ramp-sampler.py" sample --port "$PORT" --name "$NAME." \
   --answer "$RAMP_ANSWER" --clients "$OUT/clients.txt" --admin "$ADMIN" --ramp-id "$RAMP_ID" \
-  --until "$END" --guard "$GUARD" --window "$SAMPLER_WINDOW" --out "$OUT/steps.tsv" \
-  --examples "$OUT/examples.tsv" > "$OUT/sample.log" 2>&1 &
+  --until "$END" --guard "$GUARD" --window "$SAMPLER_WINDOW" --poll "$POLL" --out "$OUT/steps.tsv" \
+  > "$OUT/sample.log" 2>&1 &
 SAMPLER_PID=$!
 
 # Half-way through the EXPLAIN_AT step: one moved and one unmoved client, by explain, with
@@ -244,33 +249,54 @@ busy=$(awk -v a="$c0" -v b="$c1" 'BEGIN { split(a, x, " "); split(b, y, " ");
   printf "%.0f %.0f", (y[3] > x[3] ? 100 * (y[1] - x[1]) / (y[3] - x[3]) : 0), (y[5] > x[5] ? 100 * (y[4] - x[4]) / (y[5] - x[5]) : 0) }')
 panics=$(grep -c -i 'panick' "$DIR/server.log" || true)
 read -r mixed back < "$OUT/steps.tsv.stability" 2>/dev/null || { mixed=-; back=-; }
+# When each step's table came out: the audit line "ramp ID at P %" against the step's boundary.
+lag=$(python3 - "$DIR/server.log" "$RAMP_ID" "$START" "$STEP_S" "$RAMP_STEPS" <<'PY'
+import datetime, re, sys
+log, rid, start, every, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5].split(",")
+lags = []
+for line in open(log, errors="replace"):
+    m = re.match(r"(\S+Z) .*meridian::audit: .*action=\"ramp " + re.escape(rid) + r" at ([0-9.]+) %\"", line)
+    if not m:
+        continue
+    t = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).timestamp()
+    k = next((i for i, p in enumerate(steps) if float(p) == float(m.group(2))), None)
+    if k:
+        lags.append((t - (start + k * every)) * 1000)
+if lags:
+    print(f"{len(lags)} of {len(steps) - 1} step changes logged, {min(lags):.1f} to {max(lags):.1f} ms after their boundary")
+else:
+    print("no step audit lines in the log (MERIDIAN_LOG must let meridian::audit=info through)")
+PY
+) || lag="could not read the log"
 fail=0
 {
   echo "ramp: $RAMP_REGION ($RAMP_ANSWER) through $RAMP_STEPS % every ${STEP_S}s, ramp $RAMP_ID; meridian $("$MERIDIAN" --version 2>/dev/null | head -n 1) ($MERIDIAN)"
   echo "load: dnsperf workload b ($NAME A, $QUERIES ECS subnets) at $RAMP_QPS qps for ${RUN_S}s, -c $CLIENTS -q $OUTSTANDING -t 2; server cpu $SERVER_CPUS (workers $WORKERS), dnsperf cpu $CLIENT_CPUS, sampler cpu $SAMPLER_CPUS"
-  echo "sampler: $(wc -l < "$OUT/clients.txt") client /24s answered from $RAMP_REGION at 0 %, $SAMPLER_WINDOW in flight, samples within ${GUARD}s of a step boundary skipped"
+  echo "sampler: $(wc -l < "$OUT/clients.txt") client /24s answered from $RAMP_REGION at 0 % (SAMPLE_SEED=$SAMPLE_SEED), $SAMPLER_WINDOW in flight, samples within ${GUARD}s of a step boundary skipped"
   echo
   if [ -s "$OUT/steps.tsv" ]; then
     awk -F '\t' -v tol="$TOLERANCE" '
-      BEGIN { printf "%5s %6s %8s %8s %8s %7s %5s  %s\n", "step", "ramp%", "samples", "clients", "moved%", "dev", "", "moved to (answers)" }
+      BEGIN { printf "%5s %6s %8s %8s %8s %7s %5s %8s  %s\n", "step", "ramp%", "samples", "clients", "moved%", "dev", "", "seen ms", "moved to (answers)" }
       NR == 1 { next }
       { moved = ($3 > 0) ? 100 * $5 / $3 : -1
         dev = moved - $2
         ok = ($3 > 0 && $6 == 0 && dev <= tol && dev >= -tol)
         if (!ok) bad++
-        printf "%5s %6s %8s %8s %8s %7s %5s  %s%s\n", $1, $2, $3, $4,
+        printf "%5s %6s %8s %8s %8s %7s %5s %8s  %s%s\n", $1, $2, $3, $4,
           (moved < 0 ? "-" : sprintf("%.2f", moved)), (moved < 0 ? "-" : sprintf("%+.2f", dev)),
-          (ok ? "PASS" : "FAIL"), $8, ($6 > 0 ? "  bad answers: " $6 : "") }
+          (ok ? "PASS" : "FAIL"), $8, $9, ($6 > 0 ? "  bad answers: " $6 : "") }
       END { exit bad > 0 }' "$OUT/steps.tsv" || fail=1
   else
     echo "no sampler results (exit $sampler_rc): see $OUT/sample.log"
     fail=1
   fi
   echo "moved% = answers not from $RAMP_REGION / samples in the step; dev = moved% - ramp% in points; PASS within ±$TOLERANCE"
+  echo "seen ms = when /v1/ramps first showed the step, after its scheduled moment (step 1: after the ramp's start, the creation cut to the second)"
   echo "sampler: $(tail -n 1 "$OUT/sample.log")"
   echo
   echo "dnsperf: sent $sent, completed $completed, lost $lost, $qps qps, rcodes $rcodes"
   echo "cpu busy over the run: server cpu ${busy% *} %, client cpu ${busy#* } % (/proc/stat)"
+  echo "step tables: $lag"
   echo "ramp at the end: ${final:-unknown}; Meridian alive: $alive; panics in its log: $panics"
   echo
   if [ -s "$OUT/explain.txt" ]; then cat "$OUT/explain.txt"; else echo "no explain output"; fi
