@@ -26,7 +26,7 @@
 # exit (normal, error or Ctrl-C).
 set -euo pipefail
 export LC_ALL=C
-# shellcheck source=lib.sh
+# shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---- knobs (environment) ---------------------------------------------------------------
