@@ -16,10 +16,14 @@ struct ProbeHandles {
     success: IntCounter,
     failure: IntCounter,
     duration: Histogram,
+    /// Set when the target's check reads a figure.
+    figure: Option<Gauge>,
 }
 
 pub struct Gauges {
     endpoint_up: Vec<IntGauge>,
+    /// By endpoint, for the endpoints of services with a `promote_guard`.
+    endpoint_promotable: Vec<Option<IntGauge>>,
     /// By (service, region) slot.
     region_up: Vec<IntGauge>,
     /// By region: (evacuated, evacuated since).
@@ -43,6 +47,8 @@ impl Gauges {
         m.evacuated_since.reset();
         m.drain_percent.reset();
         m.service_all_down.reset();
+        m.probe_figure.reset();
+        m.endpoint_promotable.reset();
         let mut region_up = vec![None; c.service_region_slots];
         let mut all_down = Vec::new();
         for svc in &c.services {
@@ -70,6 +76,20 @@ impl Gauges {
                         &c.region(e.region).name,
                         &e.address.to_string(),
                     ])
+                })
+                .collect(),
+            endpoint_promotable: c
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let svc = c.service(e.service);
+                    svc.guard.and(e.guard).map(|_| {
+                        m.endpoint_promotable.with_label_values(&[
+                            &svc.name.to_ascii(),
+                            &c.region(e.region).name,
+                            &e.address.to_string(),
+                        ])
+                    })
                 })
                 .collect(),
             region_up: region_up.into_iter().flatten().collect(),
@@ -103,6 +123,10 @@ impl Gauges {
                             .probe_results
                             .with_label_values(&[labels[0], labels[1], "failure"]),
                         duration: m.probe_duration.with_label_values(&labels),
+                        figure: c.checks[t.check.index()]
+                            .figure
+                            .as_ref()
+                            .map(|_| m.probe_figure.with_label_values(&labels)),
                     }
                 })
                 .collect(),
@@ -118,6 +142,9 @@ impl Gauges {
         if outcome.ok { &h.success } else { &h.failure }.inc();
         if let Some(l) = outcome.latency {
             h.duration.observe(l.as_secs_f64());
+        }
+        if let (Some(g), Some(v)) = (&h.figure, outcome.figure) {
+            g.set(v);
         }
     }
 
@@ -137,6 +164,11 @@ impl Gauges {
         }
         for (i, e) in self.endpoint_up.iter().enumerate() {
             e.set(i64::from(table.serving(EndpointId(i as u32))));
+        }
+        for (i, g) in self.endpoint_promotable.iter().enumerate() {
+            if let Some(g) = g {
+                g.set(i64::from(table.endpoint_promotable(EndpointId(i as u32))));
+            }
         }
         let mut now = HashSet::new();
         for (i, svc) in c.services.iter().enumerate() {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::health::check::ProbeOutcome;
 use crate::health::state::{Ewma, Tracker};
 use crate::routing::table::{Compiled, Health, HealthView, TargetHealth, TargetId};
-use crate::settings::Quorum;
+use crate::settings::{FigureSpec, FigureVerdict, Quorum};
 use crate::state::SavedHealth;
 
 /// Every probe target's tracker, smoothed latency and whether it was probed yet, indexed
@@ -17,6 +17,8 @@ pub struct HealthState {
     trackers: Vec<Tracker>,
     latency: Vec<Ewma>,
     probed: Vec<bool>,
+    /// The figure of each target whose check reads one, from its latest probe.
+    figures: Vec<Option<f64>>,
 }
 
 /// What one probe result changed.
@@ -26,6 +28,8 @@ pub struct Observed {
     pub changed: Option<Health>,
     /// This result completed the first probe round.
     pub first_round_completed: bool,
+    /// The target's promotable verdict (its figure held to its check's bounds) flipped.
+    pub promotable_changed: Option<bool>,
 }
 
 /// The peers' own verdicts (fleet mode): instance name -> target key -> verdict.
@@ -51,6 +55,7 @@ impl HealthState {
                 .collect(),
             latency: vec![Ewma::default(); n],
             probed: vec![false; n],
+            figures: vec![None; n],
         }
     }
 
@@ -68,6 +73,7 @@ impl HealthState {
                 next.trackers[j] = self.trackers[i];
                 next.latency[j] = self.latency[i];
                 next.probed[j] = self.probed[i];
+                next.figures[j] = self.figures[i];
             }
         }
         next
@@ -86,11 +92,20 @@ impl HealthState {
         if let (Some(l), true) = (outcome.latency, outcome.ok) {
             self.latency[i].observe(l.as_secs_f64() * 1e6);
         }
+        // A guard's figure takes effect at once (no rise/fall): the bound is the hysteresis
+        // an operator chooses, and an unsafe promotion must stop at the first sign.
+        let promotable_changed = check.figure.as_ref().and_then(|spec| {
+            let was = self.probed[i] && promotable(spec, self.figures[i]);
+            self.figures[i] = if outcome.ok { outcome.figure } else { None };
+            let now = promotable(spec, self.figures[i]);
+            (was != now || !self.probed[i]).then_some(now)
+        });
         self.probed[i] = true;
         let changed = self.trackers[i].observe(outcome.ok, check.rise, check.fall);
         Some(Observed {
             changed,
             first_round_completed: !was_complete && self.first_round_done(),
+            promotable_changed,
         })
     }
 
@@ -121,19 +136,31 @@ impl HealthState {
                 .targets
                 .iter()
                 .zip(self.trackers.iter().zip(&self.latency))
-                .map(|(target, (t, l))| {
+                .enumerate()
+                .map(|(i, (target, (t, l)))| {
                     let theirs = peers.values().filter_map(|v| v.get(&target.key).copied());
                     let v = consensus(t.health, theirs, quorum);
+                    let figure = self.figures[i];
                     TargetHealth {
                         health: v.health,
                         latency_us: l.get(),
                         observers: v.observers,
                         down_votes: v.down,
+                        figure,
+                        promotable: compiled.checks[target.check.index()]
+                            .figure
+                            .as_ref()
+                            .is_none_or(|spec| promotable(spec, figure)),
                     }
                 })
                 .collect(),
         }
     }
+}
+
+/// Whether a figure is within its check's bounds (a missing one is not).
+pub fn promotable(spec: &FigureSpec, figure: Option<f64>) -> bool {
+    spec.judge(figure) == FigureVerdict::Within
 }
 
 /// Measured service latency per (service, region) slot: the mean smoothed probe latency of

@@ -193,10 +193,22 @@ impl Publisher {
         if observed.first_round_completed {
             info!("first probe round complete");
         }
-        match (observed.changed, observed.first_round_completed) {
-            (Some(_), _) => Some("health"),
-            (None, true) => Some("first probe round complete"),
-            (None, false) => None,
+        if let Some(promotable) = observed.promotable_changed {
+            let figure = ev.outcome.figure;
+            match &ev.outcome.error {
+                Some(err) => info!(target = %key, promotable, ?figure, %err, "promotable changed"),
+                None => info!(target = %key, promotable, ?figure, "promotable changed"),
+            }
+        }
+        match (
+            observed.changed,
+            observed.first_round_completed,
+            observed.promotable_changed,
+        ) {
+            (Some(_), _, _) => Some("health"),
+            (None, true, _) => Some("first probe round complete"),
+            (None, false, Some(_)) => Some("promotable"),
+            (None, false, None) => None,
         }
     }
 
@@ -491,6 +503,7 @@ mod tests {
                 ok: false,
                 latency: None,
                 error: Some("refused".into()),
+                figure: None,
             },
             at: Instant::now(),
         }

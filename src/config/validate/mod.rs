@@ -1,5 +1,6 @@
 //! Raw config -> checked model: runs each section's checks in turn, collecting every problem
 //! instead of stopping at the first; does no I/O (the GeoIP database is opened by `compile`).
+mod asserts;
 mod checks;
 mod regions;
 pub(crate) use regions::parse_asn_number;
@@ -173,8 +174,13 @@ pub fn validate(raw: &RawConfig, text: &str, base: &Path) -> Result<Checked, Vec
         services::check_placement_needs_geoip(&mut cx, raw);
     }
 
+    let asserts = asserts::asserts(&mut cx, raw, &region_ids);
+    let safety = asserts::safety(&mut cx, raw, &region_ids, &services);
+
     if cx.problems.is_empty() {
         Ok(Checked {
+            asserts,
+            safety,
             settings,
             geoip,
             asn_database,
