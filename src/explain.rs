@@ -14,8 +14,8 @@ use crate::routing::prefix::mask;
 use crate::routing::query::Client;
 use crate::routing::scenario::{Assertion, Expect, Scenario};
 use crate::routing::table::{Family, TargetId};
-use crate::settings::FigureVerdict;
 use crate::routing::trace::{Outcome, Rank, Recorder, RttSource, Step};
+use crate::settings::FigureVerdict;
 
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Explanation {
@@ -459,10 +459,9 @@ impl Explanation {
                             format!(", {}{verdict}", g.text)
                         });
                         match (e.observers, e.seen_down_by) {
-                            (Some(n), Some(d)) if n > 1 => format!(
-                                "{} {} (down from {d} of {n}){guard}",
-                                e.address, e.health
-                            ),
+                            (Some(n), Some(d)) if n > 1 => {
+                                format!("{} {} (down from {d} of {n}){guard}", e.address, e.health)
+                            }
                             _ => format!("{} {}{guard}", e.address, e.health),
                         }
                     })

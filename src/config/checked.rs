@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use hickory_proto::rr::{Name, Record};
 
 use crate::geo::{Continent, CountryCode, Subdivision};
-use crate::routing::table::{
-    Address, OnUnsafe, Policy, ProbeAddr, Region, RegionId, WeightMode,
-};
+use crate::routing::table::{Address, OnUnsafe, Policy, ProbeAddr, Region, RegionId, WeightMode};
 use crate::settings::{CheckSpec, Settings};
 
 /// A config that passed every check, with values parsed and names resolved to ids.

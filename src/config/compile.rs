@@ -16,8 +16,8 @@ use crate::geo::{AsnDb, AsnSet, GeoDb, GeoSet};
 use crate::routing::latency::{Format, LatencyMap};
 use crate::routing::table::{
     Address, AllDown, CheckId, CidrMap, Compiled, Endpoint, EndpointId, Family, Node, ProbeAddr,
-    PromoteGuard, Region, RegionId, Residency, Service, ServiceId, ServiceRegion, Target, TargetId, Zone, ZoneId,
-    wire_name,
+    PromoteGuard, Region, RegionId, Residency, Service, ServiceId, ServiceRegion, Target, TargetId,
+    Zone, ZoneId, wire_name,
 };
 
 /// Databases already open, each kept by [`compile`] when the config names the same unchanged

@@ -16,8 +16,13 @@ struct ProbeHandles {
     success: IntCounter,
     failure: IntCounter,
     duration: Histogram,
-    /// Set when the target's check reads a figure.
-    figure: Option<Gauge>,
+    /// When the target's check reads a figure: its series, made at the first figure (a
+    /// target that never reported one has no series rather than a 0).
+    figure: Option<(
+        prometheus::GaugeVec,
+        [String; 2],
+        std::sync::OnceLock<Gauge>,
+    )>,
 }
 
 pub struct Gauges {
@@ -36,6 +41,8 @@ pub struct Gauges {
     probes: Vec<ProbeHandles>,
     /// (service, family) pairs with no healthy region, as of the last publish.
     no_healthy_region: HashSet<(ServiceId, Family)>,
+    /// (safety rule, service or regions) pairs below the rule's floor, as of the last publish.
+    safety_broken: HashSet<(usize, String)>,
 }
 
 impl Gauges {
@@ -123,14 +130,18 @@ impl Gauges {
                             .probe_results
                             .with_label_values(&[labels[0], labels[1], "failure"]),
                         duration: m.probe_duration.with_label_values(&labels),
-                        figure: c.checks[t.check.index()]
-                            .figure
-                            .as_ref()
-                            .map(|_| m.probe_figure.with_label_values(&labels)),
+                        figure: c.checks[t.check.index()].figure.as_ref().map(|_| {
+                            (
+                                m.probe_figure.clone(),
+                                [labels[0].to_string(), labels[1].to_string()],
+                                std::sync::OnceLock::new(),
+                            )
+                        }),
                     }
                 })
                 .collect(),
             no_healthy_region: HashSet::new(),
+            safety_broken: HashSet::new(),
         }
     }
 
@@ -143,8 +154,10 @@ impl Gauges {
         if let Some(l) = outcome.latency {
             h.duration.observe(l.as_secs_f64());
         }
-        if let (Some(g), Some(v)) = (&h.figure, outcome.figure) {
-            g.set(v);
+        if let (Some((vec, labels, gauge)), Some(v)) = (&h.figure, outcome.figure) {
+            gauge
+                .get_or_init(|| vec.with_label_values(&[&labels[0], &labels[1]]))
+                .set(v);
         }
     }
 
@@ -206,5 +219,21 @@ impl Gauges {
             info!(service = %c.service(key.0).name, family = ?key.1, "healthy region again");
         }
         self.no_healthy_region = now;
+        // Safety rules: admin changes that would break one are refused, health changes never
+        // are; a rule falling short is logged and counted once each time it starts to.
+        let mut broken = HashSet::new();
+        for (i, rule) in c.safety.iter().enumerate() {
+            for (what, n, min) in rule.kind.broken(table) {
+                if !self.safety_broken.contains(&(i, what.clone())) {
+                    m.safety_violations.with_label_values(&[&rule.at]).inc();
+                    warn!(rule = %rule.at, subject = %what, serving = n, min, "safety rule broken");
+                }
+                broken.insert((i, what));
+            }
+        }
+        for (i, what) in self.safety_broken.difference(&broken) {
+            info!(rule = %c.safety[*i].at, subject = %what, "safety rule holds again");
+        }
+        self.safety_broken = broken;
     }
 }

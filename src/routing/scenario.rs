@@ -173,7 +173,12 @@ fn region_share(table: &RoutingTable, region: RegionId) -> f64 {
     if table.evacuated(region) {
         return 0.0;
     }
-    let drained = table.admin.drained.get(region.index()).copied().unwrap_or(0);
+    let drained = table
+        .admin
+        .drained
+        .get(region.index())
+        .copied()
+        .unwrap_or(0);
     1.0 - f64::from(drained) / f64::from(super::admin::DRAIN_BUCKETS)
 }
 

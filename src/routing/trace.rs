@@ -67,7 +67,9 @@ pub enum Outcome {
     NotNeeded,
     /// Healthy, but its `promote_guard` fails: clients are not moved there. `target` is the
     /// guard target of the first endpoint whose figure is out of bounds or missing.
-    NotPromotable { target: Option<super::table::TargetId> },
+    NotPromotable {
+        target: Option<super::table::TargetId>,
+    },
 }
 
 pub trait Trace {

@@ -39,7 +39,11 @@ fn assertion(
             None
         }
     };
-    let qtype = match a.qtype.as_ref().map(|q| (q.get_ref().to_ascii_uppercase(), q.span())) {
+    let qtype = match a
+        .qtype
+        .as_ref()
+        .map(|q| (q.get_ref().to_ascii_uppercase(), q.span()))
+    {
         None => match client {
             Some(c) if c.addr.is_ipv6() => RecordType::AAAA,
             _ => RecordType::A,
@@ -170,7 +174,12 @@ fn rule(
             None
         }
     };
-    match (&r.services, &r.min_serving_regions, &r.regions, &r.min_serving) {
+    match (
+        &r.services,
+        &r.min_serving_regions,
+        &r.regions,
+        &r.min_serving,
+    ) {
         (Some(list), Some(n), None, None) => {
             let mut ids = Vec::new();
             for s in list.get_ref() {
@@ -208,7 +217,10 @@ fn rule(
             if min > ids.len() as f64 {
                 cx.err(
                     n.span(),
-                    format!("min_serving {min} is more than the {} regions listed", ids.len()),
+                    format!(
+                        "min_serving {min} is more than the {} regions listed",
+                        ids.len()
+                    ),
                 );
             }
             Some(SafetyKind::MinServing { regions: ids, min })

@@ -160,7 +160,10 @@ fn figure(cx: &mut Ctx, c: &RawCheck, kind: CheckKind) -> Option<FigureSpec> {
         return None;
     };
     if kind == CheckKind::Tcp {
-        cx.err(e.span(), "`extract` reads an HTTP response: it needs an http or https check");
+        cx.err(
+            e.span(),
+            "`extract` reads an HTTP response: it needs an http or https check",
+        );
     }
     let mut entries = e.get_ref().iter();
     let extract = match (entries.next(), entries.next()) {
@@ -232,6 +235,9 @@ fn figure(cx: &mut Ctx, c: &RawCheck, kind: CheckKind) -> Option<FigureSpec> {
         extract: extract?,
         min: min.map(|b| b.0),
         max: max.map(|b| b.0),
-        unit: c.unit.as_ref().map_or(String::new(), |u| u.get_ref().clone()),
+        unit: c
+            .unit
+            .as_ref()
+            .map_or(String::new(), |u| u.get_ref().clone()),
     })
 }

@@ -112,7 +112,11 @@ fn promote_guard(
     policy: Option<Policy>,
     known: &Known<'_>,
 ) -> Option<(usize, OnUnsafe)> {
-    let on_unsafe = match s.on_unsafe.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+    let on_unsafe = match s
+        .on_unsafe
+        .as_ref()
+        .map(|v| (v.get_ref().as_str(), v.span()))
+    {
         None | Some(("next", _)) => OnUnsafe::Next,
         Some(("hold", _)) => OnUnsafe::Hold,
         Some(("servfail", _)) => OnUnsafe::ServFail,
