@@ -4,9 +4,10 @@
 //! it for a [`HealthView`] at every publish.
 use std::collections::{BTreeMap, HashMap};
 
+use crate::cluster::Verdicts;
 use crate::health::check::ProbeOutcome;
 use crate::health::state::{Ewma, Tracker};
-use crate::routing::table::{Compiled, Health, HealthView, TargetHealth, TargetId};
+use crate::routing::table::{Compiled, GuardVerdict, Health, HealthView, TargetHealth, TargetId};
 use crate::settings::{FigureSpec, FigureVerdict, Quorum};
 use crate::state::SavedHealth;
 
@@ -33,7 +34,7 @@ pub struct Observed {
 }
 
 /// The peers' own verdicts (fleet mode): instance name -> target key -> verdict.
-pub type PeerViews = BTreeMap<String, BTreeMap<String, Health>>;
+pub type PeerViews = BTreeMap<String, Verdicts>;
 
 impl HealthState {
     /// Every target of `compiled`, seeded from saved verdicts (a warm start) or Unknown.
@@ -138,24 +139,81 @@ impl HealthState {
                 .zip(self.trackers.iter().zip(&self.latency))
                 .enumerate()
                 .map(|(i, (target, (t, l)))| {
-                    let theirs = peers.values().filter_map(|v| v.get(&target.key).copied());
+                    let theirs = peers
+                        .values()
+                        .filter_map(|v| v.health.get(&target.key).copied());
                     let v = consensus(t.health, theirs, quorum);
-                    let figure = self.figures[i];
+                    let spec = compiled.checks[target.check.index()].figure.as_ref();
+                    let own = spec.filter(|_| self.probed[i]).map(|spec| GuardVerdict {
+                        promotable: promotable(spec, self.figures[i]),
+                        figure: self.figures[i],
+                    });
+                    let theirs = peers.values().filter_map(|v| v.guards.get(&target.key));
+                    let (promotable, figure) = match spec {
+                        None => (true, None),
+                        Some(_) => guard_consensus(own, theirs.copied(), quorum),
+                    };
                     TargetHealth {
                         health: v.health,
                         latency_us: l.get(),
                         observers: v.observers,
                         down_votes: v.down,
                         figure,
-                        promotable: compiled.checks[target.check.index()]
-                            .figure
-                            .as_ref()
-                            .is_none_or(|spec| promotable(spec, figure)),
+                        promotable,
                     }
                 })
                 .collect(),
         }
     }
+}
+
+/// This instance's `promote_guard` verdicts, by target key, for the targets probed so far
+/// (published to the fleet with the health verdicts).
+impl HealthState {
+    pub fn guards(&self, compiled: &Compiled) -> BTreeMap<String, GuardVerdict> {
+        compiled
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.probed[*i])
+            .filter_map(|(i, t)| {
+                let spec = compiled.checks[t.check.index()].figure.as_ref()?;
+                Some((
+                    t.key.clone(),
+                    GuardVerdict {
+                        promotable: promotable(spec, self.figures[i]),
+                        figure: self.figures[i],
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// A guard target's verdict across the fleet, shared like health: not promotable when at
+/// least the quorum of the instances with a verdict say so; with no verdict anywhere (nothing
+/// probed yet), not promotable. The figure is this instance's, else a peer's.
+pub fn guard_consensus(
+    own: Option<GuardVerdict>,
+    peers: impl IntoIterator<Item = GuardVerdict>,
+    quorum: Quorum,
+) -> (bool, Option<f64>) {
+    let mut observers = 0u8;
+    let mut against = 0u8;
+    let mut figure = own.and_then(|v| v.figure);
+    for v in own.into_iter().chain(peers) {
+        observers = observers.saturating_add(1);
+        against = against.saturating_add(u8::from(!v.promotable));
+        figure = figure.or(v.figure);
+    }
+    if observers == 0 {
+        return (false, None);
+    }
+    let needed = match quorum {
+        Quorum::Majority => observers / 2 + 1,
+        Quorum::AtLeast(n) => n.min(observers).max(1),
+    };
+    (against < needed, figure)
 }
 
 /// Whether a figure is within its check's bounds (a missing one is not).
@@ -263,6 +321,33 @@ mod tests {
         assert_eq!(
             consensus(Unknown, [Down, Down], Quorum::Majority).health,
             Down
+        );
+    }
+
+    #[test]
+    fn the_guard_verdict_is_shared_like_health() {
+        let yes = GuardVerdict {
+            promotable: true,
+            figure: Some(1.0),
+        };
+        let no = GuardVerdict {
+            promotable: false,
+            figure: Some(42.0),
+        };
+        // Alone, an instance trusts its own figure; nothing probed anywhere is not promotable.
+        assert_eq!(
+            guard_consensus(Some(no), [], Quorum::Majority),
+            (false, Some(42.0))
+        );
+        assert_eq!(guard_consensus(Some(yes), [], Quorum::Majority).0, true);
+        assert_eq!(guard_consensus(None, [], Quorum::Majority), (false, None));
+        // One instance that cannot read the figure does not block a promotion two others allow.
+        assert!(guard_consensus(Some(no), [yes, yes], Quorum::Majority).0);
+        assert!(!guard_consensus(Some(yes), [no, no], Quorum::Majority).0);
+        // Before its first probe an instance goes by its peers'.
+        assert_eq!(
+            guard_consensus(None, [yes], Quorum::Majority),
+            (true, Some(1.0))
         );
     }
 }

@@ -121,7 +121,7 @@ impl Publisher {
 
     /// Fleet mode: admin changes go through `store`, health is decided with the peers.
     pub fn with_cluster(mut self, store: Arc<dyn ClusterStore>, quorum: Quorum) -> Self {
-        store.publish_health(self.saved().targets);
+        store.publish_health(self.verdicts());
         self.cluster = Some(store);
         self.quorum = quorum;
         self
@@ -186,9 +186,11 @@ impl Publisher {
                 }
                 _ => info!(target = %key, health = new.name(), "health changed"),
             }
-            if let Some(store) = &self.cluster {
-                store.publish_health(self.saved().targets);
-            }
+        }
+        if (observed.changed.is_some() || observed.promotable_changed.is_some())
+            && let Some(store) = &self.cluster
+        {
+            store.publish_health(self.verdicts());
         }
         if observed.first_round_completed {
             info!("first probe round complete");
@@ -318,6 +320,14 @@ impl Publisher {
         tracing::debug!(generation = self.generation, why = %table.built_for, "published routing table");
         self.store.store(Arc::new(self.cold.next(table)));
         self.generation
+    }
+
+    /// This instance's own verdicts, as published to the fleet.
+    fn verdicts(&self) -> crate::cluster::Verdicts {
+        crate::cluster::Verdicts {
+            health: self.saved().targets,
+            guards: self.health.guards(&self.compiled),
+        }
     }
 
     /// What to save in `state_dir`.

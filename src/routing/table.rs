@@ -500,6 +500,14 @@ impl Health {
     }
 }
 
+/// An instance's `promote_guard` verdict on one probe target, as shared with the fleet.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GuardVerdict {
+    pub promotable: bool,
+    #[serde(default)]
+    pub figure: Option<f64>,
+}
+
 /// Health of each probe target, indexed by [`TargetId`].
 #[derive(Debug, Clone, Default)]
 pub struct HealthView {
