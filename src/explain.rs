@@ -80,6 +80,11 @@ pub struct ServiceStep {
     pub policy: Cow<'static, str>,
     pub answers: usize,
     pub ttl: u32,
+    /// `promote_guard` and `on_unsafe`, when the service has a guard.
+    #[serde(default)]
+    pub promote_guard: Option<String>,
+    #[serde(default)]
+    pub on_unsafe: Option<String>,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -321,6 +326,10 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
                     policy: svc.policy.name().into(),
                     answers: svc.answers,
                     ttl: svc.ttl,
+                    promote_guard: svc
+                        .guard
+                        .map(|g| table.checks[g.check.index()].name.clone()),
+                    on_unsafe: svc.guard.map(|g| g.on_unsafe.name().to_string()),
                 });
                 out.chosen_region = d.region.map(|r| table.region(r).name.clone());
                 out.reason = Some(d.reason.name().into());
@@ -479,6 +488,21 @@ impl Explanation {
         }
         if let Some(action) = &self.all_down {
             let _ = writeln!(s, "all down   no region is healthy: on_all_down = {action}");
+        }
+        if let Some(svc) = &self.service
+            && let (Some(guard), Some(on_unsafe)) = (&svc.promote_guard, &svc.on_unsafe)
+        {
+            let what = match self.reason.as_deref() {
+                Some("guard-hold") => {
+                    ": no region to move to is promotable, the first region answers (fail static)"
+                }
+                Some("guard-servfail") => ": no region to move to is promotable, SERVFAIL",
+                _ => "",
+            };
+            let _ = writeln!(
+                s,
+                "guard      promote_guard {guard}, on_unsafe = {on_unsafe}{what}"
+            );
         }
         if let Some(r) = &self.chosen_region {
             let _ = writeln!(
