@@ -539,26 +539,6 @@ impl Explanation {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::net::IpAddr;
-
-    use super::*;
-
-    #[test]
-    fn clients_parse_with_and_without_prefix() {
-        let c = parse_client("11.0.130.7/24").unwrap();
-        assert_eq!(c.addr, "11.0.130.0".parse::<IpAddr>().unwrap());
-        assert_eq!(c.ecs_source, Some(24));
-        let c = parse_client("::ffff:12.0.0.1").unwrap();
-        assert_eq!(c.addr, "12.0.0.1".parse::<IpAddr>().unwrap());
-        assert_eq!(c.ecs_source, None);
-        assert!(parse_client("12.0.0.1/33").is_err());
-        assert!(parse_client("12.0.0.1/0").is_err());
-        assert!(parse_client("nope").is_err());
-    }
-}
-
 /// Evaluates every `[[assert]]` of a config through the same `answer()` the DNS path runs,
 /// each in its own scenario: the failed ones, each with `assertion failed: ... got ...
 /// (because ...)`.
@@ -687,4 +667,24 @@ fn rdata_of(record: &str) -> String {
         .skip(4)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+
+    #[test]
+    fn clients_parse_with_and_without_prefix() {
+        let c = parse_client("11.0.130.7/24").unwrap();
+        assert_eq!(c.addr, "11.0.130.0".parse::<IpAddr>().unwrap());
+        assert_eq!(c.ecs_source, Some(24));
+        let c = parse_client("::ffff:12.0.0.1").unwrap();
+        assert_eq!(c.addr, "12.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(c.ecs_source, None);
+        assert!(parse_client("12.0.0.1/33").is_err());
+        assert!(parse_client("12.0.0.1/0").is_err());
+        assert!(parse_client("nope").is_err());
+    }
 }

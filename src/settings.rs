@@ -161,9 +161,12 @@ impl Extract {
     }
 }
 
+/// A sample's labels, as (name, value) pairs.
+pub type Labels = Vec<(String, String)>;
+
 /// Splits a Prometheus sample or selector (`name{a="1",b="2"} rest`) into its name, its
 /// labels and what follows; `None` when it is not one.
-pub fn split_sample(line: &str) -> Option<(&str, Vec<(String, String)>, &str)> {
+pub fn split_sample(line: &str) -> Option<(&str, Labels, &str)> {
     let line = line.trim_start();
     let end = line
         .find(|c: char| c == '{' || c.is_whitespace())

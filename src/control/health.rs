@@ -339,7 +339,7 @@ mod tests {
             guard_consensus(Some(no), [], Quorum::Majority),
             (false, Some(42.0))
         );
-        assert_eq!(guard_consensus(Some(yes), [], Quorum::Majority).0, true);
+        assert!(guard_consensus(Some(yes), [], Quorum::Majority).0);
         assert_eq!(guard_consensus(None, [], Quorum::Majority), (false, None));
         // One instance that cannot read the figure does not block a promotion two others allow.
         assert!(guard_consensus(Some(no), [yes, yes], Quorum::Majority).0);
