@@ -325,6 +325,49 @@ mod tests {
     }
 
     #[test]
+    fn peers_guard_verdicts_reach_the_view() {
+        let text = format!(
+            "{}\n[[regions]]\nname = \"a\"\n[[regions]]\nname = \"b\"\n\
+             [checks.lag]\nkind = \"http\"\nport = 8008\nextract = {{ header = \"X-Lag\" }}\nmax = 5\n\
+             [[services]]\nname = \"db.example.com.\"\npolicy = \"failover\"\n\
+             regions = [\"a\", \"b\"]\npromote_guard = \"lag\"\nendpoints = [\n\
+             {{ region = \"a\", address = \"192.0.2.1\" }},\n\
+             {{ region = \"b\", address = \"192.0.2.2\" }},\n]\n",
+            crate::routing::test_support::ZONE
+        );
+        let c = crate::routing::test_support::load(&text).expect("config");
+        let mut state = HealthState::seeded(&c, &SavedHealth::default());
+        let lagging = ProbeOutcome {
+            ok: true,
+            latency: None,
+            error: None,
+            figure: Some(42.0),
+        };
+        let seen = state.observe(&c, TargetId(1), &lagging).expect("a target");
+        assert_eq!(seen.promotable_changed, Some(false));
+        let key = c.targets[1].key.clone();
+        assert_eq!(state.guards(&c)[&key].figure, Some(42.0));
+        let alone = state.view(&c, &PeerViews::new(), Quorum::Majority);
+        assert!(!alone.targets[1].promotable);
+        // Two peers read 1 s: the majority says promotable, and this instance follows.
+        let peer = Verdicts {
+            health: BTreeMap::new(),
+            guards: [(
+                key,
+                GuardVerdict {
+                    promotable: true,
+                    figure: Some(1.0),
+                },
+            )]
+            .into(),
+        };
+        let peers: PeerViews = [("p1".to_string(), peer.clone()), ("p2".to_string(), peer)].into();
+        let shared = state.view(&c, &peers, Quorum::Majority);
+        assert!(shared.targets[1].promotable);
+        assert_eq!(shared.targets[1].figure, Some(42.0));
+    }
+
+    #[test]
     fn the_guard_verdict_is_shared_like_health() {
         let yes = GuardVerdict {
             promotable: true,

@@ -181,10 +181,25 @@ fn rule(
         &r.min_serving,
     ) {
         (Some(list), Some(n), None, None) => {
+            let min = min(cx, n)?;
+            // How many regions a service spans: a floor above that can never hold.
+            let spans = |svc: &CheckedService| {
+                let mut regions: Vec<RegionId> = svc.endpoints.iter().map(|e| e.region).collect();
+                regions.sort();
+                regions.dedup();
+                regions.len() as f64
+            };
             let mut ids = Vec::new();
             for s in list.get_ref() {
                 if s.get_ref() == "*" {
-                    ids.extend((0..services.len()).map(|i| ServiceId(i as u32)));
+                    // Every service that spans enough regions for the floor to mean something.
+                    ids.extend(
+                        services
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, svc)| spans(svc) >= min)
+                            .map(|(i, _)| ServiceId(i as u32)),
+                    );
                     continue;
                 }
                 let found = parse_name(s.get_ref(), None).ok().and_then(|name| {
@@ -194,16 +209,21 @@ fn rule(
                         .position(|svc| LowerName::new(&svc.name) == name)
                 });
                 match found {
+                    Some(i) if spans(&services[i]) < min => cx.err(
+                        s.span(),
+                        format!(
+                            "service {} spans {} region(s): it can never have {min} serving",
+                            services[i].name,
+                            spans(&services[i])
+                        ),
+                    ),
                     Some(i) => ids.push(ServiceId(i as u32)),
                     None => cx.err(s.span(), format!("no service {:?}", s.get_ref())),
                 }
             }
             ids.sort();
             ids.dedup();
-            Some(SafetyKind::MinServingRegions {
-                services: ids,
-                min: min(cx, n)?,
-            })
+            Some(SafetyKind::MinServingRegions { services: ids, min })
         }
         (None, None, Some(list), Some(n)) => {
             let mut ids = Vec::new();

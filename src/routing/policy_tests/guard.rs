@@ -261,6 +261,27 @@ with = { drained = { "east" = 150 } }
 }
 
 #[test]
+fn a_safety_floor_a_service_cannot_reach_is_refused_by_name_and_skipped_by_star() {
+    let base = config("next", "");
+    let named =
+        base.clone() + "\n[[safety]]\nservices = [\"db.example.com\"]\nmin_serving_regions = 4\n";
+    let e = load_err(&named);
+    assert!(
+        e.contains("service db.example.com. spans 3 region(s): it can never have 4 serving"),
+        "{e}"
+    );
+    let star = base + "\n[[safety]]\nservices = [\"*\"]\nmin_serving_regions = 4\n";
+    let t = compile(&star);
+    assert_eq!(
+        t.compiled.safety[0].kind,
+        crate::routing::scenario::SafetyKind::MinServingRegions {
+            services: vec![],
+            min: 4.0
+        }
+    );
+}
+
+#[test]
 fn safety_rules_count_serving_regions_by_the_share_of_clients_they_take() {
     let text = config("next", "")
         + r#"
