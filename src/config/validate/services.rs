@@ -570,7 +570,8 @@ fn endpoint(
                     None
                 }
             });
-    if check_address.is_some() && check.is_none() && e.check.is_none() {
+    // The guard probes `check_address` too.
+    if check_address.is_some() && check.is_none() && e.check.is_none() && probes.guard.is_none() {
         let span = e
             .check_address
             .as_ref()
