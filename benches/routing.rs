@@ -225,6 +225,7 @@ fall = 1
                     ok,
                     latency: None,
                     error: None,
+                    figure: None,
                 },
                 at: tokio::time::Instant::now(),
             };

@@ -214,9 +214,17 @@ pub fn run() -> ExitCode {
 }
 
 fn check(path: &Path) -> ExitCode {
-    match config::load(path) {
+    // Assertions are evaluated on the compiled config, through the same decide() the server
+    // runs (no network; health up unless an assertion's scenario says otherwise).
+    let loaded = config::load(path)
+        .map(Arc::new)
+        .and_then(crate::control::reload::assertions_hold);
+    match loaded {
         Ok(compiled) => {
             println!("{}: ok", path.display());
+            if !compiled.assertions.is_empty() {
+                println!("{} assertion(s) hold", compiled.assertions.len());
+            }
             let dbs = compiled.geo.iter().flat_map(|set| set.databases());
             for db in dbs.clone() {
                 println!(
@@ -498,7 +506,8 @@ fn serve(path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<()> {
 }
 
 async fn serve_async(compiled: crate::routing::Compiled, path: &Path) -> anyhow::Result<()> {
-    let compiled = Arc::new(compiled);
+    // A config whose assertions fail does not serve, at start as at a reload.
+    let compiled = crate::control::reload::assertions_hold(Arc::new(compiled))?;
     let settings = compiled.settings.clone();
     let metrics = Arc::new(Metrics::new());
     let (health, evacuations) = match &settings.state_dir {

@@ -162,7 +162,7 @@ pub fn regions_text(v: &Value) -> String {
             .flatten()
             .map(|svc| {
                 format!(
-                    "{} {}/{}{}",
+                    "{} {}/{}{}{}",
                     svc["service"].as_str().unwrap_or("?"),
                     svc["endpoints_up"],
                     svc["endpoints_total"],
@@ -170,6 +170,11 @@ pub fn regions_text(v: &Value) -> String {
                         ""
                     } else {
                         " (down)"
+                    },
+                    // A guarded service: whether the region may take clients moved to it.
+                    match svc["promotable"].as_bool() {
+                        Some(false) => " (not promotable)",
+                        _ => "",
                     }
                 )
             })
@@ -280,4 +285,32 @@ pub fn explain_path(name: &str, qtype: &str, client: &str) -> String {
         enc(qtype),
         enc(client)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_name_a_region_that_is_not_promotable() {
+        let v = json!({
+            "generation": 7,
+            "regions": [{
+                "name": "eu-west",
+                "evacuated": false,
+                "services": [{
+                    "service": "db.example.com.",
+                    "up": true,
+                    "promotable": false,
+                    "endpoints_up": 1,
+                    "endpoints_total": 1,
+                }],
+            }],
+        });
+        let text = regions_text(&v);
+        assert!(
+            text.contains("db.example.com. 1/1 (not promotable)"),
+            "{text}"
+        );
+    }
 }

@@ -2,7 +2,6 @@
 //! Built from the same [`answer`] call the DNS handler makes, with a [`Recorder`] trace.
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 use hickory_proto::rr::{LowerName, Name, RecordType};
 use serde::Serialize;
@@ -13,8 +12,10 @@ use crate::routing::answer::{answer, rcode_name};
 use crate::routing::latency::RowKind;
 use crate::routing::prefix::mask;
 use crate::routing::query::Client;
-use crate::routing::table::Family;
+use crate::routing::scenario::{Assertion, Expect, Scenario};
+use crate::routing::table::{Family, TargetId};
 use crate::routing::trace::{Outcome, Rank, Recorder, RttSource, Step};
+use crate::settings::FigureVerdict;
 
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Explanation {
@@ -79,6 +80,11 @@ pub struct ServiceStep {
     pub policy: Cow<'static, str>,
     pub answers: usize,
     pub ttl: u32,
+    /// `promote_guard` and `on_unsafe`, when the service has a guard.
+    #[serde(default)]
+    pub promote_guard: Option<String>,
+    #[serde(default)]
+    pub on_unsafe: Option<String>,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -98,39 +104,45 @@ pub struct EndpointStep {
     /// Fleet mode: how many instances observe it and how many see it down.
     pub observers: Option<u8>,
     pub seen_down_by: Option<u8>,
+    /// The service's `promote_guard` on this endpoint: its figure and whether it is
+    /// promotable.
+    #[serde(default)]
+    pub guard: Option<GuardStep>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct GuardStep {
+    pub check: String,
+    pub figure: Option<f64>,
+    pub promotable: bool,
+    /// `lag 42 s > 5 s`, `lag 1.5 s`, `lag: no figure`.
+    pub text: String,
+}
+
+/// A guard target's figure against its check's bounds, for people: `lag 42 s > 5 s`.
+pub fn figure_text(rt: &RoutingTable, target: TargetId) -> String {
+    let compiled = &rt.compiled;
+    let check = &compiled.checks[compiled.targets[target.index()].check.index()];
+    let figure = rt.health.targets.get(target.index()).and_then(|t| t.figure);
+    let Some(spec) = &check.figure else {
+        return check.name.clone();
+    };
+    let unit = if spec.unit.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", spec.unit)
+    };
+    match (figure, spec.judge(figure)) {
+        (Some(v), FigureVerdict::Above(max)) => format!("{} {v}{unit} > {max}{unit}", check.name),
+        (Some(v), FigureVerdict::Below(min)) => format!("{} {v}{unit} < {min}{unit}", check.name),
+        (Some(v), _) => format!("{} {v}{unit}", check.name),
+        (None, _) => format!("{}: no figure", check.name),
+    }
 }
 
 /// Parses `IP` or `IP/PREFIX`. With a prefix the client is treated as an ECS subnet.
 pub fn parse_client(s: &str) -> Result<Client, String> {
-    let (ip, prefix) = match s.split_once('/') {
-        Some((ip, p)) => (ip, Some(p)),
-        None => (s, None),
-    };
-    let addr: IpAddr = ip
-        .parse()
-        .map_err(|_| format!("{ip:?} is not an IP address"))?;
-    let addr = addr.to_canonical();
-    let width = if addr.is_ipv4() { 32 } else { 128 };
-    match prefix {
-        None => Ok(Client {
-            addr,
-            ecs_source: None,
-        }),
-        Some(p) => {
-            let p: u8 = p
-                .parse()
-                .ok()
-                .filter(|p| *p <= width)
-                .ok_or_else(|| format!("prefix {p:?} must be 0 to {width}"))?;
-            if p == 0 {
-                return Err("an ECS prefix of 0 routes on the resolver's address: give that address instead".into());
-            }
-            Ok(Client {
-                addr: mask(addr, p),
-                ecs_source: Some(p),
-            })
-        }
-    }
+    Client::parse(s)
 }
 
 /// Explains a request given as text (the CLI's arguments, the admin API's query string).
@@ -290,6 +302,10 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
                         ),
                         Outcome::Residency => "skipped: residency rule excludes it".to_string(),
                         Outcome::NotNeeded => "not needed".to_string(),
+                        Outcome::NotPromotable { target } => format!(
+                            "skipped: not promotable: {}",
+                            target.map_or("guard fails".to_string(), |t| figure_text(rt, t))
+                        ),
                     } + &match rt.admin.drained.get(region.index()) {
                         // A partial drain that leaves this client where it is.
                         Some(&b) if b > 0 && outcome != Outcome::Drained => {
@@ -310,6 +326,10 @@ pub fn explain(rt: &RoutingTable, name: &Name, qtype: RecordType, client: &Clien
                     policy: svc.policy.name().into(),
                     answers: svc.answers,
                     ttl: svc.ttl,
+                    promote_guard: svc
+                        .guard
+                        .map(|g| table.checks[g.check.index()].name.clone()),
+                    on_unsafe: svc.guard.map(|g| g.on_unsafe.name().to_string()),
                 });
                 out.chosen_region = d.region.map(|r| table.region(r).name.clone());
                 out.reason = Some(d.reason.name().into());
@@ -354,6 +374,17 @@ fn step_endpoints(
                     .into(),
                 observers: votes.map(|v| v.observers),
                 seen_down_by: votes.map(|v| v.down_votes),
+                guard: e.guard.filter(|_| svc.guard.is_some()).map(|t| {
+                    let th = rt.health.targets.get(t.index());
+                    GuardStep {
+                        check: rt.compiled.checks[rt.compiled.targets[t.index()].check.index()]
+                            .name
+                            .clone(),
+                        figure: th.and_then(|h| h.figure),
+                        promotable: th.is_some_and(|h| h.promotable),
+                        text: figure_text(rt, t),
+                    }
+                }),
             }
         })
         .collect()
@@ -431,11 +462,17 @@ impl Explanation {
                 let health = c
                     .endpoints
                     .iter()
-                    .map(|e| match (e.observers, e.seen_down_by) {
-                        (Some(n), Some(d)) if n > 1 => {
-                            format!("{} {} (down from {d} of {n})", e.address, e.health)
+                    .map(|e| {
+                        let guard = e.guard.as_ref().map_or(String::new(), |g| {
+                            let verdict = if g.promotable { "" } else { ", not promotable" };
+                            format!(", {}{verdict}", g.text)
+                        });
+                        match (e.observers, e.seen_down_by) {
+                            (Some(n), Some(d)) if n > 1 => {
+                                format!("{} {} (down from {d} of {n}){guard}", e.address, e.health)
+                            }
+                            _ => format!("{} {}{guard}", e.address, e.health),
                         }
-                        _ => format!("{} {}", e.address, e.health),
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
@@ -451,6 +488,21 @@ impl Explanation {
         }
         if let Some(action) = &self.all_down {
             let _ = writeln!(s, "all down   no region is healthy: on_all_down = {action}");
+        }
+        if let Some(svc) = &self.service
+            && let (Some(guard), Some(on_unsafe)) = (&svc.promote_guard, &svc.on_unsafe)
+        {
+            let what = match self.reason.as_deref() {
+                Some("guard-hold") => {
+                    ": no region to move to is promotable, the first region answers (fail static)"
+                }
+                Some("guard-servfail") => ": no region to move to is promotable, SERVFAIL",
+                _ => "",
+            };
+            let _ = writeln!(
+                s,
+                "guard      promote_guard {guard}, on_unsafe = {on_unsafe}{what}"
+            );
         }
         if let Some(r) = &self.chosen_region {
             let _ = writeln!(
@@ -487,8 +539,140 @@ impl Explanation {
     }
 }
 
+/// Evaluates every `[[assert]]` of a config through the same `answer()` the DNS path runs,
+/// each in its own scenario: the failed ones, each with `assertion failed: ... got ...
+/// (because ...)`.
+pub fn assertion_failures(
+    compiled: &std::sync::Arc<crate::routing::Compiled>,
+) -> Vec<(&Assertion, String)> {
+    compiled
+        .assertions
+        .iter()
+        .filter_map(|a| Some((a, assertion_failure(compiled, a)?)))
+        .collect()
+}
+
+fn assertion_failure(
+    compiled: &std::sync::Arc<crate::routing::Compiled>,
+    a: &Assertion,
+) -> Option<String> {
+    let rt = a.scenario.table(compiled.clone());
+    let e = explain(&rt, &a.name, a.qtype, &a.client);
+    let mut wrong = Vec::new();
+    for want in &a.expect {
+        match want {
+            Expect::Region(r) => {
+                let want = &compiled.region(*r).name;
+                if e.chosen_region.as_ref() != Some(want) {
+                    wrong.push(format!(
+                        "expected region {want}, got {}",
+                        e.chosen_region.as_deref().unwrap_or("no region")
+                    ));
+                }
+            }
+            Expect::Answer(want) => {
+                let got: Vec<String> = e.answers.iter().map(|r| rdata_of(r)).collect();
+                let norm = |v: &[String]| {
+                    let mut v: Vec<String> = v
+                        .iter()
+                        .map(|s| s.trim_end_matches('.').to_ascii_lowercase())
+                        .collect();
+                    v.sort();
+                    v
+                };
+                if norm(want) != norm(&got) {
+                    wrong.push(format!(
+                        "expected answer [{}], got [{}]",
+                        want.join(", "),
+                        got.join(", ")
+                    ));
+                }
+            }
+            Expect::Rcode(r) => {
+                if e.rcode != rcode_name(*r) {
+                    wrong.push(format!("expected {}, got {}", rcode_name(*r), e.rcode));
+                }
+            }
+            Expect::Scope(p) => {
+                if e.ecs_scope != Some(*p) {
+                    wrong.push(match e.ecs_scope {
+                        Some(got) => format!("expected scope /{p}, got /{got}"),
+                        None => format!(
+                            "expected scope /{p}, got none (give the client as a subnet, \
+                             IP/PREFIX, to ask with ECS)"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    if wrong.is_empty() {
+        return None;
+    }
+    let because = e
+        .candidates
+        .iter()
+        .map(|c| format!("{}: {}", c.region, c.outcome))
+        .chain(e.all_down.iter().map(|a| format!("on_all_down = {a}")))
+        .chain(e.reason.iter().map(|r| format!("reason {r}")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let because = if because.is_empty() {
+        format!("rcode {}", e.rcode)
+    } else {
+        because
+    };
+    Some(format!(
+        "assertion failed: {} {} from {}{}: {} (because {because})",
+        e.name,
+        e.qtype,
+        e.client,
+        scenario_text(compiled, &a.scenario),
+        wrong.join("; "),
+    ))
+}
+
+/// ` with evacuated us-east, down eu-west`, or nothing.
+fn scenario_text(c: &crate::routing::Compiled, s: &Scenario) -> String {
+    let names = |rs: &[crate::routing::table::RegionId]| {
+        rs.iter()
+            .map(|r| c.region(*r).name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !s.evacuated.is_empty() {
+        parts.push(format!("evacuated {}", names(&s.evacuated)));
+    }
+    if !s.down.is_empty() {
+        parts.push(format!("down {}", names(&s.down)));
+    }
+    for (r, p) in &s.drained {
+        parts.push(format!("{} drained {p} %", c.region(*r).name));
+    }
+    if !s.not_promotable.is_empty() {
+        parts.push(format!("not promotable {}", names(&s.not_promotable)));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" with {}", parts.join(", "))
+    }
+}
+
+/// The data of a record as `explain` prints it (`www.example.com. 30 IN A 192.0.2.1`).
+fn rdata_of(record: &str) -> String {
+    record
+        .split_whitespace()
+        .skip(4)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
     #[test]

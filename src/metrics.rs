@@ -40,6 +40,9 @@ pub struct Metrics {
     pub region_evacuated: IntGaugeVec,
     pub evacuated_since: IntGaugeVec,
     pub drain_percent: GaugeVec,
+    pub probe_figure: GaugeVec,
+    pub endpoint_promotable: IntGaugeVec,
+    pub safety_violations: IntCounterVec,
     pub ramp_aborts: IntCounterVec,
     pub service_all_down: IntGaugeVec,
     pub all_down_total: IntCounterVec,
@@ -104,6 +107,17 @@ impl Metrics {
         registry
             .register(Box::new(drain_percent.clone()))
             .unwrap_or_else(|e| panic!("metric meridian_region_drain_percent: {e}"));
+        let probe_figure = GaugeVec::new(
+            Opts::new(
+                "meridian_probe_figure",
+                "The figure a check reads from its probe's response (extract), from the latest probe that held one.",
+            ),
+            &["target", "check"],
+        )
+        .unwrap_or_else(|e| panic!("metric meridian_probe_figure: {e}"));
+        registry
+            .register(Box::new(probe_figure.clone()))
+            .unwrap_or_else(|e| panic!("metric meridian_probe_figure: {e}"));
         let histogram_vec = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
             let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
                 .unwrap_or_else(|e| panic!("metric {name}: {e}"));
@@ -230,6 +244,17 @@ impl Metrics {
                 "meridian_region_evacuated_since_seconds",
                 "Unix time an evacuation started; 0 when the region is not evacuated.",
                 &["region"],
+            ),
+            probe_figure,
+            endpoint_promotable: gauge_vec(
+                "meridian_endpoint_promotable",
+                "1 while an endpoint of a service with a promote_guard passes it (its figure within bounds), 0 otherwise.",
+                &["service", "region", "address"],
+            ),
+            safety_violations: counter_vec(
+                "meridian_safety_violations_total",
+                "Times a health change broke a [[safety]] rule (the rule's file:line).",
+                &["rule"],
             ),
             service_all_down: gauge_vec(
                 "meridian_service_all_down",

@@ -153,6 +153,122 @@ pub struct CheckSpec {
     pub headers: Vec<(String, String)>,
     pub tls_server_name: Option<String>,
     pub tls: TlsVerify,
+    /// A number read from each response and held to bounds (`extract`, `min`, `max`): what
+    /// a service's `promote_guard` asks before moving clients into a region.
+    pub figure: Option<FigureSpec>,
+}
+
+/// Where a check reads its figure, and the bounds that make a target promotable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FigureSpec {
+    pub extract: Extract,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Shown after the figure in `explain` and the admin API (`"s"`), else nothing.
+    pub unit: String,
+}
+
+/// How a figure is read from an HTTP response.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Extract {
+    /// A JSON pointer (RFC 6901) into the body; the value must be a number (or a string
+    /// holding one).
+    Json(String),
+    /// A sample of Prometheus text exposition: the metric's name and the labels it must carry
+    /// (others may be present).
+    Prometheus {
+        name: String,
+        labels: Vec<(String, String)>,
+    },
+    /// A response header holding a number.
+    Header(String),
+}
+
+impl Extract {
+    /// Whether the body must be read to find the figure.
+    pub fn needs_body(&self) -> bool {
+        !matches!(self, Extract::Header(_))
+    }
+}
+
+/// A sample's labels, as (name, value) pairs.
+pub type Labels = Vec<(String, String)>;
+
+/// Splits a Prometheus sample or selector (`name{a="1",b="2"} rest`) into its name, its
+/// labels and what follows; `None` when it is not one.
+pub fn split_sample(line: &str) -> Option<(&str, Labels, &str)> {
+    let line = line.trim_start();
+    let end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .unwrap_or(line.len());
+    let name = &line[..end];
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    {
+        return None;
+    }
+    let mut rest = &line[end..];
+    let mut labels = Vec::new();
+    if let Some(inner) = rest.strip_prefix('{') {
+        rest = inner;
+        loop {
+            rest = rest.trim_start_matches([' ', ',']);
+            if let Some(after) = rest.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let eq = rest.find('=')?;
+            let key = rest[..eq].trim().to_string();
+            let mut value = String::new();
+            let quoted = rest[eq + 1..].trim_start().strip_prefix('"')?;
+            let mut chars = quoted.char_indices();
+            let mut close = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some((_, 'n')) => value.push('\n'),
+                        Some((_, c)) => value.push(c),
+                        None => return None,
+                    },
+                    '"' => {
+                        close = Some(i);
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            rest = &quoted[close? + 1..];
+            labels.push((key, value));
+        }
+    }
+    Some((name, labels, rest))
+}
+
+/// A target's figure held to its bounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FigureVerdict {
+    Within,
+    /// Above `max` (the bound is carried for the explanation).
+    Above(f64),
+    /// Below `min`.
+    Below(f64),
+    /// The last probe found no figure (failed, or the value was missing or not a number).
+    Missing,
+}
+
+impl FigureSpec {
+    pub fn judge(&self, figure: Option<f64>) -> FigureVerdict {
+        let Some(v) = figure else {
+            return FigureVerdict::Missing;
+        };
+        match (self.min, self.max) {
+            (_, Some(max)) if v > max => FigureVerdict::Above(max),
+            (Some(min), _) if v < min => FigureVerdict::Below(min),
+            _ => FigureVerdict::Within,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -439,7 +439,8 @@ fn admin_error(e: AdminError) -> Reply {
         | AdminError::NotDrained(_)
         | AdminError::AlreadyEvacuated(_)
         | AdminError::RampUnderWay(_)
-        | AdminError::WouldEmpty { .. } => StatusCode::CONFLICT,
+        | AdminError::WouldEmpty { .. }
+        | AdminError::BreaksSafety { .. } => StatusCode::CONFLICT,
         AdminError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
         AdminError::Cluster(crate::cluster::ClusterError::Conflict { .. }) => StatusCode::CONFLICT,
         AdminError::Cluster(crate::cluster::ClusterError::Unavailable(_)) => {
@@ -449,6 +450,9 @@ fn admin_error(e: AdminError) -> Reply {
     let mut body = json!({ "error": e.to_string() });
     if let AdminError::WouldEmpty { services, .. } = &e {
         body["services"] = json!(services);
+    }
+    if let AdminError::BreaksSafety { rule, .. } = &e {
+        body["rule"] = json!(rule);
     }
     json_reply(status, body)
 }

@@ -43,7 +43,19 @@ pub fn regions(t: &RoutingTable) -> Value {
                                 .and_then(|h| h.latency_us)
                                 .map(|us| us / 1000.0);
                             let votes = e.target.and_then(|tid| t.health.targets.get(tid.index()));
+                            // The service's promote_guard on this endpoint: figure and verdict.
+                            let guard = e.guard.filter(|_| svc.guard.is_some()).map(|tid| {
+                                let h = t.health.targets.get(tid.index());
+                                json!({
+                                    "check": c.checks[c.targets[tid.index()].check.index()].name,
+                                    "probe_target": c.targets[tid.index()].key,
+                                    "figure": h.and_then(|h| h.figure),
+                                    "promotable": h.is_some_and(|h| h.promotable),
+                                    "text": crate::explain::figure_text(t, tid),
+                                })
+                            });
                             json!({
+                                "guard": guard,
                                 "address": e.address.to_string(),
                                 "health": t.endpoint_health(*id).map_or("unmonitored", |h| h.name()),
                                 "observers": votes.map(|v| v.observers),
@@ -57,9 +69,13 @@ pub fn regions(t: &RoutingTable) -> Value {
                     let up = endpoints.iter().filter(|e| e["serving"] == json!(true)).count();
                     let latencies: Vec<f64> = endpoints.iter().filter_map(|e| e["latency_ms"].as_f64()).collect();
                     let latency = (!latencies.is_empty()).then(|| latencies.iter().sum::<f64>() / latencies.len() as f64);
+                    let promotable = svc.guard.map(|_| {
+                        families.iter().any(|f| t.region_promotable(svc, sr.endpoints(*f)))
+                    });
                     Some(json!({
                         "service": svc.name.to_ascii(),
                         "up": svc.enough_healthy(up, endpoints.len()),
+                        "promotable": promotable,
                         "endpoints_up": up,
                         "endpoints_total": endpoints.len(),
                         "latency_ms": latency,

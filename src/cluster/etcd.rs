@@ -15,9 +15,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tracing::{info, warn};
 
-use super::{AdminDoc, ClusterError, ClusterStore, FleetUpdate, InstanceRecord, SharedStatus};
+use super::{
+    AdminDoc, ClusterError, ClusterStore, FleetUpdate, InstanceRecord, SharedStatus, Verdicts,
+};
 use crate::metrics::Metrics;
-use crate::routing::table::Health;
 use crate::settings::ClusterSettings;
 
 /// Longest wait between reconnection attempts.
@@ -28,7 +29,7 @@ pub struct EtcdStore {
     config_hash: String,
     /// The live session's client, `None` while disconnected.
     client: tokio::sync::Mutex<Option<Client>>,
-    health: watch::Sender<BTreeMap<String, Health>>,
+    health: watch::Sender<Verdicts>,
     status: Arc<SharedStatus>,
     metrics: Arc<Metrics>,
 }
@@ -42,12 +43,13 @@ impl EtcdStore {
         format!("{}instances/", self.settings.prefix)
     }
 
-    fn record(&self, health: BTreeMap<String, Health>) -> Vec<u8> {
+    fn record(&self, verdicts: Verdicts) -> Vec<u8> {
         let record = InstanceRecord {
             name: self.settings.name.clone(),
             config_hash: self.config_hash.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            health,
+            health: verdicts.health,
+            guards: verdicts.guards,
         };
         serde_json::to_vec(&record).unwrap_or_default()
     }
@@ -99,8 +101,8 @@ impl ClusterStore for EtcdStore {
         Err(ClusterError::Conflict { current })
     }
 
-    fn publish_health(&self, health: BTreeMap<String, Health>) {
-        self.health.send_replace(health);
+    fn publish_health(&self, verdicts: Verdicts) {
+        self.health.send_replace(verdicts);
     }
 }
 
@@ -120,7 +122,7 @@ pub fn start(
         settings,
         config_hash,
         client: tokio::sync::Mutex::new(None),
-        health: watch::channel(BTreeMap::new()).0,
+        health: watch::channel(Verdicts::default()).0,
         status,
         metrics,
     });
@@ -393,7 +395,13 @@ async fn report_peers(
         .set(st.drifted().len() as i64);
     let views = peers
         .iter()
-        .map(|(n, r)| (n.clone(), r.health.clone()))
+        .map(|(n, r)| {
+            let verdicts = Verdicts {
+                health: r.health.clone(),
+                guards: r.guards.clone(),
+            };
+            (n.clone(), verdicts)
+        })
         .collect();
     commands
         .send(FleetUpdate::PeerViews(views))

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::routing::table::Health;
+use crate::routing::table::{GuardVerdict, Health};
 
 /// What an instance publishes about itself under its lease.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -25,6 +25,17 @@ pub struct InstanceRecord {
     pub version: String,
     /// Target key (`check@addr`) -> this instance's verdict.
     pub health: BTreeMap<String, Health>,
+    /// Target key -> this instance's `promote_guard` verdict, for the targets of checks that
+    /// read a figure (absent in records of instances without guards, or of older versions).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub guards: BTreeMap<String, GuardVerdict>,
+}
+
+/// One instance's own verdicts, by target key: health, and `promote_guard` verdicts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Verdicts {
+    pub health: BTreeMap<String, Health>,
+    pub guards: BTreeMap<String, GuardVerdict>,
 }
 
 /// What the fleet watch tells the publisher.
@@ -32,8 +43,8 @@ pub struct InstanceRecord {
 pub enum FleetUpdate {
     /// The fleet's admin document changed (revision 0: the store has none).
     Admin { doc: AdminDoc, revision: i64 },
-    /// The live peers' own health verdicts, by instance name.
-    PeerViews(BTreeMap<String, BTreeMap<String, Health>>),
+    /// The live peers' own verdicts, by instance name.
+    PeerViews(BTreeMap<String, Verdicts>),
 }
 
 /// The shared admin document: every evacuation and drain in the fleet.
@@ -56,7 +67,7 @@ pub trait ClusterStore: Send + Sync {
     /// revision.
     async fn propose(&self, doc: &AdminDoc, base: i64) -> Result<i64, ClusterError>;
     /// Publishes this instance's own verdicts (latest wins; never blocks).
-    fn publish_health(&self, health: BTreeMap<String, Health>);
+    fn publish_health(&self, verdicts: Verdicts);
 }
 
 /// Connection state, for `/readyz`, `/v1/cluster` and metrics.

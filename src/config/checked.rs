@@ -7,7 +7,7 @@ use hickory_proto::rr::{Name, Record};
 
 use crate::config::Place;
 use crate::geo::{Continent, CountryCode, Subdivision};
-use crate::routing::table::{Address, Policy, ProbeAddr, Region, RegionId, WeightMode};
+use crate::routing::table::{Address, OnUnsafe, Policy, ProbeAddr, Region, RegionId, WeightMode};
 use crate::settings::{CheckSpec, Settings};
 
 /// A config that passed every check, with values parsed and names resolved to ids.
@@ -26,6 +26,10 @@ pub struct Checked {
     /// Resolved path of the latency map and the span of its key.
     pub latency_map: Option<(PathBuf, Range<usize>)>,
     pub latency_overhead_ms: f32,
+    /// `[[assert]]` tables and the spans they are reported at.
+    pub asserts: Vec<(Range<usize>, crate::routing::scenario::Assertion)>,
+    /// `[[safety]]` rules and their spans.
+    pub safety: Vec<(Range<usize>, crate::routing::scenario::SafetyRule)>,
 }
 
 /// A CIDR map's inline networks and autonomous systems, and the file holding more (read by
@@ -64,6 +68,8 @@ pub struct CheckedService {
     pub weight_mode: WeightMode,
     pub residency: Vec<CheckedResidency>,
     pub cidr_map: Option<usize>,
+    /// `promote_guard` (a check index) and `on_unsafe`.
+    pub guard: Option<(usize, OnUnsafe)>,
 }
 
 #[derive(Debug)]
@@ -82,6 +88,8 @@ pub struct CheckedEndpoint {
     /// The check probing this endpoint (its own, else the service's) and the address:port
     /// (or hostname and port) it probes.
     pub probe: Option<(usize, ProbeAddr)>,
+    /// The service's `promote_guard` check and the address:port it probes for this endpoint.
+    pub guard: Option<(usize, ProbeAddr)>,
     pub weight: u32,
 }
 

@@ -16,8 +16,8 @@ use crate::geo::{AsnDb, AsnSet, GeoDb, GeoSet};
 use crate::routing::latency::{Format, LatencyMap};
 use crate::routing::table::{
     Address, AllDown, CheckId, CidrMap, Compiled, Endpoint, EndpointId, Family, Node, ProbeAddr,
-    Region, RegionId, Residency, Service, ServiceId, ServiceRegion, Target, TargetId, Zone, ZoneId,
-    wire_name,
+    PromoteGuard, Region, RegionId, Residency, Service, ServiceId, ServiceRegion, Target, TargetId,
+    Zone, ZoneId, wire_name,
 };
 
 /// Databases already open, each kept by [`compile`] when the config names the same unchanged
@@ -26,6 +26,23 @@ use crate::routing::table::{
 pub struct Reuse {
     pub geo: Option<Arc<GeoSet>>,
     pub asn: Option<Arc<AsnSet>>,
+}
+
+/// The probe target of (check, address), shared by every endpoint and service probing it.
+fn target_id(
+    targets: &mut Vec<Target>,
+    ids: &mut HashMap<(usize, ProbeAddr), TargetId>,
+    checks: &[crate::settings::CheckSpec],
+    (check, addr): &(usize, ProbeAddr),
+) -> TargetId {
+    *ids.entry((*check, addr.clone())).or_insert_with(|| {
+        targets.push(Target {
+            check: CheckId(*check as u32),
+            addr: addr.clone(),
+            key: format!("{}@{addr}", checks[*check].name),
+        });
+        TargetId(targets.len() as u32 - 1)
+    })
 }
 
 /// Compiles a checked config, reusing the databases in `reuse` that are unchanged.
@@ -147,16 +164,14 @@ pub fn compile(checked: Checked, reuse: Reuse) -> Result<Compiled, Vec<Problem>>
                     region,
                     address: e.address.clone(),
                     port: e.port,
-                    target: e.probe.as_ref().map(|(check, addr)| {
-                        *target_ids.entry((*check, addr.clone())).or_insert_with(|| {
-                            targets.push(Target {
-                                check: CheckId(*check as u32),
-                                addr: addr.clone(),
-                                key: format!("{}@{addr}", checked.checks[*check].name),
-                            });
-                            TargetId(targets.len() as u32 - 1)
-                        })
-                    }),
+                    target: e
+                        .probe
+                        .as_ref()
+                        .map(|p| target_id(&mut targets, &mut target_ids, &checked.checks, p)),
+                    guard: e
+                        .guard
+                        .as_ref()
+                        .map(|p| target_id(&mut targets, &mut target_ids, &checked.checks, p)),
                     record: Record::from_rdata(svc.name.clone(), svc.ttl, record),
                     weight: e.weight,
                 });
@@ -225,6 +240,10 @@ pub fn compile(checked: Checked, reuse: Reuse) -> Result<Compiled, Vec<Problem>>
             latency_margin_ms: svc.latency_margin_ms,
             weight_mode: svc.weight_mode,
             cidr_map: svc.cidr_map,
+            guard: svc.guard.map(|(check, on_unsafe)| PromoteGuard {
+                check: CheckId(check as u32),
+                on_unsafe,
+            }),
         });
     }
 
@@ -246,6 +265,8 @@ pub fn compile(checked: Checked, reuse: Reuse) -> Result<Compiled, Vec<Problem>>
         .map(|(i, z)| (z.origin.clone(), ZoneId(i as u32)))
         .collect();
     Ok(Compiled {
+        assertions: checked.asserts.into_iter().map(|(_, a)| a).collect(),
+        safety: checked.safety.into_iter().map(|(_, r)| r).collect(),
         settings: checked.settings,
         geo,
         asn,

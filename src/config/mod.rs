@@ -167,12 +167,29 @@ fn load_text(
             return Err(positioned(problems));
         }
     };
+    // Where each assertion and safety rule is, for the messages that name them.
+    let at = |span: &Range<usize>| {
+        let e = &position(text, path, vec![Problem::new(span.clone(), "")])[0];
+        ((e.file.clone(), e.line, e.col.unwrap_or(1)), e.line)
+    };
+    let assert_at: Vec<_> = checked.asserts.iter().map(|(s, _)| at(s).0).collect();
+    let safety_at: Vec<String> = checked
+        .safety
+        .iter()
+        .map(|(s, _)| format!("{}:{}", path.display(), at(s).1))
+        .collect();
     let reuse = compile::Reuse {
         geo: previous.and_then(|p| p.geo.clone()),
         asn: previous.and_then(|p| p.asn.clone()),
     };
     let mut compiled = compile::compile(checked, reuse).map_err(positioned)?;
     compiled.settings.config_hash = config_hash(text, &zone_texts);
+    for (a, at) in compiled.assertions.iter_mut().zip(assert_at) {
+        a.at = at;
+    }
+    for (r, at) in compiled.safety.iter_mut().zip(safety_at) {
+        r.at = at;
+    }
     Ok(compiled)
 }
 

@@ -29,6 +29,51 @@ pub struct RawConfig {
     pub rrl: Option<S<RawRrl>>,
     pub health: Option<S<RawHealth>>,
     pub dnstap: Option<S<RawDnstap>>,
+    /// Routing assertions `check` and every reload evaluate.
+    #[serde(default, rename = "assert")]
+    pub asserts: Vec<S<RawAssert>>,
+    /// Rules an evacuation, drain or ramp must not break.
+    #[serde(default)]
+    pub safety: Vec<S<RawSafety>>,
+}
+
+/// `[[assert]]`: what a client asking a name must get, optionally under a scenario.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAssert {
+    pub name: S<String>,
+    pub client: S<String>,
+    /// `"A"` (default for an IPv4 client) or `"AAAA"`.
+    pub qtype: Option<S<String>>,
+    pub expect_region: Option<S<String>>,
+    pub expect_answer: Option<S<Vec<S<String>>>>,
+    pub expect_rcode: Option<S<String>>,
+    pub expect_scope: Option<S<i64>>,
+    pub with: Option<S<RawScenario>>,
+}
+
+/// The state an assertion is evaluated in: regions evacuated, down, drained or not promotable.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawScenario {
+    #[serde(default)]
+    pub evacuated: Vec<S<String>>,
+    #[serde(default)]
+    pub down: Vec<S<String>>,
+    #[serde(default)]
+    pub drained: BTreeMap<String, S<i64>>,
+    #[serde(default)]
+    pub not_promotable: Vec<S<String>>,
+}
+
+/// `[[safety]]`: a floor under how many regions serve.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSafety {
+    pub services: Option<S<Vec<S<String>>>>,
+    pub min_serving_regions: Option<S<i64>>,
+    pub regions: Option<S<Vec<S<String>>>>,
+    pub min_serving: Option<S<i64>>,
 }
 
 /// How health probes find their targets.
@@ -282,6 +327,10 @@ pub struct RawService {
     pub residency: Vec<S<RawResidency>>,
     /// Name of a `[cidr_maps.NAME]` whose networks override GeoIP for this service.
     pub cidr_map: Option<S<String>>,
+    /// A check with `extract` every region but the client's first must pass to take it.
+    pub promote_guard: Option<S<String>>,
+    /// What a failing guard does: "next", "hold" or "servfail".
+    pub on_unsafe: Option<S<String>>,
     pub endpoints: S<Vec<S<RawEndpoint>>>,
 }
 
@@ -317,4 +366,9 @@ pub struct RawCheck {
     pub headers: BTreeMap<String, String>,
     pub tls_server_name: Option<S<String>>,
     pub tls_insecure_skip_verify: Option<S<bool>>,
+    /// `{ json = "/pointer" }`, `{ prometheus = 'name{label="v"}' }` or `{ header = "X-Name" }`.
+    pub extract: Option<S<BTreeMap<String, S<String>>>>,
+    pub max: Option<S<f64>>,
+    pub min: Option<S<f64>>,
+    pub unit: Option<S<String>>,
 }

@@ -10,7 +10,8 @@ use super::command::AdminError;
 use crate::clock::unix_seconds;
 use crate::cluster::AdminDoc;
 use crate::routing::admin::{AdminState, DRAIN_BUCKETS, Drain, Evacuation};
-use crate::routing::table::{Compiled, RoutingTable, ServiceRegion};
+use crate::routing::scenario::SafetyRule;
+use crate::routing::table::{AdminView, Compiled, RoutingTable, ServiceRegion};
 use crate::state::{SavedEvacuations, StateError};
 
 /// What an operator asks to change about one region.
@@ -60,9 +61,6 @@ impl Publisher {
         if next.evacuations.contains_key(&c.region) {
             return Err(AdminError::AlreadyEvacuated(c.region));
         }
-        if start.is_none() {
-            self.refuse_emptying(rid, &c)?;
-        }
         let evacuation = Evacuation {
             region: c.region.clone(),
             reason: c.reason.clone(),
@@ -72,6 +70,10 @@ impl Publisher {
             expires,
         };
         next.evacuations.insert(c.region.clone(), evacuation);
+        if start.is_none() {
+            self.refuse_emptying(rid, &c)?;
+            self.refuse_unsafe(&next, &c, at)?;
+        }
         self.commit(next).await?;
         audit(
             &c.region,
@@ -141,6 +143,9 @@ impl Publisher {
                 self.refuse_emptying(rid, &c)?;
             }
             next.drains.insert(c.region.clone(), drain);
+            if start.is_none() {
+                self.refuse_unsafe(&next, &c, at)?;
+            }
         }
         // A finished or aborted ramp of the region gives way to the new drain.
         next.ramps.retain(|_, r| r.region != c.region);
@@ -174,6 +179,31 @@ impl Publisher {
         Err(AdminError::WouldEmpty {
             region: c.region.clone(),
             services: emptied,
+        })
+    }
+
+    /// Refuses admin state `next` when it would break a `[[safety]]` rule, unless forced: a
+    /// rule is broken when a service (or group of regions) it covers ends up below its floor
+    /// with fewer serving regions than now. A change that leaves a shortfall as it is (one a
+    /// health change caused) or makes it smaller goes ahead.
+    pub(super) fn refuse_unsafe(
+        &self,
+        next: &AdminState,
+        c: &Change,
+        at: u64,
+    ) -> Result<(), AdminError> {
+        if c.force || self.compiled.safety.is_empty() {
+            return Ok(());
+        }
+        let current = self.store.load_full().table.clone();
+        let mut after = current.clone();
+        after.admin = std::sync::Arc::new(AdminView::new(&self.compiled, next, at));
+        first_broken(&self.compiled.safety, &current, &after).map_or(Ok(()), |(rule, detail)| {
+            Err(AdminError::BreaksSafety {
+                region: c.region.clone(),
+                rule,
+                detail,
+            })
         })
     }
 
@@ -350,6 +380,32 @@ fn would_empty(compiled: &Compiled, current: &RoutingTable, rid: usize) -> Vec<S
         })
         .map(|svc| svc.name.to_ascii())
         .collect()
+}
+
+/// The first `[[safety]]` rule `after` breaks that `before` kept (or kept better): its
+/// `FILE:LINE` and what falls short.
+pub(super) fn first_broken(
+    rules: &[SafetyRule],
+    before: &RoutingTable,
+    after: &RoutingTable,
+) -> Option<(String, String)> {
+    rules.iter().find_map(|rule| {
+        let was = rule.kind.broken(before);
+        rule.kind
+            .broken(after)
+            .into_iter()
+            .find(|(what, n, _)| {
+                was.iter()
+                    .find(|(w, _, _)| w == what)
+                    .is_none_or(|(_, m, _)| n + 1e-9 < *m)
+            })
+            .map(|(what, n, min)| {
+                (
+                    rule.at.clone(),
+                    format!("{what} would have {n:.2} serving region(s), below {min}"),
+                )
+            })
+    })
 }
 
 /// One audit line per admin change, under its own log target so it can be routed apart.

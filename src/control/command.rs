@@ -90,6 +90,15 @@ pub enum AdminError {
         region: String,
         services: Vec<String>,
     },
+    #[error(
+        "this change to {region:?} would break the safety rule at {rule}: {detail}; pass \"force\": true to do it anyway"
+    )]
+    BreaksSafety {
+        region: String,
+        /// The rule's `FILE:LINE`.
+        rule: String,
+        detail: String,
+    },
     #[error("cannot save the evacuation state, nothing changed: {0}")]
     State(#[from] StateError),
     #[error("{0}")]

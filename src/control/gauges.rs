@@ -16,10 +16,19 @@ struct ProbeHandles {
     success: IntCounter,
     failure: IntCounter,
     duration: Histogram,
+    /// When the target's check reads a figure: its series, made at the first figure (a
+    /// target that never reported one has no series rather than a 0).
+    figure: Option<(
+        prometheus::GaugeVec,
+        [String; 2],
+        std::sync::OnceLock<Gauge>,
+    )>,
 }
 
 pub struct Gauges {
     endpoint_up: Vec<IntGauge>,
+    /// By endpoint, for the endpoints of services with a `promote_guard`.
+    endpoint_promotable: Vec<Option<IntGauge>>,
     /// By (service, region) slot.
     region_up: Vec<IntGauge>,
     /// By region: (evacuated, evacuated since).
@@ -32,6 +41,8 @@ pub struct Gauges {
     probes: Vec<ProbeHandles>,
     /// (service, family) pairs with no healthy region, as of the last publish.
     no_healthy_region: HashSet<(ServiceId, Family)>,
+    /// (safety rule, service or regions) pairs below the rule's floor, as of the last publish.
+    safety_broken: HashSet<(usize, String)>,
 }
 
 impl Gauges {
@@ -43,6 +54,8 @@ impl Gauges {
         m.evacuated_since.reset();
         m.drain_percent.reset();
         m.service_all_down.reset();
+        m.probe_figure.reset();
+        m.endpoint_promotable.reset();
         let mut region_up = vec![None; c.service_region_slots];
         let mut all_down = Vec::new();
         for svc in &c.services {
@@ -70,6 +83,20 @@ impl Gauges {
                         &c.region(e.region).name,
                         &e.address.to_string(),
                     ])
+                })
+                .collect(),
+            endpoint_promotable: c
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let svc = c.service(e.service);
+                    svc.guard.and(e.guard).map(|_| {
+                        m.endpoint_promotable.with_label_values(&[
+                            &svc.name.to_ascii(),
+                            &c.region(e.region).name,
+                            &e.address.to_string(),
+                        ])
+                    })
                 })
                 .collect(),
             region_up: region_up.into_iter().flatten().collect(),
@@ -103,10 +130,18 @@ impl Gauges {
                             .probe_results
                             .with_label_values(&[labels[0], labels[1], "failure"]),
                         duration: m.probe_duration.with_label_values(&labels),
+                        figure: c.checks[t.check.index()].figure.as_ref().map(|_| {
+                            (
+                                m.probe_figure.clone(),
+                                [labels[0].to_string(), labels[1].to_string()],
+                                std::sync::OnceLock::new(),
+                            )
+                        }),
                     }
                 })
                 .collect(),
             no_healthy_region: HashSet::new(),
+            safety_broken: HashSet::new(),
         }
     }
 
@@ -118,6 +153,11 @@ impl Gauges {
         if outcome.ok { &h.success } else { &h.failure }.inc();
         if let Some(l) = outcome.latency {
             h.duration.observe(l.as_secs_f64());
+        }
+        if let (Some((vec, labels, gauge)), Some(v)) = (&h.figure, outcome.figure) {
+            gauge
+                .get_or_init(|| vec.with_label_values(&[&labels[0], &labels[1]]))
+                .set(v);
         }
     }
 
@@ -137,6 +177,11 @@ impl Gauges {
         }
         for (i, e) in self.endpoint_up.iter().enumerate() {
             e.set(i64::from(table.serving(EndpointId(i as u32))));
+        }
+        for (i, g) in self.endpoint_promotable.iter().enumerate() {
+            if let Some(g) = g {
+                g.set(i64::from(table.endpoint_promotable(EndpointId(i as u32))));
+            }
         }
         let mut now = HashSet::new();
         for (i, svc) in c.services.iter().enumerate() {
@@ -174,5 +219,21 @@ impl Gauges {
             info!(service = %c.service(key.0).name, family = ?key.1, "healthy region again");
         }
         self.no_healthy_region = now;
+        // Safety rules: admin changes that would break one are refused, health changes never
+        // are; a rule falling short is logged and counted once each time it starts to.
+        let mut broken = HashSet::new();
+        for (i, rule) in c.safety.iter().enumerate() {
+            for (what, n, min) in rule.kind.broken(table) {
+                if !self.safety_broken.contains(&(i, what.clone())) {
+                    m.safety_violations.with_label_values(&[&rule.at]).inc();
+                    warn!(rule = %rule.at, subject = %what, serving = n, min, "safety rule broken");
+                }
+                broken.insert((i, what));
+            }
+        }
+        for (i, what) in self.safety_broken.difference(&broken) {
+            info!(rule = %c.safety[*i].at, subject = %what, "safety rule holds again");
+        }
+        self.safety_broken = broken;
     }
 }

@@ -4,10 +4,11 @@
 //! it for a [`HealthView`] at every publish.
 use std::collections::{BTreeMap, HashMap};
 
+use crate::cluster::Verdicts;
 use crate::health::check::ProbeOutcome;
 use crate::health::state::{Ewma, Tracker};
-use crate::routing::table::{Compiled, Health, HealthView, TargetHealth, TargetId};
-use crate::settings::Quorum;
+use crate::routing::table::{Compiled, GuardVerdict, Health, HealthView, TargetHealth, TargetId};
+use crate::settings::{FigureSpec, FigureVerdict, Quorum};
 use crate::state::SavedHealth;
 
 /// Every probe target's tracker, smoothed latency and whether it was probed yet, indexed
@@ -17,6 +18,8 @@ pub struct HealthState {
     trackers: Vec<Tracker>,
     latency: Vec<Ewma>,
     probed: Vec<bool>,
+    /// The figure of each target whose check reads one, from its latest probe.
+    figures: Vec<Option<f64>>,
 }
 
 /// What one probe result changed.
@@ -26,10 +29,12 @@ pub struct Observed {
     pub changed: Option<Health>,
     /// This result completed the first probe round.
     pub first_round_completed: bool,
+    /// The target's promotable verdict (its figure held to its check's bounds) flipped.
+    pub promotable_changed: Option<bool>,
 }
 
 /// The peers' own verdicts (fleet mode): instance name -> target key -> verdict.
-pub type PeerViews = BTreeMap<String, BTreeMap<String, Health>>;
+pub type PeerViews = BTreeMap<String, Verdicts>;
 
 impl HealthState {
     /// Every target of `compiled`, seeded from saved verdicts (a warm start) or Unknown.
@@ -51,6 +56,7 @@ impl HealthState {
                 .collect(),
             latency: vec![Ewma::default(); n],
             probed: vec![false; n],
+            figures: vec![None; n],
         }
     }
 
@@ -68,6 +74,7 @@ impl HealthState {
                 next.trackers[j] = self.trackers[i];
                 next.latency[j] = self.latency[i];
                 next.probed[j] = self.probed[i];
+                next.figures[j] = self.figures[i];
             }
         }
         next
@@ -86,11 +93,20 @@ impl HealthState {
         if let (Some(l), true) = (outcome.latency, outcome.ok) {
             self.latency[i].observe(l.as_secs_f64() * 1e6);
         }
+        // A guard's figure takes effect at once (no rise/fall): the bound is the hysteresis
+        // an operator chooses, and an unsafe promotion must stop at the first sign.
+        let promotable_changed = check.figure.as_ref().and_then(|spec| {
+            let was = self.probed[i] && promotable(spec, self.figures[i]);
+            self.figures[i] = if outcome.ok { outcome.figure } else { None };
+            let now = promotable(spec, self.figures[i]);
+            (was != now || !self.probed[i]).then_some(now)
+        });
         self.probed[i] = true;
         let changed = self.trackers[i].observe(outcome.ok, check.rise, check.fall);
         Some(Observed {
             changed,
             first_round_completed: !was_complete && self.first_round_done(),
+            promotable_changed,
         })
     }
 
@@ -121,19 +137,88 @@ impl HealthState {
                 .targets
                 .iter()
                 .zip(self.trackers.iter().zip(&self.latency))
-                .map(|(target, (t, l))| {
-                    let theirs = peers.values().filter_map(|v| v.get(&target.key).copied());
+                .enumerate()
+                .map(|(i, (target, (t, l)))| {
+                    let theirs = peers
+                        .values()
+                        .filter_map(|v| v.health.get(&target.key).copied());
                     let v = consensus(t.health, theirs, quorum);
+                    let spec = compiled.checks[target.check.index()].figure.as_ref();
+                    let own = spec.filter(|_| self.probed[i]).map(|spec| GuardVerdict {
+                        promotable: promotable(spec, self.figures[i]),
+                        figure: self.figures[i],
+                    });
+                    let theirs = peers.values().filter_map(|v| v.guards.get(&target.key));
+                    let (promotable, figure) = match spec {
+                        None => (true, None),
+                        Some(_) => guard_consensus(own, theirs.copied(), quorum),
+                    };
                     TargetHealth {
                         health: v.health,
                         latency_us: l.get(),
                         observers: v.observers,
                         down_votes: v.down,
+                        figure,
+                        promotable,
                     }
                 })
                 .collect(),
         }
     }
+}
+
+/// This instance's `promote_guard` verdicts, by target key, for the targets probed so far
+/// (published to the fleet with the health verdicts).
+impl HealthState {
+    pub fn guards(&self, compiled: &Compiled) -> BTreeMap<String, GuardVerdict> {
+        compiled
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.probed[*i])
+            .filter_map(|(i, t)| {
+                let spec = compiled.checks[t.check.index()].figure.as_ref()?;
+                Some((
+                    t.key.clone(),
+                    GuardVerdict {
+                        promotable: promotable(spec, self.figures[i]),
+                        figure: self.figures[i],
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// A guard target's verdict across the fleet, shared like health: not promotable when at
+/// least the quorum of the instances with a verdict say so; with no verdict anywhere (nothing
+/// probed yet), not promotable. The figure is this instance's, else a peer's.
+pub fn guard_consensus(
+    own: Option<GuardVerdict>,
+    peers: impl IntoIterator<Item = GuardVerdict>,
+    quorum: Quorum,
+) -> (bool, Option<f64>) {
+    let mut observers = 0u8;
+    let mut against = 0u8;
+    let mut figure = own.and_then(|v| v.figure);
+    for v in own.into_iter().chain(peers) {
+        observers = observers.saturating_add(1);
+        against = against.saturating_add(u8::from(!v.promotable));
+        figure = figure.or(v.figure);
+    }
+    if observers == 0 {
+        return (false, None);
+    }
+    let needed = match quorum {
+        Quorum::Majority => observers / 2 + 1,
+        Quorum::AtLeast(n) => n.min(observers).max(1),
+    };
+    (against < needed, figure)
+}
+
+/// Whether a figure is within its check's bounds (a missing one is not).
+pub fn promotable(spec: &FigureSpec, figure: Option<f64>) -> bool {
+    spec.judge(figure) == FigureVerdict::Within
 }
 
 /// Measured service latency per (service, region) slot: the mean smoothed probe latency of
@@ -236,6 +321,76 @@ mod tests {
         assert_eq!(
             consensus(Unknown, [Down, Down], Quorum::Majority).health,
             Down
+        );
+    }
+
+    #[test]
+    fn peers_guard_verdicts_reach_the_view() {
+        let text = format!(
+            "{}\n[[regions]]\nname = \"a\"\n[[regions]]\nname = \"b\"\n\
+             [checks.lag]\nkind = \"http\"\nport = 8008\nextract = {{ header = \"X-Lag\" }}\nmax = 5\n\
+             [[services]]\nname = \"db.example.com.\"\npolicy = \"failover\"\n\
+             regions = [\"a\", \"b\"]\npromote_guard = \"lag\"\nendpoints = [\n\
+             {{ region = \"a\", address = \"192.0.2.1\" }},\n\
+             {{ region = \"b\", address = \"192.0.2.2\" }},\n]\n",
+            crate::routing::test_support::ZONE
+        );
+        let c = crate::routing::test_support::load(&text).expect("config");
+        let mut state = HealthState::seeded(&c, &SavedHealth::default());
+        let lagging = ProbeOutcome {
+            ok: true,
+            latency: None,
+            error: None,
+            figure: Some(42.0),
+        };
+        let seen = state.observe(&c, TargetId(1), &lagging).expect("a target");
+        assert_eq!(seen.promotable_changed, Some(false));
+        let key = c.targets[1].key.clone();
+        assert_eq!(state.guards(&c)[&key].figure, Some(42.0));
+        let alone = state.view(&c, &PeerViews::new(), Quorum::Majority);
+        assert!(!alone.targets[1].promotable);
+        // Two peers read 1 s: the majority says promotable, and this instance follows.
+        let peer = Verdicts {
+            health: BTreeMap::new(),
+            guards: [(
+                key,
+                GuardVerdict {
+                    promotable: true,
+                    figure: Some(1.0),
+                },
+            )]
+            .into(),
+        };
+        let peers: PeerViews = [("p1".to_string(), peer.clone()), ("p2".to_string(), peer)].into();
+        let shared = state.view(&c, &peers, Quorum::Majority);
+        assert!(shared.targets[1].promotable);
+        assert_eq!(shared.targets[1].figure, Some(42.0));
+    }
+
+    #[test]
+    fn the_guard_verdict_is_shared_like_health() {
+        let yes = GuardVerdict {
+            promotable: true,
+            figure: Some(1.0),
+        };
+        let no = GuardVerdict {
+            promotable: false,
+            figure: Some(42.0),
+        };
+        // Alone, an instance trusts its own figure; nothing probed anywhere is not promotable.
+        assert_eq!(
+            guard_consensus(Some(no), [], Quorum::Majority),
+            (false, Some(42.0))
+        );
+        assert!(guard_consensus(Some(yes), [], Quorum::Majority).0);
+        assert_eq!(guard_consensus(None, [], Quorum::Majority), (false, None));
+        // One instance that cannot read the figure does not block a promotion two others allow.
+        assert!(guard_consensus(Some(no), [yes, yes], Quorum::Majority).0);
+        assert!(!guard_consensus(Some(yes), [no, no], Quorum::Majority).0);
+        // Before its first probe an instance goes by its peers'.
+        assert_eq!(
+            guard_consensus(None, [yes], Quorum::Majority),
+            (true, Some(1.0))
         );
     }
 }

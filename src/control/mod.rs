@@ -121,7 +121,7 @@ impl Publisher {
 
     /// Fleet mode: admin changes go through `store`, health is decided with the peers.
     pub fn with_cluster(mut self, store: Arc<dyn ClusterStore>, quorum: Quorum) -> Self {
-        store.publish_health(self.saved().targets);
+        store.publish_health(self.verdicts());
         self.cluster = Some(store);
         self.quorum = quorum;
         self
@@ -186,17 +186,31 @@ impl Publisher {
                 }
                 _ => info!(target = %key, health = new.name(), "health changed"),
             }
-            if let Some(store) = &self.cluster {
-                store.publish_health(self.saved().targets);
-            }
+        }
+        if (observed.changed.is_some() || observed.promotable_changed.is_some())
+            && let Some(store) = &self.cluster
+        {
+            store.publish_health(self.verdicts());
         }
         if observed.first_round_completed {
             info!("first probe round complete");
         }
-        match (observed.changed, observed.first_round_completed) {
-            (Some(_), _) => Some("health"),
-            (None, true) => Some("first probe round complete"),
-            (None, false) => None,
+        if let Some(promotable) = observed.promotable_changed {
+            let figure = ev.outcome.figure;
+            match &ev.outcome.error {
+                Some(err) => info!(target = %key, promotable, ?figure, %err, "promotable changed"),
+                None => info!(target = %key, promotable, ?figure, "promotable changed"),
+            }
+        }
+        match (
+            observed.changed,
+            observed.first_round_completed,
+            observed.promotable_changed,
+        ) {
+            (Some(_), _, _) => Some("health"),
+            (None, true, _) => Some("first probe round complete"),
+            (None, false, Some(_)) => Some("promotable"),
+            (None, false, None) => None,
         }
     }
 
@@ -306,6 +320,14 @@ impl Publisher {
         tracing::debug!(generation = self.generation, why = %table.built_for, "published routing table");
         self.store.store(Arc::new(self.cold.next(table)));
         self.generation
+    }
+
+    /// This instance's own verdicts, as published to the fleet.
+    fn verdicts(&self) -> crate::cluster::Verdicts {
+        crate::cluster::Verdicts {
+            health: self.saved().targets,
+            guards: self.health.guards(&self.compiled),
+        }
     }
 
     /// What to save in `state_dir`.
@@ -495,6 +517,7 @@ mod tests {
                 ok: false,
                 latency: None,
                 error: Some("refused".into()),
+                figure: None,
             },
             at: Instant::now(),
         }
@@ -627,6 +650,76 @@ mod tests {
         let (reply, answer) = tokio::sync::oneshot::channel();
         commands.send(command(reply)).await.expect("send");
         answer.await.expect("answered")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn safety_rules_refuse_drains_and_ramp_steps_that_would_break_them() {
+        use crate::routing::admin::{AbortWhen, OnAbort};
+        let text = format!(
+            "{ZONE}\n[[regions]]\nname = \"a\"\n[[regions]]\nname = \"b\"\n[[regions]]\nname = \"c\"\n\n\
+             [[services]]\nname = \"www.example.com.\"\npolicy = \"failover\"\n\
+             regions = [\"a\", \"b\", \"c\"]\nendpoints = [\n\
+             {{ region = \"a\", address = \"192.0.2.1\" }},\n\
+             {{ region = \"b\", address = \"192.0.2.2\" }},\n\
+             {{ region = \"c\", address = \"192.0.2.3\" }},\n]\n\n\
+             [[safety]]\nservices = [\"*\"]\nmin_serving_regions = 2\n"
+        );
+        let compiled = Arc::new(load(&text).expect("config"));
+        let (p, store) = Publisher::new(
+            compiled,
+            &Default::default(),
+            Default::default(),
+            Arc::new(Metrics::new()),
+        );
+        let (_probe_tx, probe_rx) = mpsc::channel(16);
+        let (cmd_tx, cmd_rx) = mpsc::channel(4);
+        let task = tokio::spawn(p.run(probe_rx, cmd_rx));
+        let drain = |region: &str, percent: f64, force: bool| {
+            let mut change = change(region, None);
+            change.force = force;
+            move |reply| Command::Drain {
+                change,
+                percent,
+                reply,
+            }
+        };
+        // a drained half-way: 2.5 regions serve.
+        ask(&cmd_tx, drain("a", 50.0, false))
+            .await
+            .expect("allowed");
+        // b drained 60 % more would leave 1.9: refused, naming the rule.
+        let refused = ask(&cmd_tx, drain("b", 60.0, false)).await;
+        match refused {
+            Err(command::AdminError::BreaksSafety { rule, .. }) => {
+                let line = text.lines().position(|l| l == "[[safety]]").expect("rule") + 1;
+                assert_eq!(rule, format!("/t/meridian.toml:{line}"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.load().table.admin.drained[1], 0);
+        // A ramp of b whose last step would break it is refused before its first step.
+        let spec = ramps::RampSpec {
+            steps: vec![10.0, 40.0, 60.0],
+            step_every: Duration::from_secs(60),
+            on_abort: OnAbort::Revert,
+            abort_when: AbortWhen::default(),
+        };
+        let refused = ask(&cmd_tx, |reply| Command::Ramp {
+            change: change("b", None),
+            spec,
+            reply,
+        })
+        .await;
+        assert!(
+            matches!(refused, Err(command::AdminError::BreaksSafety { .. })),
+            "{refused:?}"
+        );
+        assert!(store.load().table.admin.state.ramps.is_empty());
+        // Forced, it goes ahead; lifting a drain is never refused.
+        ask(&cmd_tx, drain("b", 60.0, true)).await.expect("forced");
+        ask(&cmd_tx, drain("a", 0.0, false)).await.expect("lifted");
+        drop(cmd_tx);
+        task.await.expect("stopped");
     }
 
     #[tokio::test(start_paused = true)]

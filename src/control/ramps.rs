@@ -79,6 +79,25 @@ impl Publisher {
         if spec.steps.iter().any(|&p| buckets(p) == DRAIN_BUCKETS) {
             self.refuse_emptying(rid, &c)?;
         }
+        // Every step is checked against the safety rules now, not when it is reached: a ramp
+        // that would stop half-way on a refusal is worse than none.
+        for &percent in &spec.steps {
+            let mut step = next.clone();
+            step.ramps.retain(|_, r| r.region != c.region);
+            step.drains.insert(
+                c.region.clone(),
+                crate::routing::admin::Drain {
+                    region: c.region.clone(),
+                    percent,
+                    reason: c.reason.clone(),
+                    by: c.by.clone(),
+                    since: at,
+                    start: None,
+                    expires: None,
+                },
+            );
+            self.refuse_unsafe(&step, &c, at)?;
+        }
         let table = self.store.load_full().table.clone();
         let id = format!("{}-{at}", c.region);
         let ramp = Ramp {

@@ -8,9 +8,28 @@ use tracing::{info, warn};
 
 use super::Publisher;
 use super::gauges::Gauges;
-use crate::config::ConfigErrors;
+use crate::config::{ConfigError, ConfigErrors};
 use crate::dns::snapshot::Snapshot;
-use crate::routing::RoutingTable;
+use crate::routing::{Compiled, RoutingTable};
+
+/// A compiled config whose `[[assert]]` tables all hold, or each failure as a config error
+/// at its table: a config whose routing contradicts its own assertions does not serve.
+pub fn assertions_hold(compiled: Arc<Compiled>) -> Result<Arc<Compiled>, ConfigErrors> {
+    let failed: Vec<ConfigError> = crate::explain::assertion_failures(&compiled)
+        .into_iter()
+        .map(|(a, message)| ConfigError {
+            file: a.at.0.clone(),
+            line: a.at.1,
+            col: Some(a.at.2),
+            message,
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(compiled)
+    } else {
+        Err(ConfigErrors(failed))
+    }
+}
 
 impl Publisher {
     pub(super) async fn reload(&mut self, now: SystemTime) -> Result<u64, ConfigErrors> {
@@ -22,8 +41,8 @@ impl Publisher {
             crate::config::load_reusing(&path, Some(&previous))
         })
         .await;
-        let compiled = match loaded {
-            Ok(Ok(c)) => Arc::new(c),
+        let compiled = match loaded.map(|r| r.map(Arc::new).and_then(assertions_hold)) {
+            Ok(Ok(c)) => c,
             Ok(Err(errors)) => {
                 self.metrics.reloads.with_label_values(&["failure"]).inc();
                 warn!(

@@ -39,7 +39,7 @@ const RCODES: [ResponseCode; 7] = [
 ];
 const RCODE_SLOTS: usize = RCODES.len() + 1;
 const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
-const REASONS: [Reason; 15] = Reason::ALL;
+const REASONS: [Reason; 17] = Reason::ALL;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -128,6 +128,8 @@ impl DnsCounters {
     /// Every non-zero series, for rendering and for carrying over a reload.
     pub fn series(&self) -> Vec<Series> {
         let mut out = Vec::new();
+        // Guard blocks by (service, action), summed over regions.
+        let mut blocked = std::collections::BTreeMap::<(usize, &str), u64>::new();
         for (i, c) in self.queries.iter().enumerate() {
             let v = c.load(Ordering::Relaxed);
             if v == 0 {
@@ -167,6 +169,19 @@ impl DnsCounters {
                 labels,
                 value: v,
             });
+            let action = match reason {
+                Reason::GuardHold => "hold",
+                Reason::GuardServFail => "servfail",
+                _ => continue,
+            };
+            *blocked.entry((service, action)).or_default() += v;
+        }
+        for ((service, action), value) in blocked {
+            out.push(Series {
+                family: GUARD_BLOCKED.name,
+                labels: vec![self.services[service].clone(), action.to_string()],
+                value,
+            });
         }
         out
     }
@@ -182,5 +197,10 @@ const ANSWERS: CounterFamily = CounterFamily {
     help: "Traffic-managed answers by service, region and decision reason.",
     labels: &["service", "region", "reason"],
 };
+const GUARD_BLOCKED: CounterFamily = CounterFamily {
+    name: "meridian_guard_blocked_total",
+    help: "Answers a promote_guard held on the client's first region or refused with SERVFAIL, by service and on_unsafe action.",
+    labels: &["service", "action"],
+};
 /// The families [`DnsCounters::series`] reports, for [`crate::metrics::Metrics::render`].
-pub const FAMILIES: [CounterFamily; 2] = [QUERIES, ANSWERS];
+pub const FAMILIES: [CounterFamily; 3] = [QUERIES, ANSWERS, GUARD_BLOCKED];

@@ -17,7 +17,7 @@ use super::snapshot::Snapshot;
 use super::wire::{self, Malformed, OptIn, Scanned};
 use crate::metrics::Metrics;
 use crate::routing::answer::answer;
-use crate::routing::query::{Client, Decision};
+use crate::routing::query::{Client, Decision, Reason};
 use crate::routing::table::ZoneId;
 use crate::routing::trace::NoTrace;
 
@@ -399,8 +399,19 @@ fn respond_to(
     let ede = match (ans.rcode, ans.decision) {
         (ResponseCode::Refused, _) => Some((ede::NOT_AUTHORITATIVE, String::new())),
         (ResponseCode::ServFail, Some(d)) => {
-            let service = &snap.table.compiled.service(d.service).name;
-            let text = format!("no healthy region for {service} (on_all_down = servfail)");
+            let compiled = &snap.table.compiled;
+            let svc = compiled.service(d.service);
+            let text = match (d.reason, svc.guard) {
+                (Reason::GuardServFail, Some(g)) => format!(
+                    "promote_guard {:?} refuses the failover of {} (on_unsafe = servfail)",
+                    compiled.checks[g.check.index()].name,
+                    svc.name
+                ),
+                _ => format!(
+                    "no healthy region for {} (on_all_down = servfail)",
+                    svc.name
+                ),
+            };
             Some((ede::OTHER, text))
         }
         _ => None,

@@ -32,6 +32,8 @@ pub struct ProbeOutcome {
     pub latency: Option<Duration>,
     /// Why it failed, for logs and the admin API.
     pub error: Option<String>,
+    /// The check's figure (`extract`), when it has one and the response held it.
+    pub figure: Option<f64>,
 }
 
 impl ProbeOutcome {
@@ -40,6 +42,7 @@ impl ProbeOutcome {
             ok: false,
             latency,
             error: Some(error.into()),
+            figure: None,
         }
     }
 
@@ -203,6 +206,7 @@ impl Probe for NetProbe {
                 ok: true,
                 latency: Some(start.elapsed()),
                 error: None,
+                figure: None,
             },
             CheckKind::Http => http(tcp, addr, check, start).await,
             CheckKind::Https => {
@@ -284,19 +288,44 @@ async fn request(
     if !check.expect_status.iter().any(|m| m.matches(status)) {
         return ProbeOutcome::fail(format!("status {status}"), latency);
     }
-    if let Some(want) = &check.expect_body {
-        let body = match Limited::new(resp.into_body(), BODY_LIMIT).collect().await {
+    let figure_spec = check.figure.as_ref();
+    let headers = resp.headers().clone();
+    let body = if check.expect_body.is_some() || figure_spec.is_some_and(|f| f.extract.needs_body())
+    {
+        match Limited::new(resp.into_body(), BODY_LIMIT).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => return ProbeOutcome::fail(format!("body: {e}"), latency),
-        };
-        if !contains(&body, want.as_bytes()) {
-            return ProbeOutcome::fail(format!("body lacks {want:?}"), latency);
         }
+    } else {
+        Bytes::new()
+    };
+    if let Some(want) = &check.expect_body
+        && !contains(&body, want.as_bytes())
+    {
+        return ProbeOutcome::fail(format!("body lacks {want:?}"), latency);
     }
+    // A missing figure leaves the target up (it answered as a health check should) but not
+    // promotable: the reason goes with the outcome.
+    let (figure, error) = match figure_spec {
+        None => (None, None),
+        Some(spec) => {
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            match super::figure::extract(&spec.extract, header, &body) {
+                Ok(v) => (Some(v), None),
+                Err(why) => (None, Some(format!("figure: {why}"))),
+            }
+        }
+    };
     ProbeOutcome {
         ok: true,
         latency,
-        error: None,
+        error,
+        figure,
     }
 }
 
@@ -379,6 +408,7 @@ mod tests {
             headers: Vec::new(),
             tls_server_name: None,
             tls: TlsVerify::Verify,
+            figure: None,
         }
     }
 

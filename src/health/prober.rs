@@ -195,6 +195,7 @@ endpoints = [
                 ok,
                 latency: Some(Duration::from_millis(3)),
                 error: (!ok).then(|| "scripted failure".to_string()),
+                figure: None,
             }
         }
     }
@@ -336,6 +337,7 @@ endpoints = [
                 ok,
                 latency: ok.then(|| Duration::from_millis(1)),
                 error: (!ok).then(|| "refused".to_string()),
+                figure: None,
             }
         }
 

@@ -179,7 +179,7 @@ fn at_node<'t>(
             };
             let d = decide(rt, &q, trace);
             match (&svc.on_all_down, d.reason) {
-                (_, Reason::ServFail) => {
+                (_, Reason::ServFail | Reason::GuardServFail) => {
                     ans.rcode = ResponseCode::ServFail;
                     ans.authoritative = false;
                 }
@@ -274,7 +274,7 @@ fn at_alias<'t>(
     let d = decide(rt, &q, trace);
     record_decision(ans, d);
     match (&svc.on_all_down, d.reason) {
-        (_, Reason::ServFail) => {
+        (_, Reason::ServFail | Reason::GuardServFail) => {
             ans.rcode = ResponseCode::ServFail;
             ans.authoritative = false;
             None

@@ -7,7 +7,9 @@ use super::context::{Context, all_down};
 use super::pick::{Healthy, pick};
 use super::query::{Decision, Query, Reason};
 use super::rank::{Key, TIER_DEFAULT, TIER_OVERRIDE, expected_rtt, rank_region};
-use super::table::{MAX_SERVICE_REGIONS, Policy, RoutingTable, WeightMode};
+use super::table::{
+    MAX_SERVICE_REGIONS, OnUnsafe, Policy, RoutingTable, ServiceRegion, WeightMode,
+};
 use super::trace::{Outcome, Trace};
 use super::weighted::{hash_prefix, weighted};
 use crate::geo::GeoInfo;
@@ -150,6 +152,12 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
 
     let mut skipped: Option<Reason> = None;
     let mut first_with_family = None;
+    // The client's first region: the first its order ranks, before any health, evacuation
+    // or drain skip. Moving clients anywhere else is what `promote_guard` guards.
+    let mut first: Option<&ServiceRegion> = None;
+    // The walk is over: a region answered, or the guard held or refused.
+    let mut done = false;
+    let mut blocked = false;
     for &key in order.iter() {
         let i = key.index();
         let sr = &svc.regions[i];
@@ -158,15 +166,19 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
             Outcome::NoEndpointsOfFamily
         } else if cx.allowed & (1 << i) == 0 {
             Outcome::Residency
-        } else if decision.region.is_some() {
+        } else if done {
             Outcome::NotNeeded
         } else if table.evacuated(sr.region) {
+            first.get_or_insert(sr);
             skipped.get_or_insert(Reason::Evacuated);
             Outcome::Evacuated
         } else if table.drained(sr.region, cx.bucket) {
+            first.get_or_insert(sr);
             skipped.get_or_insert(Reason::Drained);
             Outcome::Drained
         } else {
+            let moved = first.is_some_and(|f| f.region != sr.region);
+            first.get_or_insert(sr);
             first_with_family.get_or_insert(sr);
             let up = table.serving_count(endpoints);
             if !svc.enough_healthy(up, endpoints.len()) {
@@ -175,7 +187,26 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
                     up: up as u16,
                     total: endpoints.len() as u16,
                 }
+            } else if let Some(guard) = svc.guard.filter(|_| moved)
+                && !table.region_promotable(svc, endpoints)
+            {
+                blocked = true;
+                match guard.on_unsafe {
+                    OnUnsafe::Next => {}
+                    OnUnsafe::Hold => {
+                        done = true;
+                        decision.reason = Reason::GuardHold;
+                    }
+                    OnUnsafe::ServFail => {
+                        done = true;
+                        decision.reason = Reason::GuardServFail;
+                    }
+                }
+                Outcome::NotPromotable {
+                    target: table.unpromotable_target(endpoints),
+                }
             } else {
+                done = true;
                 decision.region = Some(sr.region);
                 decision.endpoints =
                     pick(table, svc, endpoints, &q.client, cx.scope, Healthy::Only);
@@ -197,16 +228,41 @@ fn ordered(cx: &Context<'_>, trace: &mut impl Trace) -> Decision {
         );
     }
 
+    match decision.reason {
+        // Fail static: the client's first region keeps answering, down or not.
+        Reason::GuardHold => {
+            if let Some(sr) = first {
+                decision.region = Some(sr.region);
+                decision.endpoints = pick(
+                    table,
+                    svc,
+                    sr.endpoints(q.family),
+                    &q.client,
+                    cx.scope,
+                    Healthy::Any,
+                );
+            }
+            return decision;
+        }
+        Reason::GuardServFail => return decision,
+        _ => {}
+    }
     if decision.region.is_none() {
         // No allowed region is healthy. An operator may have evacuated them all (forced):
-        // fail-open then still answers from the best allowed region with this family.
-        let fallback_region = first_with_family.or_else(|| {
-            order
-                .iter()
-                .map(|k| (k.index(), &svc.regions[k.index()]))
-                .find(|(i, sr)| cx.allowed & (1 << i) != 0 && !sr.endpoints(q.family).is_empty())
-                .map(|(_, sr)| sr)
-        });
+        // fail-open then still answers from the best allowed region with this family. When
+        // the guard refused a region, fail-open answers the client's first region instead:
+        // answering as if all were up must not promote a region the guard refused.
+        let fallback_region = if blocked { first } else { None }
+            .or(first_with_family)
+            .or_else(|| {
+                order
+                    .iter()
+                    .map(|k| (k.index(), &svc.regions[k.index()]))
+                    .find(|(i, sr)| {
+                        cx.allowed & (1 << i) != 0 && !sr.endpoints(q.family).is_empty()
+                    })
+                    .map(|(_, sr)| sr)
+            });
         if let Some(sr) = fallback_region {
             decision.reason = all_down(svc, trace);
             if decision.reason == Reason::FailOpen {

@@ -14,6 +14,39 @@ pub struct Client {
 }
 
 impl Client {
+    /// Parses `IP` or `IP/PREFIX`. With a prefix the client is an ECS subnet (host bits cut).
+    pub fn parse(s: &str) -> Result<Client, String> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("{ip:?} is not an IP address"))?;
+        let addr = addr.to_canonical();
+        let width = if addr.is_ipv4() { 32 } else { 128 };
+        match prefix {
+            None => Ok(Client {
+                addr,
+                ecs_source: None,
+            }),
+            Some(p) => {
+                let p: u8 = p
+                    .parse()
+                    .ok()
+                    .filter(|p| *p <= width)
+                    .ok_or_else(|| format!("prefix {p:?} must be 0 to {width}"))?;
+                if p == 0 {
+                    return Err("an ECS prefix of 0 routes on the resolver's address: give that address instead".into());
+                }
+                Ok(Client {
+                    addr: super::prefix::mask(addr, p),
+                    ecs_source: Some(p),
+                })
+            }
+        }
+    }
+
     /// How many bits of `addr` are meaningful.
     pub fn prefix(&self) -> u8 {
         self.ecs_source.unwrap_or(match self.addr {
@@ -88,10 +121,15 @@ pub enum Reason {
     ServFail,
     /// No region has an endpoint of the queried family.
     NoEndpoints,
+    /// The region clients would move to failed the service's `promote_guard`; `on_unsafe =
+    /// "hold"` kept answering the client's first region (fail static).
+    GuardHold,
+    /// The region clients would move to failed the `promote_guard`; `on_unsafe = "servfail"`.
+    GuardServFail,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Geo,
         Reason::NoGeo,
         Reason::Primary,
@@ -107,6 +145,8 @@ impl Reason {
         Reason::Fallback,
         Reason::ServFail,
         Reason::NoEndpoints,
+        Reason::GuardHold,
+        Reason::GuardServFail,
     ];
 
     pub fn name(self) -> &'static str {
@@ -126,6 +166,8 @@ impl Reason {
             Reason::Fallback => "fallback",
             Reason::ServFail => "servfail",
             Reason::NoEndpoints => "no-endpoints",
+            Reason::GuardHold => "guard-hold",
+            Reason::GuardServFail => "guard-servfail",
         }
     }
 }

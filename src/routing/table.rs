@@ -199,6 +199,8 @@ pub struct Endpoint {
     pub record: Record,
     /// Weighted policy: relative share; 0 = only when no weighted endpoint is up.
     pub weight: u32,
+    /// The probe target of the service's `promote_guard` for this endpoint.
+    pub guard: Option<TargetId>,
 }
 
 /// A region's part in one service: its endpoints split by family.
@@ -250,6 +252,37 @@ pub struct Service {
     /// Every endpoint is a hostname: the name answers every question with a CNAME to the
     /// chosen endpoint (each endpoint is in both families' lists, `answers` is 1).
     pub alias: bool,
+    /// `promote_guard`: the check a region other than the client's first must pass before
+    /// clients move there, and what to do when it fails.
+    pub guard: Option<PromoteGuard>,
+}
+
+/// A service's `promote_guard` and `on_unsafe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromoteGuard {
+    pub check: CheckId,
+    pub on_unsafe: OnUnsafe,
+}
+
+/// What a client gets when the region its policy would move it to is not promotable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnsafe {
+    /// Try the next region that passes.
+    Next,
+    /// Keep answering the client's first region, down or not (fail static).
+    Hold,
+    /// SERVFAIL, with an Extended DNS Error naming the guard.
+    ServFail,
+}
+
+impl OnUnsafe {
+    pub fn name(self) -> &'static str {
+        match self {
+            OnUnsafe::Next => "next",
+            OnUnsafe::Hold => "hold",
+            OnUnsafe::ServFail => "servfail",
+        }
+    }
 }
 
 impl Service {
@@ -359,6 +392,10 @@ pub struct Compiled {
     pub service_names: NameMap,
     /// Some traffic-managed name is a wildcard (`*.cdn.example.com.`).
     pub wildcard_services: bool,
+    /// `[[assert]]` tables: `check` and every reload evaluate them.
+    pub assertions: Vec<super::scenario::Assertion>,
+    /// `[[safety]]` rules evacuations, drains and ramps must not break.
+    pub safety: Vec<super::scenario::SafetyRule>,
 }
 
 /// A `[cidr_maps.NAME]` table: networks sent to a region (longest prefix wins), then
@@ -463,6 +500,14 @@ impl Health {
     }
 }
 
+/// An instance's `promote_guard` verdict on one probe target, as shared with the fleet.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GuardVerdict {
+    pub promotable: bool,
+    #[serde(default)]
+    pub figure: Option<f64>,
+}
+
 /// Health of each probe target, indexed by [`TargetId`].
 #[derive(Debug, Clone, Default)]
 pub struct HealthView {
@@ -478,6 +523,11 @@ pub struct TargetHealth {
     /// Instances with a view of this target (1 outside fleet mode) and how many see it down.
     pub observers: u8,
     pub down_votes: u8,
+    /// The figure its check reads (`extract`), from the latest probe.
+    pub figure: Option<f64>,
+    /// The figure is within its check's bounds (always true for a check without a figure).
+    /// Before the first probe a guard's target is not promotable.
+    pub promotable: bool,
 }
 
 impl HealthView {
@@ -490,6 +540,8 @@ impl HealthView {
                     latency_us: None,
                     observers: 1,
                     down_votes: 0,
+                    figure: None,
+                    promotable: false,
                 };
                 targets
             ]
@@ -575,6 +627,37 @@ impl RoutingTable {
     pub fn region_healthy(&self, svc: &Service, sr: &ServiceRegion, family: Family) -> bool {
         let eps = sr.endpoints(family);
         svc.enough_healthy(self.serving_count(eps), eps.len())
+    }
+
+    /// Whether a region passes its service's `promote_guard`: enough of its serving endpoints
+    /// (by `min_healthy`, as for health) have a promotable figure. A service without a guard
+    /// always passes.
+    pub fn region_promotable(&self, svc: &Service, endpoints: &[EndpointId]) -> bool {
+        if svc.guard.is_none() {
+            return true;
+        }
+        let ok = endpoints
+            .iter()
+            .filter(|e| self.serving(**e) && self.endpoint_promotable(**e))
+            .count();
+        svc.enough_healthy(ok, endpoints.len())
+    }
+
+    /// Whether an endpoint's guard target is promotable (true when nothing guards it).
+    pub fn endpoint_promotable(&self, id: EndpointId) -> bool {
+        self.compiled
+            .endpoint(id)
+            .guard
+            .and_then(|t| self.health.targets.get(t.index()))
+            .is_none_or(|t| t.promotable)
+    }
+
+    /// The guard target of the first serving endpoint that is not promotable, for the trace.
+    pub fn unpromotable_target(&self, endpoints: &[EndpointId]) -> Option<TargetId> {
+        endpoints
+            .iter()
+            .find(|e| self.serving(**e) && !self.endpoint_promotable(**e))
+            .and_then(|e| self.compiled.endpoint(*e).guard)
     }
 
     /// Whether an endpoint may be answered: unprobed, unknown and up endpoints serve.

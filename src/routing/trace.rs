@@ -65,6 +65,11 @@ pub enum Outcome {
     Residency,
     /// An earlier region was chosen.
     NotNeeded,
+    /// Healthy, but its `promote_guard` fails: clients are not moved there. `target` is the
+    /// guard target of the first endpoint whose figure is out of bounds or missing.
+    NotPromotable {
+        target: Option<super::table::TargetId>,
+    },
 }
 
 pub trait Trace {

@@ -575,3 +575,191 @@ fn the_fleet_lab_script_runs() {
         assert!(stopped.contains(&format!("stopped {what}")), "{stopped}");
     }
 }
+
+/// A standby's replication endpoint whose lag depends on who asks: each instance probes from
+/// its own source address, so the test can give each one its own reading.
+struct LagBySource {
+    addr: SocketAddr,
+    lag: Arc<Mutex<Vec<(IpAddr, f64)>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl LagBySource {
+    fn start() -> LagBySource {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lag = Arc::new(Mutex::new(Vec::<(IpAddr, f64)>::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, s) = (lag.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut stream, peer)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut buf = [0u8; 1024];
+                        let _ = stream.read(&mut buf);
+                        let seconds = l
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .find(|(ip, _)| *ip == peer.ip())
+                            .map_or(0.0, |(_, v)| *v);
+                        let body = format!(r#"{{"lag_seconds": {seconds}}}"#);
+                        let reply = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = stream.write_all(reply.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        LagBySource { addr, lag, stop }
+    }
+
+    fn set(&self, readings: &[(&str, f64)]) {
+        *self.lag.lock().unwrap() = readings.iter().map(|(s, v)| (ip(s), *v)).collect();
+    }
+}
+
+impl Drop for LagBySource {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Instance `name` of a fleet serving an active-passive database whose standby is guarded.
+fn guarded_instance(
+    name: &str,
+    source: &str,
+    etcd: &Etcd,
+    primary: &PathBackend,
+    standby: &LagBySource,
+) -> Meridian {
+    let scratch = Scratch::new();
+    let text = format!(
+        r#"
+[server]
+dns_listen = ["127.0.0.1:0"]
+admin_listen = "127.0.0.1:0"
+probe_source = "{source}"
+
+[cluster]
+backend = "etcd"
+endpoints = ["127.0.0.1:{port}"]
+prefix = "/fleet-guard/"
+name = "{name}"
+lease_ttl = "3s"
+dial_timeout = "1s"
+request_timeout = "1s"
+
+[[zones]]
+origin = "example.com."
+ns = ["ns1.example.com."]
+soa = {{ mname = "ns1.example.com.", rname = "hostmaster.example.com.", serial = 1, minimum = 60 }}
+
+[[regions]]
+name = "us-east"
+
+[[regions]]
+name = "eu-west"
+
+[checks.web]
+kind = "http"
+path = "/healthz"
+interval = "1s"
+timeout = "500ms"
+rise = 1
+fall = 1
+
+[checks.lag]
+kind = "http"
+path = "/replication"
+interval = "1s"
+timeout = "500ms"
+extract = {{ json = "/lag_seconds" }}
+max = 5
+
+[[services]]
+name = "db.example.com."
+ttl = 5
+policy = "failover"
+regions = ["us-east", "eu-west"]
+promote_guard = "lag"
+on_unsafe = "hold"
+endpoints = [
+  {{ region = "us-east", address = "{US}", port = {us_port}, check = "web", check_address = "127.0.0.1" }},
+  {{ region = "eu-west", address = "{EU}", port = {eu_port}, check_address = "127.0.0.1" }},
+]
+"#,
+        port = etcd.client_port,
+        us_port = primary.addr.port(),
+        eu_port = standby.addr.port(),
+    );
+    let config = scratch.write("meridian.toml", &text);
+    Meridian::start_with(scratch, config, &[("MERIDIAN_ADMIN_TOKEN", TOKEN)])
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn db_answer(m: &Meridian) -> Vec<IpAddr> {
+    addrs(&udp(m.v4(), &query("db.example.com.", RecordType::A)))
+}
+
+#[test]
+fn the_guard_verdict_is_shared_like_health() {
+    let scratch = Scratch::new();
+    let etcd = Etcd::start(&scratch);
+    let primary = PathBackend::start();
+    let standby = LagBySource::start();
+    // A reads the standby 42 s behind; B and C read 1 s.
+    standby.set(&[("127.0.0.2", 42.0), ("127.0.0.3", 1.0), ("127.0.0.4", 1.0)]);
+    let fleet: Vec<Meridian> = [("a", "127.0.0.2"), ("b", "127.0.0.3"), ("c", "127.0.0.4")]
+        .iter()
+        .map(|(n, src)| guarded_instance(n, src, &etcd, &primary, &standby))
+        .collect();
+    for m in &fleet {
+        within(
+            Duration::from_secs(10),
+            "every instance sees two peers",
+            || {
+                let st = cluster_status(m);
+                st["status"]["peers"]
+                    .as_object()
+                    .is_some_and(|p| p.len() == 2)
+            },
+        );
+        within(Duration::from_secs(10), "answered by the primary", || {
+            db_answer(m) == vec![ip(US)]
+        });
+    }
+    // The primary fails for everyone: two of three read the standby in bounds, so every
+    // instance fails over into it, A included.
+    primary.fail_from(&["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+    for m in &fleet {
+        within(
+            Duration::from_secs(10),
+            "failed over into the standby",
+            || db_answer(m) == vec![ip(EU)],
+        );
+    }
+    // B now reads 42 s too: two of three say not promotable, and every instance holds on the
+    // primary, C (which reads 1 s) included.
+    standby.set(&[("127.0.0.2", 42.0), ("127.0.0.3", 42.0), ("127.0.0.4", 1.0)]);
+    for m in &fleet {
+        within(Duration::from_secs(10), "held on the primary", || {
+            db_answer(m) == vec![ip(US)]
+        });
+    }
+    let why = http_json(
+        fleet[2].admin(),
+        "GET",
+        "/v1/explain?name=db.example.com.&type=A&client=192.0.2.99",
+        None,
+        "",
+    )
+    .1;
+    assert_eq!(why["reason"], "guard-hold", "{why}");
+}

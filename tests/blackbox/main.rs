@@ -17,6 +17,7 @@ mod fixtures;
 #[cfg(feature = "etcd")]
 mod fleet;
 mod geoip_files;
+mod guard;
 mod hardening;
 mod harness;
 mod hostnames;

@@ -5,7 +5,9 @@ use std::time::Duration;
 use super::Ctx;
 use crate::config::duration;
 use crate::config::raw::{RawCheck, S};
-use crate::settings::{self, CheckKind, CheckSpec, StatusMatch, TlsVerify};
+use crate::settings::{
+    self, CheckKind, CheckSpec, Extract, FigureSpec, StatusMatch, TlsVerify, split_sample,
+};
 
 pub(super) fn checks(cx: &mut Ctx, raw: &BTreeMap<String, S<RawCheck>>) -> Vec<CheckSpec> {
     let mut out = Vec::new();
@@ -110,6 +112,7 @@ pub(super) fn checks(cx: &mut Ctx, raw: &BTreeMap<String, S<RawCheck>>) -> Vec<C
                 "a tcp check only connects: path, expect_status and expect_body need http or https",
             );
         }
+        let figure = figure(cx, c, kind);
         let insecure = c
             .tls_insecure_skip_verify
             .as_ref()
@@ -136,7 +139,105 @@ pub(super) fn checks(cx: &mut Ctx, raw: &BTreeMap<String, S<RawCheck>>) -> Vec<C
             } else {
                 TlsVerify::Verify
             },
+            figure,
         });
     }
     out
+}
+
+/// `extract` with its bounds: one source, an http or https check, at least one bound.
+fn figure(cx: &mut Ctx, c: &RawCheck, kind: CheckKind) -> Option<FigureSpec> {
+    let Some(e) = &c.extract else {
+        for (key, span) in [
+            ("max", c.max.as_ref().map(|v| v.span())),
+            ("min", c.min.as_ref().map(|v| v.span())),
+            ("unit", c.unit.as_ref().map(|v| v.span())),
+        ] {
+            if let Some(span) = span {
+                cx.err(span, format!("`{key}` bounds a figure: it needs `extract`"));
+            }
+        }
+        return None;
+    };
+    if kind == CheckKind::Tcp {
+        cx.err(
+            e.span(),
+            "`extract` reads an HTTP response: it needs an http or https check",
+        );
+    }
+    let mut entries = e.get_ref().iter();
+    let extract = match (entries.next(), entries.next()) {
+        (Some((key, v)), None) => {
+            let text = v.get_ref();
+            match key.as_str() {
+                "json" if text.is_empty() || text.starts_with('/') => {
+                    Some(Extract::Json(text.clone()))
+                }
+                "json" => {
+                    cx.err(
+                        v.span(),
+                        format!("{text:?} is not a JSON pointer (it starts with '/')"),
+                    );
+                    None
+                }
+                "prometheus" => match split_sample(text) {
+                    Some((name, labels, rest)) if rest.trim().is_empty() => {
+                        Some(Extract::Prometheus {
+                            name: name.to_string(),
+                            labels,
+                        })
+                    }
+                    _ => {
+                        cx.err(
+                            v.span(),
+                            format!(
+                                "{text:?} is not a Prometheus sample selector \
+                                 (name{{label=\"value\",...}})"
+                            ),
+                        );
+                        None
+                    }
+                },
+                "header" if !text.is_empty() => Some(Extract::Header(text.clone())),
+                _ => {
+                    cx.err(
+                        v.span(),
+                        format!("extract {key:?}: expected `json`, `prometheus` or `header`"),
+                    );
+                    None
+                }
+            }
+        }
+        _ => {
+            cx.err(
+                e.span(),
+                "`extract` names one source: `json`, `prometheus` or `header`",
+            );
+            None
+        }
+    };
+    let bound = |v: &Option<S<f64>>| v.as_ref().map(|b| (*b.get_ref(), b.span()));
+    let (min, max) = (bound(&c.min), bound(&c.max));
+    if min.is_none() && max.is_none() {
+        cx.err(e.span(), "`extract` needs a bound: `max`, `min` or both");
+    }
+    for (v, span) in min.iter().chain(max.iter()) {
+        if !v.is_finite() {
+            cx.err(span.clone(), "a bound must be a finite number");
+        }
+    }
+    if let (Some((lo, _)), Some((hi, span))) = (&min, &max)
+        && lo > hi
+    {
+        cx.err(span.clone(), format!("`max` {hi} is below `min` {lo}"));
+    }
+    Some(FigureSpec {
+        extract: extract?,
+        min: min.map(|b| b.0),
+        max: max.map(|b| b.0),
+        unit: c
+            .unit
+            .as_ref()
+            .map_or(String::new(), |u| u.get_ref().clone()),
+    })
 }

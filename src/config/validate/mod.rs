@@ -2,6 +2,7 @@
 //! instead of stopping at the first. Its only I/O is reading zone files, through the reader it
 //! is handed (their records are checked against the rest of the config); the GeoIP database
 //! and the other data files are opened by `compile`.
+mod asserts;
 mod checks;
 mod regions;
 pub(crate) use regions::parse_asn_number;
@@ -208,8 +209,13 @@ pub fn validate(
         services::check_placement_needs_geoip(&mut cx, raw);
     }
 
+    let asserts = asserts::asserts(&mut cx, raw, &region_ids);
+    let safety = asserts::safety(&mut cx, raw, &region_ids, &services);
+
     if cx.problems.is_empty() {
         Ok(Checked {
+            asserts,
+            safety,
             settings,
             geoip,
             asn_database,

@@ -14,7 +14,7 @@ use crate::config::checked::{
 };
 use crate::config::raw::{RawConfig, RawEndpoint, RawService, S};
 use crate::routing::table::{
-    Address, MAX_ANSWERS, MAX_SERVICE_REGIONS, Policy, ProbeAddr, RegionId, WeightMode,
+    Address, MAX_ANSWERS, MAX_SERVICE_REGIONS, OnUnsafe, Policy, ProbeAddr, RegionId, WeightMode,
 };
 use crate::settings::CheckSpec;
 
@@ -71,8 +71,13 @@ fn service(cx: &mut Ctx, s: &S<RawService>, known: &Known<'_>) -> Option<Checked
     let options = policy_options(cx, s);
     let on_all_down = all_down(cx, s);
     let service_check = service_check(cx, s, known.check_ids);
+    let guard = promote_guard(cx, s, options.policy, known);
     let default_order = region_order(cx, s, options.policy, known);
-    let endpoints = endpoints(cx, s, options.policy, &default_order, service_check, known);
+    let checks = Probes {
+        health: service_check,
+        guard: guard.map(|g| g.0),
+    };
+    let endpoints = endpoints(cx, s, options.policy, &default_order, checks, known);
     check_weights(cx, s, options.policy, &endpoints);
     let cidr_map = cidr_map(cx, s, known.cidr_map_ids);
     let residency = residency(cx, s, &endpoints, known.region_ids);
@@ -90,7 +95,76 @@ fn service(cx: &mut Ctx, s: &S<RawService>, known: &Known<'_>) -> Option<Checked
         weight_mode: options.weight_mode,
         residency,
         cidr_map,
+        guard,
     })
+}
+
+/// The checks a service runs on its endpoints: health (`check`) and `promote_guard`.
+#[derive(Clone, Copy)]
+struct Probes {
+    health: Option<usize>,
+    guard: Option<usize>,
+}
+
+/// `promote_guard` and `on_unsafe`: a check with `extract`, on a policy that ranks regions.
+fn promote_guard(
+    cx: &mut Ctx,
+    s: &RawService,
+    policy: Option<Policy>,
+    known: &Known<'_>,
+) -> Option<(usize, OnUnsafe)> {
+    let on_unsafe = match s
+        .on_unsafe
+        .as_ref()
+        .map(|v| (v.get_ref().as_str(), v.span()))
+    {
+        None | Some(("next", _)) => OnUnsafe::Next,
+        Some(("hold", _)) => OnUnsafe::Hold,
+        Some(("servfail", _)) => OnUnsafe::ServFail,
+        Some((other, span)) => {
+            cx.err(
+                span,
+                format!("on_unsafe {other:?} is not next, hold or servfail"),
+            );
+            OnUnsafe::Next
+        }
+    };
+    let Some(g) = &s.promote_guard else {
+        if let Some(v) = &s.on_unsafe {
+            cx.err(v.span(), "`on_unsafe` needs a `promote_guard`");
+        }
+        return None;
+    };
+    let Some(&id) = known.check_ids.get(g.get_ref()) else {
+        cx.err(
+            g.span(),
+            format!(
+                "promote_guard names undefined check {:?} (no [checks.{}] table)",
+                g.get_ref(),
+                g.get_ref()
+            ),
+        );
+        return None;
+    };
+    if known.checks[id].figure.is_none() {
+        cx.err(
+            g.span(),
+            format!(
+                "promote_guard check {:?} reads no figure: give it `extract` and a bound",
+                g.get_ref()
+            ),
+        );
+        return None;
+    }
+    if policy == Some(Policy::Weighted) {
+        cx.err(
+            g.span(),
+            "promote_guard needs a policy that ranks regions (a weighted client has no first \
+             region to be moved away from)",
+        );
+        return None;
+    }
+    Some((id, on_unsafe))
 }
 
 /// The service's name, and the most specific configured zone holding it.
@@ -300,7 +374,7 @@ fn endpoints(
     s: &RawService,
     policy: Option<Policy>,
     order: &[RegionId],
-    service_check: Option<usize>,
+    checks: Probes,
     known: &Known<'_>,
 ) -> Vec<CheckedEndpoint> {
     if s.endpoints.get_ref().is_empty() {
@@ -309,7 +383,7 @@ fn endpoints(
     let mut endpoints = Vec::new();
     let mut seen = HashSet::new();
     for e in s.endpoints.get_ref() {
-        let Some(ep) = endpoint(cx, e, known, service_check) else {
+        let Some(ep) = endpoint(cx, e, known, checks) else {
             continue;
         };
         if policy == Some(Policy::Failover) && !order.is_empty() && !order.contains(&ep.region) {
@@ -440,7 +514,7 @@ fn endpoint(
     cx: &mut Ctx,
     e: &S<RawEndpoint>,
     known: &Known<'_>,
-    service_check: Option<usize>,
+    probes: Probes,
 ) -> Option<CheckedEndpoint> {
     let span = e.span();
     let e = e.get_ref();
@@ -483,7 +557,7 @@ fn endpoint(
         }
         id
     });
-    let check = own_check.or(service_check);
+    let check = own_check.or(probes.health);
     let check_address =
         e.check_address
             .as_ref()
@@ -497,7 +571,8 @@ fn endpoint(
                     None
                 }
             });
-    if check_address.is_some() && check.is_none() && e.check.is_none() {
+    // The guard probes `check_address` too.
+    if check_address.is_some() && check.is_none() && e.check.is_none() && probes.guard.is_none() {
         let span = e
             .check_address
             .as_ref()
@@ -509,32 +584,31 @@ fn endpoint(
         );
     }
     let address = address?;
-    let probe = match check {
-        None => None,
-        Some(id) => {
-            let spec = &checks[id];
-            let probe_port = spec
-                .port
-                .or((port != 0).then_some(port))
-                .unwrap_or(spec.kind.default_port());
-            if probe_port == 0 {
-                cx.err(
-                    address_span.clone(),
-                    format!(
-                        "tcp check {:?} needs a port: set `port` on the check or the endpoint",
-                        spec.name
-                    ),
-                );
-            }
-            let probe = match (check_address, &address) {
-                (Some(ip), _) | (None, &Address::Ip(ip)) => {
-                    ProbeAddr::Ip(std::net::SocketAddr::new(ip, probe_port))
-                }
-                (None, Address::Host(name)) => ProbeAddr::Host(name.clone(), probe_port),
-            };
-            Some((id, probe))
+    let probe_of = |cx: &mut Ctx, id: usize| {
+        let spec = &checks[id];
+        let probe_port = spec
+            .port
+            .or((port != 0).then_some(port))
+            .unwrap_or(spec.kind.default_port());
+        if probe_port == 0 {
+            cx.err(
+                address_span.clone(),
+                format!(
+                    "tcp check {:?} needs a port: set `port` on the check or the endpoint",
+                    spec.name
+                ),
+            );
         }
+        let probe = match (check_address, &address) {
+            (Some(ip), _) | (None, &Address::Ip(ip)) => {
+                ProbeAddr::Ip(std::net::SocketAddr::new(ip, probe_port))
+            }
+            (None, Address::Host(name)) => ProbeAddr::Host(name.clone(), probe_port),
+        };
+        (id, probe)
     };
+    let probe = check.map(|id| probe_of(cx, id));
+    let guard = probes.guard.map(|id| probe_of(cx, id));
     let weight = match &e.weight {
         None => 1,
         Some(w) if (0..=1_000_000).contains(w.get_ref()) => *w.get_ref() as u32,
@@ -551,6 +625,7 @@ fn endpoint(
         address,
         port,
         probe,
+        guard,
         weight,
     })
 }

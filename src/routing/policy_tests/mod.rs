@@ -16,6 +16,7 @@ mod asn;
 mod cidr;
 mod drains;
 mod ecs_scope;
+mod guard;
 mod hostname;
 mod latency;
 mod multivalue;
