@@ -7,8 +7,10 @@ use tracing::{info, warn};
 
 use super::Publisher;
 use super::command::AdminError;
+use super::history::{self, Cause};
 use crate::clock::unix_seconds;
 use crate::cluster::AdminDoc;
+use crate::explain::whatif::{compare, hypothetical};
 use crate::routing::admin::{AdminState, DRAIN_BUCKETS, Drain, Evacuation};
 use crate::routing::table::{Compiled, RoutingTable, ServiceRegion};
 use crate::state::{SavedEvacuations, StateError};
@@ -72,6 +74,9 @@ impl Publisher {
             expires,
         };
         next.evacuations.insert(c.region.clone(), evacuation);
+        if start.is_none() {
+            self.refuse_over_capacity(&next, c.force, now)?;
+        }
         self.commit(next).await?;
         audit(
             &c.region,
@@ -80,7 +85,12 @@ impl Publisher {
             &c.by,
             c.force,
         );
-        Ok(self.publish(format!("evacuate {}", c.region), now))
+        let cause = Cause::Evacuate {
+            region: c.region,
+            by: c.by,
+            reason: c.reason,
+        };
+        Ok(self.publish(cause, now))
     }
 
     /// Lifts an evacuation, or cancels a scheduled one.
@@ -96,7 +106,7 @@ impl Publisher {
         }
         self.commit(next).await?;
         audit(&region, "restore", "", &by, false);
-        Ok(self.publish(format!("restore {region}"), now))
+        Ok(self.publish(Cause::Restore { region, by }, now))
     }
 
     /// Drains `percent` of a region's clients (by bucket) to their next region; 0 lifts the
@@ -144,6 +154,9 @@ impl Publisher {
         }
         // A finished or aborted ramp of the region gives way to the new drain.
         next.ramps.retain(|_, r| r.region != c.region);
+        if percent > 0.0 && start.is_none() {
+            self.refuse_over_capacity(&next, c.force, now)?;
+        }
         self.commit(next).await?;
         let action = format!("drain {percent} %");
         audit(
@@ -153,7 +166,13 @@ impl Publisher {
             &c.by,
             c.force,
         );
-        Ok(self.publish(format!("drain {} {percent} %", c.region), now))
+        let cause = Cause::Drain {
+            region: c.region,
+            percent,
+            by: c.by,
+            reason: c.reason,
+        };
+        Ok(self.publish(cause, now))
     }
 
     pub(super) fn region_id(&self, region: &str) -> Result<usize, AdminError> {
@@ -175,6 +194,41 @@ impl Publisher {
             region: c.region.clone(),
             services: emptied,
         })
+    }
+
+    /// Refuses a change whose predicted load (the recent query sample replayed on the table it
+    /// would make, at the measured query rate) exceeds a receiving region's `capacity_qps`,
+    /// unless forced. Without capacities, a measured rate or a sample there is nothing to
+    /// check.
+    pub(super) fn refuse_over_capacity(
+        &self,
+        next: &AdminState,
+        force: bool,
+        now: SystemTime,
+    ) -> Result<(), AdminError> {
+        let snap = self.store.load_full();
+        let qps = self.sample.rate();
+        if force
+            || qps <= 0.0
+            || !snap
+                .table
+                .compiled
+                .regions
+                .iter()
+                .any(|r| r.capacity_qps.is_some())
+        {
+            return Ok(());
+        }
+        let population = history::population(&snap, usize::MAX);
+        if population.is_empty() {
+            return Ok(());
+        }
+        let after = hypothetical(&snap.table, next, &[], unix_seconds(now));
+        let regions = compare(&snap.table, &after, &population, qps).overloaded();
+        if regions.is_empty() {
+            return Ok(());
+        }
+        Err(AdminError::OverCapacity { regions })
     }
 
     /// The fleet's admin document changed: apply it, or seed an empty store from the local
@@ -249,7 +303,7 @@ impl Publisher {
             }
         }
         self.admin = next;
-        self.publish(format!("admin state from {from}"), now);
+        self.publish(Cause::Fleet, now);
     }
 
     /// The clock reached a start, an expiry or a ramp's step: an audit line for each since
@@ -296,7 +350,7 @@ impl Publisher {
         }
         self.schedule_seen = to;
         self.admin = self.admin.pruned(to);
-        self.publish("schedule".into(), now);
+        self.publish(Cause::Schedule, now);
     }
 
     async fn save_admin(&self, next: &AdminState) -> Result<(), StateError> {

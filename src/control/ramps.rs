@@ -14,6 +14,7 @@ use tracing::warn;
 use super::Publisher;
 use super::admin::{Change, audit};
 use super::command::{AdminError, Command};
+use super::history::Cause;
 use crate::clock::unix_seconds;
 use crate::routing::RoutingTable;
 use crate::routing::admin::{
@@ -79,6 +80,27 @@ impl Publisher {
         if spec.steps.iter().any(|&p| buckets(p) == DRAIN_BUCKETS) {
             self.refuse_emptying(rid, &c)?;
         }
+        if start.is_none() {
+            // Capacity is checked against the ramp's largest step.
+            let mut top = next.clone();
+            top.ramps.retain(|_, r| r.region != c.region);
+            let percent = spec.steps.iter().copied().fold(0.0, f64::max);
+            top.drains.insert(
+                c.region.clone(),
+                crate::routing::admin::Drain {
+                    region: c.region.clone(),
+                    percent,
+                    reason: String::new(),
+                    by: String::new(),
+                    since: at,
+                    start: None,
+                    expires: None,
+                },
+            );
+            if percent > 0.0 {
+                self.refuse_over_capacity(&top, c.force, now)?;
+            }
+        }
         let table = self.store.load_full().table.clone();
         let id = format!("{}-{at}", c.region);
         let ramp = Ramp {
@@ -105,7 +127,14 @@ impl Publisher {
         next.ramps.insert(id.clone(), ramp);
         self.commit(next).await?;
         audit(&c.region, &format!("ramp {id}"), &c.reason, &c.by, c.force);
-        let generation = self.publish(format!("ramp {id}"), now);
+        let cause = Cause::Ramp {
+            id: id.clone(),
+            region: c.region.clone(),
+            action: "start".into(),
+            by: c.by.clone(),
+            reason: c.reason.clone(),
+        };
+        let generation = self.publish(cause, now);
         self.sync_ramp_checks();
         Ok((generation, id))
     }
@@ -150,7 +179,14 @@ impl Publisher {
             RampAction::Abort => "abort",
         };
         audit(&region, &format!("ramp {id} {verb}"), "", by, false);
-        let generation = self.publish(format!("ramp {id} {verb}"), now);
+        let cause = Cause::Ramp {
+            id: id.to_owned(),
+            region,
+            action: verb.into(),
+            by: by.to_owned(),
+            reason: String::new(),
+        };
+        let generation = self.publish(cause, now);
         self.sync_ramp_checks();
         Ok(generation)
     }
@@ -170,6 +206,42 @@ impl Publisher {
             .filter(|r| r.pending(at))
             .filter_map(|r| Some((r.id.clone(), health_condition(&table, r)?)))
             .collect();
+        for (id, why) in fired {
+            self.abort_on_condition(&id, why, now).await;
+        }
+    }
+
+    /// Aborts the ramps under way whose receiving regions answer more queries per second
+    /// (as last measured) than their `capacity_qps`.
+    pub(super) async fn check_ramp_capacity(&mut self, now: SystemTime) {
+        let at = unix_seconds(now);
+        if self.region_rates.is_empty() || !self.admin.ramps.values().any(|r| r.pending(at)) {
+            return;
+        }
+        let table = self.store.load_full().table.clone();
+        let c = &table.compiled;
+        let mut fired = Vec::new();
+        for r in self.admin.ramps.values().filter(|r| r.pending(at)) {
+            let Some(rid) = c.regions.iter().position(|x| x.name == r.region) else {
+                continue;
+            };
+            for region in receiving(&table, RegionId(rid as u32)) {
+                let (Some(cap), Some(rate)) = (
+                    c.region(region).capacity_qps,
+                    self.region_rates.get(region.index()),
+                ) else {
+                    continue;
+                };
+                if *rate > cap {
+                    let name = &c.region(region).name;
+                    fired.push((
+                        r.id.clone(),
+                        format!("{name} answers {rate:.0} qps, above its capacity_qps {cap}"),
+                    ));
+                    break;
+                }
+            }
+        }
         for (id, why) in fired {
             self.abort_on_condition(&id, why, now).await;
         }
@@ -224,7 +296,14 @@ impl Publisher {
             false,
         );
         self.metrics.ramp_aborts.with_label_values(&[&region]).inc();
-        self.publish(format!("ramp {id} aborted"), now);
+        let cause = Cause::Ramp {
+            id: id.to_owned(),
+            region,
+            action: "aborted".into(),
+            by: "meridian".into(),
+            reason: why,
+        };
+        self.publish(cause, now);
         self.sync_ramp_checks();
     }
 

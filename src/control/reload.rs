@@ -8,9 +8,11 @@ use tracing::{info, warn};
 
 use super::Publisher;
 use super::gauges::Gauges;
+use super::history::{Cause, LatencySource};
 use crate::config::ConfigErrors;
 use crate::dns::snapshot::Snapshot;
 use crate::routing::RoutingTable;
+use crate::routing::table::Compiled;
 
 impl Publisher {
     pub(super) async fn reload(&mut self, now: SystemTime) -> Result<u64, ConfigErrors> {
@@ -19,11 +21,16 @@ impl Publisher {
         };
         let previous = self.compiled.clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            crate::config::load_reusing(&path, Some(&previous))
+            let text = std::fs::read_to_string(&path).ok();
+            let compiled = match &text {
+                Some(t) => crate::config::load_str_reusing(t, &path, Some(&previous)),
+                None => crate::config::load_reusing(&path, Some(&previous)),
+            };
+            compiled.map(|c| (c, text))
         })
         .await;
-        let compiled = match loaded {
-            Ok(Ok(c)) => Arc::new(c),
+        let (compiled, source) = match loaded {
+            Ok(Ok((c, text))) => (Arc::new(c), text),
             Ok(Err(errors)) => {
                 self.metrics.reloads.with_label_values(&["failure"]).inc();
                 warn!(
@@ -38,6 +45,23 @@ impl Publisher {
                 return Err(ConfigErrors(Vec::new()));
             }
         };
+        self.history
+            .keep_config(compiled.clone(), source.map(Arc::from));
+        self.swap_config(compiled);
+        self.metrics.reloads.with_label_values(&["success"]).inc();
+        info!(
+            config_generation = self.config_generation,
+            "config reloaded"
+        );
+        let cause = Cause::Reload {
+            config_hash: self.compiled.settings.config_hash.clone(),
+        };
+        Ok(self.publish(cause, now))
+    }
+
+    /// Makes `compiled` the config in force (a reload, a rollback): health carried by target
+    /// key, the latency map the config's, probers restarted; the caller publishes.
+    pub(super) fn swap_config(&mut self, compiled: Arc<Compiled>) {
         let settings = (&compiled.settings, &self.compiled.settings);
         if settings.0.dns_listen != settings.1.dns_listen
             || settings.0.admin_listen != settings.1.admin_listen
@@ -63,8 +87,11 @@ impl Publisher {
             }
         }
         self.metrics.carry(self.cold.counters.series());
-        self.cold = Snapshot::first(RoutingTable::cold(compiled.clone()));
+        self.cold =
+            Snapshot::first_sampled(RoutingTable::cold(compiled.clone()), self.sample.clone());
         self.latency_map = compiled.latency_map.clone();
+        self.latency_source = LatencySource::Config;
+        self.rate_seen = None;
         self.penalty = vec![None; compiled.service_region_slots];
         self.gauges = Gauges::new(&self.metrics, &compiled);
         self.compiled = compiled;
@@ -73,11 +100,5 @@ impl Publisher {
         if let Some(spawner) = &self.spawner {
             self.probers = spawner(self.compiled.clone(), self.config_generation);
         }
-        self.metrics.reloads.with_label_values(&["success"]).inc();
-        info!(
-            config_generation = self.config_generation,
-            "config reloaded"
-        );
-        Ok(self.publish("reload".into(), now))
     }
 }

@@ -17,8 +17,8 @@ use super::snapshot::Snapshot;
 use super::wire::{self, Malformed, OptIn, Scanned};
 use crate::metrics::Metrics;
 use crate::routing::answer::answer;
-use crate::routing::query::{Client, Decision};
-use crate::routing::table::ZoneId;
+use crate::routing::query::{Client, Decision, Query};
+use crate::routing::table::{Family, ZoneId};
 use crate::routing::trace::NoTrace;
 
 /// The client a query is routed for: its ECS subnet when it sent one with a non-zero source
@@ -89,6 +89,14 @@ pub fn respond(
         .count_query(reply.zone, qtype, reply.rcode, transport);
     if let Some(d) = &reply.decision {
         snap.counters.count_answer(d);
+        if let (Some(client), Some(family)) = (reply.client, Family::of_record_type(qtype)) {
+            let q = Query {
+                service: d.service,
+                family,
+                client,
+            };
+            snap.sample.record(snap.sample_tag, &q);
+        }
     }
     if request.ecs {
         metrics.ecs_queries.inc();
@@ -151,6 +159,8 @@ struct Reply {
     rcode: ResponseCode,
     zone: Option<ZoneId>,
     decision: Option<Decision>,
+    /// Who the decision was for (sampled with it).
+    client: Option<Client>,
 }
 
 impl Reply {
@@ -161,6 +171,7 @@ impl Reply {
             rcode,
             zone: None,
             decision: None,
+            client: None,
         }
     }
 }
@@ -464,6 +475,7 @@ fn respond_to(
                 rcode: ans.rcode,
                 zone: ans.zone,
                 decision: ans.decision,
+                client: Some(client),
             };
         }
     };
@@ -473,6 +485,7 @@ fn respond_to(
         rcode: ans.rcode,
         zone: ans.zone,
         decision: ans.decision,
+        client: Some(client),
     }
 }
 
