@@ -885,4 +885,106 @@ mod tests {
         stopped.await.expect("acknowledged");
         task.await.expect("stopped");
     }
+
+    /// Failover from a to b, b able to take 50 qps; the config file at `path`.
+    fn failover_file(path: &std::path::Path, ttl: u32) -> Publisher {
+        let text = format!(
+            "{GEOIP}{ZONE}\n[[regions]]\nname = \"a\"\n\n[[regions]]\nname = \"b\"\n\
+             capacity_qps = 50\n\n[[services]]\nname = \"www.example.com.\"\nttl = {ttl}\n\
+             policy = \"failover\"\nregions = [\"a\", \"b\"]\nendpoints = [\n\
+             {{ region = \"a\", address = \"10.0.0.1\" }},\n\
+             {{ region = \"b\", address = \"10.0.0.2\" }},\n]\n"
+        );
+        std::fs::write(path, &text).expect("write config");
+        let compiled = Arc::new(load(&text).expect("config"));
+        let (p, _) = Publisher::new(
+            compiled,
+            &Default::default(),
+            Default::default(),
+            Arc::new(Metrics::new()),
+        );
+        p.with_config_path(path.to_owned())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rollback_restores_operator_state_and_the_config_even_after_the_file_changed() {
+        let dir = std::env::temp_dir().join(format!("meridian-rollback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("meridian.toml");
+        let mut p = failover_file(&path, 30);
+        let store = p.store.clone();
+        let start = store.load().table.generation;
+        let hash = p.compiled.settings.config_hash.clone();
+        let now = p.clock.now();
+        p.evacuate(change("a", None), now).await.expect("evacuated");
+        // A new config (another TTL) is loaded; the file then changes again.
+        let first = std::fs::read_to_string(&path).expect("read");
+        std::fs::write(&path, first.replace("ttl = 30", "ttl = 5")).expect("write");
+        p.reload(now).await.expect("reloaded");
+        std::fs::write(&path, first.replace("ttl = 30", "ttl = 7")).expect("write");
+        assert_ne!(p.compiled.settings.config_hash, hash);
+        let before = store.load().table.generation;
+        let done = p
+            .rollback(start, "bad ttl".into(), "tests".into(), now)
+            .await
+            .expect("rolled back");
+        assert!(done.generation > before, "a new, higher generation");
+        assert_eq!(done.config_hash.as_deref(), Some(hash.as_str()));
+        let snap = store.load();
+        assert_eq!(snap.table.generation, done.generation);
+        assert_eq!(snap.table.compiled.settings.config_hash, hash);
+        assert_eq!(
+            snap.table.compiled.services[0].ttl, 30,
+            "the file's 7 is not read"
+        );
+        assert!(
+            snap.table.admin.evacuations.is_empty(),
+            "the evacuation is undone"
+        );
+        let last = p.history.entries.back().expect("entry");
+        assert!(matches!(last.cause, Cause::Rollback { to, config: true, .. } if to == start));
+        assert!(last.diff.config_from.is_some());
+        // Unknown generations are refused.
+        assert!(matches!(
+            p.rollback(999_999, String::new(), "tests".into(), now)
+                .await,
+            Err(command::AdminError::NoSuchGeneration(999_999))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_predicted_to_exceed_a_regions_capacity_is_refused_unless_forced() {
+        let dir = std::env::temp_dir().join(format!("meridian-capacity-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut p = failover_file(&dir.join("meridian.toml"), 30);
+        let tag = p.store.load().sample_tag;
+        for i in 0..200u32 {
+            let q = crate::routing::query::Query {
+                service: crate::routing::table::ServiceId(0),
+                family: crate::routing::table::Family::V4,
+                client: crate::routing::query::Client {
+                    addr: std::net::IpAddr::from([10, 1, i as u8, 1]),
+                    ecs_source: None,
+                },
+            };
+            p.sample.write(tag, &q);
+        }
+        p.sample.set_rate(120.0);
+        let now = p.clock.now();
+        let refused = p.evacuate(change("a", None), now).await;
+        let Err(command::AdminError::OverCapacity { regions }) = &refused else {
+            panic!("{refused:?}")
+        };
+        assert_eq!(regions, &vec![("b".to_string(), 120.0, 50.0)]);
+        assert!(p.admin.evacuations.is_empty(), "nothing changed");
+        // A 25 % drain sends b about 30 qps: allowed.
+        p.drain(change("a", None), 25.0, now)
+            .await
+            .expect("a drain within capacity");
+        let mut forced = change("a", None);
+        forced.force = true;
+        p.evacuate(forced, now).await.expect("forced");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -18,6 +18,7 @@ mod fleet;
 mod geoip_files;
 mod hardening;
 mod harness;
+mod history;
 mod hostnames;
 mod interop;
 mod knot;
