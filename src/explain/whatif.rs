@@ -235,6 +235,9 @@ impl Comparison {
     }
 }
 
+/// Where a client went before and after (no region: `None`).
+type Hop = (Option<RegionId>, Option<RegionId>);
+
 fn region_name(table: &RoutingTable, r: Option<RegionId>) -> String {
     r.map_or_else(
         || "none".to_string(),
@@ -260,10 +263,8 @@ pub fn compare(
     // Per service: counts by region (index n_regions = none), now and after.
     let mut now_counts = vec![vec![0usize; n_regions + 1]; c.services.len()];
     let mut after_counts = now_counts.clone();
-    let mut moves: Vec<BTreeMap<(String, Option<RegionId>, Option<RegionId>), usize>> =
-        vec![BTreeMap::new(); c.services.len()];
-    let mut nets: Vec<HashMap<(IpAddr, u8, Option<RegionId>, Option<RegionId>), usize>> =
-        vec![HashMap::new(); c.services.len()];
+    let mut moves: Vec<BTreeMap<(String, Hop), usize>> = vec![BTreeMap::new(); c.services.len()];
+    let mut nets: Vec<HashMap<(IpAddr, u8, Hop), usize>> = vec![HashMap::new(); c.services.len()];
     let mut sampled = 0;
     for r in population {
         let s = r.query.service.index();
@@ -281,8 +282,8 @@ pub fn compare(
                 .as_ref()
                 .and_then(|g| g.lookup(r.network).country)
                 .map_or_else(|| "??".to_string(), |cc| cc.as_str().to_string());
-            *moves[s].entry((country, a, b)).or_default() += 1;
-            *nets[s].entry((r.network, r.prefix, a, b)).or_default() += 1;
+            *moves[s].entry((country, (a, b))).or_default() += 1;
+            *nets[s].entry((r.network, r.prefix, (a, b))).or_default() += 1;
         }
     }
     let rate = |count: usize| {
@@ -322,7 +323,7 @@ pub fn compare(
         }
         let mut mv: Vec<Move> = moves[s]
             .iter()
-            .map(|((country, a, b), &n)| Move {
+            .map(|((country, (a, b)), &n)| Move {
                 country: country.clone(),
                 from: region_name(before, *a),
                 to: region_name(before, *b),
@@ -334,7 +335,7 @@ pub fn compare(
         mv.truncate(TOP_MOVES);
         let mut nw: Vec<NetworkMove> = nets[s]
             .iter()
-            .map(|((net, p, a, b), &n)| NetworkMove {
+            .map(|((net, p, (a, b)), &n)| NetworkMove {
                 network: format!("{net}/{p}"),
                 from: region_name(before, *a),
                 to: region_name(before, *b),
