@@ -291,3 +291,78 @@ fn a_change_predicted_above_a_regions_capacity_is_refused_with_409() {
     let eu: IpAddr = EU_ANSWER.parse().expect("ip");
     assert_eq!(www(m.v4(), "11.0.1.0").0, eu);
 }
+
+fn ctl(m: &Meridian, args: &[&str]) -> (Option<i32>, String) {
+    let url = format!("http://{}", m.admin());
+    let out = std::process::Command::new(bin())
+        .args(["ctl", "--server", &url])
+        .args(args)
+        .env("MERIDIAN_ADMIN_TOKEN", TOKEN)
+        .output()
+        .expect("run meridian ctl");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn ctl_and_explain_give_the_same_preview_history_and_rollback() {
+    let m = start(|t| t);
+    traffic(m.v4(), 2);
+    let good = generation(&m);
+    let (code, text) = ctl(
+        &m,
+        &["what-if", "--evacuate", "us-east", "--drain", "eu-west=10"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("(nothing applied)"), "{text}");
+    assert!(text.contains("www.example.com."), "{text}");
+    assert!(text.contains("moves: US us-east -> eu-west"), "{text}");
+    let (code, text) = ctl(&m, &["what-if", "--drain", "eu-west"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("REGION=PERCENT"), "{text}");
+
+    let (code, text) = ctl(&m, &["evacuate", "us-east", "--reason", "drill"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = ctl(&m, &["history", "--limit", "2"]);
+    assert_eq!(code, Some(0), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("GEN"), "{text}");
+    assert!(lines[1].contains("evacuate us-east"), "{text}");
+    assert!(lines[1].contains("us-east: serving -> evacuated"), "{text}");
+
+    let (code, text) = ctl(
+        &m,
+        &["rollback", &good.to_string(), "--reason", "drill over"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.starts_with(&format!("rolled back to generation {good}")),
+        "{text}"
+    );
+    let us: IpAddr = US_ANSWER.parse().expect("ip");
+    assert_eq!(www(m.v4(), "11.0.1.0").0, us);
+
+    // `explain` offline: the client on the table in force and on the hypothetical one.
+    let out = std::process::Command::new(bin())
+        .args(["explain", "--config"])
+        .arg(&m.config)
+        .args([
+            "www.example.com",
+            "A",
+            "--client",
+            "11.0.1.0",
+            "--evacuate",
+            "us-east",
+        ])
+        .output()
+        .expect("run meridian explain");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (now, after) = text
+        .split_once("after the change (not applied):")
+        .expect("two parts");
+    assert!(now.contains(US_ANSWER), "{now}");
+    assert!(after.contains(EU_ANSWER), "{after}");
+}
