@@ -987,4 +987,58 @@ mod tests {
         p.evacuate(forced, now).await.expect("forced");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ramp_aborts_when_a_receiving_region_answers_above_its_capacity() {
+        use crate::routing::admin::AbortWhen;
+        use crate::routing::decide::decide;
+        use crate::routing::query::{Client, Query};
+        use crate::routing::table::{Family, ServiceId};
+        use crate::routing::trace::NoTrace;
+        let dir = std::env::temp_dir().join(format!("meridian-ramp-cap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut p = failover_file(&dir.join("meridian.toml"), 30);
+        let now = p.clock.now();
+        let spec = ramps::RampSpec {
+            steps: vec![50.0, 100.0],
+            step_every: Duration::from_secs(3600),
+            on_abort: crate::routing::admin::OnAbort::Revert,
+            abort_when: AbortWhen::default(),
+        };
+        let (_, id) = p.ramp(change("a", None), spec, now).await.expect("a ramp");
+        p.measure_rates().await;
+        // b answers the drained half: 600 answers in 5 s is 120 qps, above its 50.
+        let snap = p.store.load_full();
+        let mut counted = 0;
+        for i in 0..10_000u32 {
+            let q = Query {
+                service: ServiceId(0),
+                family: Family::V4,
+                client: Client {
+                    addr: std::net::IpAddr::from([10, (i >> 8) as u8, i as u8, 0]),
+                    ecs_source: None,
+                },
+            };
+            let d = decide(&snap.table, &q, &mut NoTrace);
+            if d.region.map(|r| r.index()) == Some(1) {
+                snap.counters.count_answer(&d);
+                counted += 1;
+                if counted == 600 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(counted, 600);
+        tokio::time::advance(RATE_EVERY).await;
+        p.measure_rates().await;
+        let snap = p.store.load();
+        let ramp = &snap.table.admin.state.ramps[&id];
+        let why = &ramp.aborted.as_ref().expect("aborted").why;
+        assert!(
+            why.contains("b answers 120 qps, above its capacity_qps 50"),
+            "{why}"
+        );
+        assert_eq!(snap.table.admin.drained[0], 0, "reverted");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
