@@ -188,6 +188,38 @@ fn last_byte(path: &Path) -> std::io::Result<u8> {
     Ok(b[0])
 }
 
+const CONFIGS_DIR: &str = "configs";
+
+/// Where the source text of a config kept for rollback is saved: `configs/HASH.toml`.
+pub fn config_source_path(dir: &Path, hash: &str) -> PathBuf {
+    dir.join(CONFIGS_DIR).join(format!("{hash}.toml"))
+}
+
+/// Saves a config's source text for rollback and keeps only the newest `keep` of them.
+pub fn save_config_source(
+    dir: &Path,
+    hash: &str,
+    text: &str,
+    keep: usize,
+) -> Result<(), StateError> {
+    write_atomic(&config_source_path(dir, hash), text.as_bytes())?;
+    let configs = dir.join(CONFIGS_DIR);
+    let Ok(entries) = std::fs::read_dir(&configs) else {
+        return Ok(());
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    files.sort();
+    let extra = files.len().saturating_sub(keep);
+    for (_, path) in files.into_iter().take(extra) {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
 /// Writes a file so that readers see the old content or the new, never a mix: temp file in
 /// the same directory, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {

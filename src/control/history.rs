@@ -237,12 +237,26 @@ impl History {
             .find(|e| e.generation == generation)
     }
 
-    /// Keeps `compiled` for rollback (the newest [`KEEP_CONFIGS`] distinct configs).
+    /// Keeps `compiled` for rollback (the newest [`KEEP_CONFIGS`] distinct configs); its
+    /// source text is saved in `state_dir` (off the caller's thread) so a rollback after a
+    /// restart can compile it again.
     pub fn keep_config(&mut self, compiled: Arc<Compiled>, source: Option<Arc<str>>) {
         let hash = compiled.settings.config_hash.clone();
         self.configs.retain(|k| k.hash != hash);
         if self.configs.len() == KEEP_CONFIGS {
             self.configs.pop_front();
+        }
+        if let (Some(text), Some(dir), Ok(rt)) = (
+            &source,
+            compiled.settings.state_dir.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            let (text, hash) = (text.clone(), hash.clone());
+            rt.spawn_blocking(move || {
+                if let Err(e) = crate::state::save_config_source(&dir, &hash, &text, KEEP_CONFIGS) {
+                    warn!(error = %e, "cannot save the config's source for rollback");
+                }
+            });
         }
         self.configs.push_back(Kept {
             hash,

@@ -366,3 +366,54 @@ fn ctl_and_explain_give_the_same_preview_history_and_rollback() {
     assert!(now.contains(US_ANSWER), "{now}");
     assert!(after.contains(EU_ANSWER), "{after}");
 }
+
+#[test]
+fn a_rollback_after_a_restart_compiles_the_saved_config_again() {
+    let m = start(|t| t);
+    let good = generation(&m);
+    let text = std::fs::read_to_string(&m.config).expect("config");
+    std::fs::write(&m.config, text.replace("ttl = 30", "ttl = 5")).expect("write");
+    let (status, _) = post(&m, "/v1/reload", "");
+    assert_eq!(status, 200);
+    // Both configs' sources are saved off the publisher's loop: wait for them, then kill.
+    let configs = m.scratch.0.join("state").join("configs");
+    let saved = (0..200).any(|_| {
+        let n = std::fs::read_dir(&configs).map_or(0, |d| d.count());
+        let journal = std::fs::read_to_string(m.scratch.0.join("state").join("history.jsonl"))
+            .unwrap_or_default();
+        if n == 2 && journal.contains("\"kind\":\"reload\"") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+        false
+    });
+    assert!(saved, "two config sources saved");
+    let m = m.restart(&[]);
+    assert_eq!(
+        www(m.v4(), "11.0.1.0").1,
+        5,
+        "the file's config after the restart"
+    );
+    let (status, body) = post(&m, "/v1/rollback", &format!(r#"{{"to": {good}}}"#));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        www(m.v4(), "11.0.1.0").1,
+        30,
+        "the saved config, compiled again"
+    );
+    // Without the saved source, a config not in memory cannot come back: refused.
+    std::fs::remove_dir_all(&configs).expect("remove");
+    let m = m.restart(&[]);
+    assert_eq!(www(m.v4(), "11.0.1.0").1, 5, "the file's config again");
+    let before = generation(&m);
+    let (status, body) = post(&m, "/v1/rollback", &format!(r#"{{"to": {good}}}"#));
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no longer kept")),
+        "{body}"
+    );
+    assert_eq!(generation(&m), before, "nothing changed");
+    assert_eq!(www(m.v4(), "11.0.1.0").1, 5);
+}
