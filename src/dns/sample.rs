@@ -1,8 +1,10 @@
 //! A bounded sample of recent real queries, recorded on the DNS path for what-if previews and
-//! history diffs: each thread answering queries counts them in a thread-local tick and
-//! records one in [`SAMPLE_EVERY`] into a fixed ring of atomics, so most queries cost a
-//! thread-local increment and a sampled one a `fetch_add` and four plain stores. Nothing is
-//! locked or allocated per query.
+//! history diffs: each thread answering queries counts down a thread-local gap and records one
+//! query in [`SAMPLE_EVERY`] on average into a fixed ring of atomics, so most queries cost a
+//! thread-local decrement and a sampled one a `fetch_add` and four plain stores. Nothing is
+//! locked or allocated per query. The gaps are drawn from 8 to 24 (a thread-local xorshift), so
+//! traffic that repeats with a period (a benchmark looping over a query file) is not sampled at
+//! the same few positions every time round.
 //!
 //! A record is the client network (cut to /24 or /56, or the ECS prefix when shorter), the
 //! service id, the family, whether the client came from ECS, and the tag of the compiled config
@@ -17,16 +19,32 @@ use crate::routing::admin::{DRAIN_PREFIX_V4, DRAIN_PREFIX_V6};
 use crate::routing::query::{Client, Query};
 use crate::routing::table::{Family, ServiceId};
 
-/// One query in this many (per answering thread) is recorded.
+/// One query in this many (per answering thread, on average) is recorded.
 pub const SAMPLE_EVERY: u32 = 16;
 /// Records the ring holds: the most recent ones win.
 pub const SAMPLE_SLOTS: usize = 16_384;
 
 const VALID: u64 = 1 << 63;
+/// Meta bit: the client network is IPv6 (the family of the question is bit 0).
+const NET_V6: u64 = 1 << 2;
 
 thread_local! {
-    /// Queries this thread has answered since it started, modulo 2^32.
-    static TICK: Cell<u32> = const { Cell::new(0) };
+    /// Queries this thread answers before it records the next one.
+    static LEFT: Cell<u32> = const { Cell::new(SAMPLE_EVERY) };
+    /// This thread's xorshift64 state, for the gaps.
+    static RNG: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) };
+}
+
+/// The next gap: uniform in `SAMPLE_EVERY / 2 ..= SAMPLE_EVERY * 3 / 2` (mean `SAMPLE_EVERY`).
+fn gap() -> u32 {
+    RNG.with(|r| {
+        let mut x = r.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        r.set(x);
+        SAMPLE_EVERY / 2 + ((x >> 32) % u64::from(SAMPLE_EVERY + 1)) as u32
+    })
 }
 
 /// One sampled query, as the ring holds it.
@@ -103,10 +121,15 @@ impl QuerySample {
         if self.slots.is_empty() {
             return;
         }
-        let due = TICK.with(|t| {
-            let n = t.get().wrapping_add(1);
-            t.set(n);
-            n % SAMPLE_EVERY == 0
+        let due = LEFT.with(|left| match left.get() {
+            0 | 1 => {
+                left.set(gap());
+                true
+            }
+            n => {
+                left.set(n - 1);
+                false
+            }
         });
         if due {
             self.write(tag, q);
@@ -125,6 +148,7 @@ impl QuerySample {
             | u64::from(tag) << 40
             | u64::from(q.service.0 & 0xff_ffff) << 16
             | u64::from(prefix) << 8
+            | if q.client.addr.is_ipv6() { NET_V6 } else { 0 }
             | u64::from(q.client.ecs_source.is_some()) << 1
             | u64::from(q.family == Family::V6);
         slot[2].store(0, Ordering::Release);
@@ -195,8 +219,7 @@ fn cut(c: &Client) -> (u64, u64, u8) {
 }
 
 fn decode(hi: u64, lo: u64, meta: u64) -> Sampled {
-    let v6 = meta & 1 == 1;
-    let network = if v6 {
+    let network = if meta & NET_V6 != 0 {
         IpAddr::V6(Ipv6Addr::from(u128::from(hi) << 64 | u128::from(lo)))
     } else {
         IpAddr::V4(Ipv4Addr::from(lo as u32))
@@ -205,7 +228,11 @@ fn decode(hi: u64, lo: u64, meta: u64) -> Sampled {
         network,
         prefix: (meta >> 8) as u8,
         service: ServiceId(((meta >> 16) & 0xff_ffff) as u32),
-        family: if v6 { Family::V6 } else { Family::V4 },
+        family: if meta & 1 == 1 {
+            Family::V6
+        } else {
+            Family::V4
+        },
         ecs: meta & 2 != 0,
         tag: ((meta >> 40) & 0xffff) as u16,
     }
@@ -227,19 +254,23 @@ mod tests {
     }
 
     #[test]
-    fn one_query_in_n_is_recorded_cut_to_its_network() {
-        let s = QuerySample::new(64);
+    fn about_one_query_in_n_is_recorded_cut_to_its_network() {
+        let s = QuerySample::new(1024);
         let tag = s.new_tag();
-        // A fresh thread, so the tick starts at 0.
+        // A fresh thread, so its gap starts at SAMPLE_EVERY.
         std::thread::scope(|scope| {
             scope.spawn(|| {
-                for _ in 0..(SAMPLE_EVERY * 3) {
+                for _ in 0..SAMPLE_EVERY {
+                    s.record(tag, &q("192.0.2.77", None, 3));
+                }
+                assert_eq!(s.written(), 1, "the first after SAMPLE_EVERY");
+                for _ in 0..(SAMPLE_EVERY * 99) {
                     s.record(tag, &q("192.0.2.77", None, 3));
                 }
             });
         });
         let got = s.read(tag);
-        assert_eq!(got.len(), 3);
+        assert!((80..=120).contains(&got.len()), "{}", got.len());
         assert_eq!(got[0].network, "192.0.2.0".parse::<IpAddr>().expect("ip"));
         assert_eq!(
             (got[0].prefix, got[0].service, got[0].ecs),
@@ -264,7 +295,15 @@ mod tests {
             },
         };
         s.write(tag, &v6);
+        // An A question from an IPv6 network: the network stays IPv6.
+        let a_from_v6 = Query {
+            family: Family::V4,
+            ..v6
+        };
+        s.write(tag, &a_from_v6);
         let got = s.read(tag);
+        assert_eq!(got[2].network_text(), "2001:db8:1::/56");
+        assert_eq!(got[2].family, Family::V4);
         assert_eq!(got[0].network_text(), "198.51.96.0/20");
         assert!(got[0].ecs);
         assert_eq!(got[1].network_text(), "2001:db8:1::/56");
@@ -275,7 +314,7 @@ mod tests {
         let got = s.read(tag);
         assert_eq!(got.len(), 4, "bounded");
         assert_eq!(got[3].network_text(), "10.0.9.0/24", "the newest kept");
-        assert_eq!(s.written(), 12);
+        assert_eq!(s.written(), 13);
     }
 
     #[test]

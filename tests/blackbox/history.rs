@@ -31,9 +31,18 @@ fn start(edit: impl FnOnce(String) -> String) -> Meridian {
     Meridian::start_with(scratch, config, &[]).unwrap_or_else(|e| panic!("start: {e}"))
 }
 
-/// Real traffic: www A for 256 US, 256 Canadian and 256 German /24s (ECS), `rounds` times.
+/// Real traffic: www A for 256 US, 256 Canadian and 256 German /24s and 64 German IPv6 /56s
+/// (ECS), `rounds` times.
 fn traffic(dns: SocketAddr, rounds: usize) {
     for _ in 0..rounds {
+        for n in 0..64 {
+            let net = format!("2001:db8:2:{n:x}00::");
+            let r = udp(
+                dns,
+                &with_ecs(query("www.example.com.", RecordType::A), &net, 56),
+            );
+            assert!(!addrs(&r).is_empty(), "{net} answered");
+        }
         for prefix in ["11.0", "11.2", "12.0"] {
             for n in 0..=255 {
                 let net = format!("{prefix}.{n}.0");
@@ -246,6 +255,13 @@ fn a_what_if_replays_real_queries_and_changes_nothing() {
         "{svc}"
     );
     assert!(!svc["networks"].as_array().expect("networks").is_empty());
+    // Every sampled network is placed as it was when it was asked (IPv6 ones as IPv6).
+    assert!(
+        moves.iter().all(|m| m["country"] == "US" || m["country"] == "CA"),
+        "{svc}"
+    );
+    let eu_now = share("eu-west", "now");
+    assert!((15.0..=50.0).contains(&eu_now), "German clients, v4 and v6: {svc}");
     // Nothing applied.
     assert_eq!(generation(&m), at);
     let us: IpAddr = US_ANSWER.parse().expect("ip");
