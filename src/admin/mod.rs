@@ -375,8 +375,58 @@ impl Admin {
                 "explain needs name, type and client query parameters",
             );
         };
-        match crate::explain::explain_request(&self.store.load().table, &name, &qtype, &client) {
-            Ok(ex) => json_reply(StatusCode::OK, serde_json::to_value(ex).unwrap_or_default()),
+        // What-if: `evacuate`, `down`, `restore` (comma-separated regions) and `drain`
+        // (REGION:PERCENT, comma-separated) explain the query on the table the change would
+        // make too.
+        let list = |key: &str| -> Vec<String> {
+            param(key)
+                .map(|v| {
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut change = WhatIf {
+            evacuate: list("evacuate"),
+            down: list("down"),
+            restore: list("restore"),
+            ..Default::default()
+        };
+        for d in list("drain") {
+            let parsed = d
+                .split_once(':')
+                .and_then(|(r, p)| Some((r.to_owned(), p.parse::<f64>().ok()?)));
+            let Some((region, percent)) = parsed else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("drain takes REGION:PERCENT, not {d:?}"),
+                );
+            };
+            change.drain.insert(region, percent);
+        }
+        let table = self.store.load_full().table.clone();
+        let now = match crate::explain::explain_request(&table, &name, &qtype, &client) {
+            Ok(ex) => ex,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        if change.is_empty() {
+            return json_reply(
+                StatusCode::OK,
+                serde_json::to_value(now).unwrap_or_default(),
+            );
+        }
+        let at = table.admin.at;
+        let after = match whatif::changed_state(&table, &table.admin.state, &change, at) {
+            Ok(state) => whatif::hypothetical(&table, &state, &change.down, at),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        match crate::explain::explain_request(&after, &name, &qtype, &client) {
+            Ok(then) => json_reply(
+                StatusCode::OK,
+                json!({ "now": now, "what_if": then, "change": change, "applied": false }),
+            ),
             Err(e) => error(StatusCode::BAD_REQUEST, e),
         }
     }

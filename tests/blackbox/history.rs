@@ -257,17 +257,35 @@ fn a_what_if_replays_real_queries_and_changes_nothing() {
     assert!(!svc["networks"].as_array().expect("networks").is_empty());
     // Every sampled network is placed as it was when it was asked (IPv6 ones as IPv6).
     assert!(
-        moves.iter().all(|m| m["country"] == "US" || m["country"] == "CA"),
+        moves
+            .iter()
+            .all(|m| m["country"] == "US" || m["country"] == "CA"),
         "{svc}"
     );
     let eu_now = share("eu-west", "now");
-    assert!((15.0..=50.0).contains(&eu_now), "German clients, v4 and v6: {svc}");
+    assert!(
+        (15.0..=50.0).contains(&eu_now),
+        "German clients, v4 and v6: {svc}"
+    );
     // Nothing applied.
     assert_eq!(generation(&m), at);
     let us: IpAddr = US_ANSWER.parse().expect("ip");
     assert_eq!(www(m.v4(), "11.0.1.0").0, us);
     let (status, _) = post(&m, "/v1/what-if", r#"{"evacuate": ["nowhere"]}"#);
     assert_eq!(status, 400);
+    // explain gives the same preview for one client.
+    let (status, ex) = http_json(
+        m.admin(),
+        "GET",
+        "/v1/explain?name=www.example.com&type=A&client=11.0.1.0/24&evacuate=us-east&drain=eu-west:0",
+        None,
+        "",
+    );
+    assert_eq!(status, 200, "{ex}");
+    assert_eq!(ex["now"]["chosen_region"], "us-east");
+    assert_eq!(ex["what_if"]["chosen_region"], "eu-west");
+    assert_eq!(ex["applied"], false);
+    assert_eq!(generation(&m), at);
 }
 
 #[test]
