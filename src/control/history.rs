@@ -270,15 +270,15 @@ impl History {
     }
 }
 
-/// A region's serving state in a table, as history shows it.
-fn region_states(t: &RoutingTable) -> Vec<String> {
+/// Each region's serving state in a table, as history shows it, by name.
+fn region_states(t: &RoutingTable) -> BTreeMap<String, String> {
     let c = &t.compiled;
     (0..c.regions.len())
         .map(|i| {
             let r = RegionId(i as u32);
             let name = &c.regions[i].name;
             if t.evacuated(r) {
-                return "evacuated".into();
+                return (name.clone(), "evacuated".into());
             }
             let mut total = 0;
             let mut up = 0;
@@ -296,33 +296,40 @@ fn region_states(t: &RoutingTable) -> Vec<String> {
                 (u, n) if u < n => format!("serving {u}/{n} endpoints"),
                 _ => "serving".into(),
             };
-            match t.admin.drains.get(name) {
+            let state = match t.admin.drains.get(name) {
                 Some((p, _)) => format!("{serving}, drained {p} %"),
                 None => serving,
-            }
+            };
+            (name.clone(), state)
         })
         .collect()
 }
 
-/// What changed from `before` to `after`, replaying `population` when both are of the same
-/// compiled config.
+/// What changed from `before` to `after` (regions by name, so across configs too),
+/// replaying `population` when both are of the same compiled config.
 pub fn diff(before: &RoutingTable, after: &RoutingTable, population: &[Replayed]) -> Diff {
     let mut d = Diff::default();
     if before.compiled.settings.config_hash != after.compiled.settings.config_hash {
         d.config_from = Some(before.compiled.settings.config_hash.clone());
     }
-    if !Arc::ptr_eq(&before.compiled, &after.compiled) {
-        return d;
-    }
     let (a, b) = (region_states(before), region_states(after));
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+    let absent = "not in the config".to_string();
+    let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for name in names {
+        let (x, y) = (
+            a.get(name).unwrap_or(&absent),
+            b.get(name).unwrap_or(&absent),
+        );
         if x != y {
             d.regions.push(RegionChange {
-                region: after.compiled.regions[i].name.clone(),
+                region: name.clone(),
                 from: x.clone(),
                 to: y.clone(),
             });
         }
+    }
+    if !Arc::ptr_eq(&before.compiled, &after.compiled) {
+        return d;
     }
     let cmp = compare(before, after, population, 0.0);
     d.answers = cmp.changed_countries();
@@ -422,5 +429,37 @@ mod tests {
             .summary(),
             "rollback to 7"
         );
+    }
+
+    #[test]
+    fn a_diff_across_configs_names_regions_by_name() {
+        use crate::routing::test_support::{GEOIP, ZONE, load};
+        let config = |regions: &[&str]| {
+            let mut text = format!("{GEOIP}{ZONE}\n");
+            for r in regions {
+                text.push_str(&format!("[[regions]]\nname = \"{r}\"\n\n"));
+            }
+            text.push_str("[[services]]\nname = \"www.example.com.\"\nendpoints = [\n");
+            for (i, r) in regions.iter().enumerate() {
+                text.push_str(&format!(
+                    "{{ region = \"{r}\", address = \"10.0.0.{}\" }},\n",
+                    i + 1
+                ));
+            }
+            text.push_str("]\n");
+            RoutingTable::cold(Arc::new(load(&text).expect("config")))
+        };
+        let (a, b) = (config(&["r"]), config(&["r", "s"]));
+        let d = diff(&a, &b, &[]);
+        assert!(d.config_from.is_some());
+        assert_eq!(
+            d.regions,
+            vec![RegionChange {
+                region: "s".into(),
+                from: "not in the config".into(),
+                to: "serving".into(),
+            }]
+        );
+        assert!(d.answers.is_empty(), "not replayed across configs");
     }
 }

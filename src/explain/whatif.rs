@@ -331,7 +331,12 @@ pub fn compare(
                 qps: round(rate(n)),
             })
             .collect();
-        mv.sort_by(|x, y| y.share.total_cmp(&x.share).then(x.country.cmp(&y.country)));
+        mv.sort_by(|x, y| {
+            y.qps
+                .total_cmp(&x.qps)
+                .then(y.share.total_cmp(&x.share))
+                .then(x.country.cmp(&y.country))
+        });
         mv.truncate(TOP_MOVES);
         let mut nw: Vec<NetworkMove> = nets[s]
             .iter()
