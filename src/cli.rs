@@ -16,6 +16,7 @@ use crate::control::command;
 use crate::dns::dnstap::{self, Tap};
 use crate::dns::listen::listen;
 use crate::explain;
+use crate::explain::whatif::{self, WhatIf};
 use crate::health::check::NetProbe;
 use crate::health::prober;
 use crate::metrics::Metrics;
@@ -98,6 +99,34 @@ enum CtlAction {
     Restore { region: String },
     /// Read the config file again (refused, with every problem, if it does not load).
     Reload,
+    /// Preview a change on the server's sample of recent real queries: the share (and QPS)
+    /// each region answers now and would answer, and which clients move. Applies nothing.
+    WhatIf {
+        /// What-if: evacuate this region (repeatable).
+        #[arg(long)]
+        evacuate: Vec<String>,
+        /// What-if: drain REGION=PERCENT (repeatable).
+        #[arg(long)]
+        drain: Vec<String>,
+        /// What-if: take this region's probed endpoints as down (repeatable).
+        #[arg(long)]
+        down: Vec<String>,
+        /// What-if: lift this region's evacuation and drain (repeatable).
+        #[arg(long)]
+        restore: Vec<String>,
+    },
+    /// The history of published tables (newest first), or one generation.
+    History {
+        generation: Option<u64>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Restore the operator state and config of an earlier generation (health stays live).
+    Rollback {
+        generation: u64,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// How the server answers NAME TYPE for a client, step by step.
     Explain {
         name: String,
@@ -136,6 +165,18 @@ enum Command {
         client: String,
         #[arg(long)]
         json: bool,
+        /// What-if: evacuate this region (repeatable).
+        #[arg(long)]
+        evacuate: Vec<String>,
+        /// What-if: drain REGION=PERCENT (repeatable).
+        #[arg(long)]
+        drain: Vec<String>,
+        /// What-if: take this region's probed endpoints as down (repeatable).
+        #[arg(long)]
+        down: Vec<String>,
+        /// What-if: lift this region's evacuation and drain (repeatable).
+        #[arg(long)]
+        restore: Vec<String>,
     },
     /// Drive a running server through its admin API.
     Ctl {
@@ -189,7 +230,12 @@ pub fn run() -> ExitCode {
             qtype,
             client,
             json,
-        } => explain_cmd(&config, &name, &qtype, &client, json),
+            evacuate,
+            drain,
+            down,
+            restore,
+        } => what_if_of(evacuate, drain, down, restore)
+            .and_then(|change| explain_cmd(&config, &name, &qtype, &client, json, &change)),
         Command::GeoipBuild { source, out_dir } => geoip_build(&source, &out_dir),
         Command::GeoipSynth {
             networks,
@@ -276,6 +322,7 @@ fn explain_cmd(
     qtype: &str,
     client: &str,
     json: bool,
+    change: &WhatIf,
 ) -> anyhow::Result<()> {
     let compiled = Arc::new(config::load(path)?);
     // Explain against the health and evacuations the server last saved, so it shows what
@@ -289,14 +336,60 @@ fn explain_cmd(
     };
     let (_publisher, store) =
         Publisher::new(compiled, &health, evacuations, Arc::new(Metrics::new()));
-    let ex = explain::explain_request(&store.load().table, name, qtype, client)
+    let table = store.load().table.clone();
+    let ex =
+        explain::explain_request(&table, name, qtype, client).map_err(|e| anyhow::anyhow!(e))?;
+    if change.is_empty() {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&ex)?);
+        } else {
+            print!("{}", ex.to_text());
+        }
+        return Ok(());
+    }
+    // The same decide() on the table the change would make.
+    let at = table.admin.at;
+    let state = whatif::changed_state(&table, &table.admin.state, change, at)
         .map_err(|e| anyhow::anyhow!(e))?;
+    let after = whatif::hypothetical(&table, &state, &change.down, at);
+    let then =
+        explain::explain_request(&after, name, qtype, client).map_err(|e| anyhow::anyhow!(e))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&ex)?);
+        let v = serde_json::json!({ "now": ex, "what_if": then, "change": change });
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", ex.to_text());
+        print!(
+            "now:\n{}\nafter the change (not applied):\n{}",
+            ex.to_text(),
+            then.to_text()
+        );
     }
     Ok(())
+}
+
+/// A what-if change from the command line's flags.
+fn what_if_of(
+    evacuate: Vec<String>,
+    drain: Vec<String>,
+    down: Vec<String>,
+    restore: Vec<String>,
+) -> anyhow::Result<WhatIf> {
+    let mut drains = std::collections::BTreeMap::new();
+    for d in drain {
+        let (region, percent) = d
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--drain takes REGION=PERCENT, not {d:?}"))?;
+        let percent: f64 = percent
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--drain {d:?}: the percentage is not a number"))?;
+        drains.insert(region.to_string(), percent);
+    }
+    Ok(WhatIf {
+        evacuate,
+        drain: drains,
+        down,
+        restore,
+    })
 }
 
 /// `meridian ctl`: exit 0 when the server did it, 1 when it refused or could not be reached
@@ -422,6 +515,33 @@ fn ctl_run(
             (Method::POST, format!("/v1/ramps/{id}/{action}"), None)
         }
         CtlAction::Reload => (Method::POST, "/v1/reload".to_string(), None),
+        CtlAction::WhatIf {
+            evacuate,
+            drain,
+            down,
+            restore,
+        } => {
+            let change = what_if_of(
+                evacuate.clone(),
+                drain.clone(),
+                down.clone(),
+                restore.clone(),
+            )?;
+            (
+                Method::POST,
+                "/v1/what-if".to_string(),
+                Some(serde_json::to_value(&change)?),
+            )
+        }
+        CtlAction::History { generation, limit } => match generation {
+            Some(g) => (Method::GET, format!("/v1/history/{g}"), None),
+            None => (Method::GET, format!("/v1/history?limit={limit}"), None),
+        },
+        CtlAction::Rollback { generation, reason } => (
+            Method::POST,
+            "/v1/rollback".to_string(),
+            Some(serde_json::json!({ "to": generation, "reason": reason })),
+        ),
         CtlAction::Explain {
             name,
             qtype,
@@ -476,6 +596,20 @@ fn ctl_run(
             }
         }
         CtlAction::Reload => format!("reloaded: generation {}\n", answer["generation"]),
+        CtlAction::WhatIf { .. } => ctl::what_if_text(&answer),
+        CtlAction::History {
+            generation: Some(_),
+            ..
+        } => format!("{}\n", serde_json::to_string_pretty(&answer)?),
+        CtlAction::History { .. } => ctl::history_text(&answer),
+        CtlAction::Rollback { generation, .. } => format!(
+            "rolled back to generation {generation}: generation {}{}\n",
+            answer["generation"],
+            match answer["config_hash"].as_str() {
+                Some(h) => format!(" (config {h})"),
+                None => String::new(),
+            }
+        ),
     })
 }
 

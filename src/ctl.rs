@@ -267,6 +267,107 @@ pub fn ramps_text(v: &Value) -> String {
     s
 }
 
+/// `POST /v1/what-if` as text: per service, each region's share now and after; the moves.
+pub fn what_if_text(v: &Value) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "generation {}, {} sampled queries standing for {} qps (nothing applied)",
+        v["generation"], v["sampled"], v["qps"]
+    );
+    for svc in v["services"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            s,
+            "\n{} ({} sampled, {} qps)",
+            svc["service"].as_str().unwrap_or("?"),
+            svc["sampled"],
+            svc["qps"]
+        );
+        let _ = writeln!(
+            s,
+            "  {:<16} {:>8} {:>8} {:>10} {:>10}",
+            "REGION", "NOW %", "AFTER %", "NOW QPS", "AFTER QPS"
+        );
+        for r in svc["regions"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                s,
+                "  {:<16} {:>8} {:>8} {:>10} {:>10}",
+                r["region"].as_str().unwrap_or("?"),
+                r["now"],
+                r["after"],
+                r["now_qps"],
+                r["after_qps"]
+            );
+        }
+        for m in svc["moves"].as_array().into_iter().flatten().take(10) {
+            let _ = writeln!(
+                s,
+                "  moves: {} {} -> {}: {} % ({} qps)",
+                m["country"].as_str().unwrap_or("?"),
+                m["from"].as_str().unwrap_or("?"),
+                m["to"].as_str().unwrap_or("?"),
+                m["share"],
+                m["qps"]
+            );
+        }
+    }
+    for r in v["over_capacity"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            s,
+            "\nover capacity: {} {} qps predicted > capacity_qps {}",
+            r["region"].as_str().unwrap_or("?"),
+            r["predicted_qps"],
+            r["capacity_qps"]
+        );
+    }
+    s
+}
+
+/// `GET /v1/history` as a table, newest first.
+pub fn history_text(v: &Value) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<10} {:<12} {:<18} {:<16} CHANGED",
+        "GEN", "AT", "CAUSE", "CONFIG"
+    );
+    for e in v["entries"].as_array().into_iter().flatten() {
+        let cause = &e["cause"];
+        let mut what = cause["kind"].as_str().unwrap_or("?").to_string();
+        if let Some(r) = cause["region"].as_str() {
+            what = format!("{what} {r}");
+        }
+        let mut changed: Vec<String> = e["diff"]["regions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                format!(
+                    "{}: {} -> {}",
+                    r["region"].as_str().unwrap_or("?"),
+                    r["from"].as_str().unwrap_or("?"),
+                    r["to"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        if let Some(a) = e["diff"]["answers"].as_object() {
+            for (svc, countries) in a {
+                changed.push(format!("{svc} for {countries}"));
+            }
+        }
+        let _ = writeln!(
+            s,
+            "{:<10} {:<12} {:<18} {:<16} {}",
+            e["generation"],
+            e["at"],
+            what,
+            e["config_hash"].as_str().unwrap_or("?"),
+            changed.join("; ")
+        );
+    }
+    s
+}
+
 /// The query string of an explain call, escaped.
 pub fn explain_path(name: &str, qtype: &str, client: &str) -> String {
     let enc = |s: &str| -> String {

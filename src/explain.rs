@@ -1,5 +1,7 @@
 //! `explain`: the steps `decide` took for one query, as text for people or JSON for machines.
 //! Built from the same [`answer`] call the DNS handler makes, with a [`Recorder`] trace.
+pub mod whatif;
+
 use std::borrow::Cow;
 use std::fmt::Write as _;
 

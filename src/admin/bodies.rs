@@ -38,6 +38,15 @@ pub struct ChangeBody {
     abort_when: Option<AbortWhen>,
 }
 
+/// `POST /v1/rollback`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    pub to: u64,
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// What a body asks for: the change, a drain's percentage, a ramp's spec.
 pub struct Asked {
     pub change: Change,

@@ -20,13 +20,15 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::control::command::{AdminError, Command};
+use crate::control::history;
 use crate::control::ramps::RampAction;
 use crate::dns::counters;
 use crate::dns::snapshot::Store;
+use crate::explain::whatif::{self, WhatIf};
 use crate::metrics::Metrics;
 use crate::routing::latency::Format;
 use auth::{Token, is_loopback};
-use bodies::{Asked, ChangeBody, Kind};
+use bodies::{Asked, ChangeBody, Kind, RollbackBody};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -242,6 +244,60 @@ impl Admin {
                 admin_change(asked, region, "restore")
             }
             Route::Reload => self.reload().await,
+            Route::History => {
+                let limit = query
+                    .split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .find(|(k, _)| *k == "limit")
+                    .map(|(_, v)| v.parse::<usize>());
+                let limit = match limit {
+                    None => 50,
+                    Some(Ok(n)) => n,
+                    Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "limit is a number"),
+                };
+                match self.ask(|reply| Command::History { reply }).await {
+                    Ok(entries) => {
+                        let newest: Vec<_> = entries.iter().rev().take(limit).collect();
+                        json_reply(StatusCode::OK, json!({ "entries": newest }))
+                    }
+                    Err(reply) => reply,
+                }
+            }
+            Route::HistoryEntry(generation) => {
+                let Ok(generation) = generation.parse::<u64>() else {
+                    return error(StatusCode::BAD_REQUEST, "a generation is a number");
+                };
+                match self.ask(|reply| Command::History { reply }).await {
+                    Ok(entries) => match entries.iter().find(|e| e.generation == generation) {
+                        Some(e) => json_reply(StatusCode::OK, json!(e)),
+                        None => error(
+                            StatusCode::NOT_FOUND,
+                            format!("no generation {generation} in the history"),
+                        ),
+                    },
+                    Err(reply) => reply,
+                }
+            }
+            Route::Rollback => {
+                let b: RollbackBody = match serde_json::from_slice(&body) {
+                    Ok(b) => b,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
+                };
+                let asked = self
+                    .ask(|reply| Command::Rollback {
+                        to: b.to,
+                        reason: b.reason,
+                        by: who,
+                        reply,
+                    })
+                    .await;
+                match asked {
+                    Ok(Ok(done)) => json_reply(StatusCode::OK, json!(done)),
+                    Ok(Err(e)) => admin_error(e),
+                    Err(reply) => reply,
+                }
+            }
+            Route::WhatIf => self.what_if(&body).await,
             Route::LatencyMap => {
                 let format = match parts
                     .headers
@@ -319,9 +375,74 @@ impl Admin {
                 "explain needs name, type and client query parameters",
             );
         };
-        match crate::explain::explain_request(&self.store.load().table, &name, &qtype, &client) {
-            Ok(ex) => json_reply(StatusCode::OK, serde_json::to_value(ex).unwrap_or_default()),
+        // What-if: `evacuate`, `down`, `restore` (comma-separated regions) and `drain`
+        // (REGION:PERCENT, comma-separated) explain the query on the table the change would
+        // make too.
+        let list = |key: &str| -> Vec<String> {
+            param(key)
+                .map(|v| {
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut change = WhatIf {
+            evacuate: list("evacuate"),
+            down: list("down"),
+            restore: list("restore"),
+            ..Default::default()
+        };
+        for d in list("drain") {
+            let parsed = d
+                .split_once(':')
+                .and_then(|(r, p)| Some((r.to_owned(), p.parse::<f64>().ok()?)));
+            let Some((region, percent)) = parsed else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("drain takes REGION:PERCENT, not {d:?}"),
+                );
+            };
+            change.drain.insert(region, percent);
+        }
+        let table = self.store.load_full().table.clone();
+        let now = match crate::explain::explain_request(&table, &name, &qtype, &client) {
+            Ok(ex) => ex,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        if change.is_empty() {
+            return json_reply(
+                StatusCode::OK,
+                serde_json::to_value(now).unwrap_or_default(),
+            );
+        }
+        let at = table.admin.at;
+        let after = match whatif::changed_state(&table, &table.admin.state, &change, at) {
+            Ok(state) => whatif::hypothetical(&table, &state, &change.down, at),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        match crate::explain::explain_request(&after, &name, &qtype, &client) {
+            Ok(then) => json_reply(
+                StatusCode::OK,
+                json!({ "now": now, "what_if": then, "change": change, "applied": false }),
+            ),
             Err(e) => error(StatusCode::BAD_REQUEST, e),
+        }
+    }
+
+    /// Previews a change on the recent query sample; applies nothing.
+    async fn what_if(&self, body: &[u8]) -> Reply {
+        let change: WhatIf = match serde_json::from_slice(body) {
+            Ok(c) => c,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
+        };
+        let snap = self.store.load_full();
+        let preview = tokio::task::spawn_blocking(move || preview(&snap, &change)).await;
+        match preview {
+            Ok(Ok(v)) => json_reply(StatusCode::OK, v),
+            Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         }
     }
 
@@ -370,6 +491,41 @@ impl Admin {
     }
 }
 
+/// A what-if preview of `change` against the snapshot in force, on its sample of recent
+/// queries, as the API answers it.
+pub fn preview(
+    snap: &crate::dns::snapshot::Snapshot,
+    change: &WhatIf,
+) -> Result<serde_json::Value, String> {
+    let table = &snap.table;
+    let at = table
+        .admin
+        .at
+        .max(crate::clock::unix_seconds(table.built_at));
+    let state = whatif::changed_state(table, &table.admin.state, change, at)?;
+    let after = whatif::hypothetical(table, &state, &change.down, at);
+    let population = history::population(snap, usize::MAX);
+    let cmp = whatif::compare(table, &after, &population, snap.sample.rate());
+    let over = cmp.overloaded();
+    let mut v = json!({
+        "generation": table.generation,
+        "applied": false,
+        "change": change,
+        "sample_every": crate::dns::sample::SAMPLE_EVERY,
+    });
+    if let (Some(obj), Ok(serde_json::Value::Object(more))) =
+        (v.as_object_mut(), serde_json::to_value(&cmp))
+    {
+        obj.extend(more);
+    }
+    v["over_capacity"] = json!(
+        over.iter()
+            .map(|(r, qps, cap)| json!({ "region": r, "predicted_qps": qps, "capacity_qps": cap }))
+            .collect::<Vec<_>>()
+    );
+    Ok(v)
+}
+
 /// The admin API's endpoints, by path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route<'a> {
@@ -388,6 +544,10 @@ enum Route<'a> {
     RampAction(&'a str, &'a str),
     Reload,
     LatencyMap,
+    History,
+    HistoryEntry(&'a str),
+    Rollback,
+    WhatIf,
 }
 
 /// The one route table: each path with the method it answers.
@@ -408,6 +568,10 @@ fn route<'a>(segs: &[&'a str]) -> Option<(Method, Route<'a>)> {
         ["v1", "ramps", id, action] => (Method::POST, Route::RampAction(id, action)),
         ["v1", "reload"] => (Method::POST, Route::Reload),
         ["v1", "latency-map"] => (Method::PUT, Route::LatencyMap),
+        ["v1", "history"] => (Method::GET, Route::History),
+        ["v1", "history", generation] => (Method::GET, Route::HistoryEntry(generation)),
+        ["v1", "rollback"] => (Method::POST, Route::Rollback),
+        ["v1", "what-if"] => (Method::POST, Route::WhatIf),
         _ => return None,
     })
 }
@@ -440,7 +604,10 @@ fn admin_error(e: AdminError) -> Reply {
         | AdminError::AlreadyEvacuated(_)
         | AdminError::RampUnderWay(_)
         | AdminError::WouldEmpty { .. }
-        | AdminError::BreaksSafety { .. } => StatusCode::CONFLICT,
+        | AdminError::BreaksSafety { .. }
+        | AdminError::OverCapacity { .. }
+        | AdminError::NotKept(_) => StatusCode::CONFLICT,
+        AdminError::NoSuchGeneration(_) => StatusCode::NOT_FOUND,
         AdminError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
         AdminError::Cluster(crate::cluster::ClusterError::Conflict { .. }) => StatusCode::CONFLICT,
         AdminError::Cluster(crate::cluster::ClusterError::Unavailable(_)) => {
@@ -453,6 +620,14 @@ fn admin_error(e: AdminError) -> Reply {
     }
     if let AdminError::BreaksSafety { rule, .. } = &e {
         body["rule"] = json!(rule);
+    }
+    if let AdminError::OverCapacity { regions } = &e {
+        body["regions"] = json!(
+            regions
+                .iter()
+                .map(|(r, qps, cap)| json!({ "region": r, "predicted_qps": qps, "capacity_qps": cap }))
+                .collect::<Vec<_>>()
+        );
     }
     json_reply(status, body)
 }

@@ -120,6 +120,15 @@ pub fn load_str(text: &str, path: &Path) -> Result<Compiled, ConfigErrors> {
     load_text(text, path, None)
 }
 
+/// Like [`load_str`], keeping `previous`'s GeoIP and ASN databases (see [`load_reusing`]).
+pub fn load_str_reusing(
+    text: &str,
+    path: &Path,
+    previous: Option<&Compiled>,
+) -> Result<Compiled, ConfigErrors> {
+    load_text(text, path, previous)
+}
+
 fn load_text(
     text: &str,
     path: &Path,

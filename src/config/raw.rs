@@ -294,6 +294,8 @@ pub struct RawRegion {
     pub continents: Vec<S<String>>,
     /// Proximity policy: grows (positive) or shrinks (negative) the catchment, -99 to 99.
     pub bias: Option<S<i64>>,
+    /// Queries per second the region can answer: what-if previews and capacity checks.
+    pub capacity_qps: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

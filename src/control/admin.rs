@@ -7,8 +7,10 @@ use tracing::{info, warn};
 
 use super::Publisher;
 use super::command::AdminError;
+use super::history::{self, Cause};
 use crate::clock::unix_seconds;
 use crate::cluster::AdminDoc;
+use crate::explain::whatif::{compare, hypothetical};
 use crate::routing::admin::{AdminState, DRAIN_BUCKETS, Drain, Evacuation};
 use crate::routing::scenario::SafetyRule;
 use crate::routing::table::{AdminView, Compiled, RoutingTable, ServiceRegion};
@@ -73,6 +75,7 @@ impl Publisher {
         if start.is_none() {
             self.refuse_emptying(rid, &c)?;
             self.refuse_unsafe(&next, &c, at)?;
+            self.refuse_over_capacity(&next, c.force, now)?;
         }
         self.commit(next).await?;
         audit(
@@ -82,7 +85,12 @@ impl Publisher {
             &c.by,
             c.force,
         );
-        Ok(self.publish(format!("evacuate {}", c.region), now))
+        let cause = Cause::Evacuate {
+            region: c.region,
+            by: c.by,
+            reason: c.reason,
+        };
+        Ok(self.publish(cause, now))
     }
 
     /// Lifts an evacuation, or cancels a scheduled one.
@@ -98,7 +106,7 @@ impl Publisher {
         }
         self.commit(next).await?;
         audit(&region, "restore", "", &by, false);
-        Ok(self.publish(format!("restore {region}"), now))
+        Ok(self.publish(Cause::Restore { region, by }, now))
     }
 
     /// Drains `percent` of a region's clients (by bucket) to their next region; 0 lifts the
@@ -149,6 +157,9 @@ impl Publisher {
         }
         // A finished or aborted ramp of the region gives way to the new drain.
         next.ramps.retain(|_, r| r.region != c.region);
+        if percent > 0.0 && start.is_none() {
+            self.refuse_over_capacity(&next, c.force, now)?;
+        }
         self.commit(next).await?;
         let action = format!("drain {percent} %");
         audit(
@@ -158,7 +169,13 @@ impl Publisher {
             &c.by,
             c.force,
         );
-        Ok(self.publish(format!("drain {} {percent} %", c.region), now))
+        let cause = Cause::Drain {
+            region: c.region,
+            percent,
+            by: c.by,
+            reason: c.reason,
+        };
+        Ok(self.publish(cause, now))
     }
 
     pub(super) fn region_id(&self, region: &str) -> Result<usize, AdminError> {
@@ -205,6 +222,41 @@ impl Publisher {
                 detail,
             })
         })
+    }
+
+    /// Refuses a change whose predicted load (the recent query sample replayed on the table it
+    /// would make, at the measured query rate) exceeds a receiving region's `capacity_qps`,
+    /// unless forced. Without capacities, a measured rate or a sample there is nothing to
+    /// check.
+    pub(super) fn refuse_over_capacity(
+        &self,
+        next: &AdminState,
+        force: bool,
+        now: SystemTime,
+    ) -> Result<(), AdminError> {
+        let snap = self.store.load_full();
+        let qps = self.sample.rate();
+        if force
+            || qps <= 0.0
+            || !snap
+                .table
+                .compiled
+                .regions
+                .iter()
+                .any(|r| r.capacity_qps.is_some())
+        {
+            return Ok(());
+        }
+        let population = history::population(&snap, usize::MAX);
+        if population.is_empty() {
+            return Ok(());
+        }
+        let after = hypothetical(&snap.table, next, &[], unix_seconds(now));
+        let regions = compare(&snap.table, &after, &population, qps).overloaded();
+        if regions.is_empty() {
+            return Ok(());
+        }
+        Err(AdminError::OverCapacity { regions })
     }
 
     /// The fleet's admin document changed: apply it, or seed an empty store from the local
@@ -279,7 +331,7 @@ impl Publisher {
             }
         }
         self.admin = next;
-        self.publish(format!("admin state from {from}"), now);
+        self.publish(Cause::Fleet, now);
         self.sync_ramp_checks();
     }
 
@@ -327,7 +379,7 @@ impl Publisher {
         }
         self.schedule_seen = to;
         self.admin = self.admin.pruned(to);
-        self.publish("schedule".into(), now);
+        self.publish(Cause::Schedule, now);
     }
 
     async fn save_admin(&self, next: &AdminState) -> Result<(), StateError> {

@@ -54,6 +54,17 @@ pub enum Command {
     /// The process is stopping: publish what is pending, write the health file, stop, and
     /// say so.
     Shutdown { done: oneshot::Sender<()> },
+    /// The history ring, oldest first.
+    History {
+        reply: oneshot::Sender<Vec<super::history::Entry>>,
+    },
+    /// Restore the operator state, latency map and config of a generation.
+    Rollback {
+        to: u64,
+        reason: String,
+        by: String,
+        reply: oneshot::Sender<Result<super::rollback::RolledBack, AdminError>>,
+    },
     /// Replace the latency map (validated against the current regions) atomically.
     SetLatencyMap {
         text: String,
@@ -99,6 +110,15 @@ pub enum AdminError {
         rule: String,
         detail: String,
     },
+    #[error(
+        "the change would load these regions above their capacity: {}; pass \"force\": true to do it anyway",
+        regions.iter().map(|(r, qps, cap)| format!("{r} {qps:.0} qps predicted > capacity_qps {cap}")).collect::<Vec<_>>().join(", ")
+    )]
+    OverCapacity { regions: Vec<(String, f64, f64)> },
+    #[error("no generation {0} in the history")]
+    NoSuchGeneration(u64),
+    #[error("{0}")]
+    NotKept(String),
     #[error("cannot save the evacuation state, nothing changed: {0}")]
     State(#[from] StateError),
     #[error("{0}")]

@@ -7,8 +7,10 @@ pub mod admin;
 pub mod command;
 pub mod gauges;
 pub mod health;
+pub mod history;
 pub mod ramps;
 pub mod reload;
+pub mod rollback;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ use tracing::{info, warn};
 
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::{ClusterStore, FleetUpdate};
+use crate::dns::sample::{QuerySample, SAMPLE_EVERY, SAMPLE_SLOTS};
 use crate::dns::snapshot::{Snapshot, Store};
 use crate::health::prober::ProbeEvent;
 use crate::metrics::Metrics;
@@ -34,12 +37,15 @@ use crate::state::{SavedEvacuations, SavedHealth};
 use command::Command;
 use gauges::Gauges;
 use health::{HealthState, PeerViews, update_penalties};
+use history::{Cause, Entry, History, LatencySource};
 
 /// Shortest time between two tables published for health changes: a storm is folded into
 /// one table per gap.
 pub const PUBLISH_GAP: Duration = Duration::from_millis(25);
 /// Shortest time between two writes of the health file.
 pub const SAVE_GAP: Duration = Duration::from_secs(1);
+/// How often the query rate (of the sample, and answered per region) is measured.
+pub const RATE_EVERY: Duration = Duration::from_secs(5);
 /// Probe events folded in one go before the loop looks at its other inputs.
 const PROBE_DRAIN: usize = 4096;
 
@@ -76,6 +82,17 @@ pub struct Publisher {
     peers: PeerViews,
     cluster_revision: i64,
     clock: Arc<dyn Clock>,
+    /// Published tables, configs kept for rollback, journal lines to write.
+    history: History,
+    /// Targets whose verdict changed since the last publish.
+    changed_targets: Vec<String>,
+    latency_source: LatencySource,
+    /// The sample of recent queries, shared by every snapshot.
+    sample: Arc<QuerySample>,
+    /// Answers per region (counter slot 0: none) and when, at the last rate measurement.
+    rate_seen: Option<(Instant, u64, Vec<u64>)>,
+    /// Answers per second per region, as last measured.
+    region_rates: Vec<f64>,
 }
 
 impl Publisher {
@@ -87,9 +104,18 @@ impl Publisher {
         evacuations: SavedEvacuations,
         metrics: Arc<Metrics>,
     ) -> (Publisher, Arc<Store>) {
-        let cold = Snapshot::first(RoutingTable::cold(compiled.clone()));
+        let sample = Arc::new(QuerySample::new(SAMPLE_SLOTS));
+        let cold = Snapshot::first_sampled(RoutingTable::cold(compiled.clone()), sample.clone());
         let store = Arc::new(ArcSwap::from_pointee(cold.next(cold.table.clone())));
+        let mut history = History::load(compiled.settings.state_dir.as_ref());
+        history.keep_config(compiled.clone(), None);
         let mut p = Publisher {
+            history,
+            changed_targets: Vec::new(),
+            latency_source: LatencySource::Config,
+            sample,
+            rate_seen: None,
+            region_rates: Vec::new(),
             store: store.clone(),
             health: HealthState::seeded(&compiled, saved),
             gauges: Gauges::new(&metrics, &compiled),
@@ -115,7 +141,9 @@ impl Publisher {
         };
         let now = p.clock.now();
         p.schedule_seen = crate::clock::unix_seconds(now);
-        p.publish("start".into(), now);
+        // The generations go on from the history's, so a rollback target is never ambiguous.
+        p.generation = p.history.entries.back().map_or(0, |e| e.generation);
+        p.publish(Cause::Start, now);
         (p, store)
     }
 
@@ -129,6 +157,13 @@ impl Publisher {
 
     /// Where `Reload` reads the config from.
     pub fn with_config_path(mut self, path: PathBuf) -> Self {
+        // The source text of the config in force, kept for rollback (it was just read). Should
+        // the file have changed in between, a rollback that compiles this text again finds
+        // another config hash and refuses.
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            self.history
+                .keep_config(self.compiled.clone(), Some(Arc::from(text)));
+        }
         self.config_path = Some(path);
         self
     }
@@ -138,7 +173,7 @@ impl Publisher {
         self.clock = clock;
         let now = self.clock.now();
         self.schedule_seen = crate::clock::unix_seconds(now);
-        self.publish("clock".into(), now);
+        self.publish(Cause::Clock, now);
         self
     }
 
@@ -164,7 +199,8 @@ impl Publisher {
             return false;
         };
         let now = self.clock.now();
-        self.publish(why.into(), now);
+        let cause = self.probe_cause(why);
+        self.publish(cause, now);
         true
     }
 
@@ -185,6 +221,9 @@ impl Publisher {
                     warn!(target = %key, health = new.name(), %err, "health changed")
                 }
                 _ => info!(target = %key, health = new.name(), "health changed"),
+            }
+            if self.changed_targets.len() < 1024 {
+                self.changed_targets.push(key.clone());
             }
         }
         if (observed.changed.is_some() || observed.promotable_changed.is_some())
@@ -254,6 +293,18 @@ impl Publisher {
                 let r = self.restore(region, by, now).await;
                 let _ = reply.send(r);
             }
+            Command::History { reply } => {
+                let _ = reply.send(self.history.entries.iter().cloned().collect());
+            }
+            Command::Rollback {
+                to,
+                reason,
+                by,
+                reply,
+            } => {
+                let r = self.rollback(to, reason, by, now).await;
+                let _ = reply.send(r);
+            }
             Command::Reload { reply } => {
                 let r = self.reload(now).await;
                 if let Some(reply) = reply {
@@ -270,7 +321,7 @@ impl Publisher {
             Command::Fleet(FleetUpdate::PeerViews(views)) => {
                 if views != self.peers {
                     self.peers = views;
-                    self.publish("peer health".into(), now);
+                    self.publish(Cause::PeerHealth, now);
                 }
             }
             Command::SetLatencyMap {
@@ -287,8 +338,9 @@ impl Publisher {
                 let r = LatencyMap::parse(&text, format, &regions).map(|map| {
                     let entries = map.entries;
                     self.latency_map = Arc::new(map);
+                    self.latency_source = LatencySource::Api(entries);
                     info!(entries, "latency map replaced through the admin API");
-                    (self.publish("latency map".into(), now), entries)
+                    (self.publish(Cause::LatencyMap { entries }, now), entries)
                 });
                 let _ = reply.send(r);
             }
@@ -297,8 +349,9 @@ impl Publisher {
 
     /// Builds the next table from the current compiled config, health and admin state, and
     /// swaps it in with the DNS side's templates and counters as one snapshot.
-    fn publish(&mut self, why: String, now: SystemTime) -> u64 {
+    fn publish(&mut self, cause: Cause, now: SystemTime) -> u64 {
         self.generation += 1;
+        let why = cause.summary();
         let health = self.health.view(&self.compiled, &self.peers, self.quorum);
         update_penalties(&self.compiled, &health, &mut self.penalty);
         let table = RoutingTable {
@@ -318,7 +371,9 @@ impl Publisher {
         };
         self.gauges.publish(&self.metrics, &table);
         tracing::debug!(generation = self.generation, why = %table.built_for, "published routing table");
-        self.store.store(Arc::new(self.cold.next(table)));
+        let next = Arc::new(self.cold.next(table));
+        let previous = self.store.swap(next.clone());
+        self.record_history(&previous, &next, cause, now);
         self.generation
     }
 
@@ -328,6 +383,80 @@ impl Publisher {
             health: self.saved().targets,
             guards: self.health.guards(&self.compiled),
         }
+    }
+
+    /// The history entry of a publish: its cause, what it was built from, and what changed
+    /// (replaying a bounded part of the query sample through both tables).
+    fn record_history(
+        &mut self,
+        previous: &Snapshot,
+        next: &Snapshot,
+        cause: Cause,
+        now: SystemTime,
+    ) {
+        let population = history::population(previous, history::DIFF_SAMPLES);
+        let diff = if previous.table.generation == next.table.generation {
+            history::Diff::default()
+        } else {
+            history::diff(&previous.table, &next.table, &population)
+        };
+        let entry = Entry {
+            generation: self.generation,
+            at: crate::clock::unix_seconds(now),
+            cause,
+            config_generation: self.config_generation,
+            config_hash: self.compiled.settings.config_hash.clone(),
+            admin: self.admin.pruned(crate::clock::unix_seconds(now)),
+            latency_map: self.latency_source.clone(),
+            diff,
+            latency: Some(self.latency_map.clone()),
+        };
+        self.history.record(entry, self.state_dir.is_some());
+    }
+
+    /// Appends the pending history lines to the journal in the background; `None` when
+    /// there is nothing to write or no `state_dir`.
+    fn save_history(&mut self) -> Option<tokio::task::JoinHandle<usize>> {
+        let dir = self.state_dir.clone()?;
+        if self.history.pending.is_empty() {
+            return None;
+        }
+        let lines = std::mem::take(&mut self.history.pending);
+        let held = self.history.journaled;
+        Some(tokio::task::spawn_blocking(move || {
+            crate::state::append_history(&dir, &lines, held, history::JOURNAL_MAX, history::RING)
+                .unwrap_or_else(|e| {
+                    warn!(error = %e, "cannot append to the history journal");
+                    held
+                })
+        }))
+    }
+
+    /// Measures the query rate: of the sample (for what-if estimates) and of the answers
+    /// per region (for capacity); aborts ramps whose receiving regions answer above their
+    /// capacity.
+    async fn measure_rates(&mut self) {
+        let snap = self.store.load_full();
+        let answers = snap.counters.region_answers();
+        let written = self.sample.written();
+        let at = Instant::now();
+        if let Some((then, seen, before)) = self.rate_seen.take()
+            && before.len() == answers.len()
+        {
+            let secs = at.duration_since(then).as_secs_f64();
+            if secs > 0.0 {
+                let sampled = written.saturating_sub(seen) as f64 * f64::from(SAMPLE_EVERY);
+                self.sample.set_rate(sampled / secs);
+                self.region_rates = answers
+                    .iter()
+                    .zip(&before)
+                    .skip(1)
+                    .map(|(a, b)| a.saturating_sub(*b) as f64 / secs)
+                    .collect();
+            }
+        }
+        self.rate_seen = Some((at, written, answers));
+        self.check_ramp_capacity(self.clock.now()).await;
     }
 
     /// What to save in `state_dir`.
@@ -351,10 +480,20 @@ impl Publisher {
         let mut last_publish = Instant::now();
         let mut save_at: Option<Instant> = None;
         let mut saving: Option<tokio::task::JoinHandle<()>> = None;
+        let mut journaling: Option<tokio::task::JoinHandle<usize>> = None;
+        let mut rates = tokio::time::interval(RATE_EVERY);
+        rates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopped = None;
         // Ramps restored from state_dir get their Prometheus conditions polled again.
         self.sync_ramp_checks();
         loop {
+            // One journal writer at a time, off this loop.
+            if journaling.as_ref().is_none_or(|j| j.is_finished()) {
+                if let Some(done) = journaling.take() {
+                    self.history.journaled = done.await.unwrap_or(self.history.journaled);
+                }
+                journaling = self.save_history();
+            }
             let publish_at = last_publish + PUBLISH_GAP;
             let change_at = self.next_change();
             tokio::select! {
@@ -367,6 +506,9 @@ impl Publisher {
                 }
                 Some(cmd) = self.ramp_checks.next() => {
                     self.on_command(cmd).await;
+                }
+                _ = rates.tick() => {
+                    self.measure_rates().await;
                 }
                 ev = probes.recv() => match ev {
                     Some(ev) => {
@@ -427,6 +569,12 @@ impl Publisher {
         if let Some(previous) = saving.take() {
             let _ = previous.await;
         }
+        if let Some(j) = journaling.take() {
+            self.history.journaled = j.await.unwrap_or(self.history.journaled);
+        }
+        if let Some(last) = self.save_history() {
+            let _ = last.await;
+        }
         if save_at.is_some()
             && let Some(last) = self.save_health()
         {
@@ -441,7 +589,10 @@ impl Publisher {
     /// the loop's clock (a moment after, so the wall clock has passed it).
     fn next_change(&self) -> Option<Instant> {
         let now = self.clock.now();
-        let at = self.admin.next_change(crate::clock::unix_seconds(now))?;
+        // From the last look at the schedule, so a change due at the very second of another
+        // wake-up (the rate measurement) is not passed over.
+        let seen = self.schedule_seen.min(crate::clock::unix_seconds(now));
+        let at = self.admin.next_change(seen)?;
         let at = std::time::UNIX_EPOCH + Duration::from_secs(at);
         let wait = at.duration_since(now).unwrap_or_default();
         Some(Instant::now() + wait + Duration::from_millis(1))
@@ -455,9 +606,21 @@ impl Publisher {
     ) {
         if let Some(why) = due.take() {
             let now = self.clock.now();
-            self.publish(why.into(), now);
+            let cause = self.probe_cause(why);
+            self.publish(cause, now);
             *last_publish = Instant::now();
             save_at.get_or_insert(*last_publish + SAVE_GAP);
+        }
+    }
+
+    /// The cause of a publish for probe results: the targets that changed, or the first
+    /// round's completion.
+    fn probe_cause(&mut self, why: &'static str) -> Cause {
+        let targets = std::mem::take(&mut self.changed_targets);
+        if why == "health" {
+            Cause::health(targets)
+        } else {
+            Cause::FirstProbeRound
         }
     }
 
@@ -818,5 +981,161 @@ mod tests {
         cmd_tx.send(Command::Shutdown { done }).await.expect("send");
         stopped.await.expect("acknowledged");
         task.await.expect("stopped");
+    }
+
+    /// Failover from a to b, b able to take 50 qps; the config file at `path`.
+    fn failover_file(path: &std::path::Path, ttl: u32) -> Publisher {
+        let text = format!(
+            "{GEOIP}{ZONE}\n[[regions]]\nname = \"a\"\n\n[[regions]]\nname = \"b\"\n\
+             capacity_qps = 50\n\n[[services]]\nname = \"www.example.com.\"\nttl = {ttl}\n\
+             policy = \"failover\"\nregions = [\"a\", \"b\"]\nendpoints = [\n\
+             {{ region = \"a\", address = \"10.0.0.1\" }},\n\
+             {{ region = \"b\", address = \"10.0.0.2\" }},\n]\n"
+        );
+        std::fs::write(path, &text).expect("write config");
+        let compiled = Arc::new(load(&text).expect("config"));
+        let (p, _) = Publisher::new(
+            compiled,
+            &Default::default(),
+            Default::default(),
+            Arc::new(Metrics::new()),
+        );
+        p.with_config_path(path.to_owned())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rollback_restores_operator_state_and_the_config_even_after_the_file_changed() {
+        let dir = std::env::temp_dir().join(format!("meridian-rollback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("meridian.toml");
+        let mut p = failover_file(&path, 30);
+        let store = p.store.clone();
+        let start = store.load().table.generation;
+        let hash = p.compiled.settings.config_hash.clone();
+        let now = p.clock.now();
+        p.evacuate(change("a", None), now).await.expect("evacuated");
+        // A new config (another TTL) is loaded; the file then changes again.
+        let first = std::fs::read_to_string(&path).expect("read");
+        std::fs::write(&path, first.replace("ttl = 30", "ttl = 5")).expect("write");
+        p.reload(now).await.expect("reloaded");
+        std::fs::write(&path, first.replace("ttl = 30", "ttl = 7")).expect("write");
+        assert_ne!(p.compiled.settings.config_hash, hash);
+        let before = store.load().table.generation;
+        let done = p
+            .rollback(start, "bad ttl".into(), "tests".into(), now)
+            .await
+            .expect("rolled back");
+        assert!(done.generation > before, "a new, higher generation");
+        assert_eq!(done.config_hash.as_deref(), Some(hash.as_str()));
+        let snap = store.load();
+        assert_eq!(snap.table.generation, done.generation);
+        assert_eq!(snap.table.compiled.settings.config_hash, hash);
+        assert_eq!(
+            snap.table.compiled.services[0].ttl, 30,
+            "the file's 7 is not read"
+        );
+        assert!(
+            snap.table.admin.evacuations.is_empty(),
+            "the evacuation is undone"
+        );
+        let last = p.history.entries.back().expect("entry");
+        assert!(matches!(last.cause, Cause::Rollback { to, config: true, .. } if to == start));
+        assert!(last.diff.config_from.is_some());
+        // Unknown generations are refused.
+        assert!(matches!(
+            p.rollback(999_999, String::new(), "tests".into(), now)
+                .await,
+            Err(command::AdminError::NoSuchGeneration(999_999))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_predicted_to_exceed_a_regions_capacity_is_refused_unless_forced() {
+        let dir = std::env::temp_dir().join(format!("meridian-capacity-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut p = failover_file(&dir.join("meridian.toml"), 30);
+        let tag = p.store.load().sample_tag;
+        for i in 0..200u32 {
+            let q = crate::routing::query::Query {
+                service: crate::routing::table::ServiceId(0),
+                family: crate::routing::table::Family::V4,
+                client: crate::routing::query::Client {
+                    addr: std::net::IpAddr::from([10, 1, i as u8, 1]),
+                    ecs_source: None,
+                },
+            };
+            p.sample.write(tag, &q);
+        }
+        p.sample.set_rate(120.0);
+        let now = p.clock.now();
+        let refused = p.evacuate(change("a", None), now).await;
+        let Err(command::AdminError::OverCapacity { regions }) = &refused else {
+            panic!("{refused:?}")
+        };
+        assert_eq!(regions, &vec![("b".to_string(), 120.0, 50.0)]);
+        assert!(p.admin.evacuations.is_empty(), "nothing changed");
+        // A 25 % drain sends b about 30 qps: allowed.
+        p.drain(change("a", None), 25.0, now)
+            .await
+            .expect("a drain within capacity");
+        let mut forced = change("a", None);
+        forced.force = true;
+        p.evacuate(forced, now).await.expect("forced");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ramp_aborts_when_a_receiving_region_answers_above_its_capacity() {
+        use crate::routing::admin::AbortWhen;
+        use crate::routing::decide::decide;
+        use crate::routing::query::{Client, Query};
+        use crate::routing::table::{Family, ServiceId};
+        use crate::routing::trace::NoTrace;
+        let dir = std::env::temp_dir().join(format!("meridian-ramp-cap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut p = failover_file(&dir.join("meridian.toml"), 30);
+        let now = p.clock.now();
+        let spec = ramps::RampSpec {
+            steps: vec![50.0, 100.0],
+            step_every: Duration::from_secs(3600),
+            on_abort: crate::routing::admin::OnAbort::Revert,
+            abort_when: AbortWhen::default(),
+        };
+        let (_, id) = p.ramp(change("a", None), spec, now).await.expect("a ramp");
+        p.measure_rates().await;
+        // b answers the drained half: 600 answers in 5 s is 120 qps, above its 50.
+        let snap = p.store.load_full();
+        let mut counted = 0;
+        for i in 0..10_000u32 {
+            let q = Query {
+                service: ServiceId(0),
+                family: Family::V4,
+                client: Client {
+                    addr: std::net::IpAddr::from([10, (i >> 8) as u8, i as u8, 0]),
+                    ecs_source: None,
+                },
+            };
+            let d = decide(&snap.table, &q, &mut NoTrace);
+            if d.region.map(|r| r.index()) == Some(1) {
+                snap.counters.count_answer(&d);
+                counted += 1;
+                if counted == 600 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(counted, 600);
+        tokio::time::advance(RATE_EVERY).await;
+        p.measure_rates().await;
+        let snap = p.store.load();
+        let ramp = &snap.table.admin.state.ramps[&id];
+        let why = &ramp.aborted.as_ref().expect("aborted").why;
+        assert!(
+            why.contains("b answers 120 qps, above its capacity_qps 50"),
+            "{why}"
+        );
+        assert_eq!(snap.table.admin.drained[0], 0, "reverted");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -14,6 +14,7 @@ use tracing::warn;
 use super::Publisher;
 use super::admin::{Change, audit};
 use super::command::{AdminError, Command};
+use super::history::Cause;
 use crate::clock::unix_seconds;
 use crate::routing::RoutingTable;
 use crate::routing::admin::{
@@ -79,9 +80,8 @@ impl Publisher {
         if spec.steps.iter().any(|&p| buckets(p) == DRAIN_BUCKETS) {
             self.refuse_emptying(rid, &c)?;
         }
-        // Every step is checked against the safety rules now, not when it is reached: a ramp
-        // that would stop half-way on a refusal is worse than none.
-        for &percent in &spec.steps {
+        // The admin state with the region drained at one of the ramp's percentages.
+        let at_step = |percent: f64| {
             let mut step = next.clone();
             step.ramps.retain(|_, r| r.region != c.region);
             step.drains.insert(
@@ -96,7 +96,17 @@ impl Publisher {
                     expires: None,
                 },
             );
-            self.refuse_unsafe(&step, &c, at)?;
+            step
+        };
+        // Every step is checked against the safety rules now, not when it is reached: a ramp
+        // that would stop half-way on a refusal is worse than none.
+        for &percent in &spec.steps {
+            self.refuse_unsafe(&at_step(percent), &c, at)?;
+        }
+        // Capacity is checked against the ramp's largest step.
+        let top = spec.steps.iter().copied().fold(0.0, f64::max);
+        if start.is_none() && top > 0.0 {
+            self.refuse_over_capacity(&at_step(top), c.force, now)?;
         }
         let table = self.store.load_full().table.clone();
         let id = format!("{}-{at}", c.region);
@@ -124,7 +134,14 @@ impl Publisher {
         next.ramps.insert(id.clone(), ramp);
         self.commit(next).await?;
         audit(&c.region, &format!("ramp {id}"), &c.reason, &c.by, c.force);
-        let generation = self.publish(format!("ramp {id}"), now);
+        let cause = Cause::Ramp {
+            id: id.clone(),
+            region: c.region.clone(),
+            action: "start".into(),
+            by: c.by.clone(),
+            reason: c.reason.clone(),
+        };
+        let generation = self.publish(cause, now);
         self.sync_ramp_checks();
         Ok((generation, id))
     }
@@ -169,7 +186,14 @@ impl Publisher {
             RampAction::Abort => "abort",
         };
         audit(&region, &format!("ramp {id} {verb}"), "", by, false);
-        let generation = self.publish(format!("ramp {id} {verb}"), now);
+        let cause = Cause::Ramp {
+            id: id.to_owned(),
+            region,
+            action: verb.into(),
+            by: by.to_owned(),
+            reason: String::new(),
+        };
+        let generation = self.publish(cause, now);
         self.sync_ramp_checks();
         Ok(generation)
     }
@@ -190,6 +214,43 @@ impl Publisher {
             .filter(|r| r.pending(at))
             .filter_map(|r| Some((r.id.clone(), health_condition(&table, r)?)))
             .collect();
+        for (id, why) in fired {
+            self.abort_on_condition(&id, why, now, served).await;
+        }
+    }
+
+    /// Aborts the ramps under way whose receiving regions answer more queries per second
+    /// (as last measured) than their `capacity_qps`.
+    pub(super) async fn check_ramp_capacity(&mut self, now: SystemTime) {
+        let at = unix_seconds(now);
+        if self.region_rates.is_empty() || !self.admin.ramps.values().any(|r| r.pending(at)) {
+            return;
+        }
+        let table = self.store.load_full().table.clone();
+        let c = &table.compiled;
+        let mut fired = Vec::new();
+        for r in self.admin.ramps.values().filter(|r| r.pending(at)) {
+            let Some(rid) = c.regions.iter().position(|x| x.name == r.region) else {
+                continue;
+            };
+            for region in receiving(&table, RegionId(rid as u32)) {
+                let (Some(cap), Some(rate)) = (
+                    c.region(region).capacity_qps,
+                    self.region_rates.get(region.index()),
+                ) else {
+                    continue;
+                };
+                if *rate > cap {
+                    let name = &c.region(region).name;
+                    fired.push((
+                        r.id.clone(),
+                        format!("{name} answers {rate:.0} qps, above its capacity_qps {cap}"),
+                    ));
+                    break;
+                }
+            }
+        }
+        let served = self.served_at(unix_seconds(now));
         for (id, why) in fired {
             self.abort_on_condition(&id, why, now, served).await;
         }
@@ -252,7 +313,14 @@ impl Publisher {
             false,
         );
         self.metrics.ramp_aborts.with_label_values(&[&region]).inc();
-        self.publish(format!("ramp {id} aborted"), now);
+        let cause = Cause::Ramp {
+            id: id.to_owned(),
+            region,
+            action: "aborted".into(),
+            by: "meridian".into(),
+            reason: why,
+        };
+        self.publish(cause, now);
         self.sync_ramp_checks();
     }
 

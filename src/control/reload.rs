@@ -8,6 +8,7 @@ use tracing::{info, warn};
 
 use super::Publisher;
 use super::gauges::Gauges;
+use super::history::{Cause, LatencySource};
 use crate::config::{ConfigError, ConfigErrors};
 use crate::dns::snapshot::Snapshot;
 use crate::routing::{Compiled, RoutingTable};
@@ -38,11 +39,18 @@ impl Publisher {
         };
         let previous = self.compiled.clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            crate::config::load_reusing(&path, Some(&previous))
+            let text = std::fs::read_to_string(&path).ok();
+            let compiled = match &text {
+                Some(t) => crate::config::load_str_reusing(t, &path, Some(&previous)),
+                None => crate::config::load_reusing(&path, Some(&previous)),
+            };
+            compiled.map(|c| (c, text))
         })
         .await;
-        let compiled = match loaded.map(|r| r.map(Arc::new).and_then(assertions_hold)) {
-            Ok(Ok(c)) => c,
+        let checked =
+            loaded.map(|r| r.and_then(|(c, text)| assertions_hold(Arc::new(c)).map(|c| (c, text))));
+        let (compiled, source) = match checked {
+            Ok(Ok(loaded)) => loaded,
             Ok(Err(errors)) => {
                 self.metrics.reloads.with_label_values(&["failure"]).inc();
                 warn!(
@@ -57,6 +65,23 @@ impl Publisher {
                 return Err(ConfigErrors(Vec::new()));
             }
         };
+        self.history
+            .keep_config(compiled.clone(), source.map(Arc::from));
+        self.swap_config(compiled);
+        self.metrics.reloads.with_label_values(&["success"]).inc();
+        info!(
+            config_generation = self.config_generation,
+            "config reloaded"
+        );
+        let cause = Cause::Reload {
+            config_hash: self.compiled.settings.config_hash.clone(),
+        };
+        Ok(self.publish(cause, now))
+    }
+
+    /// Makes `compiled` the config in force (a reload, a rollback): health carried by target
+    /// key, the latency map the config's, probers restarted; the caller publishes.
+    pub(super) fn swap_config(&mut self, compiled: Arc<Compiled>) {
         let settings = (&compiled.settings, &self.compiled.settings);
         if settings.0.dns_listen != settings.1.dns_listen
             || settings.0.admin_listen != settings.1.admin_listen
@@ -85,8 +110,11 @@ impl Publisher {
             }
         }
         self.metrics.carry(self.cold.counters.series());
-        self.cold = Snapshot::first(RoutingTable::cold(compiled.clone()));
+        self.cold =
+            Snapshot::first_sampled(RoutingTable::cold(compiled.clone()), self.sample.clone());
         self.latency_map = compiled.latency_map.clone();
+        self.latency_source = LatencySource::Config;
+        self.rate_seen = None;
         self.penalty = vec![None; compiled.service_region_slots];
         self.gauges = Gauges::new(&self.metrics, &compiled);
         self.compiled = compiled;
@@ -95,11 +123,5 @@ impl Publisher {
         if let Some(spawner) = &self.spawner {
             self.probers = spawner(self.compiled.clone(), self.config_generation);
         }
-        self.metrics.reloads.with_label_values(&["success"]).inc();
-        info!(
-            config_generation = self.config_generation,
-            "config reloaded"
-        );
-        Ok(self.publish("reload".into(), now))
     }
 }

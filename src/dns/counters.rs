@@ -125,6 +125,17 @@ impl DnsCounters {
         }
     }
 
+    /// Answers counted per region slot (0: no region, then by [`crate::routing::table::RegionId`]
+    /// + 1), over every service and reason.
+    pub fn region_answers(&self) -> Vec<u64> {
+        let mut out = vec![0; self.regions.len()];
+        for (i, c) in self.answers.iter().enumerate() {
+            let region = (i / REASONS.len()) % self.regions.len();
+            out[region] += c.load(Ordering::Relaxed);
+        }
+        out
+    }
+
     /// Every non-zero series, for rendering and for carrying over a reload.
     pub fn series(&self) -> Vec<Series> {
         let mut out = Vec::new();

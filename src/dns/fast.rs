@@ -136,15 +136,12 @@ pub fn respond(
     if table.compiled.service(service).alias {
         return None;
     }
-    let d = decide(
-        table,
-        &Query {
-            service,
-            family,
-            client,
-        },
-        &mut NoTrace,
-    );
+    let q = Query {
+        service,
+        family,
+        client,
+    };
+    let d = decide(table, &q, &mut NoTrace);
     let endpoints = d.endpoints.as_slice();
     if endpoints.is_empty() {
         return None; // NODATA, SERVFAIL or static fallback: the full handler's business
@@ -188,6 +185,7 @@ pub fn respond(
     push_opt(snap, &scanned, d.scope, out);
     finish(snap, parsed, zone, ResponseCode::NoError, metrics, out)?;
     snap.counters.count_answer(&d);
+    snap.sample.record(snap.sample_tag, &q);
     Some(Some(d))
 }
 

@@ -17,8 +17,8 @@ use super::snapshot::Snapshot;
 use super::wire::{self, Malformed, OptIn, Scanned};
 use crate::metrics::Metrics;
 use crate::routing::answer::answer;
-use crate::routing::query::{Client, Decision, Reason};
-use crate::routing::table::ZoneId;
+use crate::routing::query::{Client, Decision, Query, Reason};
+use crate::routing::table::{Family, ZoneId};
 use crate::routing::trace::NoTrace;
 
 /// The client a query is routed for: its ECS subnet when it sent one with a non-zero source
@@ -104,6 +104,14 @@ pub fn respond_decided(
         .count_query(reply.zone, qtype, reply.rcode, transport);
     if let Some(d) = &reply.decision {
         snap.counters.count_answer(d);
+        if let (Some(client), Some(family)) = (reply.client, Family::of_record_type(qtype)) {
+            let q = Query {
+                service: d.service,
+                family,
+                client,
+            };
+            snap.sample.record(snap.sample_tag, &q);
+        }
     }
     if request.ecs {
         metrics.ecs_queries.inc();
@@ -166,6 +174,8 @@ struct Reply {
     rcode: ResponseCode,
     zone: Option<ZoneId>,
     decision: Option<Decision>,
+    /// Who the decision was for (sampled with it).
+    client: Option<Client>,
 }
 
 impl Reply {
@@ -176,6 +186,7 @@ impl Reply {
             rcode,
             zone: None,
             decision: None,
+            client: None,
         }
     }
 }
@@ -490,6 +501,7 @@ fn respond_to(
                 rcode: ans.rcode,
                 zone: ans.zone,
                 decision: ans.decision,
+                client: Some(client),
             };
         }
     };
@@ -499,6 +511,7 @@ fn respond_to(
         rcode: ans.rcode,
         zone: ans.zone,
         decision: ans.decision,
+        client: Some(client),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod listen;
 #[cfg(test)]
 mod prop_tests;
 pub mod rrl;
+pub mod sample;
 pub mod snapshot;
 pub mod tcp;
 pub mod templates;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::counters::DnsCounters;
+use super::sample::QuerySample;
 use super::templates::Templates;
 use crate::routing::RoutingTable;
 
@@ -18,6 +19,10 @@ pub struct Snapshot {
     pub templates: Arc<Templates>,
     /// DNS counters for this compiled config (shared likewise).
     pub counters: Arc<DnsCounters>,
+    /// The sample of recent queries (one ring for the process, carried across configs).
+    pub sample: Arc<QuerySample>,
+    /// The tag this compiled config's queries are sampled under.
+    pub sample_tag: u16,
 }
 
 /// The store the publisher writes and everyone else reads.
@@ -26,9 +31,17 @@ pub type Store = ArcSwap<Snapshot>;
 impl Snapshot {
     /// The first snapshot of a compiled config: its templates built, its counters at zero.
     pub fn first(table: RoutingTable) -> Snapshot {
+        Snapshot::first_sampled(table, Arc::new(QuerySample::disabled()))
+    }
+
+    /// The first snapshot of a compiled config, sampling queries into `sample` under a new
+    /// tag.
+    pub fn first_sampled(table: RoutingTable, sample: Arc<QuerySample>) -> Snapshot {
         Snapshot {
             templates: Arc::new(Templates::build(&table)),
             counters: Arc::new(DnsCounters::new(&table.compiled)),
+            sample_tag: sample.new_tag(),
+            sample,
             table,
         }
     }
@@ -40,6 +53,8 @@ impl Snapshot {
             table,
             templates: self.templates.clone(),
             counters: self.counters.clone(),
+            sample: self.sample.clone(),
+            sample_tag: self.sample_tag,
         }
     }
 }

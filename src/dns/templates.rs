@@ -70,6 +70,8 @@ impl Templates {
             table: table.clone(),
             templates: Arc::default(),
             counters: Arc::new(DnsCounters::new(&table.compiled)),
+            sample: Arc::new(super::sample::QuerySample::disabled()),
+            sample_tag: 0,
         };
         let src: SocketAddr = ([127, 0, 0, 1], 53).into();
         let client = Client {

@@ -147,6 +147,8 @@ pub struct Region {
     pub continents: Vec<Continent>,
     /// Proximity bias as a fraction (-0.99 to 0.99): distance counts as km x (1 - bias).
     pub bias: f64,
+    /// Queries per second the region can answer (`capacity_qps`), if declared.
+    pub capacity_qps: Option<f64>,
     /// `location` as a unit vector.
     pub point: Option<Point>,
 }

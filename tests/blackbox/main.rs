@@ -20,6 +20,7 @@ mod geoip_files;
 mod guard;
 mod hardening;
 mod harness;
+mod history;
 mod hostnames;
 mod interop;
 mod knot;

@@ -55,6 +55,17 @@ pub(super) fn regions(cx: &mut Ctx, raw: &RawConfig) -> (Vec<Region>, HashMap<St
                 0.0
             }
         };
+        let capacity_qps = match &r.capacity_qps {
+            None => None,
+            Some(c) if c.get_ref().is_finite() && *c.get_ref() > 0.0 => Some(*c.get_ref()),
+            Some(c) => {
+                cx.err(
+                    c.span(),
+                    format!("capacity_qps {} must be a positive number", c.get_ref()),
+                );
+                None
+            }
+        };
         ids.insert(name.clone(), RegionId(out.len() as u32));
         out.push(Region {
             name,
@@ -64,6 +75,7 @@ pub(super) fn regions(cx: &mut Ctx, raw: &RawConfig) -> (Vec<Region>, HashMap<St
             countries: places.countries,
             continents: places.continents,
             bias,
+            capacity_qps,
         });
     }
     (out, ids)
