@@ -20,7 +20,7 @@
 # CLIENT_CPUS SKIP_APT SKIP_BUILD), plus LOAD_QPS=20000, WARM=12, WINDOW=5, REGION=eu,
 # ROLLBACK_SECONDS=20.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 LOAD_QPS=${LOAD_QPS:-20000}
