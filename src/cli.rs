@@ -459,6 +459,12 @@ fn ctl_run(
         }
         CtlAction::Drain {
             region, percent, ..
+        } if percent == 0.0 => format!(
+            "lifted the drain of {region}: generation {}\n",
+            answer["generation"]
+        ),
+        CtlAction::Drain {
+            region, percent, ..
         } => format!(
             "drained {percent} % of {region}: generation {}\n",
             answer["generation"]
