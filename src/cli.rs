@@ -459,16 +459,14 @@ fn ctl_run(
         }
         CtlAction::Drain {
             region, percent, ..
-        } if percent == 0.0 => format!(
-            "lifted the drain of {region}: generation {}\n",
-            answer["generation"]
-        ),
-        CtlAction::Drain {
-            region, percent, ..
-        } => format!(
-            "drained {percent} % of {region}: generation {}\n",
-            answer["generation"]
-        ),
+        } => {
+            let generation = &answer["generation"];
+            if percent == 0.0 {
+                format!("lifted the drain of {region}: generation {generation}\n")
+            } else {
+                format!("drained {percent} % of {region}: generation {generation}\n")
+            }
+        }
         CtlAction::Reload => format!("reloaded: generation {}\n", answer["generation"]),
     })
 }
