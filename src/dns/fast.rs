@@ -64,13 +64,15 @@ pub fn parse(snap: &Snapshot, req: &[u8], src: IpAddr) -> Result<Parsed, Option<
         return Err(None);
     }
     let scanned = wire::scan(req).map_err(|_| None)?;
-    // NSID requests, when we have one to give, are the full handler's.
+    // NSID requests, when we have one to give, are the full handler's; so are DO=1 queries
+    // when a zone is signed (the RRSIGs come from the signature cache).
     let nsid = snap.table.compiled.settings.nsid.is_some();
+    let signed = snap.table.compiled.signed;
     if scanned.qclass != CLASS_IN
         || (req[11] == 1) != scanned.edns.is_some()
         || scanned
             .edns
-            .is_some_and(|e| e.version != 0 || (e.nsid && nsid))
+            .is_some_and(|e| e.version != 0 || (e.nsid && nsid) || (e.dnssec_ok && signed))
     {
         return Err(Some(scanned));
     }

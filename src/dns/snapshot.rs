@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::clock::Clock;
+
 use super::counters::DnsCounters;
 use super::templates::Templates;
 use crate::routing::RoutingTable;
@@ -24,8 +26,13 @@ pub struct Snapshot {
 pub type Store = ArcSwap<Snapshot>;
 
 impl Snapshot {
-    /// The first snapshot of a compiled config: its templates built, its counters at zero.
+    /// The first snapshot of a compiled config: its templates built, its counters at zero,
+    /// its signed zones' fixed RRsets signed.
     pub fn first(table: RoutingTable) -> Snapshot {
+        if table.compiled.signed {
+            let now = crate::clock::unix_seconds(crate::clock::SystemClock.now());
+            super::dnssec::presign(&table, now);
+        }
         Snapshot {
             templates: Arc::new(Templates::build(&table)),
             counters: Arc::new(DnsCounters::new(&table.compiled)),

@@ -10,6 +10,7 @@ mod policy_tests;
 pub mod prefix;
 pub mod query;
 pub mod rank;
+pub mod sign;
 pub mod table;
 #[cfg(test)]
 pub(crate) mod test_support;

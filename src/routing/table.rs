@@ -329,6 +329,8 @@ pub struct Zone {
     pub has_delegations: bool,
     /// Whether any owner name starts with a `*` label (RFC 4592 wildcards).
     pub has_wildcards: bool,
+    /// The zone's DNSSEC keys and signatures, when it is signed.
+    pub signer: Option<super::sign::ZoneSigner>,
 }
 
 /// One compiled config: immutable, shared by every snapshot built from it.
@@ -359,6 +361,8 @@ pub struct Compiled {
     pub service_names: NameMap,
     /// Some traffic-managed name is a wildcard (`*.cdn.example.com.`).
     pub wildcard_services: bool,
+    /// Some zone is signed (DO=1 queries then go to the full handler).
+    pub signed: bool,
 }
 
 /// A `[cidr_maps.NAME]` table: networks sent to a region (longest prefix wins), then

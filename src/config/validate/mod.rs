@@ -3,6 +3,7 @@
 //! is handed (their records are checked against the rest of the config); the GeoIP database
 //! and the other data files are opened by `compile`.
 mod checks;
+mod dnssec;
 mod regions;
 pub(crate) use regions::parse_asn_number;
 mod server;

@@ -232,12 +232,18 @@ pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>, base: &Path) -> CheckedZone {
 
     cname_loops(cx, &records, &places);
 
+    let dnssec = z
+        .dnssec
+        .as_ref()
+        .zip(parsed_origin.as_ref())
+        .and_then(|(d, o)| super::dnssec::dnssec(cx, d, o, base));
     CheckedZone {
         origin,
         soa,
         ns,
         records,
         places,
+        dnssec,
     }
 }
 

@@ -1,0 +1,453 @@
+//! DNSSEC online signing: a signed zone's keys and the signatures of its RRsets.
+//!
+//! Signatures are kept in a [`Signatures`] cache that belongs to the compiled config, so every
+//! routing table built from it (one per health event) finds the RRSIGs made for the tables
+//! before it. The cache is keyed by the RRset: the owner name, the type and the addresses of
+//! the records in the compiled config (which lives as long as the cache), so an answer that
+//! did not change across a swap finds its signature. Reads are lock-free (one `ArcSwap` load
+//! per shard); a miss signs and publishes a new copy of the shard (bounded in size).
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::dnssec::crypto::{EcdsaSigningKey, Ed25519SigningKey};
+use hickory_proto::dnssec::rdata::{
+    CDNSKEY, CDS, DNSKEY, DNSSECRData, DS, NSEC, RRSIG, SigInput,
+};
+use hickory_proto::dnssec::{Algorithm, DigestType, PublicKey, PublicKeyBuf, SigningKey, TBS};
+use hickory_proto::serialize::binary::BinEncodable;
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType, SerialNumber};
+
+use crate::hash::FnvHasher;
+
+/// RFC 9824's NXNAME meta-type, in the NSEC of a name that does not exist.
+pub const NXNAME: u16 = 128;
+
+/// Shards of the signature cache: a miss copies one shard, not the whole cache.
+const SHARDS: usize = 64;
+
+/// One DNSSEC key of a zone, read from the key files BIND's `dnssec-keygen` writes.
+pub struct ZoneKey {
+    /// The `.private` file it came from (for `check` and the logs).
+    pub file: PathBuf,
+    pub dnskey: DNSKEY,
+    pub tag: u16,
+    pub algorithm: Algorithm,
+    /// The SEP flag (257): it signs the DNSKEY, CDS and CDNSKEY RRsets.
+    pub ksk: bool,
+    key: Box<dyn SigningKey>,
+}
+
+impl std::fmt::Debug for ZoneKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZoneKey")
+            .field("file", &self.file)
+            .field("tag", &self.tag)
+            .field("ksk", &self.ksk)
+            .finish()
+    }
+}
+
+impl ZoneKey {
+    /// A key from its algorithm number, DNSKEY flags, public key (the DNSKEY's key field) and
+    /// raw private key (the `PrivateKey:` field: the P-256 scalar or the Ed25519 seed). Fails
+    /// when the algorithm is not 13 or 15 or the two halves do not belong together.
+    pub fn new(
+        file: PathBuf,
+        algorithm: u8,
+        flags: u16,
+        public: &[u8],
+        private: &[u8],
+    ) -> Result<ZoneKey, String> {
+        let (alg, key): (Algorithm, Box<dyn SigningKey>) = match algorithm {
+            13 => {
+                // ring wants the public key as an uncompressed point: 0x04 | X | Y.
+                let mut point = Vec::with_capacity(65);
+                point.push(4);
+                point.extend_from_slice(public);
+                let pair = ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
+                    &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    private,
+                    &point,
+                    &ring::rand::SystemRandom::new(),
+                )
+                .map_err(|e| format!("the private key does not match the public key ({e})"))?;
+                let alg = Algorithm::ECDSAP256SHA256;
+                (alg, Box::new(EcdsaSigningKey::from_ecdsa(pair, alg)))
+            }
+            15 => {
+                let pair = ring::signature::Ed25519KeyPair::from_seed_and_public_key(private, public)
+                    .map_err(|e| {
+                        format!("the private key does not match the public key ({e})")
+                    })?;
+                (
+                    Algorithm::ED25519,
+                    Box::new(Ed25519SigningKey::from_ed25519(pair)),
+                )
+            }
+            n => {
+                return Err(format!(
+                    "algorithm {n} is not supported (13 ECDSAP256SHA256 or 15 ED25519)"
+                ));
+            }
+        };
+        let dnskey = DNSKEY::with_flags(flags, PublicKeyBuf::new(public.to_vec(), alg));
+        let tag = dnskey
+            .calculate_key_tag()
+            .map_err(|e| format!("cannot compute the key tag: {e}"))?;
+        Ok(ZoneKey {
+            file,
+            dnskey,
+            tag,
+            algorithm: alg,
+            ksk: flags & 1 == 1,
+            key,
+        })
+    }
+
+    /// The DS record for the parent zone (SHA-256 digest).
+    pub fn ds(&self, origin: &Name, ttl: u32) -> Result<Record, String> {
+        let digest = self
+            .dnskey
+            .to_digest(origin, DigestType::SHA256)
+            .map_err(|e| e.to_string())?;
+        let ds = DS::new(
+            self.tag,
+            self.algorithm,
+            DigestType::SHA256,
+            digest.as_ref().to_vec(),
+        );
+        Ok(Record::from_rdata(
+            origin.clone(),
+            ttl,
+            RData::DNSSEC(DNSSECRData::DS(ds)),
+        ))
+    }
+}
+
+/// How long signatures live and when they are made again.
+#[derive(Debug, Clone, Copy)]
+pub struct Validity {
+    /// Seconds from inception to expiration.
+    pub validity: u32,
+    /// A signature is made again when less than this many seconds of it are left.
+    pub refresh: u32,
+    /// Up to this many seconds are taken off each signature's validity (by a hash of the
+    /// RRset), so signatures made together do not all expire together.
+    pub jitter: u32,
+}
+
+/// The keys of a signed zone and the cache of its signatures.
+#[derive(Debug)]
+pub struct ZoneSigner {
+    pub origin: Name,
+    pub keys: Vec<Arc<ZoneKey>>,
+    pub validity: Validity,
+    pub cache: Signatures,
+}
+
+/// Signatures of one RRset, with when they are due to be made again (Unix seconds).
+#[derive(Debug)]
+pub struct Signed {
+    pub refresh_at: u64,
+    pub rrsigs: Box<[Record]>,
+    /// What was signed (for the sweep that signs again ahead of expiry).
+    owner: Name,
+    records: Box<[Record]>,
+}
+
+type Shard = HashMap<u64, Arc<Signed>, BuildHasherDefault<FnvHasher>>;
+
+/// The signature cache of a compiled config (see the module docs).
+pub struct Signatures {
+    shards: Box<[ArcSwap<Shard>]>,
+    /// Most entries a shard holds; a full shard starts over.
+    per_shard: usize,
+}
+
+impl std::fmt::Debug for Signatures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signatures")
+            .field("entries", &self.len())
+            .finish()
+    }
+}
+
+impl Signatures {
+    pub fn new(capacity: usize) -> Signatures {
+        Signatures {
+            shards: (0..SHARDS).map(|_| ArcSwap::default()).collect(),
+            per_shard: capacity.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.load().len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes the signatures take, roughly (records and their signature bytes).
+    pub fn approx_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.load()
+                    .values()
+                    .map(|v| {
+                        64 + v
+                            .rrsigs
+                            .iter()
+                            .map(|r| {
+                                std::mem::size_of::<Record>() + r.to_bytes().map_or(0, |b| b.len())
+                            })
+                            .sum::<usize>()
+                    })
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    fn get(&self, key: u64, now: u64) -> Option<Arc<Signed>> {
+        let shard = self.shards[key as usize % SHARDS].load();
+        shard.get(&key).filter(|s| now < s.refresh_at).cloned()
+    }
+
+    fn insert(&self, key: u64, signed: Arc<Signed>) {
+        let per_shard = self.per_shard;
+        self.shards[key as usize % SHARDS].rcu(|shard| {
+            let mut next = if shard.len() >= per_shard {
+                Shard::default()
+            } else {
+                (**shard).clone()
+            };
+            next.insert(key, signed.clone());
+            next
+        });
+    }
+}
+
+/// The identity of an RRset in the cache: the name it goes out under, its type and the
+/// records it holds, by their address in the compiled config (which the cache lives no longer
+/// than), sorted so the order an answer lists them in does not matter.
+pub fn rrset_key(owner: &Name, rtype: RecordType, records: &[&Record]) -> u64 {
+    let mut h = FnvHasher::default();
+    LowerName::new(owner).hash(&mut h);
+    u16::from(rtype).hash(&mut h);
+    let mut ids = [0usize; 32];
+    let n = records.len().min(ids.len());
+    for (id, r) in ids.iter_mut().zip(records) {
+        *id = std::ptr::from_ref::<Record>(r) as usize;
+    }
+    ids[..n].sort_unstable();
+    ids[..n].hash(&mut h);
+    records.len().hash(&mut h);
+    h.finish()
+}
+
+impl ZoneSigner {
+    /// Whether this zone signs with separate key-signing keys (then zone-signing keys sign
+    /// everything but the key RRsets).
+    fn split(&self) -> bool {
+        self.keys.iter().any(|k| k.ksk) && self.keys.iter().any(|k| !k.ksk)
+    }
+
+    /// The keys that sign an RRset of `rtype`.
+    fn signing_keys(&self, rtype: RecordType) -> impl Iterator<Item = &Arc<ZoneKey>> {
+        let keyset = matches!(
+            rtype,
+            RecordType::DNSKEY | RecordType::CDS | RecordType::CDNSKEY
+        );
+        let split = self.split();
+        self.keys
+            .iter()
+            .filter(move |k| !split || keyset || !k.ksk)
+    }
+
+    /// The RRSIGs of an RRset (records with the same owner, class and type; `owner` is the
+    /// name they go out under), from the cache or made now, identified by `key`.
+    pub fn rrsigs(&self, key: u64, owner: &Name, records: &[&Record], now: u64) -> Arc<Signed> {
+        if let Some(signed) = self.cache.get(key, now) {
+            return signed;
+        }
+        let signed = Arc::new(self.sign(key, owner, records, now));
+        self.cache.insert(key, signed.clone());
+        signed
+    }
+
+    /// Signs an RRset with every key that signs its type, valid from an hour ago (clock skew)
+    /// to `validity` from now, less the RRset's jitter.
+    pub fn sign(&self, key: u64, owner: &Name, records: &[&Record], now: u64) -> Signed {
+        let Some(first) = records.first() else {
+            return Signed {
+                refresh_at: u64::MAX,
+                rrsigs: Box::new([]),
+                owner: owner.clone(),
+                records: Box::new([]),
+            };
+        };
+        let v = self.validity;
+        let jitter = if v.jitter == 0 {
+            0
+        } else {
+            (key % u64::from(v.jitter)) as u32
+        };
+        let inception = now.saturating_sub(3600) as u32;
+        let expiration = (now as u32).wrapping_add(v.validity.saturating_sub(jitter));
+        let rtype = first.record_type();
+        let ttl = first.ttl;
+        let renamed: Vec<Record>;
+        let owned: Vec<&Record> = if records.iter().all(|r| r.name == *owner) {
+            records.to_vec()
+        } else {
+            renamed = records
+                .iter()
+                .map(|r| {
+                    let mut r = (*r).clone();
+                    r.name = owner.clone();
+                    r
+                })
+                .collect();
+            renamed.iter().collect()
+        };
+        let labels = owner.num_labels();
+        let mut rrsigs = Vec::new();
+        for k in self.signing_keys(rtype) {
+            let input = SigInput {
+                type_covered: rtype,
+                algorithm: k.algorithm,
+                num_labels: labels,
+                original_ttl: ttl,
+                sig_expiration: SerialNumber::new(expiration),
+                sig_inception: SerialNumber::new(inception),
+                key_tag: k.tag,
+                signer_name: self.origin.clone(),
+            };
+            let Ok(tbs) = TBS::from_input(owner, DNSClass::IN, &input, owned.iter().copied())
+            else {
+                continue;
+            };
+            let Ok(sig) = k.key.sign(&tbs) else {
+                continue;
+            };
+            rrsigs.push(Record::from_rdata(
+                owner.clone(),
+                ttl,
+                RData::DNSSEC(DNSSECRData::RRSIG(RRSIG::from_sig(input, sig))),
+            ));
+        }
+        let refresh_at = u64::from(expiration).saturating_sub(u64::from(v.refresh));
+        Signed {
+            refresh_at,
+            rrsigs: rrsigs.into(),
+            owner: owner.clone(),
+            records: records.iter().map(|r| (*r).clone()).collect(),
+        }
+    }
+
+    /// Signs again every cached RRset whose signatures are due before `now + ahead`, off the
+    /// query path (the publisher runs it on a timer); returns how many were signed.
+    pub fn refresh(&self, now: u64, ahead: u64) -> usize {
+        let mut signed = 0;
+        for shard in self.cache.shards.iter() {
+            let current = shard.load();
+            let due: Vec<(u64, Arc<Signed>)> = current
+                .iter()
+                .filter(|(_, s)| s.refresh_at <= now.saturating_add(ahead))
+                .map(|(k, s)| (*k, s.clone()))
+                .collect();
+            if due.is_empty() {
+                continue;
+            }
+            let fresh: Vec<(u64, Arc<Signed>)> = due
+                .iter()
+                .map(|(k, s)| {
+                    let records: Vec<&Record> = s.records.iter().collect();
+                    (*k, Arc::new(self.sign(*k, &s.owner, &records, now)))
+                })
+                .collect();
+            signed += fresh.len();
+            shard.rcu(|map| {
+                let mut next = (**map).clone();
+                for (k, s) in &fresh {
+                    next.insert(*k, s.clone());
+                }
+                next
+            });
+        }
+        signed
+    }
+
+    /// The key RRsets published at the apex: DNSKEY (every key), and for the keys that sign
+    /// them, CDS (SHA-256) and CDNSKEY for the parent to pick up (RFC 7344).
+    pub fn apex_records(&self, ttl: u32) -> Vec<Record> {
+        let origin = &self.origin;
+        let mut out = Vec::new();
+        for k in &self.keys {
+            out.push(Record::from_rdata(
+                origin.clone(),
+                ttl,
+                RData::DNSSEC(DNSSECRData::DNSKEY(k.dnskey.clone())),
+            ));
+        }
+        let seps: Vec<&Arc<ZoneKey>> = self.signing_keys(RecordType::DNSKEY).collect();
+        for k in &seps {
+            if let Ok(ds) = k.ds(origin, ttl)
+                && let RData::DNSSEC(DNSSECRData::DS(ds)) = ds.data
+            {
+                let cds = CDS::new(
+                    ds.key_tag(),
+                    Some(ds.algorithm()),
+                    ds.digest_type(),
+                    ds.digest().to_vec(),
+                );
+                out.push(Record::from_rdata(
+                    origin.clone(),
+                    ttl,
+                    RData::DNSSEC(DNSSECRData::CDS(cds)),
+                ));
+            }
+        }
+        for k in &seps {
+            let cdnskey = CDNSKEY::with_flags(
+                k.dnskey.flags(),
+                Some(k.algorithm),
+                k.dnskey.public_key().public_bytes().to_vec(),
+            );
+            out.push(Record::from_rdata(
+                origin.clone(),
+                ttl,
+                RData::DNSSEC(DNSSECRData::CDNSKEY(cdnskey)),
+            ));
+        }
+        out
+    }
+}
+
+/// The NSEC of compact denial (RFC 9824) at `name`: next name `\000.name`, the types present
+/// (with RRSIG and NSEC), NXNAME for a name that does not exist.
+pub fn compact_nsec(name: &Name, types: &[RecordType], ttl: u32) -> Record {
+    let next = name
+        .prepend_label(&[0u8][..])
+        .unwrap_or_else(|_| name.clone());
+    let nsec = NSEC::new(
+        next,
+        types
+            .iter()
+            .copied()
+            .chain([RecordType::RRSIG, RecordType::NSEC]),
+    );
+    Record::from_rdata(name.clone(), ttl, RData::DNSSEC(DNSSECRData::NSEC(nsec)))
+}
+
+/// The cache key of a record made per answer (a denial NSEC): its owner, type and content.
+pub fn content_key(record: &Record) -> u64 {
+    let mut h = FnvHasher::default();
+    LowerName::new(&record.name).hash(&mut h);
+    record.to_bytes().unwrap_or_default().hash(&mut h);
+    h.finish()
+}
