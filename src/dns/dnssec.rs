@@ -155,7 +155,14 @@ pub fn prove<'t>(
             proof.ds = ds.iter().collect();
         } else {
             let types = node_types(rt, node);
-            deny(signer, &ns.name, &types, zone.negative_soa.ttl, now, &mut proof);
+            deny(
+                signer,
+                &ns.name,
+                &types,
+                zone.negative_soa.ttl,
+                now,
+                &mut proof,
+            );
         }
         return proof;
     }
@@ -180,7 +187,14 @@ pub fn prove<'t>(
             None => Vec::new(),
         }
     };
-    deny(signer, &name, &types, zone.negative_soa.ttl, now, &mut proof);
+    deny(
+        signer,
+        &name,
+        &types,
+        zone.negative_soa.ttl,
+        now,
+        &mut proof,
+    );
     proof
 }
 
@@ -195,7 +209,9 @@ fn deny(
 ) {
     let nsec = compact_nsec(name, types, ttl);
     let key = content_key(&nsec);
-    proof.more_sigs.push(signer.rrsigs(key, name, &[&nsec], now));
+    proof
+        .more_sigs
+        .push(signer.rrsigs(key, name, &[&nsec], now));
     proof.nsec.push(nsec);
 }
 

@@ -14,9 +14,9 @@ use tracing::debug;
 
 use super::counters::Transport;
 use super::dnssec;
-use crate::clock::Clock;
 use super::snapshot::Snapshot;
 use super::wire::{self, Malformed, OptIn, Scanned};
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::routing::answer::answer;
 use crate::routing::query::{Client, Decision};
@@ -445,12 +445,11 @@ fn respond_to(
         None => &ans.answers,
     };
     // DO=1 to a signed zone: RRSIGs and denial (see `dnssec`).
-    let proof = (scanned.edns.is_some_and(|e| e.dnssec_ok) && snap.table.compiled.signed).then(
-        || {
+    let proof =
+        (scanned.edns.is_some_and(|e| e.dnssec_ok) && snap.table.compiled.signed).then(|| {
             let now = crate::clock::unix_seconds(crate::clock::SystemClock.now());
             dnssec::prove(&snap.table, query.name(), &ans, answers, now)
-        },
-    );
+        });
     let signed_answers: Vec<&Record>;
     let signed_authority: Vec<&Record>;
     let (answers, authority): (&[&Record], &[&Record]) = match &proof {

@@ -13,12 +13,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use hickory_proto::dnssec::crypto::{EcdsaSigningKey, Ed25519SigningKey};
-use hickory_proto::dnssec::rdata::{
-    CDNSKEY, CDS, DNSKEY, DNSSECRData, DS, NSEC, RRSIG, SigInput,
-};
+use hickory_proto::dnssec::rdata::{CDNSKEY, CDS, DNSKEY, DNSSECRData, DS, NSEC, RRSIG, SigInput};
 use hickory_proto::dnssec::{Algorithm, DigestType, PublicKey, PublicKeyBuf, SigningKey, TBS};
-use hickory_proto::serialize::binary::BinEncodable;
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType, SerialNumber};
+use hickory_proto::serialize::binary::BinEncodable;
 
 use crate::hash::FnvHasher;
 
@@ -78,10 +76,11 @@ impl ZoneKey {
                 (alg, Box::new(EcdsaSigningKey::from_ecdsa(pair, alg)))
             }
             15 => {
-                let pair = ring::signature::Ed25519KeyPair::from_seed_and_public_key(private, public)
-                    .map_err(|e| {
-                        format!("the private key does not match the public key ({e})")
-                    })?;
+                let pair =
+                    ring::signature::Ed25519KeyPair::from_seed_and_public_key(private, public)
+                        .map_err(|e| {
+                            format!("the private key does not match the public key ({e})")
+                        })?;
                 (
                     Algorithm::ED25519,
                     Box::new(Ed25519SigningKey::from_ed25519(pair)),
@@ -263,9 +262,9 @@ impl ZoneSigner {
             RecordType::DNSKEY | RecordType::CDS | RecordType::CDNSKEY
         );
         let split = self.split();
-        self.keys
-            .iter()
-            .filter(move |k| !split || keyset || !k.ksk)
+        // With separate keys, key-signing keys sign the key RRsets and zone-signing keys the
+        // rest; a combined key signs everything.
+        self.keys.iter().filter(move |k| !split || k.ksk == keyset)
     }
 
     /// The RRSIGs of an RRset (records with the same owner, class and type; `owner` is the

@@ -8,9 +8,9 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 
 use super::Ctx;
+use crate::config::checked::CheckedDnssec;
 use crate::config::raw::RawDnssec;
 use crate::config::{FileLine, Place, duration};
-use crate::config::checked::CheckedDnssec;
 use crate::routing::sign::{Validity, ZoneKey};
 
 const DEFAULT_VALIDITY: Duration = Duration::from_secs(14 * 86400);
@@ -70,13 +70,14 @@ pub(super) fn dnssec(
         }
     }
     let mut dur = |v: &Option<crate::config::raw::S<String>>, default: Duration, what: &str| {
-        v.as_ref().map_or(default, |v| match duration::parse(v.get_ref()) {
-            Ok(d) => d,
-            Err(e) => {
-                cx.err(v.span(), format!("{what}: {e}"));
-                default
-            }
-        })
+        v.as_ref()
+            .map_or(default, |v| match duration::parse(v.get_ref()) {
+                Ok(d) => d,
+                Err(e) => {
+                    cx.err(v.span(), format!("{what}: {e}"));
+                    default
+                }
+            })
     };
     let validity = dur(&raw.validity, DEFAULT_VALIDITY, "validity");
     let refresh = dur(&raw.refresh, DEFAULT_REFRESH, "refresh");
