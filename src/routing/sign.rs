@@ -35,7 +35,7 @@ pub struct ZoneKey {
     pub algorithm: Algorithm,
     /// The SEP flag (257): it signs the DNSKEY, CDS and CDNSKEY RRsets.
     pub ksk: bool,
-    key: Box<dyn SigningKey>,
+    key: Box<dyn SigningKey + std::panic::RefUnwindSafe>,
 }
 
 impl std::fmt::Debug for ZoneKey {
@@ -59,39 +59,40 @@ impl ZoneKey {
         public: &[u8],
         private: &[u8],
     ) -> Result<ZoneKey, String> {
-        let (alg, key): (Algorithm, Box<dyn SigningKey>) = match algorithm {
-            13 => {
-                // ring wants the public key as an uncompressed point: 0x04 | X | Y.
-                let mut point = Vec::with_capacity(65);
-                point.push(4);
-                point.extend_from_slice(public);
-                let pair = ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
-                    &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                    private,
-                    &point,
-                    &ring::rand::SystemRandom::new(),
-                )
-                .map_err(|e| format!("the private key does not match the public key ({e})"))?;
-                let alg = Algorithm::ECDSAP256SHA256;
-                (alg, Box::new(EcdsaSigningKey::from_ecdsa(pair, alg)))
-            }
-            15 => {
-                let pair =
-                    ring::signature::Ed25519KeyPair::from_seed_and_public_key(private, public)
-                        .map_err(|e| {
-                            format!("the private key does not match the public key ({e})")
-                        })?;
-                (
-                    Algorithm::ED25519,
-                    Box::new(Ed25519SigningKey::from_ed25519(pair)),
-                )
-            }
-            n => {
-                return Err(format!(
-                    "algorithm {n} is not supported (13 ECDSAP256SHA256 or 15 ED25519)"
-                ));
-            }
-        };
+        let (alg, key): (Algorithm, Box<dyn SigningKey + std::panic::RefUnwindSafe>) =
+            match algorithm {
+                13 => {
+                    // ring wants the public key as an uncompressed point: 0x04 | X | Y.
+                    let mut point = Vec::with_capacity(65);
+                    point.push(4);
+                    point.extend_from_slice(public);
+                    let pair = ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
+                        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                        private,
+                        &point,
+                        &ring::rand::SystemRandom::new(),
+                    )
+                    .map_err(|e| format!("the private key does not match the public key ({e})"))?;
+                    let alg = Algorithm::ECDSAP256SHA256;
+                    (alg, Box::new(EcdsaSigningKey::from_ecdsa(pair, alg)))
+                }
+                15 => {
+                    let pair =
+                        ring::signature::Ed25519KeyPair::from_seed_and_public_key(private, public)
+                            .map_err(|e| {
+                                format!("the private key does not match the public key ({e})")
+                            })?;
+                    (
+                        Algorithm::ED25519,
+                        Box::new(Ed25519SigningKey::from_ed25519(pair)),
+                    )
+                }
+                n => {
+                    return Err(format!(
+                        "algorithm {n} is not supported (13 ECDSAP256SHA256 or 15 ED25519)"
+                    ));
+                }
+            };
         let dnskey = DNSKEY::with_flags(flags, PublicKeyBuf::new(public.to_vec(), alg));
         let tag = dnskey
             .calculate_key_tag()

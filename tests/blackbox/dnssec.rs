@@ -374,3 +374,69 @@ fn check_reports_a_mismatched_key_with_its_file_and_line() {
     );
     assert!(err.contains("meridian.toml:"), "{err}");
 }
+
+/// A UDP relay between a resolver and Meridian that flips one bit of every RRSIG signature
+/// in the responses (and passes everything else through). Runs until the test ends (each
+/// wait is bounded by a read timeout; the thread ends when `stop` is set).
+fn tampering_relay(
+    upstream: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> SocketAddr {
+    use hickory_proto::dnssec::rdata::{DNSSECRData, RRSIG};
+    use hickory_proto::op::Message;
+    use std::net::UdpSocket;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    let front = UdpSocket::bind("127.0.0.1:0").expect("bind relay");
+    front
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let addr = front.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65535];
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((n, from)) = front.recv_from(&mut buf) else {
+                continue;
+            };
+            let Some(reply) = udp_raw(upstream, &buf[..n], Duration::from_secs(2)) else {
+                continue;
+            };
+            let out = match Message::from_vec(&reply) {
+                Ok(mut m) => {
+                    for rec in m.answers.iter_mut().chain(m.authorities.iter_mut()) {
+                        if let RData::DNSSEC(DNSSECRData::RRSIG(sig)) = &rec.data {
+                            let mut bytes = sig.sig().to_vec();
+                            bytes[0] ^= 1;
+                            rec.data = RData::DNSSEC(DNSSECRData::RRSIG(RRSIG::from_sig(
+                                sig.input().clone(),
+                                bytes,
+                            )));
+                        }
+                    }
+                    m.to_vec().unwrap_or(reply)
+                }
+                Err(_) => reply,
+            };
+            let _ = front.send_to(&out, from);
+        }
+    });
+    addr
+}
+
+#[test]
+fn unbound_refuses_tampered_signatures() {
+    let keys_dir = Scratch::new();
+    let keys = [keygen(&keys_dir.0, "ECDSAP256SHA256", true)];
+    let (m, ds) = start_signed(&keys, "");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let relay = tampering_relay(m.v4(), stop.clone());
+    let scratch = Scratch::new();
+    let unbound = start_validator(&scratch, relay, &ds);
+    for (name, rtype) in [("www.example.com", "A"), ("nope.example.com", "A")] {
+        let (status, ad, _) = validated(unbound.addr, &[name, rtype]);
+        assert_eq!(status, "SERVFAIL", "{name} {rtype}: {}", unbound.log());
+        assert!(!ad);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+}
