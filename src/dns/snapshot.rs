@@ -30,8 +30,28 @@ impl Snapshot {
     /// its signed zones' fixed RRsets signed.
     pub fn first(table: RoutingTable) -> Snapshot {
         if table.compiled.signed {
-            let now = crate::clock::unix_seconds(crate::clock::SystemClock.now());
-            super::dnssec::presign(&table, now);
+            let started = crate::clock::SystemClock.now();
+            let signed = super::dnssec::presign(&table, crate::clock::unix_seconds(started));
+            let took = crate::clock::SystemClock
+                .now()
+                .duration_since(started)
+                .unwrap_or_default();
+            let (entries, bytes) = table
+                .compiled
+                .zones
+                .iter()
+                .filter_map(|z| z.signer.as_ref())
+                .fold((0, 0), |(n, b), s| {
+                    (n + s.cache.len(), b + s.cache.approx_bytes())
+                });
+            tracing::info!(
+                target: "meridian::dnssec",
+                rrsets = signed,
+                cached = entries,
+                cache_bytes = bytes,
+                ms = took.as_millis() as u64,
+                "signed the fixed RRsets of the signed zones"
+            );
         }
         Snapshot {
             templates: Arc::new(Templates::build(&table)),
