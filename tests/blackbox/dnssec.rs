@@ -17,6 +17,8 @@ use crate::harness::*;
 use crate::interop::{Daemon, check_with, start_on_free_port};
 
 const TOKEN: &str = "test-admin-token";
+/// The DS of a signed child zone `sec.example.com.` (any digest will do: the parent signs it).
+const SEC_DS: &str = "31589 13 2 E2D3C916F6DEEAC73294E8268FB5885044A833FC5459588F4A9184CFC41A5766";
 
 /// Makes a key with `dnssec-keygen` in `dir`; returns the path of its `.private` file.
 fn keygen(dir: &Path, algorithm: &str, ksk: bool) -> String {
@@ -60,7 +62,9 @@ fn signed_config(scratch: &Scratch, keys: &[String], extra: &str) -> String {
                  {{ name = \"*.wild\", type = \"A\", data = \"192.0.2.99\" }},\n  \
                  {{ name = \"a.b.ent\", type = \"TXT\", data = \"deep\" }},\n  \
                  {{ name = \"sub\", type = \"NS\", data = \"ns.sub\" }},\n  \
-                 {{ name = \"ns.sub\", type = \"A\", data = \"192.0.2.77\" }},\n",
+                 {{ name = \"ns.sub\", type = \"A\", data = \"192.0.2.77\" }},\n  \
+                 {{ name = \"sec\", type = \"NS\", data = \"ns.sub\" }},\n  \
+                 {{ name = \"sec\", type = \"DS\", data = \"{SEC_DS}\" }},\n",
                 keys.join(", ")
             ),
             1,
@@ -212,6 +216,7 @@ fn unbound_validates_geo_answers_denial_wildcards_and_referrals() {
         ("x.wild.example.com", "A", 1),
         ("example.com", "DNSKEY", 2),
         ("example.com", "SOA", 1),
+        ("sec.example.com", "DS", 1),
     ] {
         let (status, ad, answers) = validated(u, &[name, rtype]);
         assert_eq!(status, "NOERROR", "{name} {rtype}: {}", log());
@@ -323,6 +328,29 @@ fn delv_fully_validates_and_kdig_shows_rrsigs() {
     assert!(
         text.contains("NSEC\t\\000.nope.example.com. RRSIG NSEC TYPE128"),
         "{text}"
+    );
+    // Referrals: NS unsigned, with the signed DS, or with a signed NSEC at the cut that has
+    // no DS bit.
+    let referral = |name: &str| {
+        let mut q = with_edns(query(name, RecordType::A), 1232);
+        if let Some(e) = q.edns.as_mut() {
+            e.set_dnssec_ok(true);
+        }
+        let r = udp(server, &q);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert!(r.answers.is_empty(), "{r:?}");
+        r.authorities
+            .iter()
+            .map(|a| a.record_type())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        referral("host.sec.example.com."),
+        [RecordType::NS, RecordType::DS, RecordType::RRSIG]
+    );
+    assert_eq!(
+        referral("host.sub.example.com."),
+        [RecordType::NS, RecordType::NSEC, RecordType::RRSIG]
     );
     // Without DO, nothing changes: NXDOMAIN, no RRSIG.
     let r = udp(

@@ -15,7 +15,7 @@ use crate::config::zonefile;
 use crate::config::{FileLine, Place};
 
 const DEFAULT_ZONE_TTL: u32 = 3600;
-const STATIC_TYPES: [RecordType; 9] = [
+const STATIC_TYPES: [RecordType; 10] = [
     RecordType::A,
     RecordType::AAAA,
     RecordType::CNAME,
@@ -25,6 +25,8 @@ const STATIC_TYPES: [RecordType; 9] = [
     RecordType::CAA,
     RecordType::NS,
     RecordType::PTR,
+    // The digest of a signed child's key, at a delegation (a signed zone serves it).
+    RecordType::DS,
 ];
 
 pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>, base: &Path) -> CheckedZone {
