@@ -451,3 +451,168 @@ pub fn content_key(record: &Record) -> u64 {
     record.to_bytes().unwrap_or_default().hash(&mut h);
     h.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    /// A fresh key of `algorithm` with `flags`, made with ring (BIND's files are read in
+    /// `config`; here only the halves matter).
+    fn key(algorithm: u8, flags: u16) -> Arc<ZoneKey> {
+        let rng = ring::rand::SystemRandom::new();
+        let (public, private) = match algorithm {
+            13 => {
+                use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING as ALG, KeyPair};
+                let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(&ALG, &rng).unwrap();
+                let pair =
+                    ring::signature::EcdsaKeyPair::from_pkcs8(&ALG, pkcs8.as_ref(), &rng).unwrap();
+                // PKCS#8 v1 for P-256 from ring: the scalar follows the 0x04 0x20 of the
+                // ECPrivateKey's OCTET STRING.
+                let der = pkcs8.as_ref();
+                let at = der
+                    .windows(2)
+                    .position(|w| w == [0x04, 0x20])
+                    .expect("scalar in PKCS#8")
+                    + 2;
+                (
+                    pair.public_key().as_ref()[1..].to_vec(),
+                    der[at..at + 32].to_vec(),
+                )
+            }
+            _ => {
+                use ring::signature::KeyPair;
+                let seed = [7u8; 32];
+                let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+                (pair.public_key().as_ref().to_vec(), seed.to_vec())
+            }
+        };
+        Arc::new(ZoneKey::new("k".into(), algorithm, flags, &public, &private).unwrap())
+    }
+
+    fn signer(keys: Vec<Arc<ZoneKey>>) -> ZoneSigner {
+        ZoneSigner {
+            origin: Name::from_str("example.com.").unwrap(),
+            keys,
+            validity: Validity {
+                validity: 1000,
+                refresh: 100,
+                jitter: 10,
+            },
+            cache: Signatures::new(1000),
+        }
+    }
+
+    fn a(name: &str, ip: [u8; 4]) -> Record {
+        Record::from_rdata(
+            Name::from_str(name).unwrap(),
+            30,
+            RData::A(std::net::Ipv4Addr::from(ip).into()),
+        )
+    }
+
+    fn rrsig(r: &Record) -> &RRSIG {
+        match &r.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(s)) => s,
+            other => panic!("not an RRSIG: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_mismatched_private_key_is_refused() {
+        let good = key(13, 257);
+        let other = key(13, 257);
+        let public = good.dnskey.public_key().public_bytes().to_vec();
+        let private = [1u8; 32];
+        let err = ZoneKey::new("k".into(), 13, 257, &public, &private).unwrap_err();
+        assert!(err.contains("does not match"), "{err}");
+        assert_ne!(good.tag, other.tag);
+        assert!(ZoneKey::new("k".into(), 8, 257, &public, &private).is_err());
+    }
+
+    #[test]
+    fn validity_jitter_and_cache_follow_the_injected_clock() {
+        let s = signer(vec![key(13, 257)]);
+        let r = a("www.example.com.", [192, 0, 2, 1]);
+        let key = rrset_key(&r.name, RecordType::A, &[&r]);
+        let now = 1_800_000_000;
+        let first = s.rrsigs(key, &r.name, &[&r], now);
+        let sig = rrsig(&first.rrsigs[0]);
+        let input = sig.input();
+        assert_eq!(input.sig_inception.get(), (now - 3600) as u32);
+        let expires = u64::from(input.sig_expiration.get());
+        // Validity 1000 s less a jitter of under 10 s.
+        assert!((now + 990..=now + 1000).contains(&expires), "{expires}");
+        assert_eq!(first.refresh_at, expires - 100);
+        assert_eq!(input.original_ttl, 30);
+        assert_eq!(input.num_labels, 3);
+        // A hit before the refresh time is the same signature, made once.
+        let again = s.rrsigs(key, &r.name, &[&r], now + 500);
+        assert!(Arc::ptr_eq(&first, &again));
+        // The sweep makes it again ahead of time; queries then find the new one.
+        assert_eq!(s.refresh(now + 500, 10), 0);
+        assert_eq!(s.refresh(first.refresh_at - 5, 10), 1);
+        let swept = s.rrsigs(key, &r.name, &[&r], first.refresh_at);
+        assert!(!Arc::ptr_eq(&first, &swept));
+        assert!(swept.refresh_at > first.refresh_at);
+    }
+
+    #[test]
+    fn key_signing_keys_sign_the_key_set_and_zone_signing_keys_the_rest() {
+        let (ksk, zsk, zsk2) = (key(13, 257), key(13, 256), key(15, 256));
+        let s = signer(vec![ksk.clone(), zsk.clone(), zsk2.clone()]);
+        let apex = s.apex_records(3600);
+        let types: Vec<RecordType> = apex.iter().map(|r| r.record_type()).collect();
+        // Three DNSKEYs; CDS and CDNSKEY for the KSK only.
+        assert_eq!(
+            types,
+            [
+                RecordType::DNSKEY,
+                RecordType::DNSKEY,
+                RecordType::DNSKEY,
+                RecordType::CDS,
+                RecordType::CDNSKEY
+            ]
+        );
+        let dnskeys: Vec<&Record> = apex.iter().take(3).collect();
+        let signed = s.sign(1, &s.origin.clone(), &dnskeys, 1_800_000_000);
+        let tags: Vec<u16> = signed
+            .rrsigs
+            .iter()
+            .map(|r| rrsig(r).input().key_tag)
+            .collect();
+        assert_eq!(tags, [ksk.tag]);
+        let r = a("www.example.com.", [192, 0, 2, 1]);
+        let signed = s.sign(2, &r.name, &[&r], 1_800_000_000);
+        let tags: Vec<u16> = signed
+            .rrsigs
+            .iter()
+            .map(|r| rrsig(r).input().key_tag)
+            .collect();
+        // Both ZSKs sign side by side (a rollover's double signature).
+        assert_eq!(tags, [zsk.tag, zsk2.tag]);
+        // The DS digests the KSK's DNSKEY.
+        let ds = ksk.ds(&s.origin, 3600).unwrap();
+        assert!(
+            ds.to_string().contains(&format!("DS {} 13 2 ", ksk.tag)),
+            "{ds}"
+        );
+    }
+
+    #[test]
+    fn compact_denial_names_the_next_name_and_nxname() {
+        let name = Name::from_str("nope.example.com.").unwrap();
+        let nsec = compact_nsec(&name, &[RecordType::Unknown(NXNAME)], 60);
+        let RData::DNSSEC(DNSSECRData::NSEC(data)) = &nsec.data else {
+            panic!("not an NSEC: {nsec:?}");
+        };
+        assert_eq!(
+            data.next_domain_name().to_ascii(),
+            "\\000.nope.example.com."
+        );
+        let mut types: Vec<u16> = data.type_bit_maps().map(u16::from).collect();
+        types.sort_unstable();
+        assert_eq!(types, [46, 47, u16::from(RecordType::Unknown(NXNAME))]);
+        assert_eq!(nsec.ttl, 60);
+    }
+}
