@@ -468,6 +468,19 @@ impl Publisher {
     }
 }
 
+/// How often the signature caches are swept for signatures due to be made again: a quarter
+/// of the shortest refresh margin, between a second and an hour.
+fn resign_every(compiled: &Compiled) -> Duration {
+    let margin = compiled
+        .zones
+        .iter()
+        .filter_map(|z| z.signer.as_ref())
+        .map(|s| u64::from(s.validity.refresh) / 4)
+        .min()
+        .unwrap_or(3600);
+    Duration::from_secs(margin.clamp(1, 3600))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -742,17 +755,4 @@ mod tests {
         stopped.await.expect("acknowledged");
         task.await.expect("stopped");
     }
-}
-
-/// How often the signature caches are swept for signatures due to be made again: a quarter
-/// of the shortest refresh margin, between a second and an hour.
-fn resign_every(compiled: &Compiled) -> Duration {
-    let margin = compiled
-        .zones
-        .iter()
-        .filter_map(|z| z.signer.as_ref())
-        .map(|s| u64::from(s.validity.refresh) / 4)
-        .min()
-        .unwrap_or(3600);
-    Duration::from_secs(margin.clamp(1, 3600))
 }

@@ -375,7 +375,7 @@ fn check_reports_a_mismatched_key_with_its_file_and_line() {
     let private = std::fs::read_to_string(&a).unwrap();
     std::fs::write(&b, private).unwrap();
     let scratch = Scratch::new();
-    let text = signed_config(&scratch, &[b.clone()], "");
+    let text = signed_config(&scratch, std::slice::from_ref(&b), "");
     let config = scratch.write("meridian.toml", &text);
     let out = run(
         &["check", "--config", &config.display().to_string()],
