@@ -153,6 +153,9 @@ pub struct ZoneSigner {
 pub struct Signed {
     pub refresh_at: u64,
     pub rrsigs: Box<[Record]>,
+    /// The RRSIG records on the wire, each owned by a pointer to the question name (offset
+    /// 12): what the UDP fast path appends after an answer whose owner is the name asked.
+    pub wire: Box<[u8]>,
     /// What was signed (for the sweep that signs again ahead of expiry).
     owner: Name,
     records: Box<[Record]>,
@@ -236,7 +239,13 @@ impl Signatures {
 /// than), sorted so the order an answer lists them in does not matter.
 pub fn rrset_key(owner: &Name, rtype: RecordType, records: &[&Record]) -> u64 {
     let mut h = FnvHasher::default();
-    LowerName::new(owner).hash(&mut h);
+    // The owner in lower case, label by label, without a copy of the name.
+    for label in owner.iter() {
+        h.write_u8(label.len() as u8);
+        for b in label {
+            h.write_u8(b.to_ascii_lowercase());
+        }
+    }
     u16::from(rtype).hash(&mut h);
     let mut ids = [0usize; 32];
     let n = records.len().min(ids.len());
@@ -286,6 +295,7 @@ impl ZoneSigner {
             return Signed {
                 refresh_at: u64::MAX,
                 rrsigs: Box::new([]),
+                wire: Box::new([]),
                 owner: owner.clone(),
                 records: Box::new([]),
             };
@@ -343,6 +353,7 @@ impl ZoneSigner {
         let refresh_at = u64::from(expiration).saturating_sub(u64::from(v.refresh));
         Signed {
             refresh_at,
+            wire: rrsig_wire(&rrsigs),
             rrsigs: rrsigs.into(),
             owner: owner.clone(),
             records: records.iter().map(|r| (*r).clone()).collect(),
@@ -442,6 +453,27 @@ pub fn compact_nsec(name: &Name, types: &[RecordType], ttl: u32) -> Record {
             .chain([RecordType::RRSIG, RecordType::NSEC]),
     );
     Record::from_rdata(name.clone(), ttl, RData::DNSSEC(DNSSECRData::NSEC(nsec)))
+}
+
+/// RRSIG records as the fast path sends them: owner a pointer to the question name, then
+/// type, class, TTL and the RDATA with the signer's name uncompressed (RFC 4034 3.1.7).
+fn rrsig_wire(rrsigs: &[Record]) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(rrsigs.len() * 120);
+    for r in rrsigs {
+        let mut rdata = Vec::with_capacity(100);
+        let mut enc = hickory_proto::serialize::binary::BinEncoder::new(&mut rdata);
+        enc.set_name_encoding(hickory_proto::serialize::binary::NameEncoding::Uncompressed);
+        if r.data.emit(&mut enc).is_err() {
+            return Box::new([]);
+        }
+        out.extend_from_slice(&[0xC0, 0x0C]);
+        out.extend_from_slice(&u16::from(RecordType::RRSIG).to_be_bytes());
+        out.extend_from_slice(&u16::from(DNSClass::IN).to_be_bytes());
+        out.extend_from_slice(&r.ttl.to_be_bytes());
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(&rdata);
+    }
+    out.into()
 }
 
 /// The cache key of a record made per answer (a denial NSEC): its owner, type and content.
