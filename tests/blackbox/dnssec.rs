@@ -257,9 +257,9 @@ fn unbound_validates_geo_answers_denial_wildcards_and_referrals() {
 #[test]
 fn delv_fully_validates_and_kdig_shows_rrsigs() {
     let keys_dir = Scratch::new();
-    // One combined Ed25519 key.
-    let keys = [keygen(&keys_dir.0, "ED25519", true)];
-    let (m, ds) = start_signed(&keys, "");
+    // One combined Ed25519 key, found in `key_dir`.
+    keygen(&keys_dir.0, "ED25519", true);
+    let (m, ds) = start_signed(&[], &format!(", key_dir = \"{}\"", keys_dir.0.display()));
     let ds_fields: Vec<&str> = ds[0].split_whitespace().collect();
     // owner TTL IN DS tag alg digest-type digest
     let anchors = keys_dir.write(

@@ -39,7 +39,9 @@ pub(super) fn dnssec(
                     .filter_map(|e| e.ok().map(|e| e.path()))
                     .filter(|p| {
                         p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                            n.to_ascii_lowercase().starts_with(&prefix) && n.ends_with(".private")
+                            n.to_ascii_lowercase()
+                                .starts_with(&prefix.to_ascii_lowercase())
+                                && n.ends_with(".private")
                         })
                     })
                     .collect();
