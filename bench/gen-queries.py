@@ -137,13 +137,15 @@ def ecs_option(subnet):
     return struct.pack("!HH", 8, len(data)) + data
 
 
-def message(name, qtype, subnet):
+def message(name, qtype, subnet, dnssec_ok=False):
     # ID 0 (dnsperf sets it), flags 0: QUERY, RD clear; 1 question, 1 additional (OPT).
     header = struct.pack("!6H", 0, 0, 1, 0, 0, 1)
     question = wire_name(name) + struct.pack("!HH", TYPES[qtype], 1)
     rdata = ecs_option(subnet) if subnet else b""
-    # OPT: root owner, TYPE 41, CLASS = UDP payload 1232, TTL = ext-rcode 0, version 0, DO 0.
-    opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, len(rdata)) + rdata
+    # OPT: root owner, TYPE 41, CLASS = UDP payload 1232, TTL = ext-rcode 0, version 0, DO
+    # clear (set for workload bdo).
+    flags = 0x8000 if dnssec_ok else 0
+    opt = b"\x00" + struct.pack("!HHIH", 41, 1232, flags, len(rdata)) + rdata
     body = header + question + opt
     return struct.pack("!H", len(body)) + body
 
@@ -153,13 +155,14 @@ def subnet_text(subnet):
     return f"{v4_text(addr) if family == 4 else v6_text(addr)}/{prefix}"
 
 
-def write(outdir, stem, queries):
+def write(outdir, stem, queries, dnssec_ok=False):
     with open(os.path.join(outdir, stem + ".bin"), "wb") as binf, open(
         os.path.join(outdir, stem + ".txt"), "w"
     ) as txt:
         for name, qtype, subnet in queries:
-            binf.write(message(name, qtype, subnet))
-            txt.write(f"{name} {qtype}" + (f" ecs={subnet_text(subnet)}" if subnet else "") + "\n")
+            binf.write(message(name, qtype, subnet, dnssec_ok))
+            txt.write(f"{name} {qtype}" + (f" ecs={subnet_text(subnet)}" if subnet else "")
+                      + (" do" if dnssec_ok else "") + "\n")
 
 
 def main():
@@ -183,6 +186,8 @@ def main():
 
     write(a.out, "a", [(geo, "A", None)] * a.queries)
     write(a.out, "b", [(geo, "A", s) for s in subnets])
+    # bdo: workload b with DO=1 (signed answers from a signed zone).
+    write(a.out, "bdo", [(geo, "A", s) for s in subnets], dnssec_ok=True)
 
     statics = [f"www-static.{zone}.", f"ns1.{zone}."] + [f"s{i}.{zone}." for i in range(100)]
     mix = []

@@ -30,6 +30,7 @@ QUIET_WAIT=${QUIET_WAIT:-20}      # seconds to wait for idle CPUs before each th
 MERIDIAN_BEFORE=${MERIDIAN_BEFORE:-} # run.sh: another meridian binary, measured as row meridian-before
 DNSTAP=${DNSTAP:-0}               # run.sh: 1 adds row meridian-dnstap (same build, dnstap to fstrm_capture)
 DNSTAP_SAMPLE=${DNSTAP_SAMPLE:-1} # [dnstap] sample of row meridian-dnstap (1: every query)
+DNSSEC=${DNSSEC:-0}               # run.sh: 1 adds row meridian-signed (the zone signed, a KSK/ZSK pair)
 
 # ---- small helpers ----------------------------------------------------------------------
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -41,7 +42,7 @@ need_int() { # name value
 
 check_knobs() {
   local k
-  for k in RUNS DURATION LAT_QPS LAT_DURATION NETWORKS SEED QUERIES WORKERS CLIENTS OUTSTANDING START_TIMEOUT QUIET_WAIT DNSTAP DNSTAP_SAMPLE; do
+  for k in RUNS DURATION LAT_QPS LAT_DURATION NETWORKS SEED QUERIES WORKERS CLIENTS OUTSTANDING START_TIMEOUT QUIET_WAIT DNSTAP DNSTAP_SAMPLE DNSSEC; do
     need_int "$k" "${!k}"
   done
   if [ "$RUNS" -lt 1 ] || [ "$DURATION" -lt 1 ] || [ "$WORKERS" -lt 1 ]; then
@@ -73,7 +74,7 @@ ensure_deps() { # required commands...
     log "installing packages for: ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      dnsperf gdnsd nsd python3 util-linux bind9-dnsutils procps curl fstrm-bin >/dev/null
+      dnsperf gdnsd nsd python3 util-linux bind9-dnsutils bind9-utils procps curl fstrm-bin >/dev/null
     for c in "$@"; do command -v "$c" >/dev/null 2>&1 || die "still missing after apt-get: $c"; done
   fi
   stop_system_services
@@ -351,7 +352,7 @@ start_server() {
   local name=$1 dir=$2 port=$3 aport=${4:-0} i
   rm -rf "$dir"; mkdir -p "$dir"
   case $name in
-    meridian | meridian-before | meridian-dnstap)
+    meridian | meridian-before | meridian-dnstap | meridian-signed)
       # meridian-before: the same config, workers and pinning, with the $MERIDIAN_BEFORE binary.
       # meridian-dnstap: the same, logging queries to a collector.
       local bin=$MERIDIAN keep=${MERIDIAN_WORKERS_NOTE:-}
@@ -361,6 +362,17 @@ start_server() {
         start_collector "$dir"
         printf '\n[dnstap]\nsocket = "%s"\nsample = %s\n' "$dir/dnstap.sock" "$DNSTAP_SAMPLE" \
           >> "$dir/meridian.toml"
+      fi
+      if [ "$name" = meridian-signed ]; then
+        # A KSK and a ZSK from BIND's dnssec-keygen, ECDSA P-256 (algorithm 13).
+        mkdir -p "$dir/keys"
+        local ksk zsk
+        ksk=$(cd "$dir/keys" && dnssec-keygen -q -K . -a ECDSAP256SHA256 -f KSK -n ZONE example.com)
+        zsk=$(cd "$dir/keys" && dnssec-keygen -q -K . -a ECDSAP256SHA256 -n ZONE example.com)
+        sed -i "s|^ttl = 300\$|ttl = 300\ndnssec = { keys = [\"$dir/keys/$ksk.private\", \"$dir/keys/$zsk.private\"] }|" \
+          "$dir/meridian.toml"
+        "$bin" check --config "$dir/meridian.toml" > "$dir/check.txt" 2>&1 \
+          || die "meridian check of the signed config failed:"$'\n'"$(cat "$dir/check.txt")"
       fi
       if [ "$name" = meridian-before ]; then
         MERIDIAN_BEFORE_NOTE=$MERIDIAN_WORKERS_NOTE MERIDIAN_WORKERS_NOTE=$keep
@@ -380,7 +392,7 @@ start_server() {
       [ -x "$UDP_FLOOR" ] || die "no udp_floor binary at $UDP_FLOOR (cargo build --release --example udp_floor)"
       taskset -c "$SERVER_CPUS" "$UDP_FLOOR" "127.0.0.1:$port" > "$dir/server.log" 2>&1 &
       ;;
-    *) die "unknown server '$name' (known: meridian meridian-before gdnsd nsd floor)" ;;
+    *) die "unknown server '$name' (known: meridian meridian-before meridian-dnstap meridian-signed gdnsd nsd floor)" ;;
   esac
   SRV_PID=$!
   for i in $(seq 1 $((START_TIMEOUT * 5))); do

@@ -10,6 +10,7 @@
 #   QUERIES=50000  PEERS="gdnsd nsd floor"  WORKERS=1  WORKLOADS="a b c"  CLIENTS=8  OUTSTANDING=200
 #   SERVER_CPUS=0  CLIENT_CPUS=1  SEED=1  CHECK_SUBNETS=20  QUIET_WAIT=20  SKIP_APT=0  SKIP_BUILD=0
 #   DNSTAP=0 (1: add row meridian-dnstap, logging every query to fstrm_capture)  DNSTAP_SAMPLE=1
+#   DNSSEC=0 (1: add row meridian-signed, the zone signed; pair with WORKLOADS="b bdo")
 #
 # Only 127.0.0.1 is used. Every server this script starts is stopped on exit.
 set -euo pipefail
@@ -275,6 +276,7 @@ main() {
     esac
   done
   [ "$DNSTAP" = 1 ] && deps+=(fstrm_capture curl)
+  [ "$DNSSEC" = 1 ] && deps+=(dnssec-keygen)
   ensure_deps "${deps[@]}"
   if [ -n "$MERIDIAN_BEFORE" ] && [ ! -x "$MERIDIAN_BEFORE" ]; then
     die "no Meridian binary at MERIDIAN_BEFORE=$MERIDIAN_BEFORE"
@@ -305,6 +307,7 @@ main() {
   local servers="meridian $PEERS" round srv port aport wl
   if [ -n "$MERIDIAN_BEFORE" ]; then servers="meridian meridian-before $PEERS"; fi
   if [ "$DNSTAP" = 1 ]; then servers="${servers/meridian /meridian meridian-dnstap }"; fi
+  if [ "$DNSSEC" = 1 ]; then servers="${servers/meridian /meridian meridian-signed }"; fi
   for round in $(seq 1 "$RUNS"); do
     for srv in $servers; do
       port=$(pick_port)

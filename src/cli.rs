@@ -299,6 +299,27 @@ fn check(path: &Path) -> ExitCode {
                     "geoip: no database gives subdivision codes (the flat schemas carry subdivision names only, the Country schemas none): `subdivisions` will not match; clients are placed by country"
                 );
             }
+            for zone in &compiled.zones {
+                let Some(signer) = &zone.signer else {
+                    continue;
+                };
+                for key in &signer.keys {
+                    println!(
+                        "dnssec: {} key {} algorithm {} ({}) from {}",
+                        signer.origin,
+                        key.tag,
+                        u8::from(key.algorithm),
+                        if key.ksk { "KSK" } else { "ZSK" },
+                        key.file.display()
+                    );
+                }
+                // The DS records for the parent zone: one per key that signs the key set.
+                for key in signer.keys.iter().filter(|k| k.ksk) {
+                    if let Ok(ds) = key.ds(&signer.origin, zone.soa.ttl) {
+                        println!("{ds}");
+                    }
+                }
+            }
             println!(
                 "{} zones, {} regions, {} services, {} endpoints",
                 compiled.zones.len(),

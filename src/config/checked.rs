@@ -50,6 +50,17 @@ pub struct CheckedZone {
     pub records: Vec<Record>,
     /// Where each record was given (in the config or a zone file), in the order of `records`.
     pub places: Vec<Place>,
+    /// Signing keys and validity, when the zone is signed.
+    pub dnssec: Option<CheckedDnssec>,
+}
+
+/// A signed zone's keys (read and checked against their public halves) and validity.
+#[derive(Debug)]
+pub struct CheckedDnssec {
+    pub keys: Vec<std::sync::Arc<crate::routing::sign::ZoneKey>>,
+    /// TTL of the DNSKEY, CDS and CDNSKEY RRsets.
+    pub key_ttl: u32,
+    pub validity: crate::routing::sign::Validity,
 }
 
 #[derive(Debug)]

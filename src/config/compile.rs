@@ -14,6 +14,7 @@ use super::Problem;
 use super::checked::{Checked, CheckedAllDown, CheckedZone};
 use crate::geo::{AsnDb, AsnSet, GeoDb, GeoSet};
 use crate::routing::latency::{Format, LatencyMap};
+use crate::routing::sign::{Signatures, ZoneSigner};
 use crate::routing::table::{
     Address, AllDown, CheckId, CidrMap, Compiled, Endpoint, EndpointId, Family, Node, ProbeAddr,
     PromoteGuard, Region, RegionId, Residency, Service, ServiceId, ServiceRegion, Target, TargetId,
@@ -259,6 +260,7 @@ pub fn compile(checked: Checked, reuse: Reuse) -> Result<Compiled, Vec<Problem>>
         })
         .collect();
     let wildcard_services = services.iter().any(|s| s.name.is_wildcard());
+    let signed = zones.iter().any(|z| z.signer.is_some());
     let zone_by_origin = zones
         .iter()
         .enumerate()
@@ -284,6 +286,7 @@ pub fn compile(checked: Checked, reuse: Reuse) -> Result<Compiled, Vec<Problem>>
         service_region_slots: slots as usize,
         service_names,
         wildcard_services,
+        signed,
     })
 }
 
@@ -372,6 +375,10 @@ fn read_cidr_file(path: &Path, regions: &[Region]) -> Result<CidrFile, String> {
     }
 }
 
+/// Most RRsets whose signatures a signed zone keeps (static RRsets, answer combinations,
+/// denial NSECs); a full shard of the cache starts over.
+const SIGNATURE_CACHE: usize = 200_000;
+
 fn zone(z: &CheckedZone) -> Zone {
     let origin = LowerName::new(&z.origin);
     let mut negative_soa = z.soa.clone();
@@ -385,8 +392,21 @@ fn zone(z: &CheckedZone) -> Zone {
         nodes: HashMap::new(),
         has_delegations: false,
         has_wildcards: false,
+        signer: z.dnssec.as_ref().map(|d| ZoneSigner {
+            origin: z.origin.clone(),
+            keys: d.keys.clone(),
+            validity: d.validity,
+            cache: Signatures::new(SIGNATURE_CACHE),
+        }),
     };
-    let apex = std::iter::once(z.soa.clone()).chain(z.ns.iter().cloned());
+    // A signed zone publishes its keys at the apex: DNSKEY, CDS and CDNSKEY.
+    let keys = match (&zone.signer, &z.dnssec) {
+        (Some(signer), Some(d)) => signer.apex_records(d.key_ttl),
+        _ => Vec::new(),
+    };
+    let apex = std::iter::once(z.soa.clone())
+        .chain(z.ns.iter().cloned())
+        .chain(keys);
     for rec in apex.chain(z.records.iter().cloned()) {
         if rec.record_type() == RecordType::NS && rec.name != z.origin {
             zone.has_delegations = true;

@@ -254,6 +254,24 @@ pub struct RawZone {
     pub ttl: Option<S<i64>>,
     #[serde(default)]
     pub records: Vec<S<RawRecord>>,
+    /// Sign the zone with these keys (DNSSEC).
+    pub dnssec: Option<S<RawDnssec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnssec {
+    /// `.private` key files as BIND's `dnssec-keygen` writes them (the `.key` beside each).
+    #[serde(default)]
+    pub keys: Vec<S<String>>,
+    /// A directory whose `K<origin>+*.private` files are the zone's keys.
+    pub key_dir: Option<S<String>>,
+    /// How long a signature is valid ("14d" style durations in hours: "336h").
+    pub validity: Option<S<String>>,
+    /// Sign again when less than this is left of a signature.
+    pub refresh: Option<S<String>>,
+    /// TTL of the DNSKEY, CDS and CDNSKEY RRsets and of denial NSECs' cap.
+    pub key_ttl: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -303,7 +303,7 @@ fn record(entry: &Entry, state: &mut State<'_>) -> Result<Record, String> {
 }
 
 /// The types a zone file may hold: what Meridian serves from a zone.
-const SERVED_TYPES: [RecordType; 10] = [
+const SERVED_TYPES: [RecordType; 11] = [
     RecordType::SOA,
     RecordType::NS,
     RecordType::A,
@@ -314,6 +314,7 @@ const SERVED_TYPES: [RecordType; 10] = [
     RecordType::SRV,
     RecordType::CAA,
     RecordType::PTR,
+    RecordType::DS,
 ];
 
 /// A word of an entry, quotes removed (escapes kept, for hickory to read).

@@ -486,6 +486,7 @@ impl Publisher {
         let mut stopped = None;
         // Ramps restored from state_dir get their Prometheus conditions polled again.
         self.sync_ramp_checks();
+        let mut resign_at = Instant::now() + resign_every(&self.compiled);
         loop {
             // One journal writer at a time, off this loop.
             if journaling.as_ref().is_none_or(|j| j.is_finished()) {
@@ -497,6 +498,21 @@ impl Publisher {
             let publish_at = last_publish + PUBLISH_GAP;
             let change_at = self.next_change();
             tokio::select! {
+                () = tokio::time::sleep_until(resign_at), if self.compiled.signed => {
+                    // Signatures due before the next sweep are made again now, off the DNS
+                    // path, so queries keep finding valid ones in the cache.
+                    let every = resign_every(&self.compiled);
+                    let compiled = self.compiled.clone();
+                    let now = crate::clock::unix_seconds(self.clock.now());
+                    tokio::task::spawn_blocking(move || {
+                        for zone in &compiled.zones {
+                            if let Some(signer) = &zone.signer {
+                                signer.refresh(now, 2 * every.as_secs());
+                            }
+                        }
+                    });
+                    resign_at = Instant::now() + every;
+                }
                 () = tokio::time::sleep_until(change_at.unwrap_or(publish_at)), if change_at.is_some() => {
                     // Before a ramp's next step: its conditions against the table being
                     // served, so a failing receiving side stops it at the step it is on.
@@ -635,6 +651,19 @@ impl Publisher {
             }
         }))
     }
+}
+
+/// How often the signature caches are swept for signatures due to be made again: a quarter
+/// of the shortest refresh margin, between a second and an hour.
+fn resign_every(compiled: &Compiled) -> Duration {
+    let margin = compiled
+        .zones
+        .iter()
+        .filter_map(|z| z.signer.as_ref())
+        .map(|s| u64::from(s.validity.refresh) / 4)
+        .min()
+        .unwrap_or(3600);
+    Duration::from_secs(margin.clamp(1, 3600))
 }
 
 #[cfg(test)]

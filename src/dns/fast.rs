@@ -14,11 +14,13 @@ use super::handler::{client_of, udp_limit};
 use super::snapshot::Snapshot;
 use super::templates::Static;
 use super::wire::{self, Scanned};
+use crate::clock::{self, Clock};
 use crate::geo::Stage;
 use crate::metrics::Metrics;
 use crate::routing::decide::decide;
 use crate::routing::query::{Client, Decision, Query};
-use crate::routing::table::{Address, Family, ServiceId, ZoneId};
+use crate::routing::sign::rrset_key;
+use crate::routing::table::{Address, Family, MAX_ANSWERS, ServiceId, ZoneId};
 use crate::routing::trace::NoTrace;
 use hickory_proto::op::ResponseCode;
 
@@ -128,7 +130,14 @@ pub fn respond(
     name.make_ascii_lowercase();
     let table = &snap.table;
     let found = table.compiled.service_names.get(&*name).copied();
-    let Some((service, zone)) = found.or_else(|| wildcard_service(snap, name)) else {
+    // DO=1 when a zone is signed: static names and wildcard services are the full
+    // handler's; an exact service name gets its RRSIGs from the signature cache here.
+    let signing = table.compiled.signed && scanned.edns.is_some_and(|e| e.dnssec_ok);
+    let Some((service, zone)) = found.or_else(|| wildcard_service(snap, name).filter(|_| !signing))
+    else {
+        if signing {
+            return None;
+        }
         return respond_static(snap, req, parsed, name, metrics, out).map(|()| None);
     };
     // A CNAME answer (a hostname service) may chase into our zones and compresses its
@@ -147,6 +156,24 @@ pub fn respond(
         return None; // NODATA, SERVFAIL or static fallback: the full handler's business
     }
 
+    // The RRSIGs of the answer, from the zone's signature cache (signed at load for a
+    // service answering one endpoint; on first use for a combination of several).
+    let signed = match &table.compiled.zone(zone).signer {
+        Some(signer) if signing => {
+            let mut records = [&table.compiled.endpoint(endpoints[0]).record; MAX_ANSWERS];
+            for (slot, id) in records.iter_mut().zip(endpoints) {
+                *slot = &table.compiled.endpoint(*id).record;
+            }
+            let set = &records[..endpoints.len()];
+            let owner = &set[0].name;
+            let key = rrset_key(owner, set[0].record_type(), set);
+            let now = clock::unix_seconds(clock::SystemClock.now());
+            Some(signer.rrsigs(key, owner, set, now))
+        }
+        _ => None,
+    };
+    let sigs = signed.as_ref().map_or(0, |s| s.rrsigs.len());
+
     // The header and question, copied in one piece and patched: flags for an authoritative
     // NOERROR; counts 1 / answers / 0 / OPT.
     out.clear();
@@ -154,7 +181,7 @@ pub fn respond(
     patch_flags(req, 0x04, 0, out);
     out[6..12].copy_from_slice(&[
         0,
-        endpoints.len() as u8,
+        (endpoints.len() + sigs) as u8,
         0,
         0,
         0,
@@ -181,6 +208,9 @@ pub fn respond(
             }
         };
         out.extend_from_slice(&rr[..len]);
+    }
+    if let Some(signed) = &signed {
+        out.extend_from_slice(&signed.wire);
     }
     push_opt(snap, &scanned, d.scope, out);
     finish(snap, parsed, zone, ResponseCode::NoError, metrics, out)?;

@@ -144,6 +144,8 @@ fn corpus_of(names: &[&str], n: usize) -> Vec<Vec<u8>> {
             _ => {
                 let mut e = Edns::new();
                 e.set_max_payload(*rng.pick(&[512u16, 700, 1232, 4096]));
+                // DO=1 is copied by both paths; with a signed zone it is the full handler's.
+                e.set_dnssec_ok(rng.next().is_multiple_of(3));
                 if i % 4 != 1 {
                     let (addr, width) = if rng.next().is_multiple_of(4) {
                         (rng.pick(&v6).parse::<IpAddr>().unwrap(), 128)
@@ -220,6 +222,57 @@ fn fast_path_answers_wildcards_as_the_full_handler_does() {
     assert_eq!(r.answers.len(), 1);
     assert_eq!(r.answers[0].name.to_ascii(), "T1.cdn.example.com.");
     assert_eq!(r.answers[0].data.to_string(), "198.51.100.60");
+}
+
+/// The example zone signed with the test key in tests/fixtures/dnssec.
+fn signed_table() -> Snapshot {
+    table_with(|text| {
+        text.replacen(
+            "ttl = 3600\nrecords = [\n",
+            concat!(
+                "ttl = 3600\ndnssec = { keys = [\"",
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/dnssec/Kexample.com.+013+58259.private\"] }\nrecords = [\n"
+            ),
+            1,
+        )
+    })
+}
+
+#[test]
+fn fast_path_answers_a_signed_zone_as_the_full_handler_does() {
+    let snap = signed_table();
+    assert!(snap.table.compiled.signed);
+    differential(&snap, &corpus(4000), 500);
+    // DO=1 gets the RRSIGs (on both paths); DO=0 the same response as unsigned.
+    let metrics = Metrics::new();
+    let src: SocketAddr = "12.0.0.1:5300".parse().unwrap();
+    let ask = |dnssec_ok: bool| {
+        let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(
+            Name::from_ascii("www.example.com.").unwrap(),
+            RecordType::A,
+        ));
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        e.set_dnssec_ok(dnssec_ok);
+        m.set_edns(e);
+        let q = m.to_vec().unwrap();
+        let mut out = Vec::new();
+        let fast = fast::answer(&snap, &q, src.ip(), &metrics, &mut out).is_some();
+        let full = handler::respond_udp(&snap, &q, src, &metrics).unwrap();
+        (fast, Message::from_vec(&full).unwrap())
+    };
+    let (fast, signed) = ask(true);
+    assert!(fast, "a signed service answer goes fast");
+    let types: Vec<RecordType> = signed.answers.iter().map(|r| r.record_type()).collect();
+    assert_eq!(types, [RecordType::A, RecordType::RRSIG]);
+    let (fast, plain) = ask(false);
+    assert!(fast, "DO=0 stays on the fast path");
+    assert_eq!(plain.answers.len(), 1);
+    // The cache signed the answer once: the same RRSIG the second time.
+    let (_, again) = ask(true);
+    assert_eq!(again.answers[1], signed.answers[1]);
 }
 
 /// Answers every query through both paths and requires the same response wherever the fast

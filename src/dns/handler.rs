@@ -13,8 +13,10 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::counters::Transport;
+use super::dnssec;
 use super::snapshot::Snapshot;
 use super::wire::{self, Malformed, OptIn, Scanned};
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::routing::answer::answer;
 use crate::routing::query::{Client, Decision, Query, Reason};
@@ -464,6 +466,30 @@ fn respond_to(
         }
         None => &ans.answers,
     };
+    // DO=1 to a signed zone: RRSIGs and denial (see `dnssec`).
+    let proof =
+        (scanned.edns.is_some_and(|e| e.dnssec_ok) && snap.table.compiled.signed).then(|| {
+            let now = crate::clock::unix_seconds(crate::clock::SystemClock.now());
+            dnssec::prove(&snap.table, query.name(), &ans, answers, now)
+        });
+    let signed_answers: Vec<&Record>;
+    let signed_authority: Vec<&Record>;
+    let (answers, authority): (&[&Record], &[&Record]) = match &proof {
+        Some(p) => {
+            if let Some(rcode) = p.rcode {
+                meta.response_code = rcode;
+            }
+            signed_answers = dnssec::Proof::interleave(answers, &p.answer_sigs);
+            let mut auth = dnssec::Proof::interleave(&ans.authority, &p.authority_sigs);
+            auth.extend(p.ds.iter().copied());
+            auth.extend(p.nsec.iter());
+            auth.extend(p.more_sigs.iter().flat_map(|s| s.rrsigs.iter()));
+            signed_authority = auth;
+            (&signed_answers, &signed_authority)
+        }
+        None => (answers, &ans.authority),
+    };
+    let rcode = meta.response_code;
     let attempt = |meta: Metadata, extra: bool, limit: u16| {
         let mut builder = MessageResponseBuilder::new(&request.queries, None);
         if let Some(edns) = with_edns {
@@ -473,7 +499,7 @@ fn respond_to(
         let response = builder.build(
             meta,
             answers.iter().copied(),
-            ans.authority.iter().copied(),
+            authority.iter().copied(),
             std::iter::empty::<&Record>(),
             ans.additional.iter().chain(extra).copied(),
         );
@@ -498,7 +524,7 @@ fn respond_to(
             return Reply {
                 bytes: encode(builder.build_no_records(meta), transport),
                 ede: ede_sent,
-                rcode: ans.rcode,
+                rcode,
                 zone: ans.zone,
                 decision: ans.decision,
                 client: Some(client),
@@ -508,7 +534,7 @@ fn respond_to(
     Reply {
         bytes: Some(bytes),
         ede: ede_sent,
-        rcode: ans.rcode,
+        rcode,
         zone: ans.zone,
         decision: ans.decision,
         client: Some(client),

@@ -1,6 +1,7 @@
 //! The DNS side: the snapshot the listeners read, wire checks, the fast path and the full
 //! handler, prepared responses, counters, rate limiting and the listeners.
 pub mod counters;
+pub mod dnssec;
 pub mod dnstap;
 pub mod fast;
 pub mod handler;

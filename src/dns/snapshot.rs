@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::clock::Clock;
+
 use super::counters::DnsCounters;
 use super::sample::QuerySample;
 use super::templates::Templates;
@@ -29,7 +31,8 @@ pub struct Snapshot {
 pub type Store = ArcSwap<Snapshot>;
 
 impl Snapshot {
-    /// The first snapshot of a compiled config: its templates built, its counters at zero.
+    /// The first snapshot of a compiled config: its templates built, its counters at zero,
+    /// its signed zones' fixed RRsets signed.
     pub fn first(table: RoutingTable) -> Snapshot {
         Snapshot::first_sampled(table, Arc::new(QuerySample::disabled()))
     }
@@ -37,6 +40,30 @@ impl Snapshot {
     /// The first snapshot of a compiled config, sampling queries into `sample` under a new
     /// tag.
     pub fn first_sampled(table: RoutingTable, sample: Arc<QuerySample>) -> Snapshot {
+        if table.compiled.signed {
+            let started = crate::clock::SystemClock.now();
+            let signed = super::dnssec::presign(&table, crate::clock::unix_seconds(started));
+            let took = crate::clock::SystemClock
+                .now()
+                .duration_since(started)
+                .unwrap_or_default();
+            let (entries, bytes) = table
+                .compiled
+                .zones
+                .iter()
+                .filter_map(|z| z.signer.as_ref())
+                .fold((0, 0), |(n, b), s| {
+                    (n + s.cache.len(), b + s.cache.approx_bytes())
+                });
+            tracing::info!(
+                target: "meridian::dnssec",
+                rrsets = signed,
+                cached = entries,
+                cache_bytes = bytes,
+                ms = took.as_millis() as u64,
+                "signed the fixed RRsets of the signed zones"
+            );
+        }
         Snapshot {
             templates: Arc::new(Templates::build(&table)),
             counters: Arc::new(DnsCounters::new(&table.compiled)),

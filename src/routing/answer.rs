@@ -306,7 +306,7 @@ fn at_alias<'t>(
 /// The wildcard that stands in for `name`, which is not a node of `zone`: `*.` its closest
 /// encloser, the longest ancestor that exists (RFC 4592 3.3.1), if that wildcard exists.
 /// Names at or below an existing name or empty non-terminal are never synthesized.
-fn wildcard<'z>(zone: &'z Zone, name: &LowerName) -> Option<&'z Node> {
+pub fn wildcard<'z>(zone: &'z Zone, name: &LowerName) -> Option<&'z Node> {
     if !zone.has_wildcards {
         return None;
     }

@@ -11,6 +11,7 @@ pub mod prefix;
 pub mod query;
 pub mod rank;
 pub mod scenario;
+pub mod sign;
 pub mod table;
 #[cfg(test)]
 pub(crate) mod test_support;

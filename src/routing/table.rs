@@ -364,6 +364,8 @@ pub struct Zone {
     pub has_delegations: bool,
     /// Whether any owner name starts with a `*` label (RFC 4592 wildcards).
     pub has_wildcards: bool,
+    /// The zone's DNSSEC keys and signatures, when it is signed.
+    pub signer: Option<super::sign::ZoneSigner>,
 }
 
 /// One compiled config: immutable, shared by every snapshot built from it.
@@ -398,6 +400,8 @@ pub struct Compiled {
     pub assertions: Vec<super::scenario::Assertion>,
     /// `[[safety]]` rules evacuations, drains and ramps must not break.
     pub safety: Vec<super::scenario::SafetyRule>,
+    /// Some zone is signed (DO=1 queries then go to the full handler).
+    pub signed: bool,
 }
 
 /// A `[cidr_maps.NAME]` table: networks sent to a region (longest prefix wins), then

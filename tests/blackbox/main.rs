@@ -10,6 +10,7 @@ mod backend;
 mod cli;
 mod ctl;
 mod dig;
+mod dnssec;
 mod dnstap;
 mod drains;
 mod failover;

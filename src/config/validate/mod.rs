@@ -4,6 +4,7 @@
 //! and the other data files are opened by `compile`.
 mod asserts;
 mod checks;
+mod dnssec;
 mod regions;
 pub(crate) use regions::parse_asn_number;
 mod server;

@@ -15,7 +15,7 @@ use crate::config::zonefile;
 use crate::config::{FileLine, Place};
 
 const DEFAULT_ZONE_TTL: u32 = 3600;
-const STATIC_TYPES: [RecordType; 9] = [
+const STATIC_TYPES: [RecordType; 10] = [
     RecordType::A,
     RecordType::AAAA,
     RecordType::CNAME,
@@ -25,6 +25,8 @@ const STATIC_TYPES: [RecordType; 9] = [
     RecordType::CAA,
     RecordType::NS,
     RecordType::PTR,
+    // The digest of a signed child's key, at a delegation (a signed zone serves it).
+    RecordType::DS,
 ];
 
 pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>, base: &Path) -> CheckedZone {
@@ -232,12 +234,18 @@ pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>, base: &Path) -> CheckedZone {
 
     cname_loops(cx, &records, &places);
 
+    let dnssec = z
+        .dnssec
+        .as_ref()
+        .zip(parsed_origin.as_ref())
+        .and_then(|(d, o)| super::dnssec::dnssec(cx, d, o, base));
     CheckedZone {
         origin,
         soa,
         ns,
         records,
         places,
+        dnssec,
     }
 }
 
