@@ -16,9 +16,10 @@
 #   start s      from spawning the server to Meridian's `ready` log line (gdnsd: to the
 #                first answer for the last name)
 #   rss start    VmRSS right after that, in MB
-#   rss reload   VmRSS after RELOADS reloads (Meridian: POST /v1/reload, which answers when
-#                the new table is served; gdnsd: `gdnsdctl reload-zones`, which reloads its
-#                zone files but not the geoip resources of its config)
+#   rss reload   VmRSS after RELOADS reloads (Meridian: SIGHUP, done when /readyz reports a
+#                new generation, so the admin API's 60 s connection limit does not bound a
+#                slow reload; gdnsd: `gdnsdctl reload-zones`, which reloads its zone files but
+#                not the geoip resources of its config)
 #   reload s     the slowest of those reloads
 #   scrape s, MB, series, cpu s
 #                the slowest of SCRAPES scrapes of GET /metrics, the size of the last, its
@@ -42,9 +43,8 @@ ENDPOINTS=${ENDPOINTS:-7}          # endpoints per name, over the regions na eu 
 RELOADS=${RELOADS:-5}              # reloads before "rss reload"
 SCRAPES=${SCRAPES:-3}              # /metrics scrapes before "rss scraped"
 GDNSD_MAX=${GDNSD_MAX:-10000}      # run gdnsd only up to this many names (0: never)
-NETWORKS=${NETWORKS:-100000}       # networks in the synthetic GeoIP database
+# NETWORKS (lib.sh, default 1000000): networks in the synthetic GeoIP database
 START_TIMEOUT=${START_TIMEOUT:-1800}
-ADMIN_TOKEN=${ADMIN_TOKEN:-scale-bench-token}
 
 for k in ENDPOINTS RELOADS SCRAPES GDNSD_MAX NETWORKS START_TIMEOUT; do need_int "$k" "${!k}"; done
 for n in $SIZES; do need_int SIZES "$n"; done
@@ -168,6 +168,12 @@ EOF
 mb() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 secs() { awk -v u="$1" 'BEGIN { printf "%.2f", u / 1e6 }'; }
 now_us() { NOW=${EPOCHREALTIME/[.,]/}; }
+generation() { # admin-url -> the generation /readyz reports, or "-"
+  local out
+  out=$(curl -s --max-time 5 "$1/readyz" 2>/dev/null || true)
+  out=$(sed -n 's/.*"generation": *\([0-9]*\).*/\1/p' <<<"$out" | head -n 1)
+  echo "${out:--}"
+}
 proc_cpu_ticks() { # pid -> utime+stime, all threads
   local line rest f
   read -r line < "/proc/$1/stat" || { echo 0; return; }
@@ -178,7 +184,7 @@ proc_cpu_ticks() { # pid -> utime+stime, all threads
 
 # Appends one row to $RES/table: server n start rss-start rss-reload reload-s scrape-s scrape-mb series scrape-cpu rss-scraped
 measure_meridian() { # row-name binary n
-  local row=$1 bin=$2 n=$3 dir port aport t0 t_ready i admin rss0 rss1 rss2 worst=0 t1 t2 out
+  local row=$1 bin=$2 n=$3 dir port aport t0 t_ready i j gen admin rss0 rss1 rss2 worst=0 t1 t2 out
   local s_worst=0 size=0 series=0 c0 c1
   dir=$WORK/$row-$n
   rm -rf "$dir"; mkdir -p "$dir"
@@ -189,7 +195,7 @@ measure_meridian() { # row-name binary n
   wait_quiet
   log "$row, $n names: starting $bin"
   now_us; t0=$NOW
-  MERIDIAN_LOG=${MERIDIAN_LOG:-warn} MERIDIAN_ADMIN_TOKEN=$ADMIN_TOKEN \
+  MERIDIAN_LOG=${MERIDIAN_LOG:-warn} \
     "$bin" serve --config "$dir/meridian.toml" > "$dir/server.log" 2>&1 &
   SRV_PID=$!
   t_ready=""
@@ -206,10 +212,16 @@ measure_meridian() { # row-name binary n
   [ -n "$(dig_short "$port" "g$((n - 1)).example.com" A)" ] || die "$row does not answer g$((n - 1)).example.com"
   rss0=$(server_rss_kb)
   for ((i = 1; i <= RELOADS; i++)); do
+    gen=$(generation "$admin")
     now_us; t1=$NOW
-    out=$(curl -s --max-time "$START_TIMEOUT" -X POST -H "Authorization: Bearer $ADMIN_TOKEN" "$admin/v1/reload" || true)
-    now_us; t2=$NOW
-    grep -q '"reloaded": *true' <<<"$out" || die "$row: reload $i failed: ${out:0:500}"
+    kill -HUP "$SRV_PID"
+    t2=""
+    for ((j = 0; j < START_TIMEOUT * 20; j++)); do
+      if [ "$(generation "$admin")" != "$gen" ]; then now_us; t2=$NOW; break; fi
+      kill -0 "$SRV_PID" 2>/dev/null || die "$row exited during reload $i; see $dir/server.log"
+      sleep 0.05
+    done
+    [ -n "$t2" ] || die "$row: reload $i did not publish a new table within ${START_TIMEOUT}s; see $dir/server.log"
     [ $((t2 - t1)) -gt "$worst" ] && worst=$((t2 - t1))
   done
   sleep 1

@@ -7,6 +7,8 @@ pub mod admin;
 pub mod command;
 pub mod gauges;
 pub mod health;
+#[cfg(test)]
+mod memory_tests;
 pub mod ramps;
 pub mod reload;
 

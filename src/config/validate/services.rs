@@ -625,7 +625,9 @@ pub(super) fn check_service_conflicts(
             alias_loops(cx, raw, zones, services, svc);
             continue;
         }
-        let span = name_span(raw, &svc.name);
+        // Found only when there is something to report: a scan of every service per service
+        // would make checking many names quadratic.
+        let span = || name_span(raw, &svc.name);
         let clash = zone.records.iter().zip(&zone.places).find(|(r, _)| {
             r.name == svc.name
                 && matches!(
@@ -642,7 +644,7 @@ pub(super) fn check_service_conflicts(
             match at {
                 // A zone file's record is reported at its line, naming the service.
                 Place::File(_) => {
-                    let service = cx.place(&Place::Config(span.clone()));
+                    let service = cx.place(&Place::Config(span()));
                     cx.err_at(
                         at,
                         format!(
@@ -655,7 +657,7 @@ pub(super) fn check_service_conflicts(
                 Place::Config(_) => {
                     let record = cx.place(at);
                     cx.err(
-                        span.clone(),
+                        span(),
                         format!(
                             "{}: zone {} has {kind} (at {record})",
                             svc.name, zone.origin
@@ -672,7 +674,7 @@ pub(super) fn check_service_conflicts(
         {
             let delegation = cx.place(at);
             cx.err(
-                span,
+                span(),
                 format!(
                     "service {} is below the delegation at {} ({delegation})",
                     svc.name, cut.name
@@ -693,10 +695,10 @@ fn is_alias(svc: &CheckedService) -> bool {
 /// static records and is not a zone apex (whose SOA and NS it would hide); nor may it sit
 /// below a delegation.
 fn alias_conflicts(cx: &mut Ctx, raw: &RawConfig, zone: &CheckedZone, svc: &CheckedService) {
-    let span = name_span(raw, &svc.name);
+    let span = || name_span(raw, &svc.name);
     if svc.name == zone.origin {
         cx.err(
-            span,
+            span(),
             format!(
                 "service {} has hostname endpoints, answered with a CNAME, which cannot be at the zone apex",
                 svc.name
@@ -712,7 +714,7 @@ fn alias_conflicts(cx: &mut Ctx, raw: &RawConfig, zone: &CheckedZone, svc: &Chec
     {
         let record = cx.place(at);
         cx.err(
-            span.clone(),
+            span(),
             format!(
                 "{}: zone {} has {} records beside a hostname service (at {record}; a CNAME allows no other data at its name)",
                 svc.name,
@@ -729,7 +731,7 @@ fn alias_conflicts(cx: &mut Ctx, raw: &RawConfig, zone: &CheckedZone, svc: &Chec
     {
         let delegation = cx.place(at);
         cx.err(
-            span,
+            span(),
             format!(
                 "service {} is below the delegation at {} ({delegation})",
                 svc.name, cut.name
