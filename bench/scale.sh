@@ -34,6 +34,8 @@
 set -euo pipefail
 export LC_ALL=C
 
+# Before lib.sh, which defaults it to 180: a big config takes longer to load and reload.
+START_TIMEOUT=${START_TIMEOUT:-1800}
 # shellcheck source=bench/lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
@@ -44,7 +46,6 @@ RELOADS=${RELOADS:-5}              # reloads before "rss reload"
 SCRAPES=${SCRAPES:-3}              # /metrics scrapes before "rss scraped"
 GDNSD_MAX=${GDNSD_MAX:-10000}      # run gdnsd only up to this many names (0: never)
 # NETWORKS (lib.sh, default 1000000): networks in the synthetic GeoIP database
-START_TIMEOUT=${START_TIMEOUT:-1800}
 
 for k in ENDPOINTS RELOADS SCRAPES GDNSD_MAX NETWORKS START_TIMEOUT; do need_int "$k" "${!k}"; done
 for n in $SIZES; do need_int SIZES "$n"; done

@@ -19,7 +19,11 @@ impl Publisher {
         };
         let previous = self.compiled.clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            crate::config::load_reusing(&path, Some(&previous))
+            let loaded = crate::config::load_reusing(&path, Some(&previous));
+            // The parse trees are gone: give their pages, and those of tables replaced
+            // earlier and freed into this thread's heap, back now.
+            crate::alloc::release_freed();
+            loaded
         })
         .await;
         let compiled = match loaded {
@@ -81,6 +85,9 @@ impl Publisher {
             config_generation = self.config_generation,
             "config reloaded"
         );
-        Ok(self.publish("reload".into(), now))
+        let generation = self.publish("reload".into(), now);
+        // The old config's snapshot, templates and gauges were freed into this thread's heap.
+        crate::alloc::release_freed();
+        Ok(generation)
     }
 }
