@@ -649,6 +649,8 @@ fn serve(path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<()> {
     // The config first, for its log format; a config that does not load is reported on
     // stderr by main either way.
     let compiled = config::load(path)?;
+    // The config's parse trees are freed: return their pages before serving.
+    crate::alloc::release_freed();
     init_logging(log_format.unwrap_or(match compiled.settings.log_format {
         crate::settings::LogFormat::Text => LogFormat::Text,
         crate::settings::LogFormat::Json => LogFormat::Json,

@@ -1,5 +1,6 @@
 //! Meridian: an authoritative GeoDNS traffic manager.
 pub mod admin;
+pub mod alloc;
 pub mod cli;
 pub mod clock;
 pub mod cluster;

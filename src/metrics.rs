@@ -33,10 +33,12 @@ pub struct Metrics {
     pub ecs_queries: IntCounter,
     pub udp_duration: Histogram,
     pub tcp_duration: Histogram,
+    /// Probe results and latency by check; by target as well only when
+    /// `server.metrics_endpoints = "all"` (a series per target does not scale to many names).
     pub probe_results: IntCounterVec,
     pub probe_duration: HistogramVec,
-    pub endpoint_up: IntGaugeVec,
-    pub region_up: IntGaugeVec,
+    pub probe_target_results: IntCounterVec,
+    pub probe_target_duration: HistogramVec,
     pub region_evacuated: IntGaugeVec,
     pub evacuated_since: IntGaugeVec,
     pub drain_percent: GaugeVec,
@@ -44,7 +46,6 @@ pub struct Metrics {
     pub endpoint_promotable: IntGaugeVec,
     pub safety_violations: IntCounterVec,
     pub ramp_aborts: IntCounterVec,
-    pub service_all_down: IntGaugeVec,
     pub all_down_total: IntCounterVec,
     pub generation: IntGauge,
     pub reloads: IntCounterVec,
@@ -210,24 +211,25 @@ impl Metrics {
             tcp_duration: query_duration.with_label_values(&["tcp"]),
             probe_results: counter_vec(
                 "meridian_probe_results_total",
-                "Health probe results by target and check.",
-                &["target", "check", "result"],
+                "Health probe results by check, over all its targets.",
+                &["check", "result"],
             ),
             probe_duration: histogram_vec(
                 "meridian_probe_duration_seconds",
-                "Health probe latency (to response headers, or to connect for tcp).",
-                &["target", "check"],
+                "Health probe latency (to response headers, or to connect for tcp), by check.",
+                &["check"],
                 prometheus::exponential_buckets(0.000_5, 2.0, 14).unwrap_or_default(),
             ),
-            endpoint_up: gauge_vec(
-                "meridian_endpoint_up",
-                "1 while an endpoint serves (up, unknown or unmonitored), 0 while down.",
-                &["service", "region", "address"],
+            probe_target_results: counter_vec(
+                "meridian_probe_target_results_total",
+                "Health probe results by target and check (server.metrics_endpoints = \"all\").",
+                &["target", "check", "result"],
             ),
-            region_up: gauge_vec(
-                "meridian_region_up",
-                "1 while a region has enough healthy endpoints for a service.",
-                &["service", "region"],
+            probe_target_duration: histogram_vec(
+                "meridian_probe_target_duration_seconds",
+                "Health probe latency by target and check (server.metrics_endpoints = \"all\").",
+                &["target", "check"],
+                prometheus::exponential_buckets(0.000_5, 2.0, 14).unwrap_or_default(),
             ),
             region_evacuated: gauge_vec(
                 "meridian_region_evacuated",
@@ -255,11 +257,6 @@ impl Metrics {
                 "meridian_safety_violations_total",
                 "Times a health change broke a [[safety]] rule (the rule's file:line).",
                 &["rule"],
-            ),
-            service_all_down: gauge_vec(
-                "meridian_service_all_down",
-                "1 while no region of a service is healthy (on_all_down in effect).",
-                &["service", "family"],
             ),
             all_down_total: counter_vec(
                 "meridian_all_down_total",
@@ -345,13 +342,18 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} counter");
             for ((family, labels), v) in merged.iter().filter(|((f, _), _)| *f == name) {
                 let _ = family;
-                let pairs = label_names
-                    .iter()
-                    .zip(labels)
-                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-                    .collect::<Vec<_>>()
-                    .join(",");
-                let _ = writeln!(out, "{name}{{{pairs}}} {v}");
+                out.push_str(name);
+                out.push('{');
+                for (i, (k, l)) in label_names.iter().zip(labels).enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(k);
+                    out.push_str("=\"");
+                    write_label_value(&mut out, l);
+                    out.push('"');
+                }
+                let _ = writeln!(out, "}} {v}");
             }
         }
         let mut buf = Vec::new();
@@ -371,8 +373,14 @@ impl Default for Metrics {
     }
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Appends a label value to `out`, escaped for the text exposition format.
+pub fn write_label_value(out: &mut String, v: &str) {
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
 }

@@ -35,6 +35,23 @@ pub struct Settings {
     pub nsid: Option<Box<[u8]>>,
     /// Query and response logging to a dnstap collector, when configured.
     pub dnstap: Option<DnstapSettings>,
+    /// Which endpoints `/metrics` gives a series of their own (`server.metrics_endpoints`).
+    pub metrics_endpoints: EndpointMetrics,
+}
+
+/// `server.metrics_endpoints`: which endpoints have a `meridian_endpoint_up` series, and
+/// whether probe targets have series of their own. A series per endpoint of every service
+/// does not scale to tens of thousands of names, so by default only endpoints that are down
+/// have one: `meridian_endpoint_up == 0` alerts work, and a healthy fleet costs nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EndpointMetrics {
+    /// Every endpoint, and the per-target probe families.
+    All,
+    /// Only endpoints that are down; probes counted per check.
+    #[default]
+    Down,
+    /// No endpoint series; probes counted per check.
+    None,
 }
 
 /// `[dnstap]`: where and how queries and responses are logged.

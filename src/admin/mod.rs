@@ -10,8 +10,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Body, Bytes};
+use hyper::body::{Body, Bytes, Frame};
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
@@ -20,6 +21,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::control::command::{AdminError, Command};
+use crate::control::gauges::TableFamilies;
 use crate::control::history;
 use crate::control::ramps::RampAction;
 use crate::dns::counters;
@@ -51,7 +53,7 @@ pub struct Admin {
     pub cluster: Option<Arc<crate::cluster::SharedStatus>>,
 }
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response<UnsyncBoxBody<Bytes, Infallible>>;
 
 fn json_reply(status: StatusCode, body: serde_json::Value) -> Reply {
     let mut text = serde_json::to_vec_pretty(&body).unwrap_or_default();
@@ -59,8 +61,8 @@ fn json_reply(status: StatusCode, body: serde_json::Value) -> Reply {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(text)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        .body(Full::new(Bytes::from(text)).boxed_unsync())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed_unsync()))
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Reply {
@@ -142,10 +144,14 @@ impl Admin {
                 let text = self
                     .metrics
                     .render(&counters::FAMILIES, snap.counters.series());
+                let body = MetricsBody {
+                    first: Some(Bytes::from(text)),
+                    families: TableFamilies::new(snap.table.clone()),
+                };
                 Response::builder()
                     .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
-                    .body(Full::new(Bytes::from(text)))
-                    .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+                    .body(body.boxed_unsync())
+                    .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed_unsync()))
             }
             Route::Regions => json_reply(StatusCode::OK, views::regions(&self.store.load().table)),
             Route::RoutingTable => json_reply(
@@ -658,6 +664,37 @@ pub fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The body of `GET /metrics`: the registry and the DNS counters as one chunk, then the
+/// families with a series per service, region or endpoint, rendered from the table a chunk
+/// at a time as hyper asks for them, so a scrape of tens of thousands of names never holds
+/// its whole text.
+struct MetricsBody {
+    first: Option<Bytes>,
+    families: TableFamilies,
+}
+
+impl Body for MetricsBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if let Some(first) = this.first.take() {
+            return std::task::Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        let mut chunk = String::new();
+        while chunk.is_empty() {
+            if !this.families.next_chunk(&mut chunk) {
+                return std::task::Poll::Ready(None);
+            }
+        }
+        std::task::Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+    }
 }
 
 /// Serves the admin API on a bound listener until the process ends.

@@ -198,6 +198,8 @@ pub struct RawServer {
     pub probe_source: Option<S<String>>,
     /// What to answer an NSID request with (RFC 5001): text, or `hex:` and hex digits.
     pub nsid: Option<S<String>>,
+    /// Which endpoints get a `meridian_endpoint_up` series: "all", "down" or "none".
+    pub metrics_endpoints: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

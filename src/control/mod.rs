@@ -8,6 +8,8 @@ pub mod command;
 pub mod gauges;
 pub mod health;
 pub mod history;
+#[cfg(test)]
+mod memory_tests;
 pub mod ramps;
 pub mod reload;
 pub mod rollback;

@@ -44,6 +44,9 @@ impl Publisher {
                 Some(t) => crate::config::load_str_reusing(t, &path, Some(&previous)),
                 None => crate::config::load_reusing(&path, Some(&previous)),
             };
+            // The parse trees are gone: give their pages, and those of tables replaced
+            // earlier and freed into this thread's heap, back now.
+            crate::alloc::release_freed();
             compiled.map(|c| (c, text))
         })
         .await;
@@ -76,7 +79,10 @@ impl Publisher {
         let cause = Cause::Reload {
             config_hash: self.compiled.settings.config_hash.clone(),
         };
-        Ok(self.publish(cause, now))
+        let generation = self.publish(cause, now);
+        // The old config's snapshot, templates and gauges were freed into this thread's heap.
+        crate::alloc::release_freed();
+        Ok(generation)
     }
 
     /// Makes `compiled` the config in force (a reload, a rollback): health carried by target

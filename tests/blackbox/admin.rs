@@ -381,6 +381,24 @@ fn metrics_pass_promtool_and_move_with_traffic() {
     );
     assert!(after.contains("meridian_build_info{version="));
     assert!(after.contains("meridian_region_evacuated{region=\"us-east\"} 0"));
+    // By default (server.metrics_endpoints = "down"): a series per service and region, one per
+    // endpoint only while it is down, and probes counted per check, not per target.
+    assert!(
+        after.contains("meridian_region_up{region=\"us-east\",service=\"www.example.com.\"} "),
+        "{after}"
+    );
+    assert!(
+        !after
+            .lines()
+            .any(|l| l.starts_with("meridian_endpoint_up{") && l.ends_with(" 1")),
+        "{after}"
+    );
+    assert!(
+        !after
+            .lines()
+            .any(|l| l.starts_with("meridian_probe_") && l.contains("target=")),
+        "{after}"
+    );
 
     let path = m.scratch.write("metrics.txt", &after);
     let out = std::process::Command::new("promtool")

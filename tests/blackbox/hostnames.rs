@@ -41,6 +41,8 @@ fn config(resolver: SocketAddr, us_target: &str, us: u16, eu: u16) -> String {
 [server]
 dns_listen = ["127.0.0.1:0"]
 admin_listen = "127.0.0.1:0"
+# Every endpoint's series and the per-target probe families (opt-in).
+metrics_endpoints = "all"
 
 [health]
 resolver = "{resolver}"
@@ -258,6 +260,12 @@ fn hostname_endpoints_answer_cnames_by_location_and_follow_target_health() {
     );
     let probe_target = format!("target=\"web@lb-us.example.net.:{}\"", us.port());
     assert!(metrics.contains(&probe_target), "{metrics}");
+    assert!(
+        metrics.contains(
+            "meridian_endpoint_up{address=\"lb-eu.example.net.\",region=\"eu-west\",service=\"www.example.com.\"} 1"
+        ),
+        "{metrics}"
+    );
     us.set(Mode::Healthy);
     wait_for(m.v4(), ResponseCode::NoError, Some("lb-us.example.net."));
 }

@@ -9,7 +9,8 @@ use super::Ctx;
 use crate::config::duration;
 use crate::config::raw::{RawCluster, RawConfig, RawDnstap, RawRrl, S};
 use crate::settings::{
-    ClusterSettings, DnstapSettings, FstrmMode, LogFormat, Quorum, RrlSettings, Settings, TcpLimits,
+    ClusterSettings, DnstapSettings, EndpointMetrics, FstrmMode, LogFormat, Quorum, RrlSettings,
+    Settings, TcpLimits,
 };
 
 const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
@@ -152,6 +153,18 @@ pub(super) fn server_settings(cx: &mut Ctx, raw: &RawConfig, base: &Path) -> Set
                     format!("log_format {other:?} is not \"text\" or \"json\""),
                 );
                 LogFormat::Text
+            }
+        },
+        metrics_endpoints: match s.metrics_endpoints.as_ref().map(|f| (f, f.get_ref().as_str())) {
+            None | Some((_, "down")) => EndpointMetrics::Down,
+            Some((_, "all")) => EndpointMetrics::All,
+            Some((_, "none")) => EndpointMetrics::None,
+            Some((f, other)) => {
+                cx.err(
+                    f.span(),
+                    format!("metrics_endpoints {other:?} is not \"all\", \"down\" or \"none\""),
+                );
+                EndpointMetrics::Down
             }
         },
         probe_source: s

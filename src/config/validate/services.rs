@@ -700,7 +700,9 @@ pub(super) fn check_service_conflicts(
             alias_loops(cx, raw, zones, services, svc);
             continue;
         }
-        let span = name_span(raw, &svc.name);
+        // Found only when there is something to report: a scan of every service per service
+        // would make checking many names quadratic.
+        let span = || name_span(raw, &svc.name);
         let clash = zone.records.iter().zip(&zone.places).find(|(r, _)| {
             r.name == svc.name
                 && matches!(
@@ -717,7 +719,7 @@ pub(super) fn check_service_conflicts(
             match at {
                 // A zone file's record is reported at its line, naming the service.
                 Place::File(_) => {
-                    let service = cx.place(&Place::Config(span.clone()));
+                    let service = cx.place(&Place::Config(span()));
                     cx.err_at(
                         at,
                         format!(
@@ -730,7 +732,7 @@ pub(super) fn check_service_conflicts(
                 Place::Config(_) => {
                     let record = cx.place(at);
                     cx.err(
-                        span.clone(),
+                        span(),
                         format!(
                             "{}: zone {} has {kind} (at {record})",
                             svc.name, zone.origin
@@ -747,7 +749,7 @@ pub(super) fn check_service_conflicts(
         {
             let delegation = cx.place(at);
             cx.err(
-                span,
+                span(),
                 format!(
                     "service {} is below the delegation at {} ({delegation})",
                     svc.name, cut.name
@@ -768,10 +770,10 @@ fn is_alias(svc: &CheckedService) -> bool {
 /// static records and is not a zone apex (whose SOA and NS it would hide); nor may it sit
 /// below a delegation.
 fn alias_conflicts(cx: &mut Ctx, raw: &RawConfig, zone: &CheckedZone, svc: &CheckedService) {
-    let span = name_span(raw, &svc.name);
+    let span = || name_span(raw, &svc.name);
     if svc.name == zone.origin {
         cx.err(
-            span,
+            span(),
             format!(
                 "service {} has hostname endpoints, answered with a CNAME, which cannot be at the zone apex",
                 svc.name
@@ -787,7 +789,7 @@ fn alias_conflicts(cx: &mut Ctx, raw: &RawConfig, zone: &CheckedZone, svc: &Chec
     {
         let record = cx.place(at);
         cx.err(
-            span.clone(),
+            span(),
             format!(
                 "{}: zone {} has {} records beside a hostname service (at {record}; a CNAME allows no other data at its name)",
                 svc.name,
@@ -804,7 +806,7 @@ fn alias_conflicts(cx: &mut Ctx, raw: &RawConfig, zone: &CheckedZone, svc: &Chec
     {
         let delegation = cx.place(at);
         cx.err(
-            span,
+            span(),
             format!(
                 "service {} is below the delegation at {} ({delegation})",
                 svc.name, cut.name
