@@ -14,7 +14,7 @@
 #
 # Only 127.0.0.1 is used. Every server this script starts is stopped on exit.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CHECK_SUBNETS=${CHECK_SUBNETS:-20}

@@ -27,7 +27,7 @@
 #
 # Only 127.0.0.1 is used. Every process this script starts is stopped on exit, by its pid.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 exec </dev/null
 

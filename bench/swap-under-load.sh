@@ -11,7 +11,7 @@
 # SERVER_CPUS CLIENT_CPUS SKIP_APT SKIP_BUILD), plus SWAP_RATE=10 (calls per second),
 # SWAP_REGION=eu, BASELINE=1 (0: skip the run without swaps).
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SWAP_RATE=${SWAP_RATE:-10}
