@@ -14,7 +14,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 
 use crate::harness::*;
-use crate::interop::{Daemon, check_with, start_on_free_port};
+use crate::interop::Daemon;
 
 const TOKEN: &str = "test-admin-token";
 /// The DS of a signed child zone `sec.example.com.` (any digest will do: the parent signs it).
@@ -104,57 +104,7 @@ fn start_signed(keys: &[String], extra: &str) -> (Meridian, Vec<String>) {
 
 /// Unbound validating with `ds` as example.com's trust anchor, ECS passed on to Meridian.
 fn start_validator(scratch: &Scratch, meridian: SocketAddr, ds: &[String]) -> Daemon {
-    let anchors: String = ds
-        .iter()
-        .map(|d| format!("  trust-anchor: \"{d}\"\n"))
-        .collect();
-    start_on_free_port("unbound", &query("localhost.", RecordType::A), |port| {
-        let conf = scratch.write(
-            "unbound.conf",
-            &format!(
-                r#"server:
-  interface: 127.0.0.1
-  port: {port}
-  do-ip6: no
-  num-threads: 1
-  do-daemonize: no
-  use-syslog: no
-  logfile: ""
-  verbosity: 1
-  username: ""
-  chroot: ""
-  directory: "{dir}"
-  pidfile: ""
-  module-config: "subnetcache validator iterator"
-  send-client-subnet: 127.0.0.1
-  client-subnet-always-forward: yes
-  max-client-subnet-ipv4: 24
-  do-not-query-localhost: no
-  access-control: 127.0.0.0/8 allow
-  qname-minimisation: no
-  harden-referral-path: no
-  prefetch: no
-  val-log-level: 2
-{anchors}
-stub-zone:
-  name: "example.com"
-  stub-addr: {ip}@{mport}
-"#,
-                dir = scratch.0.display(),
-                ip = meridian.ip(),
-                mport = meridian.port(),
-            ),
-        );
-        let conf = conf.to_str().expect("utf-8 path");
-        check_with("unbound-checkconf", &[conf]);
-        let mut cmd = Command::new("unbound");
-        cmd.args(["-d", "-c", conf]);
-        Daemon::spawn(
-            cmd,
-            SocketAddr::from(([127, 0, 0, 1], port)),
-            scratch.0.join("unbound.log"),
-        )
-    })
+    crate::interop::start_unbound_with(scratch, meridian, ds)
 }
 
 /// What the validating resolver answered: (status, AD set, answer lines' data).

@@ -144,6 +144,24 @@ pub(super) fn start_on_free_port(
 ///   `logfile: ""`: run unprivileged-style in the foreground, logging to stderr, touching
 ///   nothing outside the scratch directory.
 fn start_unbound(scratch: &Scratch, meridian: SocketAddr) -> Daemon {
+    start_unbound_with(scratch, meridian, &[])
+}
+
+/// [`start_unbound`], validating with these DS records as example.com's trust anchors when
+/// there are any (`val-log-level: 2` logs why an answer failed validation).
+pub fn start_unbound_with(scratch: &Scratch, meridian: SocketAddr, ds: &[String]) -> Daemon {
+    let (modules, validation) = if ds.is_empty() {
+        ("subnetcache iterator", String::new())
+    } else {
+        let anchors: String = ds
+            .iter()
+            .map(|d| format!("  trust-anchor: \"{d}\"\n"))
+            .collect();
+        (
+            "subnetcache validator iterator",
+            format!("  val-log-level: 2\n{anchors}"),
+        )
+    };
     start_on_free_port("unbound", &query("localhost.", RecordType::A), |port| {
         let conf = scratch.write(
             "unbound.conf",
@@ -161,7 +179,7 @@ fn start_unbound(scratch: &Scratch, meridian: SocketAddr) -> Daemon {
   chroot: ""
   directory: "{dir}"
   pidfile: ""
-  module-config: "subnetcache iterator"
+  module-config: "{modules}"
   send-client-subnet: 127.0.0.1
   client-subnet-always-forward: yes
   max-client-subnet-ipv4: 24
@@ -170,7 +188,7 @@ fn start_unbound(scratch: &Scratch, meridian: SocketAddr) -> Daemon {
   qname-minimisation: no
   harden-referral-path: no
   prefetch: no
-
+{validation}
 stub-zone:
   name: "example.com"
   stub-addr: {ip}@{mport}
