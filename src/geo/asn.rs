@@ -12,7 +12,7 @@ use std::sync::Arc;
 use maxminddb::{Reader, WithinOptions};
 use serde::Deserialize;
 
-use super::db::{GeoError, thousands};
+use super::db::{GeoError, by_family, share, thousands};
 
 /// What an ASN lookup tells routing about one address: a small `Copy` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -42,15 +42,7 @@ pub struct AsnCoverage {
 impl std::fmt::Display for AsnCoverage {
     /// E.g. "411,961 networks, all with an ASN, all with an organisation; 75,211 distinct ASNs".
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let share = |n: u64| match n {
-            0 => "none".to_string(),
-            n if n == self.networks => "all".to_string(),
-            n => format!(
-                "{} ({:.1}%)",
-                thousands(n),
-                n as f64 * 100.0 / self.networks as f64
-            ),
-        };
+        let share = |n: u64| share(n, self.networks);
         write!(
             f,
             "{} networks, {} with an ASN, {} with an organisation; {} distinct ASNs",
@@ -333,19 +325,15 @@ pub struct AsnSet {
 
 impl AsnSet {
     pub fn new(dbs: Vec<Arc<AsnDb>>) -> AsnSet {
-        let covering = |v6: bool| {
-            (0..dbs.len())
-                .filter(|&i| {
-                    let c = dbs[i].coverage();
-                    (if v6 { c.v6_networks } else { c.v4_networks }) > 0
-                })
-                .collect()
-        };
-        AsnSet {
-            v4: covering(false),
-            v6: covering(true),
-            dbs,
-        }
+        let counts: Vec<(u64, u64)> = dbs
+            .iter()
+            .map(|db| {
+                let c = db.coverage();
+                (c.v4_networks, c.v6_networks)
+            })
+            .collect();
+        let (v4, v6) = by_family(&counts);
+        AsnSet { v4, v6, dbs }
     }
 
     /// Every database, in config order.

@@ -89,15 +89,7 @@ impl std::fmt::Display for Coverage {
     /// E.g. "1,010,885 networks, all with a country, none with a location: nearest-region
     /// ranking will fall back to the default order".
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let share = |n: u64| match n {
-            0 => "none".to_string(),
-            n if n == self.networks => "all".to_string(),
-            n => format!(
-                "{} ({:.1}%)",
-                thousands(n),
-                n as f64 * 100.0 / self.networks as f64
-            ),
-        };
+        let share = |n: u64| share(n, self.networks);
         write!(
             f,
             "{} networks, {} with a country, {} with a location",
@@ -116,6 +108,26 @@ impl std::fmt::Display for Coverage {
 }
 
 /// `n` with thousands separators.
+/// How many of `total` networks give something: "none", "all", or "1,234 (5.6%)".
+pub(super) fn share(n: u64, total: u64) -> String {
+    match n {
+        0 => "none".to_string(),
+        n if n == total => "all".to_string(),
+        n => format!("{} ({:.1}%)", thousands(n), n as f64 * 100.0 / total as f64),
+    }
+}
+
+/// For each address family, the indices of the files holding networks of it, in order:
+/// `counts` gives each file's (IPv4, IPv6) network counts.
+pub(super) fn by_family(counts: &[(u64, u64)]) -> (Box<[usize]>, Box<[usize]>) {
+    let holding = |v6: bool| {
+        (0..counts.len())
+            .filter(|&i| (if v6 { counts[i].1 } else { counts[i].0 }) > 0)
+            .collect()
+    };
+    (holding(false), holding(true))
+}
+
 pub(super) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();

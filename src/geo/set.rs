@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::db::GeoDb;
+use super::db::{GeoDb, by_family};
 use super::index::Stage;
 use super::model::GeoInfo;
 
@@ -17,19 +17,15 @@ pub struct GeoSet {
 
 impl GeoSet {
     pub fn new(dbs: Vec<Arc<GeoDb>>) -> GeoSet {
-        let covering = |v6: bool| {
-            (0..dbs.len())
-                .filter(|&i| {
-                    let c = dbs[i].coverage();
-                    (if v6 { c.v6_networks } else { c.v4_networks }) > 0
-                })
-                .collect()
-        };
-        GeoSet {
-            v4: covering(false),
-            v6: covering(true),
-            dbs,
-        }
+        let counts: Vec<(u64, u64)> = dbs
+            .iter()
+            .map(|db| {
+                let c = db.coverage();
+                (c.v4_networks, c.v6_networks)
+            })
+            .collect();
+        let (v4, v6) = by_family(&counts);
+        GeoSet { v4, v6, dbs }
     }
 
     /// Every database, in config order.
