@@ -827,7 +827,7 @@ fn a_cname_loop_is_refused_at_every_record_of_it() {
 }
 
 #[test]
-fn nsid_is_text_or_hex_and_defaults_to_the_fleet_name() {
+fn nsid_is_text_or_hex() {
     let with = |nsid: &str| {
         edit(
             "dns_listen = [\"127.0.0.1:0\"]\n",
@@ -845,10 +845,12 @@ fn nsid_is_text_or_hex_and_defaults_to_the_fleet_name() {
         None,
         "none unless asked for"
     );
-    // In fleet mode, the instance's name (behind anycast: which one answered).
-    if !cfg!(feature = "etcd") {
-        return;
-    }
+}
+
+/// In fleet mode (a build with etcd), the instance's name (behind anycast: which one answered).
+#[cfg(feature = "etcd")]
+#[test]
+fn nsid_defaults_to_the_fleet_name_unless_given() {
     let fleet = format!(
         "{}\n[cluster]\nbackend = \"etcd\"\nendpoints = [\"127.0.0.1:2379\"]\nname = \"fra-1\"\n",
         base()
