@@ -3,5 +3,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    meridian::alloc::configure();
     meridian::cli::run()
 }

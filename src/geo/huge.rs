@@ -30,8 +30,8 @@ impl<T: Copy> HugeSlice<T> {
         let bytes = len * std::mem::size_of::<T>();
         // Smaller arrays stay on the heap: a huge page each would cost more memory than TLB
         // misses on them cost time.
-        if bytes >= HUGE_PAGE / 8
-            && let Some(ptr) = map_huge(bytes)
+        if bytes >= HUGE_PAGE
+            && let Some((ptr, mapped)) = map_huge(bytes)
         {
             let ptr = ptr.cast::<T>();
             let mut written = 0;
@@ -44,7 +44,7 @@ impl<T: Copy> HugeSlice<T> {
             return HugeSlice {
                 ptr,
                 len: written,
-                mapped: bytes.next_multiple_of(HUGE_PAGE),
+                mapped,
             };
         }
         let boxed: Box<[T]> = items.take(len).collect();
@@ -59,9 +59,16 @@ impl<T: Copy> HugeSlice<T> {
 }
 
 /// An anonymous read-write mapping of at least `bytes`, starting on a huge-page boundary,
-/// advised for huge pages.
-fn map_huge(bytes: usize) -> Option<NonNull<u8>> {
-    let len = bytes.next_multiple_of(HUGE_PAGE);
+/// advised for huge pages, and its length. The length is rounded up to the base page only:
+/// the kernel backs each whole 2 MiB of it with a huge page and the part past the last one
+/// with base pages, so the rounding never costs up to a huge page of resident memory.
+fn map_huge(bytes: usize) -> Option<(NonNull<u8>, usize)> {
+    // SAFETY: sysconf reads a constant of the system.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .ok()
+        .filter(|p| p.is_power_of_two())
+        .unwrap_or(4096);
+    let len = bytes.next_multiple_of(page);
     // Over-map by one huge page, then trim the unaligned head and the tail.
     let over = len + HUGE_PAGE;
     // SAFETY: an anonymous private mapping at an address of the kernel's choosing.
@@ -94,7 +101,7 @@ fn map_huge(bytes: usize) -> Option<NonNull<u8>> {
         // Advice only: without transparent huge pages this changes nothing.
         libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
     }
-    NonNull::new(aligned as *mut u8)
+    NonNull::new(aligned as *mut u8).map(|p| (p, len))
 }
 
 impl<T: Copy> Deref for HugeSlice<T> {
@@ -133,7 +140,13 @@ mod tests {
         let small = [1u32, 2, 3];
         let h_big = HugeSlice::collect(big.len(), big.iter().copied());
         let h_small = HugeSlice::collect(small.len(), small.iter().copied());
-        assert!(h_big.mapped >= big.len() * 8 && h_big.mapped % HUGE_PAGE == 0);
+        // Rounded up to a base page, not to a huge page.
+        let bytes = big.len() * 8;
+        assert!(
+            h_big.mapped >= bytes && h_big.mapped < bytes + 65536,
+            "{}",
+            h_big.mapped
+        );
         assert_eq!(h_big.as_ptr() as usize % HUGE_PAGE, 0);
         assert_eq!(&*h_big, &big[..]);
         assert_eq!(h_small.mapped, 0);
