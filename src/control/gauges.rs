@@ -48,6 +48,12 @@ pub struct Gauges {
 }
 
 impl Gauges {
+    /// The (service, family) pairs with no healthy region, as of the last publish.
+    #[cfg(test)]
+    pub fn no_healthy_region(&self) -> &HashSet<(ServiceId, Family)> {
+        &self.no_healthy_region
+    }
+
     /// Drops the series of any previous config and resolves this one's.
     pub fn new(m: &Metrics, c: &Compiled) -> Gauges {
         m.region_evacuated.reset();
@@ -147,8 +153,10 @@ impl Gauges {
     }
 
     /// Evacuation and drain gauges for a table being published, and the log lines and counter
-    /// for services entering and leaving the state where no region is healthy.
-    pub fn publish(&mut self, m: &Metrics, table: &RoutingTable) {
+    /// for services entering and leaving the state where no region is healthy. With
+    /// `touched`, only health changed since the last table, and only at those targets: the
+    /// services they can move are examined again, not every one.
+    pub fn publish(&mut self, m: &Metrics, table: &RoutingTable, touched: Option<&[TargetId]>) {
         let c = &table.compiled;
         m.generation.set(table.generation as i64);
         for (i, (evacuated, since)) in self.evacuated.iter().enumerate() {
@@ -165,13 +173,32 @@ impl Gauges {
                 g.set(i64::from(table.endpoint_promotable(EndpointId(i as u32))));
             }
         }
-        let mut now = HashSet::new();
-        for (i, svc) in c.services.iter().enumerate() {
+        let mut now;
+        let services: Vec<ServiceId> = match touched {
+            Some(targets) => {
+                let mut services: Vec<ServiceId> = targets
+                    .iter()
+                    .flat_map(|t| c.target_services.of(*t))
+                    .copied()
+                    .collect();
+                services.sort_unstable();
+                services.dedup();
+                now = self.no_healthy_region.clone();
+                now.retain(|(s, _)| services.binary_search(s).is_err());
+                services
+            }
+            None => {
+                now = HashSet::new();
+                (0..c.services.len() as u32).map(ServiceId).collect()
+            }
+        };
+        for id in services {
+            let svc = c.service(id);
             for family in [Family::V4, Family::V6] {
                 // A hostname service answers both families alike: one event, not two.
                 let counted = !svc.alias || family == Family::V4;
-                if counted && all_down(table, ServiceId(i as u32), family) == Some(true) {
-                    now.insert((ServiceId(i as u32), family));
+                if counted && all_down(table, id, family) == Some(true) {
+                    now.insert((id, family));
                 }
             }
         }

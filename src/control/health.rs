@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use crate::cluster::Verdicts;
 use crate::health::check::ProbeOutcome;
 use crate::health::state::{Ewma, Tracker};
-use crate::routing::table::{Compiled, GuardVerdict, Health, HealthView, TargetHealth, TargetId};
+use crate::routing::table::{
+    Compiled, GuardVerdict, Health, HealthView, Policy, TargetHealth, TargetId,
+};
 use crate::settings::{FigureSpec, FigureVerdict, Quorum};
 use crate::state::SavedHealth;
 
@@ -18,6 +20,8 @@ pub struct HealthState {
     trackers: Vec<Tracker>,
     latency: Vec<Ewma>,
     probed: Vec<bool>,
+    /// How many targets were not probed yet.
+    unprobed: usize,
     /// The figure of each target whose check reads one, from its latest probe.
     figures: Vec<Option<f64>>,
 }
@@ -56,6 +60,7 @@ impl HealthState {
                 .collect(),
             latency: vec![Ewma::default(); n],
             probed: vec![false; n],
+            unprobed: n,
             figures: vec![None; n],
         }
     }
@@ -77,6 +82,7 @@ impl HealthState {
                 next.figures[j] = self.figures[i];
             }
         }
+        next.unprobed = next.probed.iter().filter(|p| !**p).count();
         next
     }
 
@@ -101,7 +107,10 @@ impl HealthState {
             let now = promotable(spec, self.figures[i]);
             (was != now || !self.probed[i]).then_some(now)
         });
-        self.probed[i] = true;
+        if !self.probed[i] {
+            self.probed[i] = true;
+            self.unprobed -= 1;
+        }
         let changed = self.trackers[i].observe(outcome.ok, check.rise, check.fall);
         Some(Observed {
             changed,
@@ -112,7 +121,7 @@ impl HealthState {
 
     /// Whether every target has been probed at least once.
     pub fn first_round_done(&self) -> bool {
-        self.probed.iter().all(|p| *p)
+        self.unprobed == 0
     }
 
     /// This instance's own verdicts, by target key (Unknown left out), as saved in
@@ -133,36 +142,66 @@ impl HealthState {
     /// The verdicts routing uses: each target's own, combined with the peers' by `quorum`.
     pub fn view(&self, compiled: &Compiled, peers: &PeerViews, quorum: Quorum) -> HealthView {
         HealthView {
-            targets: compiled
-                .targets
-                .iter()
-                .zip(self.trackers.iter().zip(&self.latency))
-                .enumerate()
-                .map(|(i, (target, (t, l)))| {
-                    let theirs = peers
-                        .values()
-                        .filter_map(|v| v.health.get(&target.key).copied());
-                    let v = consensus(t.health, theirs, quorum);
-                    let spec = compiled.checks[target.check.index()].figure.as_ref();
-                    let own = spec.filter(|_| self.probed[i]).map(|spec| GuardVerdict {
-                        promotable: promotable(spec, self.figures[i]),
-                        figure: self.figures[i],
-                    });
-                    let theirs = peers.values().filter_map(|v| v.guards.get(&target.key));
-                    let (promotable, figure) = match spec {
-                        None => (true, None),
-                        Some(_) => guard_consensus(own, theirs.copied(), quorum),
-                    };
-                    TargetHealth {
-                        health: v.health,
-                        latency_us: l.get(),
-                        observers: v.observers,
-                        down_votes: v.down,
-                        figure,
-                        promotable,
-                    }
-                })
+            targets: (0..compiled.targets.len())
+                .map(|i| self.target_view(compiled, peers, quorum, i))
                 .collect(),
+        }
+    }
+
+    /// [`view`](Self::view) worked out from the last one, built from the same config and
+    /// peers' views: the `touched` targets (whose verdict or figure may have changed since)
+    /// again, every other target's entry as it was with its latency brought up to date.
+    /// Linear in the targets with a copy per target, never a peer lookup for an untouched one.
+    pub fn update_view(
+        &self,
+        compiled: &Compiled,
+        peers: &PeerViews,
+        quorum: Quorum,
+        last: &HealthView,
+        touched: &[TargetId],
+    ) -> HealthView {
+        let mut targets = last.targets.clone();
+        for (t, l) in targets.iter_mut().zip(&self.latency) {
+            t.latency_us = l.get();
+        }
+        for t in touched {
+            if let Some(slot) = targets.get_mut(t.index()) {
+                *slot = self.target_view(compiled, peers, quorum, t.index());
+            }
+        }
+        HealthView { targets }
+    }
+
+    /// One target's entry of the view.
+    fn target_view(
+        &self,
+        compiled: &Compiled,
+        peers: &PeerViews,
+        quorum: Quorum,
+        i: usize,
+    ) -> TargetHealth {
+        let target = &compiled.targets[i];
+        let theirs = peers
+            .values()
+            .filter_map(|v| v.health.get(&target.key).copied());
+        let v = consensus(self.trackers[i].health, theirs, quorum);
+        let spec = compiled.checks[target.check.index()].figure.as_ref();
+        let own = spec.filter(|_| self.probed[i]).map(|spec| GuardVerdict {
+            promotable: promotable(spec, self.figures[i]),
+            figure: self.figures[i],
+        });
+        let theirs = peers.values().filter_map(|v| v.guards.get(&target.key));
+        let (promotable, figure) = match spec {
+            None => (true, None),
+            Some(_) => guard_consensus(own, theirs.copied(), quorum),
+        };
+        TargetHealth {
+            health: v.health,
+            latency_us: self.latency[i].get(),
+            observers: v.observers,
+            down_votes: v.down,
+            figure,
+            promotable,
         }
     }
 }
@@ -225,7 +264,12 @@ pub fn promotable(spec: &FigureSpec, figure: Option<f64>) -> bool {
 /// its serving endpoints, moved only when it changed by more than the service's
 /// `latency_margin_ms` (a deadband, so probe noise never moves an answer).
 pub fn update_penalties(compiled: &Compiled, health: &HealthView, penalty: &mut [Option<f32>]) {
-    for svc in &compiled.services {
+    // Only the latency policy ranks by measured latency; other services' slots stay empty.
+    for svc in compiled
+        .services
+        .iter()
+        .filter(|s| s.policy == Policy::Latency)
+    {
         for sr in svc.regions.iter() {
             let (sum, n) = sr
                 .v4

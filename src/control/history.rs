@@ -270,25 +270,27 @@ impl History {
     }
 }
 
-/// Each region's serving state in a table, as history shows it, by name.
+/// Each region's serving state in a table, as history shows it, by name: one pass over the
+/// services' regions, so a publish at tens of thousands of names stays cheap.
 fn region_states(t: &RoutingTable) -> BTreeMap<String, String> {
     let c = &t.compiled;
-    (0..c.regions.len())
-        .map(|i| {
-            let r = RegionId(i as u32);
-            let name = &c.regions[i].name;
-            if t.evacuated(r) {
+    // (endpoints, serving) per region.
+    let mut counts = vec![(0usize, 0usize); c.regions.len()];
+    for sr in c.services.iter().flat_map(|s| s.regions.iter()) {
+        let (total, up) = &mut counts[sr.region.index()];
+        for f in [Family::V4, Family::V6] {
+            *total += sr.endpoints(f).len();
+            *up += t.serving_count(sr.endpoints(f));
+        }
+    }
+    c.regions
+        .iter()
+        .zip(counts)
+        .enumerate()
+        .map(|(i, (region, (total, up)))| {
+            let name = &region.name;
+            if t.evacuated(RegionId(i as u32)) {
                 return (name.clone(), "evacuated".into());
-            }
-            let mut total = 0;
-            let mut up = 0;
-            for sr in c.services.iter().flat_map(|s| s.regions.iter()) {
-                if sr.region == r {
-                    for f in [Family::V4, Family::V6] {
-                        total += sr.endpoints(f).len();
-                        up += t.serving_count(sr.endpoints(f));
-                    }
-                }
             }
             let serving = match (up, total) {
                 (_, 0) => "no endpoints".to_string(),

@@ -33,7 +33,7 @@ use crate::health::prober::ProbeEvent;
 use crate::metrics::Metrics;
 use crate::routing::admin::{AdminState, AdminView};
 use crate::routing::latency::LatencyMap;
-use crate::routing::table::{Compiled, RoutingTable};
+use crate::routing::table::{Compiled, RoutingTable, TargetId};
 use crate::settings::Quorum;
 use crate::state::{SavedEvacuations, SavedHealth};
 use command::Command;
@@ -88,6 +88,14 @@ pub struct Publisher {
     history: History,
     /// Targets whose verdict changed since the last publish.
     changed_targets: Vec<String>,
+    /// Targets whose verdict, guard verdict or figure may have changed since the last
+    /// publish: the next table's health view is the last one with these worked out again.
+    touched: Vec<TargetId>,
+    /// The last table's health view is of the current health, config and peers' views
+    /// except for `touched` (false after a peers' or quorum change, and before the first).
+    view_current: bool,
+    /// Fleet mode: this instance's verdicts changed since they were last shared.
+    verdicts_changed: bool,
     latency_source: LatencySource,
     /// The sample of recent queries, shared by every snapshot.
     sample: Arc<QuerySample>,
@@ -114,6 +122,9 @@ impl Publisher {
         let mut p = Publisher {
             history,
             changed_targets: Vec::new(),
+            touched: Vec::new(),
+            view_current: false,
+            verdicts_changed: false,
             latency_source: LatencySource::Config,
             sample,
             rate_seen: None,
@@ -154,6 +165,7 @@ impl Publisher {
         store.publish_health(self.verdicts());
         self.cluster = Some(store);
         self.quorum = quorum;
+        self.view_current = false;
         self
     }
 
@@ -228,11 +240,16 @@ impl Publisher {
                 self.changed_targets.push(key.clone());
             }
         }
-        if (observed.changed.is_some() || observed.promotable_changed.is_some())
-            && let Some(store) = &self.cluster
+        let check = &self.compiled.checks[self.compiled.targets[ev.target.index()].check.index()];
+        if observed.changed.is_some()
+            || observed.promotable_changed.is_some()
+            || check.figure.is_some()
         {
-            store.publish_health(self.verdicts());
+            self.touched.push(ev.target);
         }
+        // Shared with the fleet once per table, however many verdicts a storm changes.
+        self.verdicts_changed |=
+            observed.changed.is_some() || observed.promotable_changed.is_some();
         if observed.first_round_completed {
             info!("first probe round complete");
         }
@@ -323,6 +340,7 @@ impl Publisher {
             Command::Fleet(FleetUpdate::PeerViews(views)) => {
                 if views != self.peers {
                     self.peers = views;
+                    self.view_current = false;
                     self.publish(Cause::PeerHealth, now);
                 }
             }
@@ -354,7 +372,24 @@ impl Publisher {
     fn publish(&mut self, cause: Cause, now: SystemTime) -> u64 {
         self.generation += 1;
         let why = cause.summary();
-        let health = self.health.view(&self.compiled, &self.peers, self.quorum);
+        if std::mem::take(&mut self.verdicts_changed)
+            && let Some(store) = &self.cluster
+        {
+            store.publish_health(self.verdicts());
+        }
+        // A health change re-examines the targets and services it touched, not every one.
+        let health_only = matches!(cause, Cause::Health { .. } | Cause::FirstProbeRound);
+        let last = self.store.load_full();
+        let touched = std::mem::take(&mut self.touched);
+        let incremental = self.view_current && Arc::ptr_eq(&last.table.compiled, &self.compiled);
+        let health = if incremental {
+            let (peers, quorum) = (&self.peers, self.quorum);
+            self.health
+                .update_view(&self.compiled, peers, quorum, &last.table.health, &touched)
+        } else {
+            self.health.view(&self.compiled, &self.peers, self.quorum)
+        };
+        self.view_current = true;
         update_penalties(&self.compiled, &health, &mut self.penalty);
         let table = RoutingTable {
             latency_map: self.latency_map.clone(),
@@ -371,7 +406,11 @@ impl Publisher {
             built_for: why,
             probes_complete: self.health.first_round_done(),
         };
-        self.gauges.publish(&self.metrics, &table);
+        let only_touched =
+            incremental && health_only && last.table.admin.evacuated == table.admin.evacuated;
+        self.gauges
+            .publish(&self.metrics, &table, only_touched.then_some(&touched[..]));
+        drop(last);
         tracing::debug!(generation = self.generation, why = %table.built_for, "published routing table");
         let next = Arc::new(self.cold.next(table));
         let previous = self.store.swap(next.clone());
@@ -715,6 +754,102 @@ mod tests {
             },
             at: Instant::now(),
         }
+    }
+
+    /// Services that share probe targets across regions and policies, one with latency
+    /// ranking: what the incremental publish has to keep consistent.
+    fn shared_targets_publisher() -> (Publisher, Arc<Store>) {
+        let mut text = format!(
+            "{GEOIP}{ZONE}\n[checks.web]\nkind = \"tcp\"\nport = 80\nfall = 1\nrise = 2\n\n\
+             [[regions]]\nname = \"a\"\n\n[[regions]]\nname = \"b\"\n\n\
+             [[regions]]\nname = \"c\"\n"
+        );
+        let policies = ["geo", "failover", "latency", "weighted"];
+        for s in 0..12 {
+            text.push_str(&format!(
+                "\n[[services]]\nname = \"s{s}.example.com.\"\ncheck = \"web\"\n\
+                 policy = \"{}\"\n{}endpoints = [\n",
+                policies[s % policies.len()],
+                if s % policies.len() == 1 {
+                    "regions = [\"b\", \"a\", \"c\"]\n"
+                } else {
+                    ""
+                }
+            ));
+            for (k, region) in ["a", "b", "c"].iter().enumerate() {
+                // 30 addresses in all: each is an endpoint of several services.
+                for e in 0..2 {
+                    let n = (s * 7 + k * 3 + e) % 30;
+                    text.push_str(&format!(
+                        "  {{ region = \"{region}\", address = \"10.1.0.{}\" }},\n",
+                        n + 1
+                    ));
+                }
+            }
+            text.push_str("]\n");
+        }
+        let compiled = Arc::new(load(&text).expect("config"));
+        Publisher::new(
+            compiled,
+            &Default::default(),
+            Default::default(),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    #[test]
+    fn an_incremental_publish_matches_a_full_rebuild() {
+        let (mut p, store) = shared_targets_publisher();
+        let targets = p.compiled.targets.len();
+        assert!(targets >= 20, "{targets} targets");
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut published = 0;
+        let (mut all_down_seen, mut recovered) = (false, false);
+        for step in 0..3000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let target = (rng % targets as u64) as usize;
+            // Mostly down in the first half, mostly up in the second: services go all down
+            // and come back.
+            let ok =
+                !(rng >> 32).is_multiple_of(4) && (step > 1500 || (rng >> 40).is_multiple_of(3));
+            let ev = ProbeEvent {
+                generation: 1,
+                target: TargetId(target as u32),
+                outcome: ProbeOutcome {
+                    ok,
+                    latency: ok.then(|| Duration::from_micros(500 + (rng >> 48) % 20_000)),
+                    error: (!ok).then(|| "refused".into()),
+                    figure: None,
+                },
+                at: Instant::now(),
+            };
+            if !p.on_probe(&ev) {
+                continue;
+            }
+            published += 1;
+            let table = store.load_full().table.clone();
+            let full = p.health.view(&p.compiled, &p.peers, p.quorum);
+            assert_eq!(table.health.targets, full.targets, "step {step}");
+            let mut fresh = Gauges::new(&Metrics::new(), &p.compiled);
+            fresh.publish(&Metrics::new(), &table, None);
+            assert_eq!(
+                p.gauges.no_healthy_region(),
+                fresh.no_healthy_region(),
+                "step {step}"
+            );
+            if p.gauges.no_healthy_region().is_empty() {
+                recovered |= all_down_seen;
+            } else {
+                all_down_seen = true;
+            }
+        }
+        assert!(published > 100, "{published} tables");
+        assert!(
+            all_down_seen && recovered,
+            "services went all down and came back"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -402,6 +402,48 @@ pub struct Compiled {
     pub safety: Vec<super::scenario::SafetyRule>,
     /// Some zone is signed (DO=1 queries then go to the full handler).
     pub signed: bool,
+    /// The services each probe target can move.
+    pub target_services: TargetServices,
+}
+
+/// The services whose endpoints follow each probe target (for health or as their guard),
+/// built with the config: a health change re-examines only the services it can move.
+#[derive(Debug, Default)]
+pub struct TargetServices {
+    /// Target i's services are `services[offsets[i]..offsets[i + 1]]`.
+    offsets: Box<[u32]>,
+    services: Box<[ServiceId]>,
+}
+
+impl TargetServices {
+    pub fn new(targets: usize, endpoints: &[Endpoint]) -> TargetServices {
+        let mut pairs: Vec<(TargetId, ServiceId)> = endpoints
+            .iter()
+            .flat_map(|e| e.target.into_iter().chain(e.guard).map(|t| (t, e.service)))
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut offsets = vec![0u32; targets + 1];
+        for (t, _) in &pairs {
+            offsets[t.index() + 1] += 1;
+        }
+        for i in 0..targets {
+            offsets[i + 1] += offsets[i];
+        }
+        TargetServices {
+            offsets: offsets.into(),
+            services: pairs.into_iter().map(|(_, s)| s).collect(),
+        }
+    }
+
+    /// The services with an endpoint that follows `target`.
+    pub fn of(&self, target: TargetId) -> &[ServiceId] {
+        let i = target.index();
+        match (self.offsets.get(i), self.offsets.get(i + 1)) {
+            (Some(&a), Some(&b)) => &self.services[a as usize..b as usize],
+            _ => &[],
+        }
+    }
 }
 
 /// A `[cidr_maps.NAME]` table: networks sent to a region (longest prefix wins), then
