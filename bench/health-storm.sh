@@ -4,6 +4,7 @@
 #   bench/health-storm.sh                          # 3000 targets, state_dir on, one run
 #   TARGETS=10000 bench/health-storm.sh
 #   STATE_DIR=none bench/health-storm.sh           # without [server] state_dir
+#   TARGETS=10000 SERVICES=10000 bench/health-storm.sh   # 10,000 names sharing the targets
 #   MERIDIAN=/path/to/other/meridian bench/health-storm.sh
 #
 # A python3 backend listens on TCP port 8080 on TARGETS loopback addresses (127.1.X.Y), one
@@ -26,6 +27,8 @@ REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
 # ---- knobs (environment) ---------------------------------------------------------------
 TARGETS=${TARGETS:-3000}        # probe targets in all (one loopback address each)
 REGIONS=${REGIONS:-2}           # regions the targets are split into: east, west, r3, r4, ...
+SERVICES=${SERVICES:-1}         # names in all: storm.example.com and SERVICES-1 more (s1, s2, ...)
+PER_SERVICE=${PER_SERVICE:-8}   # endpoints of each further name: consecutive targets (all regions)
 INTERVAL=${INTERVAL:-5s}        # [checks.web] interval (5s, 500ms, or plain seconds)
 TIMEOUT_S=${TIMEOUT_S:-1s}      # [checks.web] timeout
 FALL=${FALL:-3}                 # [checks.web] fall
@@ -57,14 +60,17 @@ dur_ms() {
   esac
 }
 
-for k in TARGETS REGIONS FALL RISE RUNS WAIT_LIMIT POLL_MS QUIET_WAIT; do need_int "$k" "${!k}"; done
+for k in TARGETS REGIONS SERVICES PER_SERVICE FALL RISE RUNS WAIT_LIMIT POLL_MS QUIET_WAIT; do need_int "$k" "${!k}"; done
 INTERVAL_MS=$(dur_ms INTERVAL "$INTERVAL")
 TIMEOUT_MS=$(dur_ms TIMEOUT_S "$TIMEOUT_S")
 [ "$REGIONS" -ge 2 ] || die "REGIONS must be at least 2 (east fails, west takes over)"
 [ "$TARGETS" -ge "$REGIONS" ] || die "TARGETS must be at least REGIONS"
 [ "$TARGETS" -le 60000 ] || die "TARGETS is at most 60000 (127.1.0.1 .. 127.1.239.250)"
 [ "$TIMEOUT_MS" -lt "$INTERVAL_MS" ] || die "TIMEOUT_S must be below INTERVAL (Meridian refuses it)"
-if [ "$RUNS" -lt 1 ] || [ "$FALL" -lt 1 ] || [ "$RISE" -lt 1 ]; then die "RUNS, FALL and RISE must be at least 1"; fi
+if [ "$RUNS" -lt 1 ] || [ "$FALL" -lt 1 ] || [ "$RISE" -lt 1 ] || [ "$SERVICES" -lt 1 ]; then
+  die "RUNS, FALL, RISE and SERVICES must be at least 1"
+fi
+if [ "$PER_SERVICE" -lt 1 ] || [ "$PER_SERVICE" -gt "$TARGETS" ]; then die "PER_SERVICE must be 1 to TARGETS"; fi
 for c in python3 dig curl awk; do command -v "$c" >/dev/null 2>&1 || die "missing: $c"; done
 [ -x "$MERIDIAN" ] || die "no Meridian binary at $MERIDIAN (cargo build --release --bin meridian, or set MERIDIAN)"
 MMDB=$REPO_DIR/geoip-fixtures/world-city.mmdb
@@ -349,6 +355,22 @@ write_config() { # file state_dir|""
     echo "endpoints = ["
     awk -v p="$BACKEND_PORT" '{ printf "  { region = \"%s\", address = \"%s\", port = %d },\n", $1, $2, p }' "$TARGETS_FILE"
     echo "]"
+    # Further names, each on PER_SERVICE consecutive targets (so in every region), spread
+    # over all of them: a target's health reaches several names, as on a shared fleet.
+    awk -v p="$BACKEND_PORT" -v n="$SERVICES" -v per="$PER_SERVICE" '
+      { region[NR - 1] = $1; addr[NR - 1] = $2 }
+      END {
+        t = NR
+        for (k = 1; k < n; k++) {
+          printf "\n[[services]]\nname = \"s%d.example.com.\"\nttl = 5\npolicy = \"geo\"\n", k
+          printf "answers = 1\nmin_healthy = 1\ncheck = \"web\"\nendpoints = [\n"
+          for (j = 0; j < per; j++) {
+            i = (k * per + j) % t
+            printf "  { region = \"%s\", address = \"%s\", port = %d },\n", region[i], addr[i], p
+          }
+          print "]"
+        }
+      }' "$TARGETS_FILE"
   } > "$file"
 }
 
@@ -505,7 +527,7 @@ cleanup
 
 # ---- summary ------------------------------------------------------------------------------
 {
-  echo "health storm: $TARGETS targets in $REGIONS regions, check tcp interval $(fmt_s $((INTERVAL_MS * 1000)))s timeout $(fmt_s $((TIMEOUT_MS * 1000)))s rise $RISE fall $FALL"
+  echo "health storm: $TARGETS targets in $REGIONS regions, $SERVICES names ($((SERVICES - 1)) with $PER_SERVICE endpoints each besides $NAME), check tcp interval $(fmt_s $((INTERVAL_MS * 1000)))s timeout $(fmt_s $((TIMEOUT_MS * 1000)))s rise $RISE fall $FALL"
   echo "meridian: $MERIDIAN ($("$MERIDIAN" --version 2>/dev/null || echo 'version unknown'), sha256 $(sha256sum "$MERIDIAN" | cut -c1-12))"
   echo "budgets: first round INTERVAL+TIMEOUT; move FALL*INTERVAL+TIMEOUT+1s; back RISE*INTERVAL+TIMEOUT+1s"
   echo

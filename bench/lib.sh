@@ -31,6 +31,7 @@ MERIDIAN_BEFORE=${MERIDIAN_BEFORE:-} # run.sh: another meridian binary, measured
 DNSTAP=${DNSTAP:-0}               # run.sh: 1 adds row meridian-dnstap (same build, dnstap to fstrm_capture)
 DNSTAP_SAMPLE=${DNSTAP_SAMPLE:-1} # [dnstap] sample of row meridian-dnstap (1: every query)
 DNSSEC=${DNSSEC:-0}               # run.sh: 1 adds row meridian-signed (the zone signed, a KSK/ZSK pair)
+DRAIN=${DRAIN:-0}                 # run.sh: percent of region eu drained on every Meridian row (0: none)
 
 # ---- small helpers ----------------------------------------------------------------------
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -11,6 +11,8 @@
 #   SERVER_CPUS=0  CLIENT_CPUS=1  SEED=1  CHECK_SUBNETS=20  QUIET_WAIT=20  SKIP_APT=0  SKIP_BUILD=0
 #   DNSTAP=0 (1: add row meridian-dnstap, logging every query to fstrm_capture)  DNSTAP_SAMPLE=1
 #   DNSSEC=0 (1: add row meridian-signed, the zone signed; pair with WORKLOADS="b bdo")
+#   DRAIN=0 (N: drain N % of region eu through the admin API on every Meridian row, after
+#   its sanity checks: an active partial drain while measuring)
 #
 # Only 127.0.0.1 is used. Every server this script starts is stopped on exit.
 set -euo pipefail
@@ -87,6 +89,18 @@ compare_spot() { # peer
         printf "  %-26s %-16s %-4s %-8s | %-16s %-4s %-8s %s\n", $1, $2, $3, $4, $5, $6, $7, mark }
       END { printf "meridian vs %s: %d subnets, %d answer mismatches\n", peer, NR, bad + 0 }'
   } | tee -a "$RES/sanity.txt" >&2
+}
+
+# A partial drain of region eu, through the admin API (knob DRAIN): the answers then depend on
+# each client's drain bucket as well as its place.
+drain_eu() { # server admin-port
+  local auth=()
+  if [ -n "${ADMIN_TOKEN:-}" ]; then auth=(-H "Authorization: Bearer $ADMIN_TOKEN"); fi
+  curl -sf --max-time 10 -X POST -H 'Content-Type: application/json' "${auth[@]}" \
+    -d "{\"percent\": $DRAIN, \"reason\": \"bench: an active drain\"}" \
+    "http://127.0.0.1:$2/v1/regions/eu/drain" > /dev/null \
+    || die "$1: draining eu $DRAIN % through the admin API failed"
+  log "$1: eu drained $DRAIN %"
 }
 
 # Row meridian-dnstap: what the collector got and what was dropped, after each workload
@@ -299,7 +313,7 @@ main() {
     command -v gdnsd >/dev/null && echo "gdnsd: $(gdnsd 2>&1 | head -n 1)"
     command -v nsd >/dev/null && echo "nsd: $(nsd -v 2>&1 | head -n 1)"
     echo "dnsperf: $(dnsperf -h 2>&1 | grep -m1 Version)"
-    echo "knobs: RUNS=$RUNS DURATION=$DURATION LAT_QPS=$LAT_QPS LAT_DURATION=$LAT_DURATION NETWORKS=$NETWORKS SEED=$SEED QUERIES=$QUERIES WORKERS=$WORKERS CLIENTS=$CLIENTS OUTSTANDING=$OUTSTANDING server cpus=$SERVER_CPUS dnsperf cpus=$CLIENT_CPUS"
+    echo "knobs: RUNS=$RUNS DURATION=$DURATION LAT_QPS=$LAT_QPS LAT_DURATION=$LAT_DURATION NETWORKS=$NETWORKS SEED=$SEED QUERIES=$QUERIES WORKERS=$WORKERS CLIENTS=$CLIENTS OUTSTANDING=$OUTSTANDING server cpus=$SERVER_CPUS dnsperf cpus=$CLIENT_CPUS DNSTAP=$DNSTAP DNSSEC=$DNSSEC DRAIN=$DRAIN"
     echo "geoip: $(head -n 1 "$QDIR/layout.txt")"
   } | tee "$RES/env.txt" >&2
   verify_layout
@@ -316,6 +330,7 @@ main() {
       if [ "$round" = 1 ] && [ "$srv" != floor ]; then
         sanity "$srv" "$port"
       fi
+      if [ "$DRAIN" != 0 ] && [[ $srv == meridian* ]]; then drain_eu "$srv" "$aport"; fi
       for wl in $WORKLOADS; do
         [ -s "$QDIR/$wl.bin" ] || die "no query file for workload '$wl'"
         measure "$srv" "$port" "$wl" "$round"

@@ -18,7 +18,7 @@ use crate::routing::sign::{Signatures, ZoneSigner};
 use crate::routing::table::{
     Address, AllDown, CheckId, CidrMap, Compiled, Endpoint, EndpointId, Family, Node, ProbeAddr,
     PromoteGuard, Region, RegionId, Residency, Service, ServiceId, ServiceRegion, Target, TargetId,
-    TargetServices, Zone, ZoneId, wire_name,
+    TargetIndex, Zone, ZoneId, wire_name,
 };
 
 /// Databases already open, each kept by [`compile`] when the config names the same unchanged
@@ -266,7 +266,8 @@ pub fn compile(checked: Checked, reuse: Reuse) -> Result<Compiled, Vec<Problem>>
         .enumerate()
         .map(|(i, z)| (z.origin.clone(), ZoneId(i as u32)))
         .collect();
-    let target_services = TargetServices::new(targets.len(), &endpoints);
+    let target_index =
+        TargetIndex::new(targets.len(), checked.regions.len(), &services, &endpoints);
     Ok(Compiled {
         assertions: checked.asserts.into_iter().map(|(_, a)| a).collect(),
         safety: checked.safety.into_iter().map(|(_, r)| r).collect(),
@@ -288,7 +289,7 @@ pub fn compile(checked: Checked, reuse: Reuse) -> Result<Compiled, Vec<Problem>>
         service_names,
         wildcard_services,
         signed,
-        target_services,
+        target_index,
     })
 }
 

@@ -178,7 +178,7 @@ impl Gauges {
             Some(targets) => {
                 let mut services: Vec<ServiceId> = targets
                     .iter()
-                    .flat_map(|t| c.target_services.of(*t))
+                    .flat_map(|t| c.target_index.services(*t))
                     .copied()
                     .collect();
                 services.sort_unstable();

@@ -15,7 +15,7 @@ use crate::explain::whatif::{Replayed, compare};
 use crate::routing::RoutingTable;
 use crate::routing::admin::AdminState;
 use crate::routing::latency::LatencyMap;
-use crate::routing::table::{Compiled, Family, RegionId};
+use crate::routing::table::{Compiled, RegionId};
 
 /// Entries the ring holds (and a restart reads back from the journal).
 pub const RING: usize = 512;
@@ -270,22 +270,12 @@ impl History {
     }
 }
 
-/// Each region's serving state in a table, as history shows it, by name: one pass over the
-/// services' regions, so a publish at tens of thousands of names stays cheap.
+/// Each region's serving state in a table, as history shows it, by name.
 fn region_states(t: &RoutingTable) -> BTreeMap<String, String> {
     let c = &t.compiled;
-    // (endpoints, serving) per region.
-    let mut counts = vec![(0usize, 0usize); c.regions.len()];
-    for sr in c.services.iter().flat_map(|s| s.regions.iter()) {
-        let (total, up) = &mut counts[sr.region.index()];
-        for f in [Family::V4, Family::V6] {
-            *total += sr.endpoints(f).len();
-            *up += t.serving_count(sr.endpoints(f));
-        }
-    }
     c.regions
         .iter()
-        .zip(counts)
+        .zip(t.region_serving())
         .enumerate()
         .map(|(i, (region, (total, up)))| {
             let name = &region.name;

@@ -713,7 +713,7 @@ mod tests {
 
     use super::*;
     use crate::health::check::ProbeOutcome;
-    use crate::routing::table::{Health, TargetId};
+    use crate::routing::table::{Family, Health, TargetId};
     use crate::routing::test_support::{GEOIP, ZONE, load};
 
     /// A service with `n` endpoints in one region, each probed by a check that takes one
@@ -839,6 +839,15 @@ mod tests {
                 fresh.no_healthy_region(),
                 "step {step}"
             );
+            let mut serving = vec![(0, 0); p.compiled.regions.len()];
+            for sr in p.compiled.services.iter().flat_map(|s| s.regions.iter()) {
+                let (total, up) = &mut serving[sr.region.index()];
+                for family in [Family::V4, Family::V6] {
+                    *total += sr.endpoints(family).len();
+                    *up += table.serving_count(sr.endpoints(family));
+                }
+            }
+            assert_eq!(table.region_serving(), serving, "step {step}");
             if p.gauges.no_healthy_region().is_empty() {
                 recovered |= all_down_seen;
             } else {

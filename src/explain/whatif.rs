@@ -238,6 +238,26 @@ impl Comparison {
 /// Where a client went before and after (no region: `None`).
 type Hop = (Option<RegionId>, Option<RegionId>);
 
+/// One service's part of a replay: answers by region (index `regions` = none) now and
+/// after, and the moves by country and by client network.
+struct Tally {
+    now: Vec<usize>,
+    after: Vec<usize>,
+    moves: BTreeMap<(String, Hop), usize>,
+    nets: HashMap<(IpAddr, u8, Hop), usize>,
+}
+
+impl Tally {
+    fn new(regions: usize) -> Tally {
+        Tally {
+            now: vec![0; regions + 1],
+            after: vec![0; regions + 1],
+            moves: BTreeMap::new(),
+            nets: HashMap::new(),
+        }
+    }
+}
+
 fn region_name(table: &RoutingTable, r: Option<RegionId>) -> String {
     r.map_or_else(
         || "none".to_string(),
@@ -260,11 +280,9 @@ pub fn compare(
     let c = &before.compiled;
     let geo = c.geo.clone();
     let n_regions = c.regions.len();
-    // Per service: counts by region (index n_regions = none), now and after.
-    let mut now_counts = vec![vec![0usize; n_regions + 1]; c.services.len()];
-    let mut after_counts = now_counts.clone();
-    let mut moves: Vec<BTreeMap<(String, Hop), usize>> = vec![BTreeMap::new(); c.services.len()];
-    let mut nets: Vec<HashMap<(IpAddr, u8, Hop), usize>> = vec![HashMap::new(); c.services.len()];
+    // Only the services the population asks about, in the config's order: a table of tens
+    // of thousands of names costs nothing for the names nobody queried.
+    let mut tallies: BTreeMap<usize, Tally> = BTreeMap::new();
     let mut sampled = 0;
     for r in population {
         let s = r.query.service.index();
@@ -275,15 +293,16 @@ pub fn compare(
         let a = decide(before, &r.query, &mut NoTrace).region;
         let b = decide(after, &r.query, &mut NoTrace).region;
         let slot = |x: Option<RegionId>| x.map_or(n_regions, RegionId::index);
-        now_counts[s][slot(a)] += 1;
-        after_counts[s][slot(b)] += 1;
+        let t = tallies.entry(s).or_insert_with(|| Tally::new(n_regions));
+        t.now[slot(a)] += 1;
+        t.after[slot(b)] += 1;
         if a != b {
             let country = geo
                 .as_ref()
                 .and_then(|g| g.lookup(r.network).country)
                 .map_or_else(|| "??".to_string(), |cc| cc.as_str().to_string());
-            *moves[s].entry((country, (a, b))).or_default() += 1;
-            *nets[s].entry((r.network, r.prefix, (a, b))).or_default() += 1;
+            *t.moves.entry((country, (a, b))).or_default() += 1;
+            *t.nets.entry((r.network, r.prefix, (a, b))).or_default() += 1;
         }
     }
     let rate = |count: usize| {
@@ -296,15 +315,13 @@ pub fn compare(
     let mut load_now = vec![0.0; n_regions];
     let mut load_after = vec![0.0; n_regions];
     let mut services = Vec::new();
-    for (s, svc) in c.services.iter().enumerate() {
-        let total: usize = now_counts[s].iter().sum();
-        if total == 0 {
-            continue;
-        }
+    for (s, t) in &tallies {
+        let svc = &c.services[*s];
+        let total: usize = t.now.iter().sum();
         let pct = |n: usize| round(100.0 * n as f64 / total as f64);
         let mut regions = Vec::new();
         for i in 0..=n_regions {
-            let (a, b) = (now_counts[s][i], after_counts[s][i]);
+            let (a, b) = (t.now[i], t.after[i]);
             let in_svc = i == n_regions || svc.regions.iter().any(|sr| sr.region.index() == i);
             if a == 0 && b == 0 && (i == n_regions || !in_svc) {
                 continue;
@@ -321,7 +338,8 @@ pub fn compare(
                 after_qps: round(rate(b)),
             });
         }
-        let mut mv: Vec<Move> = moves[s]
+        let mut mv: Vec<Move> = t
+            .moves
             .iter()
             .map(|((country, (a, b)), &n)| Move {
                 country: country.clone(),
@@ -338,7 +356,8 @@ pub fn compare(
                 .then(x.country.cmp(&y.country))
         });
         mv.truncate(TOP_MOVES);
-        let mut nw: Vec<NetworkMove> = nets[s]
+        let mut nw: Vec<NetworkMove> = t
+            .nets
             .iter()
             .map(|((net, p, (a, b)), &n)| NetworkMove {
                 network: format!("{net}/{p}"),

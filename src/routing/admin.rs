@@ -347,17 +347,22 @@ impl AdminView {
             .map(|r| drains.get(&r.name).map_or(0, |(p, _)| buckets(*p)))
             .collect();
         let partly = |r: RegionId| (1..DRAIN_BUCKETS).contains(&drained[r.index()]);
+        let any_partly = drained.iter().any(|b| (1..DRAIN_BUCKETS).contains(b));
         AdminView {
             evacuated: compiled
                 .regions
                 .iter()
                 .map(|r| evacuations.contains_key(&r.name))
                 .collect(),
-            partly_drained: compiled
-                .services
-                .iter()
-                .map(|svc| svc.regions.iter().any(|sr| partly(sr.region)))
-                .collect(),
+            partly_drained: if any_partly {
+                compiled
+                    .services
+                    .iter()
+                    .map(|svc| svc.regions.iter().any(|sr| partly(sr.region)))
+                    .collect()
+            } else {
+                vec![false; compiled.services.len()].into()
+            },
             any_drain: drained.iter().any(|&b| b > 0),
             drained,
             evacuations,

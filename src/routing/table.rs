@@ -402,47 +402,94 @@ pub struct Compiled {
     pub safety: Vec<super::scenario::SafetyRule>,
     /// Some zone is signed (DO=1 queries then go to the full handler).
     pub signed: bool,
-    /// The services each probe target can move.
-    pub target_services: TargetServices,
+    /// What each probe target's health reaches.
+    pub target_index: TargetIndex,
 }
 
-/// The services whose endpoints follow each probe target (for health or as their guard),
-/// built with the config: a health change re-examines only the services it can move.
-#[derive(Debug, Default)]
-pub struct TargetServices {
-    /// Target i's services are `services[offsets[i]..offsets[i + 1]]`.
+/// What each probe target's health reaches, built with the config: the services whose
+/// endpoints follow it (for health or as their guard), so a health change re-examines only
+/// the services it can move, and its endpoints per region, so per-region counts of serving
+/// endpoints come from the targets down rather than from every endpoint.
+#[derive(Debug)]
+pub struct TargetIndex {
+    services: Csr<ServiceId>,
+    /// (region, endpoints following the target there, once per family list they are in).
+    regions: Csr<(RegionId, u32)>,
+    /// Endpoints per region, once per family list they are in.
+    region_endpoints: Box<[usize]>,
+}
+
+/// Items grouped by a dense index: group i is `items[offsets[i]..offsets[i + 1]]`.
+#[derive(Debug)]
+struct Csr<T> {
     offsets: Box<[u32]>,
-    services: Box<[ServiceId]>,
+    items: Box<[T]>,
 }
 
-impl TargetServices {
-    pub fn new(targets: usize, endpoints: &[Endpoint]) -> TargetServices {
-        let mut pairs: Vec<(TargetId, ServiceId)> = endpoints
-            .iter()
-            .flat_map(|e| e.target.into_iter().chain(e.guard).map(|t| (t, e.service)))
-            .collect();
-        pairs.sort_unstable();
-        pairs.dedup();
-        let mut offsets = vec![0u32; targets + 1];
-        for (t, _) in &pairs {
-            offsets[t.index() + 1] += 1;
+impl<T> Csr<T> {
+    /// From (group, item) pairs sorted by group.
+    fn new(groups: usize, pairs: Vec<(usize, T)>) -> Csr<T> {
+        let mut offsets = vec![0u32; groups + 1];
+        for (g, _) in &pairs {
+            offsets[g + 1] += 1;
         }
-        for i in 0..targets {
+        for i in 0..groups {
             offsets[i + 1] += offsets[i];
         }
-        TargetServices {
+        Csr {
             offsets: offsets.into(),
-            services: pairs.into_iter().map(|(_, s)| s).collect(),
+            items: pairs.into_iter().map(|(_, t)| t).collect(),
+        }
+    }
+
+    fn of(&self, group: usize) -> &[T] {
+        match (self.offsets.get(group), self.offsets.get(group + 1)) {
+            (Some(&a), Some(&b)) => &self.items[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+}
+
+impl TargetIndex {
+    pub fn new(
+        targets: usize,
+        regions: usize,
+        services: &[Service],
+        endpoints: &[Endpoint],
+    ) -> TargetIndex {
+        let mut by_service: Vec<(usize, ServiceId)> = endpoints
+            .iter()
+            .flat_map(|e| {
+                (e.target.into_iter().chain(e.guard)).map(move |t| (t.index(), e.service))
+            })
+            .collect();
+        by_service.sort_unstable();
+        by_service.dedup();
+        let mut region_endpoints = vec![0usize; regions];
+        let mut by_region: HashMap<(usize, RegionId), u32> = HashMap::new();
+        for sr in services.iter().flat_map(|s| s.regions.iter()) {
+            for e in sr.v4.iter().chain(sr.v6.iter()) {
+                region_endpoints[sr.region.index()] += 1;
+                if let Some(t) = endpoints[e.index()].target {
+                    *by_region.entry((t.index(), sr.region)).or_default() += 1;
+                }
+            }
+        }
+        let mut by_region: Vec<(usize, (RegionId, u32))> = by_region
+            .into_iter()
+            .map(|((t, r), n)| (t, (r, n)))
+            .collect();
+        by_region.sort_unstable();
+        TargetIndex {
+            services: Csr::new(targets, by_service),
+            regions: Csr::new(targets, by_region),
+            region_endpoints: region_endpoints.into(),
         }
     }
 
     /// The services with an endpoint that follows `target`.
-    pub fn of(&self, target: TargetId) -> &[ServiceId] {
-        let i = target.index();
-        match (self.offsets.get(i), self.offsets.get(i + 1)) {
-            (Some(&a), Some(&b)) => &self.services[a as usize..b as usize],
-            _ => &[],
-        }
+    pub fn services(&self, target: TargetId) -> &[ServiceId] {
+        self.services.of(target.index())
     }
 }
 
@@ -706,6 +753,22 @@ impl RoutingTable {
             .iter()
             .find(|e| self.serving(**e) && !self.endpoint_promotable(**e))
             .and_then(|e| self.compiled.endpoint(*e).guard)
+    }
+
+    /// Per region: its endpoints and how many of them serve, counting an endpoint once per
+    /// family list it is in. Linear in the probe targets, not in the endpoints.
+    pub fn region_serving(&self) -> Vec<(usize, usize)> {
+        let index = &self.compiled.target_index;
+        let mut counts: Vec<(usize, usize)> =
+            index.region_endpoints.iter().map(|&n| (n, n)).collect();
+        for (t, h) in self.health.targets.iter().enumerate() {
+            if !h.health.serving() {
+                for (r, n) in index.regions.of(t) {
+                    counts[r.index()].1 -= *n as usize;
+                }
+            }
+        }
+        counts
     }
 
     /// Whether an endpoint may be answered: unprobed, unknown and up endpoints serve.
