@@ -15,9 +15,9 @@ use hyper::body::{Body, Bytes, Frame};
 use hyper::header::ACCEPT_ENCODING;
 use tracing::warn;
 
-/// The compression level of a scrape: the fastest. At 50,000 names (15.6 MB of text) it
-/// keeps the scrape's CPU a fraction of a second where the default level takes several times
-/// as long for a few percent less on the wire (bench/README.md, "What scale.sh measures").
+/// The compression level of a scrape: the fastest. On the 50,000-name scrape (15.6 MB of
+/// text) level 1 took 10 ms of CPU for 0.69 MB, level 2 34 ms for 0.63 MB and the default
+/// (6) 73 ms for 0.66 MB (bench/README.md, "What scale.sh measures").
 pub const LEVEL: Compression = Compression::fast();
 
 /// How a response body is encoded.

@@ -3,7 +3,7 @@
 //! tested without sockets; [`serve`] puts it on a listener.
 pub mod auth;
 mod bodies;
-pub mod gzip;
+mod gzip;
 mod views;
 
 use std::convert::Infallible;
@@ -686,7 +686,7 @@ pub fn percent_decode(s: &str) -> String {
 /// The body of `GET /metrics`: the registry and the DNS counters as one chunk, then the
 /// families with a series per service, region or endpoint, rendered from the table a chunk
 /// at a time as hyper asks for them, so a scrape of tens of thousands of names never holds
-/// its whole text.
+/// its whole text ([`Gzip`] compresses it a chunk at a time when the scraper takes gzip).
 struct MetricsBody {
     first: Option<Bytes>,
     families: TableFamilies,

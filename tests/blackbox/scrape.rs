@@ -17,12 +17,15 @@ const QUERIES: &str = "meridian_dns_queries_total{zone=\"example.com.\",qtype=\"
 /// Bytes kept of the start of each direction of a relayed connection.
 const HEAD: usize = 4096;
 
+/// The first bytes of one direction of a relayed connection.
+type Kept = Arc<Mutex<Vec<u8>>>;
+
 /// A TCP relay from a free loopback port to `target` that keeps the first bytes each way of
 /// every connection: the heads of the first request and response on it.
 struct Tap {
     addr: SocketAddr,
     /// Per connection: (request bytes, response bytes).
-    heads: Arc<Mutex<Vec<(Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<u8>>>)>>>,
+    heads: Arc<Mutex<Vec<(Kept, Kept)>>>,
 }
 
 impl Tap {
@@ -37,8 +40,7 @@ impl Tap {
                 let Ok(server) = TcpStream::connect_timeout(&target, IO_TIMEOUT) else {
                     continue;
                 };
-                let (request, response): (Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<u8>>>) =
-                    Default::default();
+                let (request, response): (Kept, Kept) = Default::default();
                 kept.lock()
                     .unwrap()
                     .push((request.clone(), response.clone()));
@@ -53,7 +55,7 @@ impl Tap {
     /// Whether some connection's first request head holds `request` and its response head
     /// `response` (both lower-case).
     fn saw(&self, request: &str, response: &str) -> bool {
-        let head = |b: &Arc<Mutex<Vec<u8>>>| {
+        let head = |b: &Kept| {
             let b = b.lock().unwrap();
             let text = String::from_utf8_lossy(&b).to_ascii_lowercase();
             text.split("\r\n\r\n").next().unwrap_or("").to_string()
@@ -67,7 +69,7 @@ impl Tap {
 }
 
 /// Copies `from` to `to` until either closes, keeping the first [`HEAD`] bytes in `kept`.
-fn relay(mut from: TcpStream, mut to: TcpStream, kept: Arc<Mutex<Vec<u8>>>) {
+fn relay(mut from: TcpStream, mut to: TcpStream, kept: Kept) {
     let mut buf = [0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf) {
