@@ -75,7 +75,7 @@ ensure_deps() { # required commands...
     log "installing packages for: ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      dnsperf gdnsd nsd python3 util-linux bind9-dnsutils bind9-utils procps curl fstrm-bin >/dev/null
+      dnsperf gdnsd nsd python3 util-linux bind9-dnsutils bind9-utils procps curl fstrm-bin gzip >/dev/null
     for c in "$@"; do command -v "$c" >/dev/null 2>&1 || die "still missing after apt-get: $c"; done
   fi
   stop_system_services

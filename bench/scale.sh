@@ -21,9 +21,12 @@
 #                slow reload; gdnsd: `gdnsdctl reload-zones`, which reloads its zone files but
 #                not the geoip resources of its config)
 #   reload s     the slowest of those reloads
-#   scrape s, MB, series, cpu s
-#                the slowest of SCRAPES scrapes of GET /metrics, the size of the last, its
-#                series (lines that are not comments) and the server's CPU for the scrapes
+#   scrape s, wire MB, text MB, series, cpu s
+#                SCRAPES scrapes of GET /metrics asking for gzip as Prometheus does
+#                (Accept-Encoding: gzip): the slowest (the whole response, as curl
+#                receives it), the last one's size on the wire (gzip, or the text when the
+#                server sends it plain) and decoded, its series (lines that are not
+#                comments) and the server's CPU for all the scrapes
 #   rss scraped  VmRSS after the scrapes, in MB
 #
 # Outage-to-move time is not measured here: bench/health-storm.sh measures it (with
@@ -57,7 +60,7 @@ cleanup() { stop_server; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-want=(dig curl awk python3)
+want=(dig curl awk python3 gzip)
 [ "$GDNSD_MAX" -gt 0 ] && want+=(gdnsd gdnsdctl)
 ensure_deps "${want[@]}"
 setup_work
@@ -183,10 +186,10 @@ proc_cpu_ticks() { # pid -> utime+stime, all threads
   echo $((f[11] + f[12]))
 }
 
-# Appends one row to $RES/table: server n start rss-start rss-reload reload-s scrape-s scrape-mb series scrape-cpu rss-scraped
+# Appends one row to $RES/table: server n start rss-start rss-reload reload-s scrape-s wire-mb text-mb series scrape-cpu rss-scraped
 measure_meridian() { # row-name binary n
   local row=$1 bin=$2 n=$3 dir port aport t0 t_ready i j gen admin rss0 rss1 rss2 worst=0 t1 t2 out
-  local s_worst=0 size=0 series=0 c0 c1
+  local s_worst=0 wire=0 size=0 series=0 c0 c1
   dir=$WORK/$row-$n
   rm -rf "$dir"; mkdir -p "$dir"
   port=$(pick_port); aport=$(pick_port)
@@ -230,18 +233,26 @@ measure_meridian() { # row-name binary n
   c0=$(proc_cpu_ticks "$SRV_PID")
   for ((i = 1; i <= SCRAPES; i++)); do
     now_us; t1=$NOW
-    curl -s --max-time 600 -o "$dir/metrics.txt" "$admin/metrics" || die "$row: scrape $i failed"
+    curl -s --max-time 600 -H 'Accept-Encoding: gzip' -D "$dir/metrics.head" -o "$dir/metrics.body" \
+      "$admin/metrics" || die "$row: scrape $i failed"
     now_us; t2=$NOW
     [ $((t2 - t1)) -gt "$s_worst" ] && s_worst=$((t2 - t1))
   done
   c1=$(proc_cpu_ticks "$SRV_PID")
+  wire=$(stat -c %s "$dir/metrics.body")
+  if grep -qi '^content-encoding: *gzip' "$dir/metrics.head"; then
+    gzip -dc < "$dir/metrics.body" > "$dir/metrics.txt" || die "$row: the scrape is not a whole gzip stream"
+  else
+    cp "$dir/metrics.body" "$dir/metrics.txt"
+  fi
   size=$(stat -c %s "$dir/metrics.txt")
   series=$(grep -vc '^#' "$dir/metrics.txt" || true)
   sleep 1
   rss2=$(server_rss_kb)
   stop_server
-  printf '%s %s %s %s %s %s %s %s %s %s %s\n' "$row" "$n" "$(secs $((t_ready - t0)))" "$(mb "$rss0")" \
+  printf '%s %s %s %s %s %s %s %s %s %s %s %s\n' "$row" "$n" "$(secs $((t_ready - t0)))" "$(mb "$rss0")" \
     "$(mb "$rss1")" "$(secs "$worst")" "$(secs "$s_worst")" \
+    "$(awk -v b="$wire" 'BEGIN { printf "%.1f", b / 1048576 }')" \
     "$(awk -v b="$size" 'BEGIN { printf "%.1f", b / 1048576 }')" "$series" \
     "$(awk -v t=$((c1 - c0)) -v h="$CLK_TCK" 'BEGIN { printf "%.2f", t / h }')" "$(mb "$rss2")" >> "$RES/table"
 }
@@ -277,8 +288,8 @@ measure_gdnsd() { # n
   sleep 1
   rss1=$(server_rss_kb)
   stop_server
-  printf '%s %s %s %s %s %s %s %s %s %s %s\n' gdnsd "$n" "$(secs $((t_ready - t0)))" "$(mb "$rss0")" \
-    "$(mb "$rss1")" "$(secs "$worst")" - - - - - >> "$RES/table"
+  printf '%s %s %s %s %s %s %s %s %s %s %s %s\n' gdnsd "$n" "$(secs $((t_ready - t0)))" "$(mb "$rss0")" \
+    "$(mb "$rss1")" "$(secs "$worst")" - - - - - - >> "$RES/table"
 }
 
 : > "$RES/table"
@@ -295,10 +306,10 @@ done
 {
   echo
   echo "$ENDPOINTS endpoints per name, no health checks; $RELOADS reloads, $SCRAPES scrapes; sizes in MB"
-  printf '%-16s %7s %8s %9s %10s %8s %8s %9s %8s %7s %11s\n' server names "start s" "rss start" "rss reload" \
-    "reload s" "scrape s" "scrape MB" series "cpu s" "rss scraped"
-  while read -r a b c d e f g h i j k; do
-    printf '%-16s %7s %8s %9s %10s %8s %8s %9s %8s %7s %11s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g" "$h" "$i" "$j" "$k"
+  printf '%-16s %7s %8s %9s %10s %8s %8s %7s %7s %8s %7s %11s\n' server names "start s" "rss start" "rss reload" \
+    "reload s" "scrape s" "wire MB" "text MB" series "cpu s" "rss scraped"
+  while read -r a b c d e f g h i j k l; do
+    printf '%-16s %7s %8s %9s %10s %8s %8s %7s %7s %8s %7s %11s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g" "$h" "$i" "$j" "$k" "$l"
   done < "$RES/table"
 } | tee "$RES/scale.txt"
 log "table: $RES/scale.txt"

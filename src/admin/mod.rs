@@ -3,6 +3,7 @@
 //! tested without sockets; [`serve`] puts it on a listener.
 pub mod auth;
 mod bodies;
+mod gzip;
 mod views;
 
 use std::convert::Infallible;
@@ -31,6 +32,7 @@ use crate::metrics::Metrics;
 use crate::routing::latency::Format;
 use auth::{Token, is_loopback};
 use bodies::{Asked, ChangeBody, Kind, RollbackBody};
+use gzip::{Encoding, Gzip};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -139,20 +141,7 @@ impl Admin {
         match route {
             Route::Healthz => json_reply(StatusCode::OK, json!({ "status": "ok" })),
             Route::Readyz => self.readyz(),
-            Route::Metrics => {
-                let snap = self.store.load_full();
-                let text = self
-                    .metrics
-                    .render(&counters::FAMILIES, snap.counters.series());
-                let body = MetricsBody {
-                    first: Some(Bytes::from(text)),
-                    families: TableFamilies::new(snap.table.clone()),
-                };
-                Response::builder()
-                    .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
-                    .body(body.boxed_unsync())
-                    .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed_unsync()))
-            }
+            Route::Metrics => self.metrics(gzip::negotiate(&parts.headers)),
             Route::Regions => json_reply(StatusCode::OK, views::regions(&self.store.load().table)),
             Route::RoutingTable => json_reply(
                 StatusCode::OK,
@@ -338,6 +327,34 @@ impl Admin {
                 "the routing-table writer dropped the request",
             )
         })
+    }
+
+    /// `GET /metrics`: the text exposition, streamed, gzip-compressed as it streams when the
+    /// request accepts that (Prometheus does).
+    fn metrics(&self, encoding: Encoding) -> Reply {
+        let body = self.metrics_body();
+        let reply = Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+            .header(header::VARY, "accept-encoding");
+        match encoding {
+            Encoding::Identity => reply.body(body.boxed_unsync()),
+            Encoding::Gzip => reply
+                .header(header::CONTENT_ENCODING, "gzip")
+                .body(Gzip::new(body, gzip::LEVEL).boxed_unsync()),
+        }
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed_unsync()))
+    }
+
+    /// The text of `/metrics` for the snapshot in force, not yet rendered past its first chunk.
+    fn metrics_body(&self) -> MetricsBody {
+        let snap = self.store.load_full();
+        let text = self
+            .metrics
+            .render(&counters::FAMILIES, snap.counters.series());
+        MetricsBody {
+            first: Some(Bytes::from(text)),
+            families: TableFamilies::new(snap.table.clone()),
+        }
     }
 
     fn readyz(&self) -> Reply {
@@ -669,7 +686,7 @@ pub fn percent_decode(s: &str) -> String {
 /// The body of `GET /metrics`: the registry and the DNS counters as one chunk, then the
 /// families with a series per service, region or endpoint, rendered from the table a chunk
 /// at a time as hyper asks for them, so a scrape of tens of thousands of names never holds
-/// its whole text.
+/// its whole text ([`Gzip`] compresses it a chunk at a time when the scraper takes gzip).
 struct MetricsBody {
     first: Option<Bytes>,
     families: TableFamilies,
@@ -825,6 +842,101 @@ mod tests {
                 status(&admin, Method::POST, path, None).await,
                 401,
                 "{path}"
+            );
+        }
+    }
+
+    /// A `/metrics` reply to a loopback request with `accept` as its Accept-Encoding: its
+    /// Content-Encoding and Vary, and its whole body as it went on the wire.
+    async fn scrape(admin: &Admin, accept: Option<&str>) -> (Option<String>, String, Bytes) {
+        let mut req = Request::builder().uri("/metrics");
+        if let Some(a) = accept {
+            req = req.header(header::ACCEPT_ENCODING, a);
+        }
+        let req = req.body(Full::new(Bytes::new())).expect("request");
+        let reply = admin.handle(req, IpAddr::from([127, 0, 0, 1])).await;
+        assert_eq!(reply.status(), StatusCode::OK);
+        let header = |name| {
+            reply
+                .headers()
+                .get(name)
+                .map(|v: &header::HeaderValue| v.to_str().expect("ascii").to_string())
+        };
+        assert_eq!(
+            header(header::CONTENT_TYPE).as_deref(),
+            Some("text/plain; version=0.0.4")
+        );
+        let encoding = header(header::CONTENT_ENCODING);
+        let vary = header(header::VARY).unwrap_or_default();
+        let body = reply.into_body().collect().await.expect("body").to_bytes();
+        (encoding, vary, body)
+    }
+
+    fn gunzip(bytes: &[u8]) -> String {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut text)
+            .expect("a whole gzip stream of text");
+        text
+    }
+
+    /// The lines of a scrape that do not move by themselves between two scrapes (the process
+    /// collector's CPU, memory and file figures do).
+    fn steady(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|l| !l.starts_with("process_"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_gzip_body_decodes_to_the_plain_text_of_the_same_state() {
+        let (admin, _rx) = admin();
+        // Two bodies of one state, one of them compressed.
+        let plain = admin.metrics_body();
+        let same = MetricsBody {
+            first: plain.first.clone(),
+            families: TableFamilies::new(admin.store.load().table.clone()),
+        };
+        let text = plain.collect().await.expect("body").to_bytes();
+        let wire = Gzip::new(same, gzip::LEVEL)
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let text = String::from_utf8(text.to_vec()).expect("text");
+        assert!(
+            text.contains("\n# TYPE meridian_region_up gauge\n"),
+            "{text}"
+        );
+        assert_eq!(gunzip(&wire), text);
+
+        // Through the API: Prometheus's request gets gzip, a plain one the text.
+        let (encoding, vary, wire) = scrape(&admin, Some("gzip")).await;
+        assert_eq!(encoding.as_deref(), Some("gzip"));
+        assert_eq!(vary, "accept-encoding");
+        let (encoding, vary, plain) = scrape(&admin, None).await;
+        assert_eq!(encoding, None);
+        assert_eq!(vary, "accept-encoding");
+        let plain = String::from_utf8(plain.to_vec()).expect("text");
+        assert_eq!(steady(&gunzip(&wire)), steady(&plain));
+    }
+
+    #[tokio::test]
+    async fn metrics_refusing_or_not_offering_gzip_get_the_plain_text() {
+        let (admin, _rx) = admin();
+        for accept in [
+            None,
+            Some("gzip;q=0"),
+            Some("identity"),
+            Some("deflate, br"),
+            Some("gzip;q=0, *"),
+        ] {
+            let (encoding, _, body) = scrape(&admin, accept).await;
+            assert_eq!(encoding, None, "{accept:?}");
+            let text = std::str::from_utf8(&body).expect("text");
+            assert!(text.starts_with("# HELP "), "{accept:?}: {text}");
+            assert!(
+                text.contains("\n# TYPE meridian_region_up gauge\n"),
+                "{accept:?}: {text}"
             );
         }
     }

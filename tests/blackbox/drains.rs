@@ -255,60 +255,6 @@ impl Exporter {
     }
 }
 
-/// A real Prometheus server scraping `target` every second, on a free loopback port.
-struct Prometheus {
-    child: std::process::Child,
-    url: String,
-    _dir: Scratch,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    fn start(target: SocketAddr) -> Prometheus {
-        let dir = Scratch::new();
-        let config = dir.write(
-            "prometheus.yml",
-            &format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: receiving\n    static_configs:\n      - targets: ['{target}']\n"
-            ),
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = std::process::Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("prometheus must be installed: run scripts/test, which installs the prometheus package");
-        let p = Prometheus {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(addr).is_ok()
-                && http(addr, "GET", "/-/ready", None, "").0 == 200
-            {
-                return p;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("prometheus did not become ready on {addr}");
-    }
-}
-
 fn ramp_of(m: &Meridian, id: &str) -> serde_json::Value {
     let (_, ramps) = http_json(m.admin(), "GET", "/v1/ramps", None, "");
     ramps["ramps"]

@@ -449,6 +449,54 @@ fn dechunk(mut rest: &str) -> String {
     }
 }
 
+/// A GET with extra request headers; returns the response head (status line and headers,
+/// names lower-cased) and the body's bytes as sent (unchunked, not decoded).
+pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (String, Vec<u8>) {
+    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: meridian\r\n{extra}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("send request");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read response");
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(&resp)));
+    let head: String = String::from_utf8_lossy(&resp[..split])
+        .lines()
+        .map(|l| match l.split_once(':') {
+            Some((name, value)) => format!("{}:{value}\n", name.to_ascii_lowercase()),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let mut rest = &resp[split + 4..];
+    if !head.contains("\ntransfer-encoding: chunked") {
+        return (head, rest.to_vec());
+    }
+    let mut body = Vec::new();
+    loop {
+        let line = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .unwrap_or_else(|| panic!("truncated chunked body"));
+        let size = String::from_utf8_lossy(&rest[..line]);
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size {size:?}"));
+        rest = &rest[line + 2..];
+        if size == 0 {
+            return (head, body);
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = rest[size..]
+            .strip_prefix(b"\r\n")
+            .expect("CRLF after a chunk");
+    }
+}
+
 /// Like [`http`], parsing the body as JSON.
 pub fn http_json(
     addr: SocketAddr,
@@ -515,5 +563,63 @@ impl Startup {
         } else {
             (message == "ready").then_some(Startup::Ready)
         }
+    }
+}
+
+/// A real Prometheus server scraping `target` every second (job `scraped`, path `/metrics`),
+/// on a free loopback port.
+pub struct Prometheus {
+    child: std::process::Child,
+    pub url: String,
+    /// Its HTTP API's address.
+    pub addr: SocketAddr,
+    _dir: Scratch,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    pub fn start(target: SocketAddr) -> Prometheus {
+        let dir = Scratch::new();
+        let config = dir.write(
+            "prometheus.yml",
+            &format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: scraped\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus must be installed: run scripts/test, which installs the prometheus package");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let p = Prometheus {
+            child,
+            url: format!("http://{addr}"),
+            addr,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(addr).is_ok()
+                && http(addr, "GET", "/-/ready", None, "").0 == 200
+            {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("prometheus did not become ready on {addr}");
     }
 }

@@ -27,5 +27,6 @@ mod interop;
 mod knot;
 mod policies;
 mod protocol;
+mod scrape;
 mod smoke;
 mod zonefile;
