@@ -300,6 +300,10 @@ main() {
   setup_work
   build_meridian
   prepare_data
+  # Changes through the admin API need a token (the DRAIN knob); one for this run.
+  if [ "$DRAIN" != 0 ] && [ -z "${ADMIN_TOKEN:-}" ]; then
+    ADMIN_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  fi
   HZ=$(getconf CLK_TCK)
   RAW=$RES/raw.tsv
   printf 'round\tserver\twl\tsent\tcompleted\tlost\tqps\tavg_s\tresp_bytes\trcodes\tutime\tstime\thz\trss_kb\tp50_s\tp99_s\tlat_source\tlat_lost\tscpu_busy\tscpu_si\tscpu_total\tccpu_busy\tccpu_total\n' > "$RAW"

@@ -1175,6 +1175,43 @@ fn conflicts_between_the_file_and_the_config_name_both_places() {
 }
 
 #[test]
+fn services_below_a_delegation_or_beside_records_are_found_whatever_the_case() {
+    let zone = "@ 60 SOA ns1 hostmaster 1 3600 600 604800 60\n\
+                @ NS ns1\n\
+                Sub NS ns.elsewhere.example.net.\n\
+                sub NS ns2.elsewhere.example.net.\n\
+                deep.Other NS ns.elsewhere.example.net.\n\
+                WWW A 192.0.2.99\n";
+    let (text, path) = with_zone_file("zone-file-delegated", zone, &[]);
+    let text = format!(
+        "{text}\n[[services]]\nname = \"a.b.sub.example.com.\"\n\
+         endpoints = [{{ region = \"us\", address = \"192.0.2.11\" }}]\n\
+         \n[[services]]\nname = \"other.example.com.\"\n\
+         endpoints = [{{ region = \"us\", address = \"192.0.2.12\" }}]\n"
+    );
+    let p = path.display();
+    let errors = rendered(&text);
+    assert!(
+        errors.iter().any(|e| e.ends_with(&format!(
+            "service a.b.sub.example.com. is below the delegation at sub.example.com. ({p}:3)"
+        ))),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.starts_with(&format!(
+            "{p}:6: www.example.com. A: a static record at a traffic-managed name"
+        ))),
+        "{errors:?}"
+    );
+    // A delegation below a service's name does not put the service below it.
+    assert!(
+        !errors.iter().any(|e| e.contains("other.example.com.")),
+        "{errors:?}"
+    );
+    assert_eq!(errors.len(), 2, "{errors:?}");
+}
+
+#[test]
 fn an_inline_record_beside_a_file_cname_names_the_file() {
     let (text, path) = with_zone_file(
         "zone-file-inline-cname",

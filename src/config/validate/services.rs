@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::ops::Range;
 
-use hickory_proto::rr::{LowerName, Name, RData, RecordType};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::regions::{geo_codes, region_list};
 use super::{Ctx, parse_name};
@@ -693,22 +693,25 @@ pub(super) fn check_service_conflicts(
     zones: &[CheckedZone],
     services: &[CheckedService],
 ) {
+    // Each zone's records by owner name, once: a scan of every record per service would make
+    // checking many names against a big zone quadratic.
+    let index: Vec<RecordIndex> = zones.iter().map(RecordIndex::new).collect();
     for svc in services {
         let zone = &zones[svc.zone];
+        let records = &index[svc.zone];
         if is_alias(svc) {
-            alias_conflicts(cx, raw, zone, svc);
-            alias_loops(cx, raw, zones, services, svc);
+            alias_conflicts(cx, raw, zone, records, svc);
+            alias_loops(cx, raw, zones, &index, services, svc);
             continue;
         }
         // Found only when there is something to report: a scan of every service per service
         // would make checking many names quadratic.
         let span = || name_span(raw, &svc.name);
-        let clash = zone.records.iter().zip(&zone.places).find(|(r, _)| {
-            r.name == svc.name
-                && matches!(
-                    r.record_type(),
-                    RecordType::A | RecordType::AAAA | RecordType::CNAME
-                )
+        let clash = records.at(zone, &svc.name).find(|(r, _)| {
+            matches!(
+                r.record_type(),
+                RecordType::A | RecordType::AAAA | RecordType::CNAME
+            )
         });
         if let Some((rec, at)) = clash {
             let kind = if rec.record_type() == RecordType::CNAME {
@@ -741,21 +744,62 @@ pub(super) fn check_service_conflicts(
                 }
             }
         }
-        if let Some((cut, at)) = zone
-            .records
-            .iter()
-            .zip(&zone.places)
-            .find(|(r, _)| r.record_type() == RecordType::NS && r.name.zone_of(&svc.name))
-        {
-            let delegation = cx.place(at);
-            cx.err(
-                span(),
-                format!(
-                    "service {} is below the delegation at {} ({delegation})",
-                    svc.name, cut.name
-                ),
-            );
+        below_delegation(cx, zone, records, &svc.name, span);
+    }
+}
+
+/// Each zone's records by owner name (lower case), in the order given.
+struct RecordIndex {
+    by_name: HashMap<LowerName, Vec<usize>>,
+}
+
+impl RecordIndex {
+    fn new(zone: &CheckedZone) -> RecordIndex {
+        let mut by_name: HashMap<LowerName, Vec<usize>> = HashMap::new();
+        for (i, r) in zone.records.iter().enumerate() {
+            by_name.entry(LowerName::new(&r.name)).or_default().push(i);
         }
+        RecordIndex { by_name }
+    }
+
+    /// The zone's records at `name`, with where each was given.
+    fn at<'z>(
+        &'z self,
+        zone: &'z CheckedZone,
+        name: &Name,
+    ) -> impl Iterator<Item = (&'z Record, &'z Place)> + 'z {
+        self.by_name
+            .get(&LowerName::new(name))
+            .into_iter()
+            .flatten()
+            .map(|&i| (&zone.records[i], &zone.places[i]))
+    }
+}
+
+/// Reports a service at or below a name of the zone with NS records (the first such record
+/// given), looking up the service's name and each of its ancestors.
+fn below_delegation(
+    cx: &mut Ctx,
+    zone: &CheckedZone,
+    records: &RecordIndex,
+    name: &Name,
+    span: impl Fn() -> Range<usize>,
+) {
+    let cut = (0..=name.num_labels())
+        .map(|n| name.trim_to(n as usize))
+        .filter_map(|ancestor| records.by_name.get(&LowerName::new(&ancestor)))
+        .flatten()
+        .filter(|&&i| zone.records[i].record_type() == RecordType::NS)
+        .min();
+    if let Some(&i) = cut {
+        let delegation = cx.place(&zone.places[i]);
+        cx.err(
+            span(),
+            format!(
+                "service {name} is below the delegation at {} ({delegation})",
+                zone.records[i].name
+            ),
+        );
     }
 }
 
@@ -769,7 +813,13 @@ fn is_alias(svc: &CheckedService) -> bool {
 /// A CNAME is the only data at its name (RFC 1034 3.6.2): a hostname service's name holds no
 /// static records and is not a zone apex (whose SOA and NS it would hide); nor may it sit
 /// below a delegation.
-fn alias_conflicts(cx: &mut Ctx, raw: &RawConfig, zone: &CheckedZone, svc: &CheckedService) {
+fn alias_conflicts(
+    cx: &mut Ctx,
+    raw: &RawConfig,
+    zone: &CheckedZone,
+    records: &RecordIndex,
+    svc: &CheckedService,
+) {
     let span = || name_span(raw, &svc.name);
     if svc.name == zone.origin {
         cx.err(
@@ -781,12 +831,7 @@ fn alias_conflicts(cx: &mut Ctx, raw: &RawConfig, zone: &CheckedZone, svc: &Chec
         );
         return;
     }
-    if let Some((rec, at)) = zone
-        .records
-        .iter()
-        .zip(&zone.places)
-        .find(|(r, _)| r.name == svc.name)
-    {
+    if let Some((rec, at)) = records.at(zone, &svc.name).next() {
         let record = cx.place(at);
         cx.err(
             span(),
@@ -798,30 +843,24 @@ fn alias_conflicts(cx: &mut Ctx, raw: &RawConfig, zone: &CheckedZone, svc: &Chec
             ),
         );
     }
-    if let Some((cut, at)) = zone
-        .records
-        .iter()
-        .zip(&zone.places)
-        .find(|(r, _)| r.record_type() == RecordType::NS && r.name.zone_of(&svc.name))
-    {
-        let delegation = cx.place(at);
-        cx.err(
-            span(),
-            format!(
-                "service {} is below the delegation at {} ({delegation})",
-                svc.name, cut.name
-            ),
-        );
-    }
+    below_delegation(cx, zone, records, &svc.name, span);
 }
 
 /// The CNAME targets answered at `name`: a static CNAME's, or a hostname service's (exact, or
 /// a wildcard service standing in for a name that holds nothing of its own).
-fn cname_targets(zones: &[CheckedZone], services: &[CheckedService], name: &Name) -> Vec<Name> {
+fn cname_targets(
+    zones: &[CheckedZone],
+    index: &[RecordIndex],
+    services: &[CheckedService],
+    name: &Name,
+) -> Vec<Name> {
     let mut out = Vec::new();
     let mut static_data = false;
-    for zone in zones.iter().filter(|z| z.origin.zone_of(name)) {
-        for r in zone.records.iter().filter(|r| &r.name == name) {
+    for (zone, records) in zones.iter().zip(index) {
+        if !zone.origin.zone_of(name) {
+            continue;
+        }
+        for (r, _) in records.at(zone, name) {
             static_data = true;
             if let RData::CNAME(target) = &r.data {
                 out.push(target.0.clone());
@@ -850,6 +889,7 @@ fn alias_loops(
     cx: &mut Ctx,
     raw: &RawConfig,
     zones: &[CheckedZone],
+    index: &[RecordIndex],
     services: &[CheckedService],
     svc: &CheckedService,
 ) {
@@ -880,7 +920,7 @@ fn alias_loops(
             if !seen.insert(key) || path.len() > 64 {
                 continue;
             }
-            for next in cname_targets(zones, services, last) {
+            for next in cname_targets(zones, index, services, last) {
                 let mut longer = path.clone();
                 longer.push(next);
                 stack.push(longer);
