@@ -1,5 +1,6 @@
-//! The UDP fast path: the common query (one question for A or AAAA, QUERY opcode, at most an
-//! OPT with ECS) answered straight from the wire bytes, with no allocation. Parse the
+//! The UDP fast path: the common query (one question for A or AAAA, or for SOA or NS at a
+//! static name, QUERY opcode, at most an OPT with ECS) answered straight from the wire
+//! bytes, with no allocation. Parse the
 //! question and EDNS in place and look the name up; at a traffic-managed name run
 //! [`decide`] and write the response from a fixed layout (ID, flags and the question copied
 //! from the query, answers as pointers to the question name); at a static name, or for
@@ -23,9 +24,12 @@ use crate::routing::sign::rrset_key;
 use crate::routing::table::{Address, Family, MAX_ANSWERS, ServiceId, ZoneId};
 use crate::routing::trace::NoTrace;
 use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
 
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
+const TYPE_NS: u16 = 2;
+const TYPE_SOA: u16 = 6;
 const CLASS_IN: u16 = 1;
 /// Longest wire-form name.
 const MAX_NAME: usize = 255;
@@ -34,7 +38,8 @@ const MAX_NAME: usize = 255;
 #[derive(Clone, Copy, Debug)]
 pub struct Parsed {
     scanned: Scanned,
-    family: Family,
+    /// A or AAAA; `None` for SOA and NS, which only static names answer here.
+    family: Option<Family>,
     client: Client,
 }
 
@@ -77,8 +82,9 @@ pub fn parse(snap: &Snapshot, req: &[u8], src: IpAddr) -> Result<Parsed, Option<
         return Err(Some(scanned));
     }
     let family = match scanned.qtype {
-        TYPE_A => Family::V4,
-        TYPE_AAAA => Family::V6,
+        TYPE_A => Some(Family::V4),
+        TYPE_AAAA => Some(Family::V6),
+        TYPE_SOA | TYPE_NS => None,
         _ => return Err(Some(scanned)),
     };
     let client = client_of(src, &scanned);
@@ -140,6 +146,8 @@ pub fn respond(
         }
         return respond_static(snap, req, parsed, name, metrics, out).map(|()| None);
     };
+    // SOA or NS at a traffic-managed name: NODATA, the full handler's.
+    let family = family?;
     // A CNAME answer (a hostname service) may chase into our zones and compresses its
     // target against the question: the full handler's.
     if table.compiled.service(service).alias {
@@ -247,7 +255,8 @@ fn respond_static(
     out: &mut Vec<u8>,
 ) -> Option<()> {
     let qend = parsed.scanned.question_end;
-    let (zone, found) = snap.templates.find(name, parsed.family.record_type())?;
+    let qtype = RecordType::from(parsed.scanned.qtype);
+    let (zone, found) = snap.templates.find(name, qtype)?;
     out.clear();
     let (aa, rcode) = match found {
         Static::Response(bytes) => {
@@ -347,7 +356,7 @@ fn finish(
     }
     snap.counters.count_query(
         Some(zone),
-        parsed.family.record_type(),
+        RecordType::from(scanned.qtype),
         rcode,
         Transport::Udp,
     );

@@ -107,6 +107,8 @@ fn corpus_of(names: &[&str], n: usize) -> Vec<Vec<u8>> {
         RecordType::A,
         RecordType::MX,
         RecordType::ANY,
+        RecordType::SOA,
+        RecordType::NS,
     ];
     let v4 = [
         "11.0.130.7",
@@ -331,7 +333,8 @@ fn fast_path_passes_on_what_it_does_not_handle() {
     };
     // Other types, a CNAME into a traffic-managed name, other opcodes, EDNS versions.
     for (name, t) in [
-        ("example.com.", RecordType::SOA),
+        ("www.example.com.", RecordType::SOA),
+        ("mail.example.com.", RecordType::NS),
         ("shop.example.com.", RecordType::A),
         ("www.example.com.", RecordType::MX),
         ("www.example.com.", RecordType::ANY),
@@ -355,9 +358,20 @@ fn fast_path_passes_on_what_it_does_not_handle() {
     let mut bytes = build("www.example.com.", RecordType::A).to_vec().unwrap();
     bytes.push(0);
     assert!(fast::answer(&table, &bytes, src, &metrics, &mut out).is_none());
-    // The common case does go fast.
-    let q = build("wWw.example.COM.", RecordType::A).to_vec().unwrap();
-    assert!(fast::answer(&table, &q, src, &metrics, &mut out).is_some());
+    // The common case does go fast, and so do SOA and NS at a zone apex, and either at a
+    // name that does not exist.
+    for (name, t) in [
+        ("wWw.example.COM.", RecordType::A),
+        ("Example.com.", RecordType::SOA),
+        ("example.com.", RecordType::NS),
+        ("nope.example.com.", RecordType::NS),
+    ] {
+        let q = build(name, t).to_vec().unwrap();
+        assert!(
+            fast::answer(&table, &q, src, &metrics, &mut out).is_some(),
+            "{name} {t}"
+        );
+    }
 }
 
 fn query(name: &str, t: RecordType, edns: bool) -> Vec<u8> {

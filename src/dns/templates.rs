@@ -1,8 +1,10 @@
 //! Responses to static data, prepared once per compiled config for the UDP fast path.
 //!
 //! For every name of a zone that is not traffic-managed, the full handler's own response to
-//! an A and an AAAA question (answer, NODATA or referral) is kept as bytes; for every zone
-//! without delegations, the tail of its negative SOA is kept for NXDOMAIN. The fast path
+//! an A and an AAAA question (answer, NODATA or referral) is kept as bytes, and at each zone
+//! apex its response to SOA and NS (what resolvers ask a zone's servers most after
+//! addresses); for every zone without delegations, the tail of its negative SOA is kept for
+//! NXDOMAIN. The fast path
 //! copies a template, patches the ID, the flags it copies from the query and the question's
 //! case, and adds the OPT: what the full handler would send, without parsing or encoding a
 //! message per query. Anything that depends on the client (a CNAME into a traffic-managed
@@ -41,6 +43,8 @@ struct Node {
     zone: ZoneId,
     a: Option<Box<[u8]>>,
     aaaa: Option<Box<[u8]>>,
+    /// Other types' responses: SOA and NS at a zone apex, nothing elsewhere.
+    other: Box<[(RecordType, Box<[u8]>)]>,
 }
 
 #[derive(Debug)]
@@ -104,16 +108,34 @@ impl Templates {
                         .then_some(())?;
                     let mut query = Message::new(0, MessageType::Query, OpCode::Query);
                     query.add_query(Query::query(name.clone(), qtype));
-                    let bytes = respond_udp(&scratch, &query.to_vec().ok()?, src, &metrics)?;
+                    let query = query.to_vec().ok()?;
+                    let bytes = respond_udp(&scratch, &query, src, &metrics)?;
                     // Truncated without EDNS: the full handler decides per query.
-                    (bytes.len() >= 12 && bytes[2] & 0x02 == 0).then(|| bytes.into())
+                    if bytes.len() < 12 || bytes[2] & 0x02 != 0 {
+                        return None;
+                    }
+                    // Optional additional records left out to fit 512 bytes would be sent to
+                    // a query with a larger EDNS size: then the full handler decides too.
+                    let larger = respond_udp(&scratch, &with_opt(&query), src, &metrics)?;
+                    let arcount = |b: &[u8]| u16::from_be_bytes([b[10], b[11]]);
+                    (larger.len() >= 12
+                        && larger[6..10] == bytes[6..10]
+                        && arcount(&larger) == arcount(&bytes) + 1)
+                        .then(|| bytes.into())
                 };
+                let apex = name == Name::from(&zone.origin);
+                let other = [RecordType::SOA, RecordType::NS]
+                    .into_iter()
+                    .filter(|_| apex)
+                    .filter_map(|t| Some((t, response(t)?)))
+                    .collect();
                 out.names.insert(
                     wire_name(&name),
                     Node {
                         zone: zone_id,
                         a: response(RecordType::A),
                         aaaa: response(RecordType::AAAA),
+                        other,
                     },
                 );
             }
@@ -127,14 +149,18 @@ impl Templates {
         self.names.contains_key(name)
     }
 
-    /// The prepared response to `qtype` (A or AAAA) at `name` (lower-case wire form), with
-    /// its zone; `None` when the full handler must answer.
+    /// The prepared response to `qtype` at `name` (lower-case wire form), with its zone;
+    /// `None` when the full handler must answer.
     pub fn find(&self, name: &[u8], qtype: RecordType) -> Option<(ZoneId, Static<'_>)> {
         if let Some(node) = self.names.get(name) {
             let response = match qtype {
                 RecordType::A => node.a.as_deref(),
                 RecordType::AAAA => node.aaaa.as_deref(),
-                _ => None,
+                _ => node
+                    .other
+                    .iter()
+                    .find(|(t, _)| *t == qtype)
+                    .map(|(_, r)| &r[..]),
             }?;
             return Some((node.zone, Static::Response(response)));
         }
@@ -149,6 +175,14 @@ impl Templates {
         }
         None
     }
+}
+
+/// `query` (one question, nothing else) with an OPT record of a 4096-byte payload added.
+fn with_opt(query: &[u8]) -> Vec<u8> {
+    let mut out = query.to_vec();
+    out[11] = 1;
+    out.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]);
+    out
 }
 
 /// The record after its owner name, with every name in it uncompressed (it is copied into
