@@ -273,8 +273,9 @@ fn respond_static(
             out.extend_from_slice(&req[..qend]);
             out[6..12].copy_from_slice(&[0, 0, 0, 1, 0, 0]);
             // The SOA's owner is the zone origin: the tail of the question name.
-            out.extend_from_slice(&(0xC000 | (12 + origin_at) as u16).to_be_bytes());
-            out.extend_from_slice(soa);
+            let origin = (0xC000 | (12 + origin_at) as u16).to_be_bytes();
+            out.extend_from_slice(&origin);
+            soa.write(origin, out);
             (0x04, 3)
         }
     };

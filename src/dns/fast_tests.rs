@@ -641,3 +641,35 @@ fn hostname_services_go_to_the_full_handler_and_static_names_still_go_fast() {
     };
     assert_eq!(ecs.scope_prefix(), 16);
 }
+
+#[test]
+fn an_nxdomain_names_its_soa_through_the_question_as_the_full_handler_does() {
+    let snap = table();
+    let metrics = Metrics::new();
+    let src: SocketAddr = "127.0.0.1:5300".parse().unwrap();
+    for name in ["nope.example.com.", "A.Deeper.Nope.EXAMPLE.com."] {
+        for edns in [false, true] {
+            let q = query(name, RecordType::A, edns);
+            let mut out = Vec::new();
+            assert!(fast::answer(&snap, &q, src.ip(), &metrics, &mut out).is_some());
+            let full = handler::respond_udp(&snap, &q, src, &metrics).unwrap();
+            let (f, g) = (
+                Message::from_vec(&out).unwrap(),
+                Message::from_vec(&full).unwrap(),
+            );
+            assert_eq!(f.metadata.response_code, ResponseCode::NXDomain);
+            assert_eq!(f, g, "{name}");
+            // The SOA's owner, MNAME (ns1) and RNAME (hostmaster) each end in a pointer to
+            // the origin in the question: no larger than the full handler's response.
+            let origin_at: usize = name
+                .split('.')
+                .take_while(|l| !l.eq_ignore_ascii_case("example"))
+                .map(|l| l.len() + 1)
+                .sum();
+            let pointer = [0xC0, 12 + origin_at as u8];
+            let pointers = out.windows(2).filter(|w| *w == pointer).count();
+            assert_eq!(pointers, 3, "{name}, EDNS {edns}");
+            assert!(out.len() <= full.len(), "{name}, EDNS {edns}");
+        }
+    }
+}

@@ -15,8 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RecordType};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::counters::DnsCounters;
 use super::handler::respond_udp;
@@ -50,9 +49,9 @@ struct Node {
 #[derive(Debug)]
 struct Negative {
     zone: ZoneId,
-    /// The negative SOA after its owner name (type, class, TTL, RDATA with uncompressed
-    /// names); `None` when the zone has delegations (a missing name may be below a cut).
-    soa: Option<Box<[u8]>>,
+    /// The negative SOA after its owner name; `None` when the zone has delegations (a
+    /// missing name may be below a cut).
+    soa: Option<NegativeSoa>,
 }
 
 /// What the fast path sends for a static name.
@@ -62,7 +61,10 @@ pub enum Static<'t> {
     Response(&'t [u8]),
     /// NXDOMAIN: header and question from the query, then the zone's SOA, whose owner is
     /// the query name from byte `origin_at` of the name on.
-    NxDomain { soa: &'t [u8], origin_at: usize },
+    NxDomain {
+        soa: &'t NegativeSoa,
+        origin_at: usize,
+    },
 }
 
 impl Templates {
@@ -88,7 +90,7 @@ impl Templates {
             // A missing name may be below a cut, or stood in for by a wildcard: the full
             // handler decides those.
             let soa = (!zone.has_delegations && !zone.has_wildcards)
-                .then(|| negative_soa_tail(&zone.negative_soa, &Name::from(&zone.origin)))
+                .then(|| NegativeSoa::new(&zone.negative_soa, &Name::from(&zone.origin)))
                 .flatten();
             out.zones.insert(
                 wire_name(&Name::from(&zone.origin)),
@@ -168,7 +170,7 @@ impl Templates {
         let mut at = 0;
         while at < name.len() {
             if let Some(zone) = self.zones.get(&name[at..]) {
-                let soa = zone.soa.as_deref()?;
+                let soa = zone.soa.as_ref()?;
                 return Some((zone.zone, Static::NxDomain { soa, origin_at: at }));
             }
             at += usize::from(name[at]) + 1;
@@ -185,13 +187,66 @@ fn with_opt(query: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The record after its owner name, with every name in it uncompressed (it is copied into
-/// responses at varying offsets).
-fn negative_soa_tail(soa: &hickory_proto::rr::Record, origin: &Name) -> Option<Box<[u8]>> {
-    let mut buf = Vec::with_capacity(128);
-    let mut enc = BinEncoder::new(&mut buf);
-    enc.set_name_encoding(NameEncoding::Uncompressed);
-    soa.emit(&mut enc).ok()?;
-    let owner = wire_name(origin).len();
-    buf.get(owner..).map(Into::into)
+/// A zone's negative SOA as copied into an NXDOMAIN after its owner (a pointer to the zone
+/// origin in the question): type, class, TTL and RDATA, with MNAME and RNAME ending in
+/// pointers to that origin where they are below it, as the full handler compresses them.
+#[derive(Debug)]
+pub struct NegativeSoa {
+    tail: Box<[u8]>,
+    /// Offsets in `tail` of the pointers to the origin, set per response.
+    pointers: Box<[usize]>,
+}
+
+impl NegativeSoa {
+    fn new(record: &Record, origin: &Name) -> Option<NegativeSoa> {
+        let RData::SOA(soa) = &record.data else {
+            return None;
+        };
+        // Type, class, TTL, then RDLENGTH once the RDATA is known.
+        let mut tail = Vec::with_capacity(64);
+        tail.extend_from_slice(&u16::from(RecordType::SOA).to_be_bytes());
+        tail.extend_from_slice(&u16::from(record.dns_class).to_be_bytes());
+        tail.extend_from_slice(&record.ttl.to_be_bytes());
+        tail.extend_from_slice(&[0, 0]);
+        let mut pointers = Vec::new();
+        for name in [&soa.mname, &soa.rname] {
+            let below = !origin.is_root() && origin.zone_of(name);
+            let own = if below {
+                usize::from(name.num_labels() - origin.num_labels())
+            } else {
+                usize::from(name.num_labels())
+            };
+            for label in name.iter().take(own) {
+                tail.push(u8::try_from(label.len()).ok()?);
+                tail.extend_from_slice(label);
+            }
+            if below {
+                pointers.push(tail.len());
+                tail.extend_from_slice(&[0xC0, 0]);
+            } else {
+                tail.push(0);
+            }
+        }
+        tail.extend_from_slice(&soa.serial.to_be_bytes());
+        for n in [soa.refresh, soa.retry, soa.expire] {
+            tail.extend_from_slice(&n.to_be_bytes());
+        }
+        tail.extend_from_slice(&soa.minimum.to_be_bytes());
+        let rdlength = u16::try_from(tail.len() - 10).ok()?;
+        tail[8..10].copy_from_slice(&rdlength.to_be_bytes());
+        Some(NegativeSoa {
+            tail: tail.into(),
+            pointers: pointers.into(),
+        })
+    }
+
+    /// Appends the SOA after its owner, its names pointing at `origin` (a compression
+    /// pointer, as the owner's).
+    pub fn write(&self, origin: [u8; 2], out: &mut Vec<u8>) {
+        let base = out.len();
+        out.extend_from_slice(&self.tail);
+        for p in &self.pointers {
+            out[base + p..base + p + 2].copy_from_slice(&origin);
+        }
+    }
 }
