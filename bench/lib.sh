@@ -242,20 +242,20 @@ meridian_setup() { # dir port aport [binary, default $MERIDIAN]
   fi
 }
 
-gdnsd_setup() { # dir port
-  local dir=$1 port=$2
-  mkdir -p "$dir/etc/zones" "$dir/run" "$dir/state"
-  zone_file "geo 30 IN DYNA geoip!geo" > "$dir/etc/zones/example.com"
-  cat > "$dir/etc/config" <<EOF
-# written by bench/lib.sh (gdnsd 3.8)
+# gdnsd's options and the geoip plugin's continent map, up to the opening of `resources`
+# (the caller writes the resources and closes the blocks). Shared by run.sh and scale.sh, so
+# both map continents in the order Meridian's config gives.
+gdnsd_config_head() { # dir port udp_threads comment
+  cat <<EOF
+# $4
 options => {
   listen => [ 127.0.0.1 ]
-  dns_port => $port
-  udp_threads => $WORKERS
+  dns_port => $2
+  udp_threads => $3
   tcp_threads => 1
   edns_client_subnet => true
-  run_dir => "$dir/run"
-  state_dir => "$dir/state"
+  run_dir => "$1/run"
+  state_dir => "$1/state"
 }
 plugins => {
   geoip => {
@@ -277,6 +277,16 @@ plugins => {
       }
     }
     resources => {
+EOF
+}
+
+gdnsd_setup() { # dir port
+  local dir=$1 port=$2
+  mkdir -p "$dir/etc/zones" "$dir/run" "$dir/state"
+  zone_file "geo 30 IN DYNA geoip!geo" > "$dir/etc/zones/example.com"
+  {
+    gdnsd_config_head "$dir" "$port" "$WORKERS" "written by bench/lib.sh (gdnsd 3.8)"
+    cat <<EOF
       geo => {
         map => by_continent
         dcmap => { na => 127.0.0.11, eu => 127.0.0.12, as => 127.0.0.13, sa => 127.0.0.14 }
@@ -285,6 +295,7 @@ plugins => {
   }
 }
 EOF
+  } > "$dir/etc/config"
   gdnsd -c "$dir/etc" checkconf > "$dir/checkconf.log" 2>&1 || { cat "$dir/checkconf.log" >&2; die "gdnsd checkconf failed"; }
 }
 

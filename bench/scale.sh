@@ -124,37 +124,7 @@ gdnsd_scale_config() { # dir n port
     awk -v n="$2" 'BEGIN { for (i = 0; i < n; i++) printf "g%d 30 IN DYNA geoip!g%d\n", i, i }'
   } > "$dir/etc/zones/example.com"
   {
-    cat <<EOF
-# written by bench/scale.sh (gdnsd 3.8): $2 names, $ENDPOINTS endpoints each
-options => {
-  listen => [ 127.0.0.1 ]
-  dns_port => $3
-  udp_threads => 1
-  tcp_threads => 1
-  edns_client_subnet => true
-  run_dir => "$dir/run"
-  state_dir => "$dir/state"
-}
-plugins => {
-  geoip => {
-    maps => {
-      by_continent => {
-        geoip2_db => "$MMDB"
-        datacenters => [ na, eu, as, sa ]
-        map => {
-          default => [ na, eu, as, sa ]
-          NA => [ na, eu, as, sa ]
-          AN => [ na, eu, as, sa ]
-          EU => [ eu, na, as, sa ]
-          AF => [ eu, na, as, sa ]
-          AS => [ as, na, eu, sa ]
-          OC => [ as, na, eu, sa ]
-          SA => [ sa, na, eu, as ]
-        }
-      }
-    }
-    resources => {
-EOF
+    gdnsd_config_head "$dir" "$3" 1 "written by bench/scale.sh (gdnsd 3.8): $2 names, $ENDPOINTS endpoints each"
     endpoint_lines "$2" | awk '
       function flush() {
         if (name == "") return
