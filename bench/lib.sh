@@ -429,6 +429,19 @@ start_server() {
   return 1
 }
 
+# Stops a process of this script: TERM, up to `seconds` to exit, then KILL.
+stop_pid() { # pid seconds
+  local p=$1 i
+  [ -n "$p" ] || return 0
+  kill -TERM "$p" 2>/dev/null || return 0
+  for i in $(seq 1 $(($2 * 10))); do
+    kill -0 "$p" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+}
+
 # The server and its descendants (NSD forks its serving processes).
 proc_tree() {
   local p=$1 c

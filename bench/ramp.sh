@@ -71,18 +71,6 @@ done
 DNSPERF_PID=""
 SAMPLER_PID=""
 
-stop_pid() { # pid seconds
-  local p=$1 i
-  [ -n "$p" ] || return 0
-  kill -TERM "$p" 2>/dev/null || return 0
-  for i in $(seq 1 $(($2 * 10))); do
-    kill -0 "$p" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-}
-
 cleanup() {
   stop_pid "$SAMPLER_PID" 5
   SAMPLER_PID=""
