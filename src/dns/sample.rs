@@ -75,8 +75,9 @@ impl Sampled {
         }
     }
 
-    /// `network/prefix`, as reports show it.
-    pub fn network_text(&self) -> String {
+    /// `network/prefix`, as the tests read it.
+    #[cfg(test)]
+    fn network_text(&self) -> String {
         format!("{}/{}", self.network, self.prefix)
     }
 }

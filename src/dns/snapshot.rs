@@ -41,12 +41,10 @@ impl Snapshot {
     /// tag.
     pub fn first_sampled(table: RoutingTable, sample: Arc<QuerySample>) -> Snapshot {
         if table.compiled.signed {
-            let started = crate::clock::SystemClock.now();
-            let signed = super::dnssec::presign(&table, crate::clock::unix_seconds(started));
-            let took = crate::clock::SystemClock
-                .now()
-                .duration_since(started)
-                .unwrap_or_default();
+            let now = crate::clock::unix_seconds(crate::clock::SystemClock.now());
+            let started = crate::clock::monotonic();
+            let signed = super::dnssec::presign(&table, now);
+            let took = started.elapsed();
             let (entries, bytes) = table
                 .compiled
                 .zones

@@ -42,8 +42,9 @@ struct Node {
     zone: ZoneId,
     a: Option<Box<[u8]>>,
     aaaa: Option<Box<[u8]>>,
-    /// Other types' responses: SOA and NS at a zone apex, nothing elsewhere.
-    other: Box<[(RecordType, Box<[u8]>)]>,
+    /// At a zone apex only.
+    soa: Option<Box<[u8]>>,
+    ns: Option<Box<[u8]>>,
 }
 
 #[derive(Debug)]
@@ -126,18 +127,15 @@ impl Templates {
                         .then(|| bytes.into())
                 };
                 let apex = name == Name::from(&zone.origin);
-                let other = [RecordType::SOA, RecordType::NS]
-                    .into_iter()
-                    .filter(|_| apex)
-                    .filter_map(|t| Some((t, response(t)?)))
-                    .collect();
+                let at_apex = |t| if apex { response(t) } else { None };
                 out.names.insert(
                     wire_name(&name),
                     Node {
                         zone: zone_id,
                         a: response(RecordType::A),
                         aaaa: response(RecordType::AAAA),
-                        other,
+                        soa: at_apex(RecordType::SOA),
+                        ns: at_apex(RecordType::NS),
                     },
                 );
             }
@@ -158,11 +156,9 @@ impl Templates {
             let response = match qtype {
                 RecordType::A => node.a.as_deref(),
                 RecordType::AAAA => node.aaaa.as_deref(),
-                _ => node
-                    .other
-                    .iter()
-                    .find(|(t, _)| *t == qtype)
-                    .map(|(_, r)| &r[..]),
+                RecordType::SOA => node.soa.as_deref(),
+                RecordType::NS => node.ns.as_deref(),
+                _ => None,
             }?;
             return Some((node.zone, Static::Response(response)));
         }

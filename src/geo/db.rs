@@ -107,7 +107,6 @@ impl std::fmt::Display for Coverage {
     }
 }
 
-/// `n` with thousands separators.
 /// How many of `total` networks give something: "none", "all", or "1,234 (5.6%)".
 pub(super) fn share(n: u64, total: u64) -> String {
     match n {
@@ -128,6 +127,7 @@ pub(super) fn by_family(counts: &[(u64, u64)]) -> (Box<[usize]>, Box<[usize]>) {
     (holding(false), holding(true))
 }
 
+/// `n` with thousands separators.
 pub(super) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
