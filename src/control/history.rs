@@ -26,7 +26,7 @@ pub const KEEP_CONFIGS: usize = 8;
 /// Sampled queries replayed to find the answers a publish changed.
 pub const DIFF_SAMPLES: usize = 2048;
 /// Target keys named in a health cause; the rest are counted.
-const CAUSE_TARGETS: usize = 16;
+pub(super) const CAUSE_TARGETS: usize = 16;
 
 /// Why a table was published.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,10 +113,10 @@ impl Cause {
         }
     }
 
-    /// A health cause naming (up to a bound) the targets that changed.
-    pub fn health(mut targets: Vec<String>) -> Cause {
-        let more = targets.len().saturating_sub(CAUSE_TARGETS);
+    /// A health cause naming (up to a bound) the targets that changed, of `changed` in all.
+    pub fn health(mut targets: Vec<String>, changed: usize) -> Cause {
         targets.truncate(CAUSE_TARGETS);
+        let more = changed.saturating_sub(targets.len());
         Cause::Health { targets, more }
     }
 }
@@ -173,12 +173,11 @@ pub struct Entry {
     pub latency: Option<Arc<LatencyMap>>,
 }
 
-/// A compiled config kept for rollback, with its source text.
+/// A compiled config kept for rollback.
 #[derive(Debug, Clone)]
 pub struct Kept {
     pub hash: String,
     pub compiled: Arc<Compiled>,
-    pub source: Option<Arc<str>>,
 }
 
 /// The ring, the journal lines not yet written, and the configs kept.
@@ -258,11 +257,7 @@ impl History {
                 }
             });
         }
-        self.configs.push_back(Kept {
-            hash,
-            compiled,
-            source,
-        });
+        self.configs.push_back(Kept { hash, compiled });
     }
 
     pub fn config(&self, hash: &str) -> Option<&Kept> {
@@ -353,7 +348,7 @@ mod tests {
         Entry {
             generation,
             at: 1_800_000_000 + generation,
-            cause: Cause::health(vec!["web@10.0.0.1:80".into()]),
+            cause: Cause::health(vec!["web@10.0.0.1:80".into()], 1),
             config_generation: 1,
             config_hash: "00ff".into(),
             admin: AdminState::default(),
@@ -399,7 +394,7 @@ mod tests {
 
     #[test]
     fn causes_are_tagged_and_bounded() {
-        let c = Cause::health((0..40).map(|i| format!("t{i}")).collect());
+        let c = Cause::health((0..40).map(|i| format!("t{i}")).collect(), 40);
         let Cause::Health { targets, more } = &c else {
             panic!("{c:?}")
         };

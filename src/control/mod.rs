@@ -86,8 +86,9 @@ pub struct Publisher {
     clock: Arc<dyn Clock>,
     /// Published tables, configs kept for rollback, journal lines to write.
     history: History,
-    /// Targets whose verdict changed since the last publish.
+    /// Targets whose verdict changed since the last publish (the first few), and how many.
     changed_targets: Vec<String>,
+    changed_count: usize,
     /// Targets whose verdict, guard verdict or figure may have changed since the last
     /// publish: the next table's health view is the last one with these worked out again.
     touched: Vec<TargetId>,
@@ -122,6 +123,7 @@ impl Publisher {
         let mut p = Publisher {
             history,
             changed_targets: Vec::new(),
+            changed_count: 0,
             touched: Vec::new(),
             view_current: false,
             verdicts_changed: false,
@@ -236,7 +238,10 @@ impl Publisher {
                 }
                 _ => info!(target = %key, health = new.name(), "health changed"),
             }
-            if self.changed_targets.len() < 1024 {
+        }
+        if observed.changed.is_some() || observed.promotable_changed.is_some() {
+            self.changed_count += 1;
+            if self.changed_targets.len() < history::CAUSE_TARGETS {
                 self.changed_targets.push(key.clone());
             }
         }
@@ -246,6 +251,12 @@ impl Publisher {
             || check.figure.is_some()
         {
             self.touched.push(ev.target);
+            // A guard's figure changes with every probe but publishes nothing by itself: a
+            // quiet spell must not grow the list past one entry per target.
+            if self.touched.len() > 2 * self.compiled.targets.len() {
+                self.touched.sort_unstable();
+                self.touched.dedup();
+            }
         }
         // Shared with the fleet once per table, however many verdicts a storm changes.
         self.verdicts_changed |=
@@ -670,14 +681,15 @@ impl Publisher {
         }
     }
 
-    /// The cause of a publish for probe results: the targets that changed, or the first
-    /// round's completion.
+    /// The cause of a publish for probe results: the targets whose health or guard verdict
+    /// changed, or the first round's completion.
     fn probe_cause(&mut self, why: &'static str) -> Cause {
         let targets = std::mem::take(&mut self.changed_targets);
-        if why == "health" {
-            Cause::health(targets)
-        } else {
+        let changed = std::mem::take(&mut self.changed_count);
+        if why == "first probe round complete" {
             Cause::FirstProbeRound
+        } else {
+            Cause::health(targets, changed)
         }
     }
 
