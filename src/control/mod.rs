@@ -1191,6 +1191,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_rollback_to_the_same_config_restores_its_latency_map() {
+        let dir =
+            std::env::temp_dir().join(format!("meridian-rollback-map-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut p = failover_file(&dir.join("meridian.toml"), 30);
+        let start = p.store.load().table.generation;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        p.on_command(Command::SetLatencyMap {
+            text: "0.0.0.0/0,a,10\n0.0.0.0/0,b,20\n".into(),
+            format: crate::routing::latency::Format::Csv,
+            reply,
+        })
+        .await;
+        answer.await.expect("answered").expect("map accepted");
+        assert!(matches!(p.latency_source, LatencySource::Api(2)));
+        let now = p.clock.now();
+        p.rollback(start, "map".into(), "tests".into(), now)
+            .await
+            .expect("rolled back");
+        assert!(matches!(p.latency_source, LatencySource::Config));
+        assert!(Arc::ptr_eq(&p.latency_map, &p.compiled.latency_map));
+        assert!(Arc::ptr_eq(
+            &p.store.load().table.latency_map,
+            &p.compiled.latency_map
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_rollback_restores_operator_state_and_the_config_even_after_the_file_changed() {
         let dir = std::env::temp_dir().join(format!("meridian-rollback-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");

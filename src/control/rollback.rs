@@ -109,10 +109,18 @@ impl Publisher {
             self.swap_config(compiled);
             self.metrics.reloads.with_label_values(&["success"]).inc();
         }
-        if let Some(map) = latency {
-            let entries = map.entries;
-            self.latency_map = map;
-            self.latency_source = LatencySource::Api(entries);
+        match latency {
+            Some(map) => {
+                let entries = map.entries;
+                self.latency_map = map;
+                self.latency_source = LatencySource::Api(entries);
+            }
+            // The generation served its config's map: back to it, whether or not the config
+            // changes (one put through the API since is not kept).
+            None => {
+                self.latency_map = self.compiled.latency_map.clone();
+                self.latency_source = LatencySource::Config;
+            }
         }
         audit(
             "",
