@@ -553,12 +553,10 @@ mod tests {
     #[test]
     fn a_mismatched_private_key_is_refused() {
         let good = key(13, 257);
-        let other = key(13, 257);
         let public = good.dnskey.public_key().public_bytes().to_vec();
         let private = [1u8; 32];
         let err = ZoneKey::new("k".into(), 13, 257, &public, &private).unwrap_err();
         assert!(err.contains("does not match"), "{err}");
-        assert_ne!(good.tag, other.tag);
         assert!(ZoneKey::new("k".into(), 8, 257, &public, &private).is_err());
     }
 
