@@ -13,7 +13,7 @@ use crate::cluster::AdminDoc;
 use crate::explain::whatif::{compare, hypothetical};
 use crate::routing::admin::{AdminState, DRAIN_BUCKETS, Drain, Evacuation};
 use crate::routing::scenario::SafetyRule;
-use crate::routing::table::{AdminView, Compiled, RoutingTable, ServiceRegion};
+use crate::routing::table::{AdminView, Compiled, RegionId, RoutingTable, ServiceRegion};
 use crate::state::{SavedEvacuations, StateError};
 
 /// What an operator asks to change about one region.
@@ -180,9 +180,8 @@ impl Publisher {
 
     pub(super) fn region_id(&self, region: &str) -> Result<usize, AdminError> {
         self.compiled
-            .regions
-            .iter()
-            .position(|r| r.name == region)
+            .region_id(region)
+            .map(RegionId::index)
             .ok_or_else(|| AdminError::UnknownRegion(region.to_owned()))
     }
 

@@ -230,10 +230,10 @@ impl Publisher {
         let c = &table.compiled;
         let mut fired = Vec::new();
         for r in self.admin.ramps.values().filter(|r| r.pending(at)) {
-            let Some(rid) = c.regions.iter().position(|x| x.name == r.region) else {
+            let Some(rid) = c.region_id(&r.region) else {
                 continue;
             };
-            for region in receiving(&table, RegionId(rid as u32)) {
+            for region in receiving(&table, rid) {
                 let (Some(cap), Some(rate)) = (
                     c.region(region).capacity_qps,
                     self.region_rates.get(region.index()),
@@ -411,13 +411,13 @@ fn serving(table: &RoutingTable, region: RegionId) -> u32 {
 /// The health or latency condition of a ramp that holds against `table`, if one does.
 fn health_condition(table: &RoutingTable, ramp: &Ramp) -> Option<String> {
     let c = &table.compiled;
-    let rid = c.regions.iter().position(|r| r.name == ramp.region)?;
+    let rid = c.region_id(&ramp.region)?;
     let w = &ramp.abort_when;
-    for region in receiving(table, RegionId(rid as u32)) {
+    for region in receiving(table, rid) {
         let name = &c.region(region).name;
         if w.receiving_unhealthy {
             for svc in c.services.iter() {
-                let ours = svc.regions.iter().any(|sr| sr.region.index() == rid);
+                let ours = svc.regions.iter().any(|sr| sr.region == rid);
                 for sr in svc.regions.iter().filter(|sr| ours && sr.region == region) {
                     for f in [Family::V4, Family::V6] {
                         if !sr.endpoints(f).is_empty() && !table.region_healthy(svc, sr, f) {

@@ -64,7 +64,7 @@ pub fn changed_state(
     now: u64,
 ) -> Result<AdminState, String> {
     let known = |r: &String| {
-        if table.compiled.regions.iter().any(|x| &x.name == r) {
+        if table.compiled.region_id(r).is_some() {
             Ok(())
         } else {
             Err(format!("no region named {r:?} in the current config"))
@@ -130,11 +130,7 @@ pub fn hypothetical(
 ) -> RoutingTable {
     let c = &table.compiled;
     let mut health = (*table.health).clone();
-    let down: BTreeSet<RegionId> = down
-        .iter()
-        .filter_map(|d| c.regions.iter().position(|r| &r.name == d))
-        .map(|i| RegionId(i as u32))
-        .collect();
+    let down: BTreeSet<RegionId> = down.iter().filter_map(|d| c.region_id(d)).collect();
     for e in c.endpoints.iter().filter(|e| down.contains(&e.region)) {
         if let Some(t) = e.target.and_then(|t| health.targets.get_mut(t.index())) {
             t.health = Health::Down;

@@ -543,6 +543,14 @@ impl Compiled {
         &self.zones[id.index()]
     }
 
+    /// The region of that name.
+    pub fn region_id(&self, name: &str) -> Option<RegionId> {
+        self.regions
+            .iter()
+            .position(|r| r.name == name)
+            .map(|i| RegionId(i as u32))
+    }
+
     pub fn region(&self, id: RegionId) -> &Region {
         &self.regions[id.index()]
     }
