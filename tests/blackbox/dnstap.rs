@@ -119,19 +119,6 @@ fn config(socket: &Path, keys: &str) -> String {
     )
 }
 
-/// A counter or gauge of Meridian's `/metrics` (0 when the series is absent).
-fn metric(m: &Meridian, series: &str) -> u64 {
-    let (status, body) = http(m.admin(), "GET", "/metrics", None, "");
-    assert_eq!(status, 200, "{body}");
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0, |v| {
-            v.trim()
-                .parse()
-                .unwrap_or_else(|e| panic!("{series}: {v:?}: {e}"))
-        })
-}
-
 /// Waits until a metric reaches `want`.
 fn wait_metric(m: &Meridian, series: &str, want: u64) {
     let deadline = Instant::now() + WAIT;

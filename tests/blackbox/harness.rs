@@ -241,6 +241,11 @@ impl Meridian {
     /// The example config with a `state_dir` and an admin token file (holding `token`) in
     /// the scratch directory (`admin-token`).
     pub fn start_with_token(token: &str) -> Meridian {
+        Meridian::start_with_token_edited(token, |text| text)
+    }
+
+    /// [`start_with_token`](Self::start_with_token), the config text edited by `edit`.
+    pub fn start_with_token_edited(token: &str, edit: impl FnOnce(String) -> String) -> Meridian {
         let scratch = Scratch::new();
         let token_file = scratch.write("admin-token", &format!("{token}\n"));
         let text = example_config().replace(
@@ -251,7 +256,7 @@ impl Meridian {
                 token_file.display()
             ),
         );
-        let config = scratch.write("meridian.toml", &text);
+        let config = scratch.write("meridian.toml", &edit(text));
         Meridian::start_with(scratch, config, &[]).unwrap_or_else(|e| panic!("start: {e}"))
     }
 
@@ -393,6 +398,19 @@ pub fn run(args: &[&str], cwd: &Path) -> Output {
         .current_dir(cwd)
         .output()
         .expect("run meridian")
+}
+
+/// A counter or gauge of Meridian's `/metrics` (0 when the series is absent).
+pub fn metric(m: &Meridian, series: &str) -> u64 {
+    let (status, body) = http(m.admin(), "GET", "/metrics", None, "");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0, |v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{series}: {v:?}: {e}"))
+        })
 }
 
 /// One HTTP/1.1 request to the admin API; returns (status, body).

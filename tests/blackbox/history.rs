@@ -17,18 +17,7 @@ const EU_ANSWER: &str = "198.51.100.10";
 
 /// The example config with a state_dir and an admin token, edited by `edit`.
 fn start(edit: impl FnOnce(String) -> String) -> Meridian {
-    let scratch = Scratch::new();
-    let token_file = scratch.write("admin-token", &format!("{TOKEN}\n"));
-    let text = example_config().replace(
-        "[server]\n",
-        &format!(
-            "[server]\nstate_dir = \"{}\"\nadmin_token_file = \"{}\"\n",
-            scratch.0.join("state").display(),
-            token_file.display()
-        ),
-    );
-    let config = scratch.write("meridian.toml", &edit(text));
-    Meridian::start_with(scratch, config, &[]).unwrap_or_else(|e| panic!("start: {e}"))
+    Meridian::start_with_token_edited(TOKEN, edit)
 }
 
 /// Real traffic: www A for 256 US, 256 Canadian and 256 German /24s and 64 German IPv6 /56s

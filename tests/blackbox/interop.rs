@@ -607,19 +607,6 @@ fn kdig_nxdomain_has_soa_in_authority() {
 // ---------------------------------------------------------------------------------------------
 // Unbound in front of Meridian
 
-/// A counter line of Meridian's `/metrics` (0 when the series is absent).
-fn metric(m: &Meridian, series: &str) -> u64 {
-    let (status, body) = http(m.admin(), "GET", "/metrics", None, "");
-    assert_eq!(status, 200, "{body}");
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0, |v| {
-            v.trim()
-                .parse()
-                .unwrap_or_else(|e| panic!("{series}: {v:?}: {e}"))
-        })
-}
-
 const WWW_A_UDP: &str =
     r#"meridian_dns_queries_total{zone="example.com.",qtype="A",rcode="NOERROR",transport="udp"}"#;
 
