@@ -102,18 +102,8 @@ enum CtlAction {
     /// Preview a change on the server's sample of recent real queries: the share (and QPS)
     /// each region answers now and would answer, and which clients move. Applies nothing.
     WhatIf {
-        /// What-if: evacuate this region (repeatable).
-        #[arg(long)]
-        evacuate: Vec<String>,
-        /// What-if: drain REGION=PERCENT (repeatable).
-        #[arg(long)]
-        drain: Vec<String>,
-        /// What-if: take this region's probed endpoints as down (repeatable).
-        #[arg(long)]
-        down: Vec<String>,
-        /// What-if: lift this region's evacuation and drain (repeatable).
-        #[arg(long)]
-        restore: Vec<String>,
+        #[command(flatten)]
+        change: WhatIfFlags,
     },
     /// The history of published tables (newest first), or one generation.
     History {
@@ -135,6 +125,23 @@ enum CtlAction {
         #[arg(long)]
         client: String,
     },
+}
+
+/// A what-if change on the command line (`explain` and `ctl what-if`).
+#[derive(clap::Args)]
+struct WhatIfFlags {
+    /// What-if: evacuate this region (repeatable).
+    #[arg(long)]
+    evacuate: Vec<String>,
+    /// What-if: drain REGION=PERCENT (repeatable).
+    #[arg(long)]
+    drain: Vec<String>,
+    /// What-if: take this region's probed endpoints as down (repeatable).
+    #[arg(long)]
+    down: Vec<String>,
+    /// What-if: lift this region's evacuation and drain (repeatable).
+    #[arg(long)]
+    restore: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -165,18 +172,8 @@ enum Command {
         client: String,
         #[arg(long)]
         json: bool,
-        /// What-if: evacuate this region (repeatable).
-        #[arg(long)]
-        evacuate: Vec<String>,
-        /// What-if: drain REGION=PERCENT (repeatable).
-        #[arg(long)]
-        drain: Vec<String>,
-        /// What-if: take this region's probed endpoints as down (repeatable).
-        #[arg(long)]
-        down: Vec<String>,
-        /// What-if: lift this region's evacuation and drain (repeatable).
-        #[arg(long)]
-        restore: Vec<String>,
+        #[command(flatten)]
+        change: WhatIfFlags,
     },
     /// Drive a running server through its admin API.
     Ctl {
@@ -230,11 +227,8 @@ pub fn run() -> ExitCode {
             qtype,
             client,
             json,
-            evacuate,
-            drain,
-            down,
-            restore,
-        } => what_if_of(evacuate, drain, down, restore)
+            change,
+        } => what_if_of(&change)
             .and_then(|change| explain_cmd(&config, &name, &qtype, &client, json, &change)),
         Command::GeoipBuild { source, out_dir } => geoip_build(&source, &out_dir),
         Command::GeoipSynth {
@@ -389,14 +383,9 @@ fn explain_cmd(
 }
 
 /// A what-if change from the command line's flags.
-fn what_if_of(
-    evacuate: Vec<String>,
-    drain: Vec<String>,
-    down: Vec<String>,
-    restore: Vec<String>,
-) -> anyhow::Result<WhatIf> {
+fn what_if_of(flags: &WhatIfFlags) -> anyhow::Result<WhatIf> {
     let mut drains = std::collections::BTreeMap::new();
-    for d in drain {
+    for d in &flags.drain {
         let (region, percent) = d
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("--drain takes REGION=PERCENT, not {d:?}"))?;
@@ -406,10 +395,10 @@ fn what_if_of(
         drains.insert(region.to_string(), percent);
     }
     Ok(WhatIf {
-        evacuate,
+        evacuate: flags.evacuate.clone(),
         drain: drains,
-        down,
-        restore,
+        down: flags.down.clone(),
+        restore: flags.restore.clone(),
     })
 }
 
@@ -536,18 +525,8 @@ fn ctl_run(
             (Method::POST, format!("/v1/ramps/{id}/{action}"), None)
         }
         CtlAction::Reload => (Method::POST, "/v1/reload".to_string(), None),
-        CtlAction::WhatIf {
-            evacuate,
-            drain,
-            down,
-            restore,
-        } => {
-            let change = what_if_of(
-                evacuate.clone(),
-                drain.clone(),
-                down.clone(),
-                restore.clone(),
-            )?;
+        CtlAction::WhatIf { change } => {
+            let change = what_if_of(change)?;
             (
                 Method::POST,
                 "/v1/what-if".to_string(),
