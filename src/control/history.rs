@@ -327,9 +327,9 @@ pub fn diff(before: &RoutingTable, after: &RoutingTable, population: &[Replayed]
 /// The snapshot's sample of recent queries of its config, newest `limit` at most, as a
 /// population to replay.
 pub fn population(snap: &Snapshot, limit: usize) -> Vec<Replayed> {
-    let all = snap.sample.read(snap.sample_tag);
     let n = snap.table.compiled.services.len();
-    all[all.len().saturating_sub(limit)..]
+    snap.sample
+        .read_newest(snap.sample_tag, limit)
         .iter()
         .filter(|s| s.service.index() < n)
         .map(|s| Replayed {

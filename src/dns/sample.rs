@@ -166,14 +166,20 @@ impl QuerySample {
     /// Every whole record of config `tag`, oldest first (roughly: concurrent writers may
     /// overwrite some while this reads).
     pub fn read(&self, tag: u16) -> Vec<Sampled> {
+        self.read_newest(tag, usize::MAX)
+    }
+
+    /// The newest `limit` whole records of config `tag`, oldest first: a reader that wants
+    /// a few does not decode the whole ring.
+    pub fn read_newest(&self, tag: u16, limit: usize) -> Vec<Sampled> {
         let n = self.slots.len() as u64;
-        if n == 0 {
+        if n == 0 || limit == 0 {
             return Vec::new();
         }
         let end = self.written();
         let start = end.saturating_sub(n);
-        let mut out = Vec::with_capacity((end - start) as usize);
-        for i in start..end {
+        let mut out = Vec::with_capacity(((end - start) as usize).min(limit));
+        for i in (start..end).rev() {
             let slot = &self.slots[(i % n) as usize];
             let m1 = slot[2].load(Ordering::Acquire);
             let hi = slot[0].load(Ordering::Relaxed);
@@ -185,8 +191,12 @@ impl QuerySample {
             let s = decode(hi, lo, m1);
             if s.tag == tag {
                 out.push(s);
+                if out.len() == limit {
+                    break;
+                }
             }
         }
+        out.reverse();
         out
     }
 
@@ -316,6 +326,22 @@ mod tests {
         assert_eq!(got.len(), 4, "bounded");
         assert_eq!(got[3].network_text(), "10.0.9.0/24", "the newest kept");
         assert_eq!(s.written(), 13);
+    }
+
+    #[test]
+    fn the_newest_few_of_a_tag_are_the_tail_of_the_whole_read() {
+        let s = QuerySample::new(64);
+        let (a, b) = (s.new_tag(), s.new_tag());
+        for i in 0..100u32 {
+            let tag = if i % 3 == 0 { b } else { a };
+            s.write(tag, &q(&format!("10.0.{i}.1"), None, i % 5));
+        }
+        let all = s.read(a);
+        let newest = s.read_newest(a, 7);
+        assert_eq!(newest.len(), 7);
+        assert_eq!(newest[..], all[all.len() - 7..]);
+        assert_eq!(s.read_newest(a, 1000), all);
+        assert!(s.read_newest(a, 0).is_empty());
     }
 
     #[test]
