@@ -250,7 +250,7 @@ fn record(entry: &Entry, state: &mut State<'_>) -> Result<Record, String> {
             }
         }
     };
-    if !SERVED_TYPES.contains(&rtype) {
+    if rtype != RecordType::SOA && !STATIC_TYPES.contains(&rtype) {
         return Err(format!(
             "record type {rtype} is not served (use SOA NS A AAAA CNAME MX TXT SRV CAA PTR)"
         ));
@@ -302,10 +302,9 @@ fn record(entry: &Entry, state: &mut State<'_>) -> Result<Record, String> {
     Ok(record)
 }
 
-/// The types a zone file may hold: what Meridian serves from a zone.
-const SERVED_TYPES: [RecordType; 11] = [
-    RecordType::SOA,
-    RecordType::NS,
+/// The static record types Meridian serves from a zone (besides the apex SOA): what the
+/// `records` of a `[[zones]]` entry, and a zone file with its SOA, may hold.
+pub(super) const STATIC_TYPES: [RecordType; 10] = [
     RecordType::A,
     RecordType::AAAA,
     RecordType::CNAME,
@@ -313,7 +312,9 @@ const SERVED_TYPES: [RecordType; 11] = [
     RecordType::TXT,
     RecordType::SRV,
     RecordType::CAA,
+    RecordType::NS,
     RecordType::PTR,
+    // The digest of a signed child's key, at a delegation (a signed zone serves it).
     RecordType::DS,
 ];
 

@@ -202,10 +202,10 @@ impl Publisher {
     /// side fell below what their `abort_when` allows.
     pub(super) async fn check_ramps(&mut self, now: SystemTime) {
         let at = unix_seconds(now);
-        let served = self.served_at(at);
         if !self.admin.ramps.values().any(|r| r.pending(at)) {
             return;
         }
+        let served = self.served_at(at);
         let table = self.store.load_full().table.clone();
         let fired: Vec<(String, String)> = self
             .admin
@@ -250,7 +250,7 @@ impl Publisher {
                 }
             }
         }
-        let served = self.served_at(unix_seconds(now));
+        let served = self.served_at(at);
         for (id, why) in fired {
             self.abort_on_condition(&id, why, now, served).await;
         }

@@ -11,23 +11,10 @@ use hickory_proto::serialize::txt::Parser;
 use super::{Ctx, MAX_TTL};
 use crate::config::checked::CheckedZone;
 use crate::config::raw::{RawConfig, RawSoa, RawZone, S};
-use crate::config::zonefile;
+use crate::config::zonefile::{self, STATIC_TYPES};
 use crate::config::{FileLine, Place};
 
 const DEFAULT_ZONE_TTL: u32 = 3600;
-const STATIC_TYPES: [RecordType; 10] = [
-    RecordType::A,
-    RecordType::AAAA,
-    RecordType::CNAME,
-    RecordType::MX,
-    RecordType::TXT,
-    RecordType::SRV,
-    RecordType::CAA,
-    RecordType::NS,
-    RecordType::PTR,
-    // The digest of a signed child's key, at a delegation (a signed zone serves it).
-    RecordType::DS,
-];
 
 pub(super) fn zone(cx: &mut Ctx, z: &S<RawZone>, base: &Path) -> CheckedZone {
     let z = z.get_ref();
